@@ -1,0 +1,1 @@
+"""The eventsrc benchmark: our figures next to raw nats-py, as ratios."""

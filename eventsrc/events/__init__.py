@@ -1,0 +1,86 @@
+"""Event models, the envelope, the codec and the id validator.
+
+This package imports nothing of eventsrc except the dependency-free ``eventsrc.errors``.
+"""
+
+from __future__ import annotations
+
+from eventsrc.events.base import EventBase
+from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, EVENT_CLASSES, Event
+from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
+from eventsrc.events.codec import canonical_hash, canonical_json, decode, encode
+from eventsrc.events.ids import MAX_TOKEN_LENGTH, Token, new_event_id, validate_token
+from eventsrc.events.node import (
+    NodeCapabilitiesReported,
+    NodeDrainRequested,
+    NodeExpired,
+    NodeJoined,
+    NodeLeft,
+    SkillInstanceExpired,
+    SkillInstanceRegistered,
+    SkillInstanceUnregistered,
+    UnavailableSkill,
+)
+from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
+from eventsrc.events.task import (
+    Candidate,
+    TaskAssigned,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskQueued,
+    TaskRejected,
+    TaskRequeued,
+    TaskRetried,
+    TaskSpec,
+    TaskStarted,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+
+__all__ = [
+    "CURRENT_SCHEMA_VERSIONS",
+    "EVENT_ADAPTER",
+    "EVENT_CLASSES",
+    "MAX_TOKEN_LENGTH",
+    "Candidate",
+    "ClusterSettingsChanged",
+    "Event",
+    "EventBase",
+    "Heartbeat",
+    "LeaderElected",
+    "NodeCapabilitiesReported",
+    "NodeDrainRequested",
+    "NodeExpired",
+    "NodeJoined",
+    "NodeLeft",
+    "SkillCategory",
+    "SkillInstanceExpired",
+    "SkillInstanceRegistered",
+    "SkillInstanceUnregistered",
+    "SkillMetadata",
+    "SkillRegistered",
+    "SkillUpdated",
+    "TaskAssigned",
+    "TaskCancelRequested",
+    "TaskCancelled",
+    "TaskFailed",
+    "TaskQueued",
+    "TaskRejected",
+    "TaskRequeued",
+    "TaskRetried",
+    "TaskSpec",
+    "TaskStarted",
+    "TaskSubmitted",
+    "TaskSucceeded",
+    "TaskTimedOut",
+    "Token",
+    "UnavailableSkill",
+    "canonical_hash",
+    "canonical_json",
+    "decode",
+    "encode",
+    "new_event_id",
+    "validate_token",
+]

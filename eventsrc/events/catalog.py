@@ -1,0 +1,104 @@
+"""The whole event catalog: one discriminated union and one TypeAdapter over it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+from pydantic import Field, TypeAdapter
+
+from eventsrc.events.base import EventBase
+from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
+from eventsrc.events.node import (
+    NodeCapabilitiesReported,
+    NodeDrainRequested,
+    NodeExpired,
+    NodeJoined,
+    NodeLeft,
+    SkillInstanceExpired,
+    SkillInstanceRegistered,
+    SkillInstanceUnregistered,
+)
+from eventsrc.events.skill import SkillRegistered, SkillUpdated
+from eventsrc.events.task import (
+    TaskAssigned,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskQueued,
+    TaskRejected,
+    TaskRequeued,
+    TaskRetried,
+    TaskStarted,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+
+Event = Annotated[
+    SkillRegistered
+    | SkillUpdated
+    | NodeJoined
+    | NodeLeft
+    | NodeExpired
+    | NodeDrainRequested
+    | SkillInstanceRegistered
+    | SkillInstanceUnregistered
+    | SkillInstanceExpired
+    | NodeCapabilitiesReported
+    | TaskSubmitted
+    | TaskQueued
+    | TaskRejected
+    | TaskAssigned
+    | TaskCancelRequested
+    | TaskStarted
+    | TaskSucceeded
+    | TaskFailed
+    | TaskRetried
+    | TaskRequeued
+    | TaskTimedOut
+    | TaskCancelled
+    | LeaderElected
+    | ClusterSettingsChanged
+    | Heartbeat,
+    Field(discriminator="type"),
+]
+"""Any event eventsrc writes; decode with ``EVENT_ADAPTER.validate_json``."""
+
+EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+
+EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
+    cls.model_fields["type"].default: cls
+    for cls in (
+        SkillRegistered,
+        SkillUpdated,
+        NodeJoined,
+        NodeLeft,
+        NodeExpired,
+        NodeDrainRequested,
+        SkillInstanceRegistered,
+        SkillInstanceUnregistered,
+        SkillInstanceExpired,
+        NodeCapabilitiesReported,
+        TaskSubmitted,
+        TaskQueued,
+        TaskRejected,
+        TaskAssigned,
+        TaskCancelRequested,
+        TaskStarted,
+        TaskSucceeded,
+        TaskFailed,
+        TaskRetried,
+        TaskRequeued,
+        TaskTimedOut,
+        TaskCancelled,
+        LeaderElected,
+        ClusterSettingsChanged,
+        Heartbeat,
+    )
+}
+"""Event type name -> model class."""
+
+CURRENT_SCHEMA_VERSIONS: Final[dict[str, int]] = {
+    name: cls.model_fields["schema_version"].default for name, cls in EVENT_CLASSES.items()
+}
+"""The schema version this code writes, per event type."""

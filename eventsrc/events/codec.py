@@ -1,0 +1,117 @@
+"""Bytes <-> events: one codec, with upcasting of older schema versions.
+
+Decoding takes the fast path (one ``validate_json``) for events of the current schema
+version and falls back to orjson + upcasters + ``validate_python`` for older ones.
+Anything that still does not validate becomes an ``UndecodableEventError`` carrying the
+stream sequence, subject and raw bytes; callers skip and count it, never crash on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from eventsrc.errors import UndecodableEventError, UnknownEventTypeError
+from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, Event
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the JSON dict of (type, version) into the dict of version + 1."""
+
+# (event type, version it upcasts from) -> upcaster. Empty until a schema changes;
+# add an entry here, never migrate stored events.
+UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {}
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event to the JSON bytes stored in JetStream."""
+    # The model's own Rust serialiser: faster than model_dump() + orjson (measured 2.0 vs
+    # 3.2 µs for a TaskSubmitted). orjson stays for the slow decode path and hashing.
+    return event.__pydantic_serializer__.to_json(event)
+
+
+def decode(
+    raw: bytes,
+    *,
+    seq: int = 0,
+    subject: str = "",
+    upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS,
+) -> Event:
+    """Decode stored bytes into an event, upcasting older schema versions.
+
+    When ``subject`` is given the event must belong under it: a payload that claims
+    another node or task than its subject is refused (that is what keeps a node from
+    forging events for others). Raises UndecodableEventError (UnknownEventTypeError
+    for a type this code does not know).
+    """
+    try:
+        event = EVENT_ADAPTER.validate_json(raw)
+    except ValidationError:
+        event = _decode_slow(raw, seq=seq, subject=subject, upcasters=upcasters)
+    else:
+        if event.schema_version < CURRENT_SCHEMA_VERSIONS[event.type]:
+            event = _decode_slow(raw, seq=seq, subject=subject, upcasters=upcasters)
+    if subject and event.subject != subject:
+        raise UndecodableEventError(
+            f"a {event.type} for {event.subject} was stored under {subject}",
+            seq=seq,
+            subject=subject,
+            raw=raw,
+        )
+    return event
+
+
+def _decode_slow(
+    raw: bytes, *, seq: int, subject: str, upcasters: Mapping[tuple[str, int], Upcaster]
+) -> Event:
+    def fail(reason: str) -> UndecodableEventError:
+        return UndecodableEventError(reason, seq=seq, subject=subject, raw=raw)
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise fail(f"not JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise fail(f"expected a JSON object, got {type(data).__name__}")
+    event_type = data.get("type")
+    if not isinstance(event_type, str) or event_type not in CURRENT_SCHEMA_VERSIONS:
+        raise UnknownEventTypeError(
+            f"unknown event type {event_type!r} (written by a newer eventsrc?)",
+            seq=seq,
+            subject=subject,
+            raw=raw,
+        )
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version < 0:
+        raise fail(f"bad schema_version {version!r}")
+    while version < CURRENT_SCHEMA_VERSIONS[event_type]:
+        upcast = upcasters.get((event_type, version))
+        if upcast is None:
+            raise fail(f"no upcaster for {event_type} v{version}")
+        data = upcast(dict(data))
+        version += 1
+        data["schema_version"] = version
+    try:
+        return EVENT_ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise fail(_first_error(err)) from err
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "event"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON (sorted keys) for hashing states and snapshots."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 hex digest of ``canonical_json(value)``."""
+    return hashlib.sha256(canonical_json(value)).hexdigest()

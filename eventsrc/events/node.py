@@ -1,0 +1,119 @@
+"""Membership and skill-instance events, stored under ``evt.node.<node_id>``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventsrc.events.base import EventBase
+from eventsrc.events.ids import Token
+
+
+class _NodeEvent(EventBase):
+    node_id: Token
+
+    @property
+    def subject(self) -> str:
+        return f"evt.node.{self.node_id}"
+
+
+class NodeJoined(_NodeEvent):
+    """A node process became a member; ``incarnation`` is new on every start."""
+
+    WRITTEN_BY = "node"
+    type: Literal["NodeJoined"] = "NodeJoined"
+    incarnation: str
+    eventsrc_version: str = ""
+    # The newest event schema the node's code writes; the coordinator refuses newer.
+    event_schema: int = 1
+    capacity: int = Field(default=1, ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    hostname: str = ""
+    platform: str = ""
+    cpu_count: int = 0
+    memory_total_mb: int = 0
+    gpu_count: int = 0
+
+
+class NodeLeft(_NodeEvent):
+    """A node left on purpose (drained, stopped)."""
+
+    WRITTEN_BY = "node"
+    type: Literal["NodeLeft"] = "NodeLeft"
+    incarnation: str
+    reason: str = ""
+
+
+class NodeExpired(_NodeEvent):
+    """The coordinator declared a node dead; the evidence makes the decision replayable.
+
+    ``last_heartbeat_at`` is the JetStream time of its newest heartbeat (None if it
+    never sent one; then ``joined_at`` stood in), ``swept_at`` the sweep's time.
+    """
+
+    type: Literal["NodeExpired"] = "NodeExpired"
+    incarnation: str
+    last_heartbeat_at: datetime | None = None
+    last_heartbeat_seq: int = 0
+    swept_at: datetime
+    stale_after_s: float
+
+
+class NodeDrainRequested(_NodeEvent):
+    """Stop placing work on a node; the node finishes what it runs and leaves."""
+
+    type: Literal["NodeDrainRequested"] = "NodeDrainRequested"
+    reason: str = ""
+
+
+class SkillInstanceRegistered(_NodeEvent):
+    """A node can run a catalog skill."""
+
+    WRITTEN_BY = "node"
+    type: Literal["SkillInstanceRegistered"] = "SkillInstanceRegistered"
+    skill: Token
+    incarnation: str = ""
+
+
+class SkillInstanceUnregistered(_NodeEvent):
+    """A node no longer offers a skill (removed, became ineligible)."""
+
+    WRITTEN_BY = "node"
+    type: Literal["SkillInstanceUnregistered"] = "SkillInstanceUnregistered"
+    skill: Token
+    reason: str = ""
+
+
+class SkillInstanceExpired(_NodeEvent):
+    """The coordinator expired an instance whose node stopped heartbeating."""
+
+    type: Literal["SkillInstanceExpired"] = "SkillInstanceExpired"
+    skill: Token
+    last_seen_at: datetime | None = None
+    swept_at: datetime
+    stale_after_s: float
+
+
+class UnavailableSkill(BaseModel):
+    """A skill a node found but cannot run, with what it lacks (OpenClaw gating)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: Token
+    description: str = ""
+    missing_bins: tuple[str, ...] = ()
+    missing_any_bins: tuple[str, ...] = ()
+    missing_env: tuple[str, ...] = ()
+    missing_config: tuple[str, ...] = ()
+    unsupported_os: tuple[str, ...] = ()
+    install: tuple[dict[str, str], ...] = ()
+
+
+class NodeCapabilitiesReported(_NodeEvent):
+    """The skills a node found but cannot run, so the cluster can say what to install."""
+
+    WRITTEN_BY = "node"
+    type: Literal["NodeCapabilitiesReported"] = "NodeCapabilitiesReported"
+    unavailable: tuple[UnavailableSkill, ...] = ()

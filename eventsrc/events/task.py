@@ -1,0 +1,184 @@
+"""Task lifecycle events: the aggregate ``evt.task.<task_id>.>``.
+
+The coordinator writes ``.lifecycle`` and ``.to.<node>``; the node writes
+``.from.<node>``. Attempts count from 1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eventsrc.events.base import EventBase
+from eventsrc.events.ids import Token
+
+
+class TaskSpec(BaseModel):
+    """What was asked for; two submissions with the same id must carry an equal spec."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    skills: tuple[Token, ...] = Field(min_length=1)
+    payload: Any = None
+    task_type: str | None = None
+    priority: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    node_id: Token | None = None
+    run_timeout_s: float = Field(default=600.0, gt=0)
+    queue_timeout_s: float = Field(default=3600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_s: float = Field(default=1.0, ge=0)
+    backoff_factor: float = Field(default=2.0, ge=1)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+
+
+class Candidate(BaseModel):
+    """One node as the scheduler saw it when ranking: the evidence of a placement."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    node_id: Token
+    running: int
+    capacity: int
+    success_rate: float = 1.0
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+
+
+class _TaskEvent(EventBase):
+    task_id: Token
+
+    @property
+    def subject(self) -> str:
+        return f"evt.task.{self.task_id}.lifecycle"
+
+    @property
+    def aggregate_subject(self) -> str:
+        return f"evt.task.{self.task_id}.>"
+
+
+class _ToNode(_TaskEvent):
+    node_id: Token
+    attempt: int = Field(ge=1)
+
+    @property
+    def subject(self) -> str:
+        return f"evt.task.{self.task_id}.to.{self.node_id}"
+
+
+class _FromNode(_TaskEvent):
+    WRITTEN_BY = "node"
+    node_id: Token
+    attempt: int = Field(ge=1)
+
+    @property
+    def subject(self) -> str:
+        return f"evt.task.{self.task_id}.from.{self.node_id}"
+
+
+class TaskSubmitted(_TaskEvent):
+    """A task was accepted; from here on it must reach exactly one terminal state."""
+
+    type: Literal["TaskSubmitted"] = "TaskSubmitted"
+    spec: TaskSpec
+    submitted_by: str = ""
+    parent_task_id: str | None = None
+    broadcast_id: str | None = None
+    queue_deadline: datetime
+
+
+class TaskQueued(_TaskEvent):
+    """No eligible node now; the task waits, and says why and who could qualify."""
+
+    type: Literal["TaskQueued"] = "TaskQueued"
+    reason: str
+    would_qualify: tuple[str, ...] = ()
+
+
+class TaskRejected(_TaskEvent):
+    """Terminal: the task can never run as asked (unknown skills, bad pinning...)."""
+
+    type: Literal["TaskRejected"] = "TaskRejected"
+    reason: str
+    missing_skills: tuple[str, ...] = ()
+
+
+class TaskAssigned(_ToNode):
+    """The coordinator placed an attempt on a node; carries all the node needs to run it."""
+
+    type: Literal["TaskAssigned"] = "TaskAssigned"
+    skills: tuple[Token, ...]
+    payload: Any = None
+    task_type: str | None = None
+    run_timeout_s: float
+    run_deadline: datetime
+    candidates: tuple[Candidate, ...] = ()
+
+
+class TaskCancelRequested(_ToNode):
+    """Tells the node running an attempt to stop it."""
+
+    type: Literal["TaskCancelRequested"] = "TaskCancelRequested"
+    reason: str = ""
+
+
+class TaskStarted(_FromNode):
+    """The node began running an attempt."""
+
+    type: Literal["TaskStarted"] = "TaskStarted"
+
+
+class TaskSucceeded(_FromNode):
+    """Terminal for the task when it ends the current attempt first."""
+
+    type: Literal["TaskSucceeded"] = "TaskSucceeded"
+    result: Any = None
+    duration_ms: float = 0.0
+
+
+class TaskFailed(_FromNode):
+    """An attempt failed; ``retryable`` failures may be retried by the coordinator."""
+
+    type: Literal["TaskFailed"] = "TaskFailed"
+    error: str
+    retryable: bool = False
+    duration_ms: float = 0.0
+
+
+class TaskRetried(_TaskEvent):
+    """A retryable failure leads to another attempt, not before ``not_before``."""
+
+    type: Literal["TaskRetried"] = "TaskRetried"
+    failed_attempt: int = Field(ge=1)
+    next_attempt: int = Field(ge=2)
+    not_before: datetime
+    error: str = ""
+
+
+class TaskRequeued(_TaskEvent):
+    """An attempt was lost (node expired, left, drained) and the task waits again."""
+
+    type: Literal["TaskRequeued"] = "TaskRequeued"
+    attempt: int = Field(ge=1)
+    node_id: Token
+    reason: str
+
+
+class TaskTimedOut(_TaskEvent):
+    """Terminal: the queue or run deadline passed (``phase`` says which)."""
+
+    type: Literal["TaskTimedOut"] = "TaskTimedOut"
+    phase: Literal["queue", "run"]
+    attempt: int = 0
+    deadline: datetime
+    observed_at: datetime
+
+
+class TaskCancelled(_TaskEvent):
+    """Terminal: cancelled by a user."""
+
+    type: Literal["TaskCancelled"] = "TaskCancelled"
+    reason: str = ""
+    attempt: int = 0

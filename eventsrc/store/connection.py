@@ -1,0 +1,123 @@
+"""Connecting to NATS: URL resolution, credentials, and errors a person can act on."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from eventsrc.errors import ServerUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+DEFAULT_DATA_DIR = Path(".eventsrc")
+URL_FILE = "url"
+
+
+def resolve_servers(
+    flag: str | None, env: Mapping[str, str], *, data_dir: Path = DEFAULT_DATA_DIR
+) -> tuple[str, ...]:
+    """The NATS URLs to use: flag > ``EVENTSRC_NATS_URL`` > the embedded server's > default.
+
+    Comma-separated values give a cluster's URLs. ``env`` is passed in because only
+    entry points read ``os.environ``.
+    """
+    for value in (flag, env.get("EVENTSRC_NATS_URL")):
+        if value and value.strip():
+            return _split(value)
+    written = data_dir / URL_FILE
+    if written.is_file():
+        text = written.read_text(encoding="utf-8").strip()
+        if text:
+            return _split(text)
+    return (DEFAULT_URL,)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class NatsOptions:
+    """Everything needed to open a connection; credentials are passed through to nats-py."""
+
+    servers: tuple[str, ...] = (DEFAULT_URL,)
+    name: str = "eventsrc"
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+def _tls_context(options: NatsOptions) -> ssl.SSLContext | None:
+    if not (options.tls_ca or options.tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=options.tls_ca)
+    if options.tls_cert:
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+    return context
+
+
+async def connect_nats(
+    options: NatsOptions, *, long_running: bool, connect_timeout: float = 2.0
+) -> Client:
+    """Open a NATS connection.
+
+    Long-running programs (coordinator, node) keep trying with backoff until a server
+    answers and reconnect forever afterwards. One-shot commands fail fast with
+    ServerUnavailableError whose message says which URL failed and what to do.
+    """
+    kwargs: dict[str, Any] = {
+        "servers": list(options.servers),
+        "name": options.name,
+        "connect_timeout": connect_timeout,
+        "allow_reconnect": long_running,
+        # nats-py: -1 retries forever (also the first connect); 0 would too, so a
+        # one-shot command allows one retry per server and then gives up.
+        "max_reconnect_attempts": -1 if long_running else 1,
+        "reconnect_time_wait": 1 if long_running else 0.1,
+        "user_credentials": options.creds,
+        "user": options.user,
+        "password": options.password,
+        "token": options.token,
+        "tls": _tls_context(options),
+        "error_cb": _ErrorLog(options.servers, loud=long_running),
+    }
+    try:
+        return await nats.connect(**kwargs)
+    except (OSError, TimeoutError, nats.errors.Error) as err:
+        raise unavailable(options.servers, err) from err
+
+
+def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:
+    """The one-line error for a NATS server that does not answer."""
+    reason = str(err) or type(err).__name__
+    return ServerUnavailableError(
+        f"cannot reach NATS at {','.join(servers)} ({reason}); start the coordinator "
+        f"(python -m eventsrc.coordinator) or pass --nats-url / set EVENTSRC_NATS_URL"
+    )
+
+
+class _ErrorLog:
+    """nats-py's error callback: one warning per distinct problem, not a traceback each."""
+
+    def __init__(self, servers: tuple[str, ...], *, loud: bool) -> None:
+        self._servers = servers
+        self._loud = loud  # one-shot commands report the final error themselves
+        self._last = ""
+
+    async def __call__(self, err: Exception) -> None:
+        message = str(unavailable(self._servers, err))
+        if self._loud and message != self._last:
+            self._last = message
+            log.warning("%s; retrying", message)

@@ -1,0 +1,305 @@
+"""The JetStream event store: the one place events meet NATS.
+
+Appends use ``Nats-Msg-Id`` (= event id) for dedup and, for optimistic concurrency,
+``Nats-Expected-Last-Subject-Sequence`` with ``...-Subject`` set to the aggregate's
+subject filter (``evt.task.<id>.>``). Reads use ordered push consumers, the fastest way
+nats-py has to replay a stream.
+
+Note: the server checks the expected sequence before dedup, so a *retried* conditional
+append whose first try was stored fails with ConcurrencyError, not DuplicateEventError;
+re-read the aggregate (it will contain the event) and decide again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from eventsrc.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    PayloadTooLargeError,
+    ServerUnavailableError,
+    StoreError,
+    StoreFullError,
+    UndecodableEventError,
+)
+from eventsrc.events import Event, decode, encode
+from eventsrc.store.port import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.store.streams import StreamSettings, ensure_streams
+
+log = logging.getLogger(__name__)
+
+# nats-py has no constants for these; names follow nats-server's errors.json.
+JS_ERR_WRONG_LAST_SEQUENCE: Final = 10071
+JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with discard=new
+
+HDR_MSG_ID: Final = "Nats-Msg-Id"
+HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
+
+
+def stream_for(subject: str) -> str:
+    """The stream that stores a subject."""
+    return HEARTBEATS_STREAM if subject.startswith("hb.") else EVENTS_STREAM
+
+
+class JetStreamEventStore:
+    """Event store on a JetStream connection the caller owns (it is not closed here)."""
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        settings: StreamSettings | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self._settings = settings or StreamSettings()
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context, for adapters that need more than the port."""
+        return self._js
+
+    async def ensure_streams(self) -> None:
+        """Create the streams, or bring their limits in line with the settings."""
+        try:
+            await ensure_streams(self._js, self._settings)
+        except nats.errors.Error as err:
+            raise _map_error(err, subject="(stream setup)") from err
+
+    async def __aenter__(self) -> JetStreamEventStore:
+        await self.ensure_streams()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def append(self, event: Event, *, expected_seq: int | None = None) -> int:
+        """Store one event; see ``EventStore.append`` for the concurrency contract."""
+        subject = event.subject
+        headers = {HDR_MSG_ID: event.event_id}
+        if expected_seq is not None:
+            headers[HDR_EXPECTED_LAST_SUBJECT_SEQ] = str(expected_seq)
+            aggregate = event.aggregate_subject
+            if aggregate != subject:
+                headers[HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = aggregate
+        try:
+            ack = await self._js.publish(
+                subject, encode(event), headers=headers, stream=stream_for(subject)
+            )
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=event.aggregate_subject, expected=expected_seq) from err
+        if ack.duplicate:
+            raise DuplicateEventError(event.event_id, ack.seq)
+        return int(ack.seq)
+
+    async def append_many(self, events: Sequence[Event]) -> list[int]:
+        """Publish all events pipelined, then wait for every ack.
+
+        Duplicates (already stored ids) count as stored and return their sequence.
+        The first failure is raised after all acks settled; re-running the same batch
+        is safe because of dedup.
+        """
+        futures = []
+        try:
+            for event in events:
+                subject = event.subject
+                futures.append(
+                    await self._js.publish_async(
+                        subject,
+                        encode(event),
+                        headers={HDR_MSG_ID: event.event_id},
+                        stream=stream_for(subject),
+                    )
+                )
+        except nats.errors.Error as err:
+            raise _map_error(err, subject="(batch)") from err
+        seqs: list[int] = []
+        failure: StoreError | None = None
+        for future in futures:
+            try:
+                ack = await future
+            except nats.errors.Error as err:
+                failure = failure or _map_error(err, subject="(batch)")
+                continue
+            seqs.append(int(ack.seq))
+        if failure is not None:
+            raise failure
+        return seqs
+
+    async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
+        """The last sequence stored in a stream (0 when empty)."""
+        try:
+            info = await self._js.stream_info(stream)
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=stream) from err
+        return int(info.state.last_seq)
+
+    async def read(
+        self,
+        *,
+        stream: str = EVENTS_STREAM,
+        subjects: str | Sequence[str] | None = None,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        from_time: datetime | None = None,
+        until_time: datetime | None = None,
+    ) -> AsyncIterator[Record]:
+        """Yield the records in a range in stream order, then stop.
+
+        The range ends at ``until_seq``/``until_time`` or at the last event stored when
+        the read began, whichever is first.
+        """
+        stop = await self.last_seq(stream)
+        if until_seq is not None:
+            stop = min(stop, until_seq)
+        if stop < max(from_seq, 1):
+            return
+        sub = await self._ordered(stream, subjects, from_seq=from_seq, from_time=from_time)
+        try:
+            info = await sub.consumer_info()
+            if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                return
+            async for msg in sub.messages:
+                record, pending = _record(msg)
+                seq = record.seq
+                if seq > stop:
+                    return
+                if (
+                    until_time is not None
+                    and isinstance(record, StoredEvent)
+                    and record.time > until_time
+                ):
+                    return
+                yield record
+                if seq >= stop or pending == 0:
+                    return
+            raise ServerUnavailableError(
+                f"the connection closed while reading {stream}; check that NATS is running"
+            )
+        finally:
+            await _unsubscribe(sub)
+
+    async def subscribe(
+        self,
+        *,
+        stream: str = EVENTS_STREAM,
+        subjects: str | Sequence[str] | None = None,
+        from_seq: int = 1,
+    ) -> AsyncIterator[Record]:
+        """Yield records from ``from_seq`` on and keep following new ones until cancelled."""
+        sub = await self._ordered(stream, subjects, from_seq=from_seq, from_time=None)
+        try:
+            async for msg in sub.messages:
+                yield _record(msg)[0]
+        finally:
+            await _unsubscribe(sub)
+
+    async def _ordered(
+        self,
+        stream: str,
+        subjects: str | Sequence[str] | None,
+        *,
+        from_seq: int,
+        from_time: datetime | None,
+    ) -> JetStreamContext.PushSubscription:
+        filters = _filters(stream, subjects)
+        config = ConsumerConfig(filter_subjects=filters if len(filters) > 1 else None)
+        if from_time is not None:
+            policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = from_time
+        elif from_seq > 1:
+            policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = from_seq
+        else:
+            policy = DeliverPolicy.ALL
+        try:
+            return await self._js.subscribe(
+                filters[0],
+                stream=stream,
+                ordered_consumer=True,
+                deliver_policy=policy,
+                config=config,
+                # Generous client buffers: a replay must not be cut by slow-consumer limits.
+                pending_msgs_limit=1_000_000,
+                pending_bytes_limit=1024 * 1024 * 1024,
+            )
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=",".join(filters)) from err
+
+
+def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
+    if subjects is None:
+        return ["hb.>" if stream == HEARTBEATS_STREAM else "evt.>"]
+    if isinstance(subjects, str):
+        return [subjects]
+    return list(subjects)
+
+
+def _record(msg: Msg) -> tuple[Record, int]:
+    meta = msg.metadata
+    seq = int(meta.sequence.stream)
+    pending = int(meta.num_pending or 0)
+    try:
+        event = decode(msg.data, seq=seq, subject=msg.subject)
+    except UndecodableEventError as err:
+        return err, pending
+    return StoredEvent(seq, msg.subject, meta.timestamp, event, pending), pending
+
+
+async def _unsubscribe(sub: Any) -> None:
+    # When the connection is gone the ephemeral consumer expires on its own.
+    with contextlib.suppress(nats.errors.Error):
+        await sub.unsubscribe()
+
+
+def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> StoreError:
+    """Turn a nats-py error into ours, with a message a person can act on."""
+    if isinstance(err, nats.js.errors.APIError):
+        if err.err_code == JS_ERR_WRONG_LAST_SEQUENCE:
+            return ConcurrencyError(subject, expected if expected is not None else -1)
+        if err.err_code == JS_ERR_STORE_FAILED:
+            return StoreFullError(
+                f"the event store is full ({err.description}); nothing was stored — raise "
+                f"the stream limits (events_max_bytes / events_max_age_s) or free space"
+            )
+        if isinstance(err, nats.js.errors.NotFoundError):
+            return StoreError(
+                f"stream not found for {subject}: start the coordinator once so it creates "
+                f"the streams ({err.description})"
+            )
+        return StoreError(f"JetStream refused the request for {subject}: {err.description}")
+    if isinstance(err, nats.errors.MaxPayloadError):
+        return PayloadTooLargeError(
+            f"the event for {subject} is larger than the server's max payload; "
+            f"send smaller payloads or results (store large data elsewhere, pass a reference)"
+        )
+    if isinstance(err, nats.js.errors.NoStreamResponseError):
+        return ServerUnavailableError(
+            f"no JetStream stream answers for {subject}; start the coordinator once so it "
+            f"creates the streams, and check that JetStream is enabled"
+        )
+    reason = str(err) or type(err).__name__
+    return ServerUnavailableError(
+        f"NATS did not answer for {subject} ({reason}); check that the server is running "
+        f"and reachable"
+    )

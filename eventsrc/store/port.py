@@ -1,0 +1,80 @@
+"""The narrow event-store port: append, read, subscribe.
+
+The JetStream store is the real implementation. Reading yields either a stored event
+or the ``UndecodableEventError`` describing a message that is not one — yielded, not
+raised, so one bad message never ends a read or a subscription.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from eventsrc.errors import UndecodableEventError
+from eventsrc.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as the stream holds it.
+
+    ``time`` is the server's timestamp (the one clock decisions use); ``pending`` is how
+    many matching messages were still behind this one when it was delivered, so a
+    follower knows when it has caught up and can batch until then.
+    """
+
+    seq: int
+    subject: str
+    time: datetime
+    event: Event
+    pending: int = 0
+
+
+Record = StoredEvent | UndecodableEventError
+"""What reading a stream yields."""
+
+EVENTS_STREAM = "EVENTSRC_EVENTS"
+HEARTBEATS_STREAM = "EVENTSRC_HEARTBEATS"
+
+
+class EventStore(Protocol):
+    """What the rest of eventsrc needs from an event store."""
+
+    async def append(self, event: Event, *, expected_seq: int | None = None) -> int:
+        """Store one event and return its stream sequence.
+
+        With ``expected_seq`` the append succeeds only if the last event of the
+        event's aggregate (``event.aggregate_subject``) is at that sequence (0: none
+        yet). Raises ConcurrencyError, DuplicateEventError (with the stored sequence),
+        StoreFullError, PayloadTooLargeError, ServerUnavailableError.
+        """
+        ...
+
+    async def append_many(self, events: Sequence[Event]) -> list[int]:
+        """Store many events pipelined (no concurrency check); sequences in order."""
+        ...
+
+    def read(
+        self,
+        *,
+        stream: str = EVENTS_STREAM,
+        subjects: str | Sequence[str] | None = None,
+        from_seq: int = 1,
+        until_seq: int | None = None,
+        from_time: datetime | None = None,
+        until_time: datetime | None = None,
+    ) -> AsyncIterator[Record]:
+        """Yield the records in a range, in stream order, then stop."""
+        ...
+
+    def subscribe(
+        self,
+        *,
+        stream: str = EVENTS_STREAM,
+        subjects: str | Sequence[str] | None = None,
+        from_seq: int = 1,
+    ) -> AsyncIterator[Record]:
+        """Yield records from ``from_seq`` on and keep following new ones."""
+        ...

