@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,16 +31,17 @@ def resolve_servers(
     """
     for value in (flag, env.get("EVENTSRC_NATS_URL")):
         if value and value.strip():
-            return _split(value)
+            return split_urls(value)
     written = data_dir / URL_FILE
     if written.is_file():
         text = written.read_text(encoding="utf-8").strip()
         if text:
-            return _split(text)
+            return split_urls(text)
     return (DEFAULT_URL,)
 
 
-def _split(value: str) -> tuple[str, ...]:
+def split_urls(value: str) -> tuple[str, ...]:
+    """``'a, b'`` -> ``('a', 'b')``: the comma-separated URL list of a cluster."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
@@ -91,7 +92,7 @@ async def connect_nats(
         "password": options.password,
         "token": options.token,
         "tls": _tls_context(options),
-        "error_cb": _ErrorLog(options.servers, loud=long_running),
+        "error_cb": _error_logger(options.servers, loud=long_running),
     }
     try:
         return await nats.connect(**kwargs)
@@ -108,16 +109,20 @@ def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailab
     )
 
 
-class _ErrorLog:
-    """nats-py's error callback: one warning per distinct problem, not a traceback each."""
+def _error_logger(
+    servers: tuple[str, ...], *, loud: bool
+) -> Callable[[Exception], Awaitable[None]]:
+    """nats-py's error callback: one warning per distinct problem, not a traceback each.
 
-    def __init__(self, servers: tuple[str, ...], *, loud: bool) -> None:
-        self._servers = servers
-        self._loud = loud  # one-shot commands report the final error themselves
-        self._last = ""
+    One-shot commands (``loud=False``) report the final error themselves.
+    """
+    last = ""
 
-    async def __call__(self, err: Exception) -> None:
-        message = str(unavailable(self._servers, err))
-        if self._loud and message != self._last:
-            self._last = message
+    async def on_error(err: Exception) -> None:
+        nonlocal last
+        message = str(unavailable(servers, err))
+        if loud and message != last:
+            last = message
             log.warning("%s; retrying", message)
+
+    return on_error

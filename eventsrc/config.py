@@ -1,0 +1,97 @@
+"""Configuration: one frozen object per program, from defaults < file < environment < flags.
+
+Only entry points call ``load_config`` with ``os.environ``; library code receives the
+finished object. Config files are TOML with the same flat keys as the model fields;
+environment variables are ``EVENTSRC_<FIELD>`` (``EVENTSRC_STALE_AFTER=30``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eventsrc.errors import ConfigError
+
+ENV_PREFIX = "EVENTSRC_"
+
+
+class CommonConfig(BaseModel):
+    """Settings every long-running program shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nats_url: str | None = None
+    creds: str | None = Field(default=None, description="NATS .creds file")
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log_level: str = "INFO"
+
+
+class CoordinatorConfig(CommonConfig):
+    """The coordinator's settings."""
+
+    data_dir: Path = Path(".eventsrc")
+    embedded_port: int | None = Field(
+        default=None, ge=0, description="port of the embedded server; 0 = any free port"
+    )
+    stale_after: float = Field(default=15.0, gt=0, description="seconds without heartbeat")
+    sweep_interval: float = Field(default=5.0, gt=0)
+    local_node: bool | None = Field(
+        default=None, description="run a node in-process; default: only with embedded server"
+    )
+    replicas: int = Field(default=1, ge=1, le=5)
+    events_max_age: float = Field(default=0, ge=0, description="seconds; 0 = forever")
+    events_max_bytes: int = Field(default=-1, ge=-1)
+    heartbeats_max_per_node: int = Field(default=1000, ge=1)
+    heartbeats_max_age: float = Field(default=3600, gt=0)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_config(
+    model: type[ConfigT],
+    *,
+    file: str | Path | None,
+    env: Mapping[str, str],
+    flags: Mapping[str, Any],
+) -> ConfigT:
+    """Merge the layers and validate; raise ConfigError with one line on bad input.
+
+    ``flags`` holds only the flags the user gave (None values are ignored).
+    """
+    merged: dict[str, Any] = {}
+    if file is not None:
+        merged.update(_read_toml(Path(file)))
+    for name in model.model_fields:
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is not None and value != "":
+            merged[name] = value
+    merged.update({key: value for key, value in flags.items() if value is not None})
+    try:
+        return model.model_validate(merged)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"bad setting {where!r}: {first['msg']} (from flags, EVENTSRC_{where.upper()} "
+            f"or the config file)"
+        ) from err
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist; check the --config path") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err

@@ -1,0 +1,68 @@
+"""``python -m eventsrc.coordinator``: the main job."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from eventsrc.config import CoordinatorConfig, load_config
+from eventsrc.coordinator.app import Coordinator
+from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m eventsrc.coordinator",
+        description="Run the eventsrc coordinator. With no NATS URL it starts an embedded "
+        "nats-server with JetStream on its data dir.",
+    )
+    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated for a cluster")
+    parser.add_argument("--data-dir", type=Path, help="data dir (default ./.eventsrc)")
+    parser.add_argument("--stale-after", type=float, help="seconds without heartbeat")
+    parser.add_argument("--sweep-interval", type=float, help="seconds between sweeps")
+    parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--embedded-port", type=int, help="port of the embedded server (0 = any free port)"
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+
+    async def run() -> int:
+        config = load_config(
+            CoordinatorConfig,
+            file=args.config,
+            env=os.environ,
+            flags={
+                "nats_url": args.nats_url,
+                "data_dir": args.data_dir,
+                "stale_after": args.stale_after,
+                "sweep_interval": args.sweep_interval,
+                "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+                "embedded_port": args.embedded_port,
+                "log_level": args.log_level,
+            },
+        )
+        configure_logging(config.log_level)
+        stop = stop_event_on_signals()
+        async with Coordinator(config) as coordinator:
+            where = "embedded nats-server" if coordinator.embedded else "NATS"
+            print(
+                f"eventsrc coordinator ready, {where} at {','.join(coordinator.servers)}",
+                flush=True,
+            )
+            await stop.wait()
+        return EXIT_OK
+
+    return run_program(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The coordinator process: embedded server (when no URL is given), streams, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+from nats.aio.client import Client
+
+from eventsrc.config import CoordinatorConfig
+from eventsrc.store import JetStreamEventStore, NatsOptions, StreamSettings, connect_nats
+from eventsrc.store.connection import split_urls
+from eventsrc.store.server import EmbeddedServer
+
+log = logging.getLogger(__name__)
+
+
+def nats_options(config: CoordinatorConfig, servers: tuple[str, ...], name: str) -> NatsOptions:
+    """Connection options from a program's config."""
+    return NatsOptions(
+        servers=servers,
+        name=name,
+        creds=config.creds,
+        user=config.user,
+        password=config.password,
+        token=config.token,
+        tls_ca=config.tls_ca,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+    )
+
+
+def stream_settings(config: CoordinatorConfig) -> StreamSettings:
+    """The stream limits the coordinator enforces."""
+    return StreamSettings(
+        replicas=config.replicas,
+        events_max_age_s=config.events_max_age,
+        events_max_bytes=config.events_max_bytes,
+        heartbeats_max_per_node=config.heartbeats_max_per_node,
+        heartbeats_max_age_s=config.heartbeats_max_age,
+    )
+
+
+class Coordinator:
+    """An async context manager owning the server (if embedded), connection and store."""
+
+    def __init__(self, config: CoordinatorConfig) -> None:
+        self.config = config
+        self.server: EmbeddedServer | None = None
+        self.servers: tuple[str, ...] = ()
+        self._stack = AsyncExitStack()
+        self._nc: Client | None = None
+        self._store: JetStreamEventStore | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when this coordinator started (and owns) the nats-server."""
+        return self.server is not None
+
+    @property
+    def store(self) -> JetStreamEventStore:
+        """The event store; only after ``start``."""
+        assert self._store is not None, "Coordinator.start() first"
+        return self._store
+
+    async def start(self) -> str:
+        """Start or reach NATS, make sure the streams exist; return the URL(s) in use."""
+        if self.config.nats_url:
+            self.servers = split_urls(self.config.nats_url)
+        else:
+            self.server = EmbeddedServer(self.config.data_dir, port=self.config.embedded_port)
+            await self._stack.enter_async_context(self.server)
+            assert self.server.url is not None
+            self.servers = (self.server.url,)
+        options = nats_options(self.config, self.servers, "eventsrc-coordinator")
+        self._nc = await connect_nats(options, long_running=True)
+        self._stack.push_async_callback(self._nc.close)
+        self._store = JetStreamEventStore(self._nc, settings=stream_settings(self.config))
+        await self._store.ensure_streams()
+        return ",".join(self.servers)
+
+    async def close(self) -> None:
+        """Stop everything started, in reverse order; idempotent."""
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Coordinator:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

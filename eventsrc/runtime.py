@@ -1,0 +1,53 @@
+"""What every entry point shares: logging setup, stop signals, one-line failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from eventsrc.errors import EventsrcError, ServerUnavailableError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def configure_logging(level: str) -> None:
+    """Plain one-line logs on stderr; called by entry points only."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, so a program can drain and exit 0."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+def run_program(main: Callable[[], Awaitable[int]]) -> int:
+    """Run an async main; a user-facing error becomes one line on stderr and an exit code."""
+    try:
+        return asyncio.run(_guarded(main))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _guarded(main: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return await main()
+    except ServerUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except EventsrcError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,106 @@
+"""Running our programs as real child processes in tests, and always ending them."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class Program:
+    """A child ``python -m ...`` whose stdout lines can be awaited with a deadline."""
+
+    def __init__(self, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr_lines: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, daemon=True),
+            threading.Thread(target=self._pump_err, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, needle: str, timeout: float = 20.0) -> str:
+        """The first stdout line containing ``needle``; fails with stderr on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if needle in line:
+                return line
+        raise AssertionError(
+            f"no line with {needle!r} (exit {self.proc.poll()}); stderr:\n"
+            + "\n".join(self.stderr_lines[-30:])
+        )
+
+    def signal(self, signum: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        """Send a signal and wait for the exit code."""
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """Kill if still running, then release the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@contextmanager
+def program(
+    args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[Program]:
+    """A child program that is killed at the end of the block if still running."""
+    child = Program(args, cwd=cwd, env=env)
+    try:
+        yield child
+    finally:
+        child.kill()
+
+
+def pid_gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` is no longer a live process (zombies count as gone)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
