@@ -17,6 +17,9 @@ print ``str(err)`` and exit without a traceback.
     │   ├── StoreFullError        the stream is at its limits; nothing was appended
     │   ├── PayloadTooLargeError  the event is bigger than the server accepts
     │   └── ServerUnavailableError no NATS server answers at the given URL
+    ├── NotCaughtUpError          a projection did not reach an awaited event in time
+    ├── DomainError               a command was refused by the rules (unknown skill, ...)
+    │   └── NotFoundError         no such task, node or skill
     └── EmbeddedServerError       the embedded nats-server could not be found or started
 
 This module imports nothing of ours so that every layer, ``eventsrc.events`` included,
@@ -104,3 +107,15 @@ class ServerUnavailableError(StoreError):
 
 class EmbeddedServerError(EventsrcError):
     """The embedded nats-server binary is missing or failed to start."""
+
+
+class NotCaughtUpError(EventsrcError):
+    """A projection did not apply an awaited event within the time given."""
+
+
+class DomainError(EventsrcError):
+    """A command was refused by the domain rules; the message says which and why."""
+
+
+class NotFoundError(DomainError, LookupError):
+    """No task, node or skill with that id."""

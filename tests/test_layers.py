@@ -11,7 +11,7 @@ import eventsrc.events
 PACKAGE = Path(eventsrc.__file__).parent
 
 # Every package may import these leaves; they import nothing of ours.
-LEAVES = {"eventsrc.errors"}
+LEAVES = {"eventsrc.errors", "eventsrc.ports"}
 ALLOWED = {
     "eventsrc.events": {"eventsrc.events"},
     "eventsrc.projections": {"eventsrc.events", "eventsrc.projections"},

@@ -9,7 +9,13 @@ from eventsrc.events.base import EventBase
 from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, EVENT_CLASSES, Event
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
 from eventsrc.events.codec import canonical_hash, canonical_json, decode, encode
-from eventsrc.events.ids import MAX_TOKEN_LENGTH, Token, new_event_id, validate_token
+from eventsrc.events.ids import (
+    MAX_TOKEN_LENGTH,
+    Token,
+    aggregate_of,
+    new_event_id,
+    validate_token,
+)
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
     NodeDrainRequested,
@@ -77,6 +83,7 @@ __all__ = [
     "TaskTimedOut",
     "Token",
     "UnavailableSkill",
+    "aggregate_of",
     "canonical_hash",
     "canonical_json",
     "decode",

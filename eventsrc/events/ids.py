@@ -51,3 +51,15 @@ def validate_token(value: object, *, what: str = "id") -> str:
 def new_event_id() -> str:
     """A fresh, globally unique event id (also used as the ``Nats-Msg-Id``)."""
     return uuid.uuid4().hex
+
+
+def aggregate_of(subject: str) -> str:
+    """The aggregate subject filter a stored subject belongs to.
+
+    ``evt.task.<id>.<anything>`` -> ``evt.task.<id>.>``; every other subject is its
+    own aggregate.
+    """
+    if subject.startswith("evt.task."):
+        task_id = subject[9:].split(".", 1)[0]
+        return f"evt.task.{task_id}.>"
+    return subject

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from eventsrc.store.connection import NatsOptions, connect_nats, resolve_servers
-from eventsrc.store.jetstream import JetStreamEventStore, stream_for
-from eventsrc.store.port import (
+from eventsrc.ports import (
     EVENTS_STREAM,
     HEARTBEATS_STREAM,
     EventStore,
     Record,
     StoredEvent,
 )
+from eventsrc.store.connection import NatsOptions, connect_nats, resolve_servers
+from eventsrc.store.jetstream import JetStreamEventStore, stream_for
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 __all__ = [

@@ -36,7 +36,7 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, decode, encode
-from eventsrc.store.port import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,12 @@ class JetStreamEventStore:
         stream: str = EVENTS_STREAM,
         subjects: str | Sequence[str] | None = None,
         from_seq: int = 1,
+        last_per_subject: bool = False,
     ) -> AsyncIterator[Record]:
         """Yield records from ``from_seq`` on and keep following new ones until cancelled."""
-        sub = await self._ordered(stream, subjects, from_seq=from_seq, from_time=None)
+        sub = await self._ordered(
+            stream, subjects, from_seq=from_seq, from_time=None, last_per_subject=last_per_subject
+        )
         try:
             async for msg in sub.messages:
                 yield _record(msg)[0]
@@ -221,10 +224,13 @@ class JetStreamEventStore:
         *,
         from_seq: int,
         from_time: datetime | None,
+        last_per_subject: bool = False,
     ) -> JetStreamContext.PushSubscription:
         filters = _filters(stream, subjects)
         config = ConsumerConfig(filter_subjects=filters if len(filters) > 1 else None)
-        if from_time is not None:
+        if last_per_subject:
+            policy = DeliverPolicy.LAST_PER_SUBJECT
+        elif from_time is not None:
             policy = DeliverPolicy.BY_START_TIME
             config.opt_start_time = from_time
         elif from_seq > 1:

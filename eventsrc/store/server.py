@@ -166,7 +166,7 @@ class EmbeddedServer:
 
     # The wait runs in a worker thread that asyncio.timeout could not stop; the deadline
     # inside it can, and it also kills a server that never became ready.
-    async def start_async(self, timeout: float = 15.0) -> str:  # noqa: ASYNC109
+    async def start_async(self, timeout: float = 15.0) -> str:
         """Like ``start()``, without blocking the event loop while waiting.
 
         The process is spawned from the loop's thread so that the Linux parent-death

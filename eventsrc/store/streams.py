@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from eventsrc.store.port import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The narrow event-store port: append, read, subscribe.
+"""The narrow ports the core needs: the event store and the snapshot store.
 
 The JetStream store is the real implementation. Reading yields either a stored event
 or the ``UndecodableEventError`` describing a message that is not one — yielded, not
@@ -75,6 +75,23 @@ class EventStore(Protocol):
         stream: str = EVENTS_STREAM,
         subjects: str | Sequence[str] | None = None,
         from_seq: int = 1,
+        last_per_subject: bool = False,
     ) -> AsyncIterator[Record]:
-        """Yield records from ``from_seq`` on and keep following new ones."""
+        """Yield records from ``from_seq`` on and keep following new ones.
+
+        ``last_per_subject`` starts with the newest record of each subject instead
+        (how liveness is primed from the heartbeat stream).
+        """
         ...
+
+    async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
+        """The last sequence stored in a stream (0 when empty)."""
+        ...
+
+
+class SnapshotPort(Protocol):
+    """Where snapshots are kept: newest wins."""
+
+    async def save(self, data: bytes) -> None: ...
+
+    async def load(self) -> bytes | None: ...

@@ -1,0 +1,172 @@
+"""Registry commands and their pure decide functions (catalog, instances, staleness)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
+from eventsrc.errors import NotFoundError
+from eventsrc.events import (
+    Event,
+    NodeExpired,
+    SkillInstanceExpired,
+    SkillInstanceRegistered,
+    SkillInstanceUnregistered,
+    SkillMetadata,
+    SkillRegistered,
+    SkillUpdated,
+    Token,
+)
+from eventsrc.projections.state import MEMBER_STATES, ClusterState
+
+
+class RegisterSkill(Command):
+    """Put a skill in the catalog, or update its metadata."""
+
+    metadata: SkillMetadata
+
+
+class RegisterInstance(Command):
+    """Record that a node can run a catalog skill."""
+
+    skill: Token
+    node_id: Token
+
+
+class UnregisterInstance(Command):
+    """Record that a node no longer offers a skill."""
+
+    skill: Token
+    node_id: Token
+    reason: str = ""
+
+
+class ExpireStale(Command):
+    """Expire nodes and instances whose last sign of life is older than ``stale_after_s``."""
+
+    stale_after_s: float = Field(gt=0)
+
+
+def decide_register_skill(
+    state: ClusterState,
+    command: RegisterSkill,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing."""
+    current = state.skills.get(command.metadata.name)
+    if current == command.metadata:
+        return ()
+    envelope = origin.envelope(now=now, new_id=new_id)
+    if current is None:
+        return (SkillRegistered(**envelope, metadata=command.metadata),)
+    return (SkillUpdated(**envelope, metadata=command.metadata),)
+
+
+def decide_register_instance(
+    state: ClusterState,
+    command: RegisterInstance,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """An instance of a catalog skill; raises NotFoundError for a skill not in it."""
+    if command.skill not in state.skills:
+        raise NotFoundError(
+            f"skill {command.skill!r} is not in the catalog; register it first "
+            f"(register_skill) — known: {', '.join(sorted(state.skills)) or 'none'}"
+        )
+    instance = state.instances.get(command.skill, {}).get(command.node_id)
+    if instance is not None and instance.status == "active":
+        return ()
+    node = state.nodes.get(command.node_id)
+    return (
+        SkillInstanceRegistered(
+            **origin.envelope(now=now, new_id=new_id),
+            node_id=command.node_id,
+            skill=command.skill,
+            incarnation=node.incarnation if node is not None else "",
+        ),
+    )
+
+
+def decide_unregister_instance(
+    state: ClusterState,
+    command: UnregisterInstance,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """Unregister an active instance; nothing when it is not active (idempotent)."""
+    instance = state.instances.get(command.skill, {}).get(command.node_id)
+    if instance is None or instance.status != "active":
+        return ()
+    return (
+        SkillInstanceUnregistered(
+            **origin.envelope(now=now, new_id=new_id),
+            node_id=command.node_id,
+            skill=command.skill,
+            reason=command.reason,
+        ),
+    )
+
+
+def decide_expire_stale(
+    state: ClusterState,
+    command: ExpireStale,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """Expiry events, each carrying its evidence, so a replay needs no clock.
+
+    A member node expires as a whole (``NodeExpired``; its instances go with it). An
+    instance registered for a node that never joined expires on its own. The evidence
+    is the server time of the node's newest heartbeat, else of its join or registration.
+    """
+    horizon = now - timedelta(seconds=command.stale_after_s)
+    events: list[Event] = []
+    for node_id, node in sorted(state.nodes.items()):
+        if node.state not in MEMBER_STATES:
+            continue
+        liveness = state.liveness.get(node_id)
+        seen = liveness.last_at if liveness is not None else node.joined_at
+        if seen is not None and seen >= horizon:
+            continue
+        events.append(
+            NodeExpired(
+                **origin.envelope(now=now, new_id=new_id),
+                node_id=node_id,
+                incarnation=node.incarnation,
+                last_heartbeat_at=liveness.last_at if liveness is not None else None,
+                last_heartbeat_seq=liveness.last_seq if liveness is not None else 0,
+                swept_at=now,
+                stale_after_s=command.stale_after_s,
+            )
+        )
+    for skill, holders in sorted(state.instances.items()):
+        for node_id, instance in sorted(holders.items()):
+            if instance.status != "active" or node_id in state.nodes:
+                continue
+            liveness = state.liveness.get(node_id)
+            seen = liveness.last_at if liveness is not None else instance.registered_at
+            if seen is not None and seen >= horizon:
+                continue
+            events.append(
+                SkillInstanceExpired(
+                    **origin.envelope(now=now, new_id=new_id),
+                    node_id=node_id,
+                    skill=skill,
+                    last_seen_at=seen,
+                    swept_at=now,
+                    stale_after_s=command.stale_after_s,
+                )
+            )
+    return tuple(events)

@@ -1,0 +1,100 @@
+"""``apply(state, event, seq=, time=)``: the one entry point that folds an event in.
+
+Pure: no I/O, no clock, no logging. Handles position tracking (anything at or below
+``state.last_seq`` is skipped), leader-epoch fencing (coordinator events of an older
+epoch are kept in the stream for audit but change nothing) and problem counting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from eventsrc.errors import UndecodableEventError
+from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
+from eventsrc.projections import membership, tasks
+from eventsrc.projections.state import ClusterState
+
+Handler = Callable[[ClusterState, Any, datetime], tuple[str, str] | None]
+
+HANDLERS: dict[str, Handler] = {
+    "SkillRegistered": membership.skill_registered,
+    "SkillUpdated": membership.skill_registered,
+    "SkillInstanceRegistered": membership.instance_registered,
+    "SkillInstanceUnregistered": membership.instance_gone,
+    "SkillInstanceExpired": membership.instance_gone,
+    "NodeJoined": membership.node_joined,
+    "NodeLeft": membership.node_left,
+    "NodeExpired": membership.node_expired,
+    "NodeDrainRequested": membership.drain_requested,
+    "NodeCapabilitiesReported": membership.capabilities,
+    "LeaderElected": membership.leader_elected,
+    "ClusterSettingsChanged": membership.settings_changed,
+    "TaskSubmitted": tasks.submitted,
+    "TaskQueued": tasks.queued,
+    "TaskRejected": tasks.rejected,
+    "TaskAssigned": tasks.assigned,
+    "TaskStarted": tasks.started,
+    "TaskSucceeded": tasks.succeeded,
+    "TaskFailed": tasks.failed,
+    "TaskRetried": tasks.retried,
+    "TaskRequeued": tasks.requeued,
+    "TaskTimedOut": tasks.timed_out,
+    "TaskCancelRequested": tasks.cancel_requested,
+    "TaskCancelled": tasks.cancelled,
+}
+
+
+def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> None:
+    """Fold one event of ``EVENTSRC_EVENTS`` (stream sequence ``seq``, server ``time``)."""
+    if seq <= state.last_seq:
+        return
+    state.last_seq = seq
+    problem: tuple[str, str] | None
+    if isinstance(event, Heartbeat):
+        problem = ("illegal", "a heartbeat in the events stream")
+    elif type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
+        problem = ("fenced", f"{event.type} of epoch {event.epoch} < {state.epoch}")
+    else:
+        problem = HANDLERS[event.type](state, event, time)
+    # The server compares expected sequences with every stored event of an aggregate,
+    # late and fenced ones included, so the position moves whatever the outcome.
+    _track_aggregate(state, event.aggregate_subject, seq)
+    if problem is not None:
+        kind, text = problem
+        state.problems.note(kind, f"seq {seq}: {text}")
+
+
+def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
+    # A task aggregate no longer in memory (evicted) gets no conditional appends from
+    # memory, so a late event for it must not grow the map again.
+    if (
+        aggregate.startswith("evt.task.")
+        and aggregate[9:-2] not in state.tasks
+        and aggregate not in state.aggregate_seq
+    ):
+        return
+    state.aggregate_seq[aggregate] = seq
+
+
+def _fenced(state: ClusterState, event: Event) -> bool:
+    epoch = event.epoch or 0
+    if isinstance(event, LeaderElected):
+        return epoch <= state.epoch
+    return epoch < state.epoch
+
+
+def apply_undecodable(state: ClusterState, error: UndecodableEventError) -> None:
+    """Count a stored message that is not an event and move past it."""
+    if error.seq and error.seq <= state.last_seq:
+        return
+    state.last_seq = max(state.last_seq, error.seq)
+    if error.subject:
+        _track_aggregate(state, aggregate_of(error.subject), error.seq)
+    state.problems.note("undecodable", f"seq {error.seq}: {error.reason}")
+
+
+def apply_heartbeat(state: ClusterState, event: Heartbeat, *, seq: int, time: datetime) -> None:
+    """Fold a heartbeat from ``EVENTSRC_HEARTBEATS`` (soft state)."""
+    membership.heartbeat(state, event, seq=seq, time=time)

@@ -1,0 +1,169 @@
+"""Folding catalog, membership, instance and cluster events, and heartbeats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from eventsrc.events import (
+    ClusterSettingsChanged,
+    Heartbeat,
+    LeaderElected,
+    NodeCapabilitiesReported,
+    NodeDrainRequested,
+    NodeExpired,
+    NodeJoined,
+    NodeLeft,
+    SkillInstanceExpired,
+    SkillInstanceRegistered,
+    SkillInstanceUnregistered,
+    SkillRegistered,
+    SkillUpdated,
+)
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, InstanceView, Liveness, NodeView
+
+Outcome = tuple[str, str] | None
+
+
+def skill_registered(
+    state: ClusterState, event: SkillRegistered | SkillUpdated, time: datetime
+) -> Outcome:
+    name = event.metadata.name
+    state.skills[name] = event.metadata
+    state.instances.setdefault(name, {})
+    return None
+
+
+def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
+    for skill in state.node_skills.pop(node_id, set()):
+        instance = state.instances.get(skill, {}).get(node_id)
+        if instance is not None:
+            instance.status = status
+
+
+def instance_registered(
+    state: ClusterState, event: SkillInstanceRegistered, time: datetime
+) -> Outcome:
+    holders = state.instances.setdefault(event.skill, {})
+    instance = holders.get(event.node_id)
+    if instance is None:
+        holders[event.node_id] = InstanceView(event.skill, event.node_id, registered_at=time)
+    else:
+        instance.status = "active"
+        instance.registered_at = time
+    state.node_skills.setdefault(event.node_id, set()).add(event.skill)
+    return None
+
+
+def instance_gone(
+    state: ClusterState,
+    event: SkillInstanceUnregistered | SkillInstanceExpired,
+    time: datetime,
+) -> Outcome:
+    instance = state.instances.get(event.skill, {}).get(event.node_id)
+    if instance is None or instance.status != "active":
+        return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
+    instance.status = "unregistered" if isinstance(event, SkillInstanceUnregistered) else "expired"
+    state.node_skills.get(event.node_id, set()).discard(event.skill)
+    return None
+
+
+def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outcome:
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        node = state.nodes[event.node_id] = NodeView(event.node_id)
+    elif node.incarnation != event.incarnation:
+        # A new incarnation re-registers what it has; old instances are not vouched for.
+        _set_instances(state, event.node_id, "offline")
+    node.state = "alive"
+    node.incarnation = event.incarnation
+    node.capacity = event.capacity
+    node.labels = dict(event.labels)
+    node.hostname = event.hostname
+    node.platform = event.platform
+    node.cpu_count = event.cpu_count
+    node.memory_total_mb = event.memory_total_mb
+    node.gpu_count = event.gpu_count
+    node.eventsrc_version = event.eventsrc_version
+    node.event_schema = event.event_schema
+    node.joined_at = time
+    node.left_at = None
+    return None
+
+
+def _member(
+    state: ClusterState, node_id: str, incarnation: str | None, what: str
+) -> NodeView | tuple[str, str]:
+    node = state.nodes.get(node_id)
+    if node is None:
+        return ("illegal", f"{what} for unknown node {node_id}")
+    if node.state not in MEMBER_STATES:
+        return ("late", f"{what} for {node_id} while {node.state}")
+    if incarnation is not None and incarnation != node.incarnation:
+        return ("late", f"{what} for {node_id} incarnation {incarnation}: not the live one")
+    return node
+
+
+def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
+    node = _member(state, event.node_id, event.incarnation, "NodeLeft")
+    if isinstance(node, tuple):
+        return node
+    node.state = "left"
+    node.left_at = time
+    _set_instances(state, event.node_id, "offline")
+    return None
+
+
+def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Outcome:
+    node = _member(state, event.node_id, event.incarnation, "NodeExpired")
+    if isinstance(node, tuple):
+        return node
+    node.state = "expired"
+    node.left_at = time
+    _set_instances(state, event.node_id, "expired")
+    return None
+
+
+def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
+    node = _member(state, event.node_id, None, "NodeDrainRequested")
+    if isinstance(node, tuple):
+        return node
+    node.state = "draining"
+    return None
+
+
+def capabilities(state: ClusterState, event: NodeCapabilitiesReported, time: datetime) -> Outcome:
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        return ("illegal", f"capabilities for unknown node {event.node_id}")
+    node.unavailable = event.unavailable
+    return None
+
+
+def leader_elected(state: ClusterState, event: LeaderElected, time: datetime) -> Outcome:
+    state.epoch = event.epoch or 0
+    state.leader = event.coordinator_id
+    return None
+
+
+def settings_changed(state: ClusterState, event: ClusterSettingsChanged, time: datetime) -> Outcome:
+    state.settings.update(event.settings)
+    return None
+
+
+def heartbeat(state: ClusterState, event: Heartbeat, *, seq: int, time: datetime) -> None:
+    """Soft state: the newest heartbeat per node (its own stream, its own sequence)."""
+    if seq <= state.heartbeat_seq:
+        return
+    state.heartbeat_seq = seq
+    state.liveness[event.node_id] = Liveness(
+        last_at=time,
+        last_seq=seq,
+        incarnation=event.incarnation,
+        cpu_percent=event.cpu_percent,
+        memory_percent=event.memory_percent,
+        memory_free_mb=event.memory_free_mb,
+        cpu_count=event.cpu_count,
+        memory_total_mb=event.memory_total_mb,
+        gpu_count=event.gpu_count,
+        running_tasks=event.running_tasks,
+    )

@@ -1,0 +1,186 @@
+"""The runner: keeps a ClusterState current from the streams, behind an aiorwlock.
+
+Start-up is newest sound snapshot + replay of the tail. Then it follows the events
+stream (and, for liveness, the heartbeat stream from the newest heartbeat per node).
+Records are applied in batches under the writer lock — one acquisition per batch, never
+across a NATS await — so readers never see half an event and rebuilds stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Final
+
+import aiorwlock
+
+from eventsrc.errors import NotCaughtUpError, UndecodableEventError
+from eventsrc.events import Heartbeat
+from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, SnapshotPort, StoredEvent
+from eventsrc.projections.apply import apply, apply_heartbeat, apply_undecodable
+from eventsrc.projections.snapshot import encode_snapshot, restore_snapshot, snapshot_document
+from eventsrc.projections.state import ClusterState, Retention
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH: Final = 1000
+
+
+def apply_record(state: ClusterState, record: Record) -> None:
+    """Fold one record of the events stream, whatever it is."""
+    if isinstance(record, UndecodableEventError):
+        apply_undecodable(state, record)
+    else:
+        apply(state, record.event, seq=record.seq, time=record.time)
+
+
+class ProjectionRunner:
+    """Owns one ClusterState and keeps it current; an async context manager."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        snapshots: SnapshotPort | None = None,
+        retention: Retention | None = None,
+        follow_heartbeats: bool = True,
+        batch_size: int = DEFAULT_BATCH,
+        on_applied: Callable[[ClusterState], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._snapshots = snapshots
+        self._retention = retention or Retention()
+        self._state = ClusterState(retention=self._retention)
+        self._follow_heartbeats = follow_heartbeats
+        self._batch_size = batch_size
+        self._on_applied = on_applied
+        self._lock = aiorwlock.RWLock()
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failure: BaseException | None = None
+        self.restored_from_snapshot = False
+        self.snapshot_refused = ""
+
+    @property
+    def state(self) -> ClusterState:
+        """The live state; read it only inside ``reading()`` unless you know better."""
+        return self._state
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[ClusterState]:
+        """Hold the reader lock: the state does not change inside the block."""
+        async with self._lock.reader:
+            yield self._state
+
+    async def start(self, *, timeout: float = 120.0) -> None:
+        """Restore the newest sound snapshot, replay the tail, then keep following."""
+        if self._snapshots is not None:
+            raw = await self._snapshots.load()
+            if raw is not None:
+                restored, why = restore_snapshot(raw, retention=self._retention)
+                if restored is None:
+                    self.snapshot_refused = why
+                    log.warning("ignoring snapshot: %s; replaying the whole stream", why)
+                else:
+                    self._state = restored
+                    self.restored_from_snapshot = True
+        target = await self._store.last_seq()
+        self._tasks.append(asyncio.create_task(self._follow_events(), name="follow-events"))
+        if self._follow_heartbeats:
+            self._tasks.append(
+                asyncio.create_task(self._follow_heartbeats_stream(), name="follow-heartbeats")
+            )
+        await self.wait_for(target, timeout=timeout)
+
+    async def wait_for(self, seq: int, *, timeout: float = 10.0) -> None:
+        """Return once the state has applied stream sequence ``seq`` (read your write)."""
+        if self._state.last_seq >= seq:
+            return
+        if self._failure is not None:
+            raise NotCaughtUpError(f"the projection stopped: {self._failure}") from self._failure
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (seq, next(self._tiebreak), future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError as err:
+            raise NotCaughtUpError(
+                f"the projection did not reach event {seq} within {timeout:g} s (it is at "
+                f"{self._state.last_seq}); check the NATS connection"
+            ) from err
+
+    async def snapshot(self) -> int:
+        """Write a snapshot of the current state; returns the sequence it covers."""
+        if self._snapshots is None:
+            return 0
+        async with self._lock.reader:
+            document = snapshot_document(self._state)
+        await self._snapshots.save(encode_snapshot(document))
+        return int(document["seq"])
+
+    async def close(self) -> None:
+        """Stop following; idempotent."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # asyncio.wait, not `await task`: it waits through done-callbacks, which
+            # behaves the same from whatever task (or test finalizer) calls close().
+            await asyncio.wait(tasks, timeout=10)
+
+    async def __aenter__(self) -> ProjectionRunner:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _follow_events(self) -> None:
+        batch: list[Record] = []
+        try:
+            async for record in self._store.subscribe(from_seq=self._state.last_seq + 1):
+                batch.append(record)
+                caught_up = not isinstance(record, StoredEvent) or record.pending == 0
+                if caught_up or len(batch) >= self._batch_size:
+                    async with self._lock.writer:
+                        for item in batch:
+                            apply_record(self._state, item)
+                        if self._on_applied is not None:
+                            self._on_applied(self._state)
+                    batch.clear()
+                    self._release_waiters()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:
+            self._failure = err
+            log.exception("the events follower stopped")
+            raise
+
+    async def _follow_heartbeats_stream(self) -> None:
+        batch: list[StoredEvent] = []
+        async for record in self._store.subscribe(stream=HEARTBEATS_STREAM, last_per_subject=True):
+            if isinstance(record, UndecodableEventError):
+                log.warning("%s", record)
+                continue
+            batch.append(record)
+            if record.pending == 0 or len(batch) >= self._batch_size:
+                async with self._lock.writer:
+                    for item in batch:
+                        if isinstance(item.event, Heartbeat):
+                            apply_heartbeat(self._state, item.event, seq=item.seq, time=item.time)
+                batch.clear()
+
+    def _release_waiters(self) -> None:
+        position = self._state.last_seq
+        while self._waiters and self._waiters[0][0] <= position:
+            future = heapq.heappop(self._waiters)[2]
+            if not future.done():
+                future.set_result(None)

@@ -1,0 +1,188 @@
+"""The in-memory state every projection folds events into.
+
+One ``ClusterState`` holds the skill registry, the node map and the task states, because
+placement needs all three at once. It is mutated in place by ``apply`` (rebuild speed)
+and only under the runner's writer lock; ``to_dict`` gives the canonical form that is
+hashed and snapshotted. Heartbeat-derived liveness is soft state: kept beside the
+replayable state and excluded from the hash.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer
+
+from eventsrc.events import SkillMetadata, TaskSpec, UnavailableSkill
+
+# Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
+# version are ignored and the state is rebuilt by a full replay.
+STATE_SCHEMA_VERSION = 1
+
+SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
+"""A set that serialises in sorted order, so the canonical form and its hash are stable."""
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "rejected"})
+ACTIVE_TASK_STATES = frozenset({"assigned", "running"})
+MEMBER_STATES = frozenset({"alive", "draining"})
+
+
+@dataclass(slots=True)
+class InstanceView:
+    """A skill on a node, with the seed's usage statistics."""
+
+    skill: str
+    node_id: str
+    status: str = "active"  # active | unregistered | expired | offline
+    registered_at: datetime | None = None
+    usage_count: int = 0
+    success_count: int = 0
+    failure_count: int = 0
+
+    @property
+    def success_rate(self) -> float:
+        """Share of finished attempts that succeeded (1.0 before any)."""
+        done = self.success_count + self.failure_count
+        return self.success_count / done if done else 1.0
+
+
+@dataclass(slots=True)
+class NodeView:
+    """A node's membership as the events say (not its soft heartbeat state)."""
+
+    node_id: str
+    state: str = "alive"  # alive | draining | left | expired
+    incarnation: str = ""
+    capacity: int = 1
+    labels: dict[str, str] = field(default_factory=dict)
+    hostname: str = ""
+    platform: str = ""
+    cpu_count: int = 0
+    memory_total_mb: int = 0
+    gpu_count: int = 0
+    eventsrc_version: str = ""
+    event_schema: int = 1
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    running: SortedSet = field(default_factory=set)
+    success_count: int = 0
+    failure_count: int = 0
+    unavailable: tuple[UnavailableSkill, ...] = ()
+
+    @property
+    def success_rate(self) -> float:
+        done = self.success_count + self.failure_count
+        return self.success_count / done if done else 1.0
+
+
+@dataclass(slots=True)
+class Liveness:
+    """Soft state from the newest heartbeat of a node (server time and load)."""
+
+    last_at: datetime
+    last_seq: int
+    incarnation: str = ""
+    cpu_percent: float = 0.0
+    memory_percent: float = 0.0
+    memory_free_mb: int = 0
+    cpu_count: int = 0
+    memory_total_mb: int = 0
+    gpu_count: int = 0
+    running_tasks: int = 0
+
+
+@dataclass(slots=True)
+class TaskView:
+    """A task's current state, folded from its aggregate ``evt.task.<id>.>``."""
+
+    task_id: str
+    spec: TaskSpec
+    state: str = "queued"
+    attempt: int = 1
+    node_id: str | None = None
+    reason: str = ""
+    submitted_at: datetime | None = None
+    queue_deadline: datetime | None = None
+    run_deadline: datetime | None = None
+    not_before: datetime | None = None
+    finished_at: datetime | None = None
+    started: bool = False
+    cancel_requested: bool = False
+    retry_pending: bool = False
+    result: Any = None
+    error: str | None = None
+    missing_skills: tuple[str, ...] = ()
+    would_qualify: tuple[str, ...] = ()
+    parent_task_id: str | None = None
+    broadcast_id: str | None = None
+    submit_event_id: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(slots=True)
+class Problems:
+    """Events that were stored but could not change the state, counted and described."""
+
+    undecodable: int = 0
+    illegal: int = 0
+    late: int = 0
+    fenced: int = 0
+    recent: list[str] = field(default_factory=list)
+
+    def note(self, kind: str, text: str, *, keep: int = 50) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.recent.append(text)
+        if len(self.recent) > keep:
+            del self.recent[0]
+
+
+@dataclass(slots=True)
+class Retention:
+    """How many finished tasks stay in memory (they stay in the stream regardless)."""
+
+    max_finished: int = 10_000
+    max_finished_age_s: float = 24 * 3600
+
+
+@dataclass(slots=True)
+class ClusterState:
+    """Everything the events say, as of stream sequence ``last_seq``."""
+
+    last_seq: int = 0
+    epoch: int = 0
+    leader: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    skills: dict[str, SkillMetadata] = field(default_factory=dict)
+    instances: dict[str, dict[str, InstanceView]] = field(default_factory=dict)
+    node_skills: dict[str, SortedSet] = field(default_factory=dict)
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    tasks: dict[str, TaskView] = field(default_factory=dict)
+    finished: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
+    evicted: int = 0
+    aggregate_seq: dict[str, int] = field(default_factory=dict)
+    problems: Problems = field(default_factory=Problems)
+    retention: Retention = field(default_factory=Retention)
+    # Soft state from EVENTSRC_HEARTBEATS: not replayable, not hashed.
+    liveness: dict[str, Liveness] = field(default_factory=dict)
+    heartbeat_seq: int = 0
+
+    def active_instance_nodes(self, skill: str) -> list[str]:
+        """Node ids holding an active instance of ``skill`` on a member (or unknown) node."""
+        holders = self.instances.get(skill, {})
+        return sorted(
+            node_id
+            for node_id, instance in holders.items()
+            if instance.status == "active" and self._usable(node_id)
+        )
+
+    def _usable(self, node_id: str) -> bool:
+        node = self.nodes.get(node_id)
+        # Instances registered for a node that never joined (the seed's registry-only
+        # use) count while active; a known node must be a member.
+        return node is None or node.state in MEMBER_STATES

@@ -1,0 +1,279 @@
+"""Folding task lifecycle events: the state machine of DESIGN §5/§6.
+
+Each handler returns None when the event changed the state, or a ``(kind, text)``
+problem: ``late`` for events that lost a race and are kept only for audit (a result
+after a cancel, a result for a requeued attempt), ``illegal`` for events that break the
+state machine. Neither raises: a projection never crashes on stored history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from eventsrc.events import (
+    TaskAssigned,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskQueued,
+    TaskRejected,
+    TaskRequeued,
+    TaskRetried,
+    TaskStarted,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskView
+
+Outcome = tuple[str, str] | None
+
+
+def _task(state: ClusterState, task_id: str, what: str) -> TaskView | tuple[str, str]:
+    task = state.tasks.get(task_id)
+    if task is None:
+        return ("illegal", f"{what} for unknown task {task_id}")
+    return task
+
+
+def _attempt_mismatch(task: TaskView, attempt: int, node_id: str, what: str) -> Outcome:
+    """Why an event about (attempt, node) does not concern the task's live attempt."""
+    if task.terminal:
+        return ("late", f"{what} for {task.task_id} after it ended {task.state}")
+    if task.state not in ACTIVE_TASK_STATES:
+        return ("late", f"{what} for {task.task_id} attempt {attempt} while {task.state}")
+    if attempt != task.attempt or node_id != task.node_id:
+        return (
+            "late",
+            f"{what} for {task.task_id} attempt {attempt} on {node_id}; live attempt is "
+            f"{task.attempt} on {task.node_id}",
+        )
+    return None
+
+
+def _release(state: ClusterState, task: TaskView) -> None:
+    if task.node_id is not None:
+        node = state.nodes.get(task.node_id)
+        if node is not None:
+            node.running.discard(task.task_id)
+
+
+def _finish(state: ClusterState, task: TaskView, new_state: str, time: datetime) -> None:
+    _release(state, task)
+    task.state = new_state
+    task.finished_at = time
+    state.finished[task.task_id] = time
+    _evict(state, time)
+
+
+def _evict(state: ClusterState, now: datetime) -> None:
+    """Drop the oldest finished tasks beyond the retention (they stay in the stream)."""
+    retention = state.retention
+    horizon = now - timedelta(seconds=retention.max_finished_age_s)
+    finished = state.finished
+    while finished:
+        task_id, finished_at = next(iter(finished.items()))
+        if len(finished) <= retention.max_finished and finished_at >= horizon:
+            break
+        finished.popitem(last=False)
+        state.tasks.pop(task_id, None)
+        state.aggregate_seq.pop(f"evt.task.{task_id}.>", None)
+        state.evicted += 1
+
+
+def _count_result(state: ClusterState, task: TaskView, node_id: str, ok: bool) -> None:
+    node = state.nodes.get(node_id)
+    if node is not None:
+        if ok:
+            node.success_count += 1
+        else:
+            node.failure_count += 1
+    for skill in task.spec.skills:
+        instance = state.instances.get(skill, {}).get(node_id)
+        if instance is not None:
+            if ok:
+                instance.success_count += 1
+            else:
+                instance.failure_count += 1
+
+
+def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outcome:
+    if event.task_id in state.tasks:
+        return ("illegal", f"task {event.task_id} submitted twice")
+    state.tasks[event.task_id] = TaskView(
+        task_id=event.task_id,
+        spec=event.spec,
+        reason="awaiting placement",
+        submitted_at=time,
+        queue_deadline=event.queue_deadline,
+        parent_task_id=event.parent_task_id,
+        broadcast_id=event.broadcast_id,
+        submit_event_id=event.event_id,
+    )
+    return None
+
+
+def queued(state: ClusterState, event: TaskQueued, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskQueued")
+    if isinstance(task, tuple):
+        return task
+    if task.state != "queued":
+        return ("illegal", f"TaskQueued for {task.task_id} while {task.state}")
+    task.reason = event.reason
+    task.would_qualify = event.would_qualify
+    return None
+
+
+def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskRejected")
+    if isinstance(task, tuple):
+        return task
+    if task.state != "queued":
+        return ("illegal", f"TaskRejected for {task.task_id} while {task.state}")
+    task.reason = event.reason
+    task.missing_skills = event.missing_skills
+    _finish(state, task, "rejected", time)
+    return None
+
+
+def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskAssigned")
+    if isinstance(task, tuple):
+        return task
+    if task.state != "queued" or task.retry_pending or event.attempt != task.attempt:
+        return (
+            "illegal",
+            f"TaskAssigned attempt {event.attempt} for {task.task_id} while {task.state} "
+            f"at attempt {task.attempt}",
+        )
+    task.state = "assigned"
+    task.node_id = event.node_id
+    task.run_deadline = event.run_deadline
+    task.reason = ""
+    task.started = False
+    task.cancel_requested = False
+    node = state.nodes.get(event.node_id)
+    if node is not None:
+        node.running.add(task.task_id)
+    for skill in task.spec.skills:
+        instance = state.instances.get(skill, {}).get(event.node_id)
+        if instance is not None:
+            instance.usage_count += 1
+    return None
+
+
+def started(state: ClusterState, event: TaskStarted, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskStarted")
+    if isinstance(task, tuple):
+        return task
+    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskStarted")
+    if problem is not None:
+        return problem
+    task.state = "running"
+    task.started = True
+    return None
+
+
+def succeeded(state: ClusterState, event: TaskSucceeded, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskSucceeded")
+    if isinstance(task, tuple):
+        return task
+    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskSucceeded")
+    if problem is not None:
+        return problem
+    task.result = event.result
+    task.error = None
+    _count_result(state, task, event.node_id, ok=True)
+    _finish(state, task, "succeeded", time)
+    return None
+
+
+def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskFailed")
+    if isinstance(task, tuple):
+        return task
+    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskFailed")
+    if problem is not None:
+        return problem
+    task.error = event.error
+    _count_result(state, task, event.node_id, ok=False)
+    if event.retryable and task.attempt < task.spec.max_attempts:
+        # Not terminal: the coordinator's TaskRetried follows (the spec decides, so the
+        # projection knows it without waiting for that decision).
+        _release(state, task)
+        task.state = "queued"
+        task.node_id = None
+        task.retry_pending = True
+        task.reason = f"attempt {task.attempt} failed ({event.error}); retry pending"
+        return None
+    _finish(state, task, "failed", time)
+    return None
+
+
+def retried(state: ClusterState, event: TaskRetried, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskRetried")
+    if isinstance(task, tuple):
+        return task
+    if not task.retry_pending or event.failed_attempt != task.attempt:
+        return ("illegal", f"TaskRetried for {task.task_id} without a pending retry")
+    task.retry_pending = False
+    task.attempt = event.next_attempt
+    task.not_before = event.not_before
+    task.reason = f"retry: attempt {task.attempt} not before {event.not_before.isoformat()}"
+    return None
+
+
+def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskRequeued")
+    if isinstance(task, tuple):
+        return task
+    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskRequeued")
+    if problem is not None:
+        return problem
+    _release(state, task)
+    task.state = "queued"
+    task.node_id = None
+    task.attempt += 1
+    task.started = False
+    task.cancel_requested = False
+    task.reason = f"requeued: {event.reason}"
+    return None
+
+
+def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskTimedOut")
+    if isinstance(task, tuple):
+        return task
+    if task.terminal:
+        return ("late", f"TaskTimedOut for {task.task_id} after it ended {task.state}")
+    if event.phase == "queue" and task.state != "queued":
+        return ("illegal", f"queue timeout for {task.task_id} while {task.state}")
+    if event.phase == "run" and (
+        task.state not in ACTIVE_TASK_STATES or event.attempt != task.attempt
+    ):
+        return ("late", f"run timeout for {task.task_id} attempt {event.attempt}: not live")
+    task.reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
+    _finish(state, task, "timed_out", time)
+    return None
+
+
+def cancel_requested(state: ClusterState, event: TaskCancelRequested, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskCancelRequested")
+    if isinstance(task, tuple):
+        return task
+    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskCancelRequested")
+    if problem is not None:
+        return problem
+    task.cancel_requested = True
+    return None
+
+
+def cancelled(state: ClusterState, event: TaskCancelled, time: datetime) -> Outcome:
+    task = _task(state, event.task_id, "TaskCancelled")
+    if isinstance(task, tuple):
+        return task
+    if task.terminal:
+        return ("late", f"TaskCancelled for {task.task_id} after it ended {task.state}")
+    task.reason = event.reason or "cancelled"
+    _finish(state, task, "cancelled", time)
+    return None
