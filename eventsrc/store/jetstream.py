@@ -103,9 +103,9 @@ class JetStreamEventStore:
             if aggregate != subject:
                 headers[HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = aggregate
         try:
-            ack = await self._js.publish(
-                subject, encode(event), headers=headers, stream=stream_for(subject)
-            )
+            # No Nats-Expected-Stream header: evt.> and hb.> belong to our streams only,
+            # and the header would be stored and parsed again on every replay.
+            ack = await self._js.publish(subject, encode(event), headers=headers)
         except nats.errors.Error as err:
             raise _map_error(err, subject=event.aggregate_subject, expected=expected_seq) from err
         if ack.duplicate:
@@ -122,13 +122,9 @@ class JetStreamEventStore:
         futures = []
         try:
             for event in events:
-                subject = event.subject
                 futures.append(
                     await self._js.publish_async(
-                        subject,
-                        encode(event),
-                        headers={HDR_MSG_ID: event.event_id},
-                        stream=stream_for(subject),
+                        event.subject, encode(event), headers={HDR_MSG_ID: event.event_id}
                     )
                 )
         except nats.errors.Error as err:

@@ -60,6 +60,7 @@ def heartbeats_config(settings: StreamSettings) -> StreamConfig:
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         max_age=settings.heartbeats_max_age_s,
+        max_bytes=-1,
         max_msgs_per_subject=settings.heartbeats_max_per_node,
         duplicate_window=window,
         num_replicas=settings.replicas,
