@@ -1,61 +1,148 @@
-"""``eventsrc.connect``: the Python entry point for programs that use a cluster."""
+"""``eventsrc.connect``: the Python entry point for programs that use a cluster.
+
+Reads come from a local projection (or, for one task, straight from its events);
+writes are commands to the leading coordinator's API, and return once the local
+projection has applied their events (read your own write).
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import Any
 
-from eventsrc.commands.base import Origin
+from eventsrc.api_client import ApiClient
+from eventsrc.commands.base import Command
+from eventsrc.commands.registry import (
+    ExpireStale,
+    RegisterInstance,
+    RegisterSkill,
+    UnregisterInstance,
+)
+from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
+from eventsrc.commands.views import TaskInfo, task_info
+from eventsrc.errors import NotFoundError
+from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
+from eventsrc.history import fold_task, watch_task
 from eventsrc.projections.runner import ProjectionRunner
-from eventsrc.registry import DirectRegistryWriter, SkillRegistry
+from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
+from eventsrc.writer import Decide
+
+_ROUTES: dict[type[Command], str] = {
+    RegisterSkill: "register_skill",
+    RegisterInstance: "register_instance",
+    UnregisterInstance: "unregister_instance",
+    ExpireStale: "expire_stale",
+}
+
+
+class ApiRegistryWriter:
+    """Registry writes as commands to the coordinator (only it writes the catalog)."""
+
+    def __init__(self, api: ApiClient, runner: ProjectionRunner) -> None:
+        self._api = api
+        self._runner = runner
+
+    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
+        data = await self._api.call(_ROUTES[type(command)], command)
+        await self._runner.wait_for(int(data["last_seq"]))
+        return tuple(EVENT_ADAPTER.validate_python(event) for event in data["events"])
 
 
 class Cluster:
-    """A connection to an eventsrc cluster with a live local projection.
+    """A connection to an eventsrc cluster; ``async with eventsrc.connect(url) as c:``."""
 
-    Use as ``async with eventsrc.connect(url) as cluster:``; reads are answered by the
-    local projection, writes are stored as events and read back before returning.
-    """
-
-    def __init__(self, options: NatsOptions, *, follow_heartbeats: bool = True) -> None:
+    def __init__(self, options: NatsOptions, *, project: bool = True) -> None:
         self._options = options
-        self._follow_heartbeats = follow_heartbeats
+        self._project = project
         self._stack = AsyncExitStack()
         self._registry: SkillRegistry | None = None
         self._runner: ProjectionRunner | None = None
         self._store: JetStreamEventStore | None = None
+        self._api: ApiClient | None = None
 
     @property
     def registry(self) -> SkillRegistry:
         """The seed's SkillRegistry over this cluster."""
-        assert self._registry is not None, "use `async with eventsrc.connect(...)` first"
+        assert self._registry is not None, "connect with project=True to use the registry"
         return self._registry
 
     @property
     def runner(self) -> ProjectionRunner:
         """The local projection (state, reader lock, wait_for)."""
-        assert self._runner is not None, "use `async with eventsrc.connect(...)` first"
+        assert self._runner is not None, "connect with project=True for a local projection"
         return self._runner
 
     @property
     def store(self) -> JetStreamEventStore:
-        """The event store of this connection."""
         assert self._store is not None, "use `async with eventsrc.connect(...)` first"
         return self._store
+
+    @property
+    def api(self) -> ApiClient:
+        assert self._api is not None, "use `async with eventsrc.connect(...)` first"
+        return self._api
 
     async def open(self) -> Cluster:
         """Connect (failing fast with one line if NATS is not there) and catch up."""
         nc = await connect_nats(self._options, long_running=False)
         self._stack.push_async_callback(nc.close)
         self._store = JetStreamEventStore(nc)
-        await self._store.ensure_streams()
-        self._runner = ProjectionRunner(self._store, follow_heartbeats=self._follow_heartbeats)
-        await self._stack.enter_async_context(self._runner)
-        writer = DirectRegistryWriter(self._store, self._runner, origin=Origin(producer="client"))
-        self._registry = SkillRegistry(self._runner, writer)
+        self._api = ApiClient(nc)
+        if self._project:
+            self._runner = ProjectionRunner(self._store)
+            await self._stack.enter_async_context(self._runner)
+            self._registry = SkillRegistry(self._runner, ApiRegistryWriter(self._api, self._runner))
         return self
+
+    async def submit(
+        self,
+        skills: str | list[str] | tuple[str, ...],
+        payload: Any = None,
+        *,
+        task_id: str | None = None,
+        submitted_by: str = "",
+        parent_task_id: str | None = None,
+        **options: Any,
+    ) -> TaskInfo:
+        """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
+        names = (skills,) if isinstance(skills, str) else tuple(skills)
+        command = SubmitTask(
+            task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
+            spec=TaskSpec(skills=names, payload=payload, **options),
+            submitted_by=submitted_by,
+            parent_task_id=parent_task_id,
+        )
+        return TaskInfo.model_validate(await self.api.call("submit", command))
+
+    async def get(self, task_id: str) -> TaskInfo:
+        """A task's current state, read from its events (no coordinator needed)."""
+        task = await fold_task(self.store, validate_token(task_id, what="task id"))
+        if task is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+        return task_info(task)
+
+    async def wait(self, task_id: str, timeout: float = 60.0) -> TaskInfo:
+        """Follow a task until it ends or ``timeout`` passes; returns its last state."""
+        task = await watch_task(
+            self.store, validate_token(task_id, what="task id"), timeout=timeout
+        )
+        if task is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+        return task_info(task)
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by user") -> TaskInfo:
+        command = CancelTask(task_id=validate_token(task_id, what="task id"), reason=reason)
+        return TaskInfo.model_validate(await self.api.call("cancel", command))
+
+    async def drain(self, node_id: str) -> Any:
+        return await self.api.call(
+            "drain", DrainNode(node_id=validate_token(node_id, what="node id"))
+        )
 
     async def close(self) -> None:
         """Disconnect; idempotent."""
@@ -77,13 +164,18 @@ class Cluster:
         await self.close()
 
 
-def connect(url: str | None = None, *, creds: str | None = None) -> Cluster:
-    """A Cluster for ``url`` (else ``EVENTSRC_NATS_URL``, ``./.eventsrc/url``, default)."""
+def connect(url: str | None = None, *, creds: str | None = None, project: bool = True) -> Cluster:
+    """A Cluster for ``url`` (else ``EVENTSRC_NATS_URL``, ``./.eventsrc/url``, default).
+
+    ``project=False`` skips the local projection (no registry reads): what one-shot
+    commands use, so they do not replay the whole history.
+    """
     servers = resolve_servers(url, os.environ)
     return Cluster(
         NatsOptions(
             servers=servers,
             name="eventsrc-client",
             creds=creds or os.environ.get("EVENTSRC_NATS_CREDS"),
-        )
+        ),
+        project=project,
     )

@@ -48,6 +48,7 @@ class CoordinatorConfig(CommonConfig):
         default=None, description="run a node in-process; default: only with embedded server"
     )
     replicas: int = Field(default=1, ge=1, le=5)
+    max_queued: int = Field(default=100_000, ge=1, description="waiting tasks before refusal")
     events_max_age: float = Field(default=0, ge=0, description="seconds; 0 = forever")
     events_max_bytes: int = Field(default=-1, ge=-1)
     heartbeats_max_per_node: int = Field(default=1000, ge=1)

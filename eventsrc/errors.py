@@ -18,6 +18,7 @@ print ``str(err)`` and exit without a traceback.
     │   ├── PayloadTooLargeError  the event is bigger than the server accepts
     │   └── ServerUnavailableError no NATS server answers at the given URL
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
+    ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
     │   └── NotFoundError         no such task, node or skill
     └── EmbeddedServerError       the embedded nats-server could not be found or started
@@ -119,3 +120,7 @@ class DomainError(EventsrcError):
 
 class NotFoundError(DomainError, LookupError):
     """No task, node or skill with that id."""
+
+
+class InvalidRequestError(EventsrcError, ValueError):
+    """A request is malformed: bad JSON, a missing or wrong field."""

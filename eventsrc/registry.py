@@ -1,19 +1,19 @@
 """The seed's SkillRegistry: reads from the projection, writes as events.
 
 Reads take the runner's reader lock and answer from memory. Writes go through a
-``RegistryWriter``: in the coordinator (and in tests) ``DirectRegistryWriter`` decides
-against the projection and appends with optimistic concurrency; every write returns
-once the local projection has applied its events (read your own write).
+``RegistryWriter``: in the coordinator ``eventsrc.writer.EventWriter`` decides against
+the projection and appends with optimistic concurrency; elsewhere the command API does
+that in the coordinator. Every write returns once the local projection has applied its
+events (read your own write).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from eventsrc.commands.base import Command, Origin
+from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
     ExpireStale,
     RegisterInstance,
@@ -24,79 +24,27 @@ from eventsrc.commands.registry import (
     decide_register_skill,
     decide_unregister_instance,
 )
-from eventsrc.errors import ConcurrencyError, DuplicateEventError, StoreError
 from eventsrc.events import (
     Event,
     NodeExpired,
     SkillCategory,
     SkillInstanceExpired,
     SkillMetadata,
-    new_event_id,
     validate_token,
 )
-from eventsrc.ports import EventStore
 from eventsrc.projections import queries
 from eventsrc.projections.queries import SkillInstance
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.writer import Decide
 
 log = logging.getLogger(__name__)
-
-CommandT = TypeVar("CommandT", bound=Command)
-Decide = Callable[..., tuple[Event, ...]]
-
-MAX_CONFLICT_RETRIES = 5
 
 
 class RegistryWriter(Protocol):
     """Where registry writes go; returns the events it stored."""
 
     async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]: ...
-
-
-class DirectRegistryWriter:
-    """Decide against the local projection and append; retries lost races."""
-
-    def __init__(
-        self,
-        store: EventStore,
-        runner: ProjectionRunner,
-        *,
-        origin: Origin | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._store = store
-        self._runner = runner
-        self._origin = origin or Origin()
-        self._clock = clock
-
-    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
-        """Decide, append each event guarded by its aggregate's last sequence, wait."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            async with self._runner.reading() as state:
-                events = decide(
-                    state, command, now=self._clock(), new_id=new_event_id, origin=self._origin
-                )
-                expected = [state.aggregate_seq.get(e.aggregate_subject, 0) for e in events]
-            try:
-                last = 0
-                for event, seq in zip(events, expected, strict=True):
-                    last = await self._append(event, seq)
-                await self._runner.wait_for(last)
-                return events
-            except ConcurrencyError:
-                # Someone else wrote to the aggregate: catch up and decide again.
-                await self._runner.wait_for(await self._store.last_seq())
-        raise StoreError(
-            f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} "
-            f"tries; try again"
-        )
-
-    async def _append(self, event: Event, expected: int) -> int:
-        try:
-            return await self._store.append(event, expected_seq=expected)
-        except DuplicateEventError as dup:
-            return dup.seq
 
 
 class SkillRegistry:

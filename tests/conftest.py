@@ -5,7 +5,7 @@ Fixtures are synchronous so they work with any pytest-asyncio loop scope.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +51,16 @@ def make_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeServer
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+async def coordinator_url(make_server: MakeServer) -> AsyncIterator[str]:
+    """A fresh server with an in-process coordinator leading it; yields the NATS URL."""
+    from eventsrc.config import CoordinatorConfig
+    from eventsrc.coordinator.app import Coordinator
+
+    server = make_server()
+    assert server.url is not None
+    config = CoordinatorConfig(nats_url=server.url, stale_after=2.0, sweep_interval=0.5)
+    async with Coordinator(config):
+        yield server.url

@@ -8,14 +8,13 @@ import pytest
 
 import eventsrc
 from eventsrc import SkillCategory, SkillMetadata
-from eventsrc.errors import InvalidIdError, NotFoundError
+from eventsrc.errors import InvalidIdError, NotFoundError, ServerUnavailableError
 from tests.conftest import MakeServer
 
 
 @pytest.fixture
-async def cluster(make_server: MakeServer) -> AsyncIterator[eventsrc.Cluster]:
-    server = make_server()
-    async with eventsrc.connect(server.url) as connected:
+async def cluster(coordinator_url: str) -> AsyncIterator[eventsrc.Cluster]:
+    async with eventsrc.connect(coordinator_url) as connected:
         yield connected
 
 
@@ -93,6 +92,15 @@ async def test_registering_the_same_metadata_twice_stores_nothing(
     assert updated is not None and updated.version == "2.0"
 
 
+async def test_registry_writes_need_a_coordinator(make_server: MakeServer) -> None:
+    server = make_server()
+    async with eventsrc.connect(server.url, project=False) as bare:
+        await bare.store.ensure_streams()  # as a coordinator that has since stopped left them
+    async with eventsrc.connect(server.url) as alone:
+        with pytest.raises(ServerUnavailableError, match="no coordinator"):
+            await alone.registry.register_skill(skill("python", SkillCategory.SYSTEM))
+
+
 async def test_bad_input_is_refused_clearly(cluster: eventsrc.Cluster) -> None:
     with pytest.raises(NotFoundError, match="register it first"):
         await cluster.registry.register_skill_instance("nope", "node_001")
@@ -100,11 +108,9 @@ async def test_bad_input_is_refused_clearly(cluster: eventsrc.Cluster) -> None:
         await cluster.registry.register_skill_instance("python", "bad.id")
 
 
-async def test_a_second_client_sees_the_first_clients_writes(
-    make_server: MakeServer,
-) -> None:
-    server = make_server()
-    async with eventsrc.connect(server.url) as first, eventsrc.connect(server.url) as second:
+async def test_a_second_client_sees_the_first_clients_writes(coordinator_url: str) -> None:
+    url = coordinator_url
+    async with eventsrc.connect(url) as first, eventsrc.connect(url) as second:
         await first.registry.register_skill(skill("python", SkillCategory.SYSTEM))
         await first.registry.register_skill_instance("python", "n1")
         await second.runner.wait_for(await first.store.last_seq())

@@ -1,17 +1,26 @@
-"""The coordinator process: embedded server (when no URL is given), streams, lifecycle."""
+"""The coordinator process: embedded server (when no URL is given), streams, projection,
+the leading service; started and stopped in order."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
 
 from nats.aio.client import Client
 
+from eventsrc.commands.tasks import Limits
 from eventsrc.config import CoordinatorConfig
+from eventsrc.coordinator.service import CoordinatorService
+from eventsrc.errors import EventsrcError
+from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, NatsOptions, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
 from eventsrc.store.server import EmbeddedServer
+from eventsrc.store.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,9 @@ class Coordinator:
         self._stack = AsyncExitStack()
         self._nc: Client | None = None
         self._store: JetStreamEventStore | None = None
+        self.runner: ProjectionRunner | None = None
+        self.service: CoordinatorService | None = None
+        self.coordinator_id = f"coordinator-{socket.gethostname()}-{os.getpid()}"
 
     @property
     def embedded(self) -> bool:
@@ -78,7 +90,36 @@ class Coordinator:
         self._stack.push_async_callback(self._nc.close)
         self._store = JetStreamEventStore(self._nc, settings=stream_settings(self.config))
         await self._store.ensure_streams()
+        self.runner = ProjectionRunner(
+            self._store,
+            snapshots=SnapshotStore(self._store.js, replicas=self.config.replicas),
+            on_applied=self._on_applied,
+        )
+        await self._stack.enter_async_context(self.runner)
+        self._stack.push_async_callback(self._final_snapshot)
+        self.service = CoordinatorService(
+            self._nc,
+            self._store,
+            self.runner,
+            coordinator_id=self.coordinator_id,
+            stale_after=self.config.stale_after,
+            sweep_interval=self.config.sweep_interval,
+            limits=Limits(max_queued=self.config.max_queued),
+        )
+        await self._stack.enter_async_context(self.service)
         return ",".join(self.servers)
+
+    def _on_applied(self, state: ClusterState) -> None:
+        if self.service is not None:
+            self.service.mark_dirty()
+
+    async def _final_snapshot(self) -> None:
+        # A clean stop leaves a fresh snapshot, so the next start replays little.
+        if self.runner is not None:
+            try:
+                await self.runner.snapshot()
+            except EventsrcError as err:
+                log.warning("final snapshot: %s", err)
 
     async def close(self) -> None:
         """Stop everything started, in reverse order; idempotent."""

@@ -106,6 +106,7 @@ class TaskView:
     reason: str = ""
     submitted_at: datetime | None = None
     queue_deadline: datetime | None = None
+    queued_since: datetime | None = None
     run_deadline: datetime | None = None
     not_before: datetime | None = None
     finished_at: datetime | None = None

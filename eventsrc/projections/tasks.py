@@ -105,6 +105,7 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outc
         spec=event.spec,
         reason="awaiting placement",
         submitted_at=time,
+        queued_since=time,
         queue_deadline=event.queue_deadline,
         parent_task_id=event.parent_task_id,
         broadcast_id=event.broadcast_id,
@@ -219,6 +220,7 @@ def retried(state: ClusterState, event: TaskRetried, time: datetime) -> Outcome:
     task.retry_pending = False
     task.attempt = event.next_attempt
     task.not_before = event.not_before
+    task.queued_since = time
     task.reason = f"retry: attempt {task.attempt} not before {event.not_before.isoformat()}"
     return None
 
@@ -234,6 +236,7 @@ def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcom
     task.state = "queued"
     task.node_id = None
     task.attempt += 1
+    task.queued_since = time
     task.started = False
     task.cancel_requested = False
     task.reason = f"requeued: {event.reason}"

@@ -1,0 +1,76 @@
+"""Calling the coordinator's command API, with errors mapped back to ours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats.errors
+import orjson
+from nats.aio.client import Client
+from pydantic import BaseModel
+
+from eventsrc.commands import api
+from eventsrc.commands.tasks import QueueFullError
+from eventsrc.errors import (
+    DomainError,
+    EventsrcError,
+    InvalidRequestError,
+    NotFoundError,
+    ServerUnavailableError,
+    StoreError,
+)
+
+_ERRORS: dict[str, type[EventsrcError]] = {
+    api.ERR_INVALID: InvalidRequestError,
+    api.ERR_NOT_FOUND: NotFoundError,
+    api.ERR_QUEUE_FULL: QueueFullError,
+    api.ERR_CONFLICT: DomainError,
+    api.ERR_UNAVAILABLE: StoreError,
+}
+
+
+class ApiClient:
+    """Request/reply to ``eventsrc.api.<endpoint>``; returns the reply's ``data``."""
+
+    def __init__(self, nc: Client, *, timeout: float = 10.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+
+    async def call(
+        self,
+        endpoint: str,
+        request: BaseModel | dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Raises the mapped EventsrcError on an error reply, ServerUnavailableError when no
+        coordinator answers."""
+        if isinstance(request, BaseModel):
+            body = request.model_dump_json().encode()
+        else:
+            body = orjson.dumps(request or {})
+        try:
+            reply = await self._nc.request(
+                api.subject(endpoint), body, timeout=timeout or self._timeout
+            )
+        except nats.errors.NoRespondersError as err:
+            raise ServerUnavailableError(
+                "no coordinator answers on this NATS server; start one with "
+                "`python -m eventsrc.coordinator --nats-url ...`"
+            ) from err
+        except nats.errors.TimeoutError as err:
+            raise ServerUnavailableError(
+                f"the coordinator did not answer {endpoint} within "
+                f"{timeout or self._timeout:g} s; check that it is running"
+            ) from err
+        except nats.errors.Error as err:
+            raise ServerUnavailableError(f"NATS request failed: {err}") from err
+        try:
+            document = orjson.loads(reply.data)
+        except orjson.JSONDecodeError as err:
+            raise EventsrcError(f"the coordinator sent a reply that is not JSON: {err}") from err
+        if document.get("ok"):
+            return document.get("data")
+        error = document.get("error") or {}
+        kind = _ERRORS.get(str(error.get("code")), EventsrcError)
+        raise kind(str(error.get("message") or "the coordinator refused the request"))

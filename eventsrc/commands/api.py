@@ -1,0 +1,59 @@
+"""The coordinator's command API: subjects and request models (JSON over NATS micro).
+
+Every reply is a JSON object: ``{"ok": true, "data": ...}`` or ``{"ok": false,
+"error": {"code": ..., "message": ...}}`` (error replies also carry the micro error
+headers, so standard NATS tooling counts them).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import Field
+
+from eventsrc.commands.base import Command
+from eventsrc.events import SkillMetadata, Token
+
+SERVICE_NAME: Final = "eventsrc"
+API_PREFIX: Final = "eventsrc.api"
+
+ERR_INVALID: Final = "invalid"
+ERR_NOT_FOUND: Final = "not_found"
+ERR_CONFLICT: Final = "conflict"
+ERR_QUEUE_FULL: Final = "queue_full"
+ERR_REFUSED: Final = "refused"
+ERR_UNAVAILABLE: Final = "unavailable"
+ERR_INTERNAL: Final = "internal"
+
+
+def subject(endpoint: str) -> str:
+    """The request subject of an endpoint (``eventsrc.api.submit``)."""
+    return f"{API_PREFIX}.{endpoint}"
+
+
+class GetTask(Command):
+    task_id: Token
+
+
+class ListTasks(Command):
+    all: bool = False
+    limit: int = Field(default=1000, ge=1, le=100_000)
+
+
+class Empty(Command):
+    pass
+
+
+class RegisterSkills(Command):
+    """Catalog proposals (from nodes): register or update each skill."""
+
+    skills: tuple[SkillMetadata, ...]
+
+
+class NodeHello(Command):
+    """A node introduces itself before joining; the coordinator prepares its consumer."""
+
+    node_id: Token
+    incarnation: str
+    event_schema: int = 1
+    eventsrc_version: str = ""

@@ -1,0 +1,197 @@
+"""Placement: which node runs a task, or why none can now. Pure, DESIGN §5.
+
+A node is eligible when it is alive (not draining), holds every required skill, has a
+free slot, carries the requested labels, is the pinned node if one is named, and meets
+the skills' numeric resource limits. Among eligible nodes: lowest running/capacity,
+then highest success rate, then lower cpu and memory use where they differ by more
+than 10 points (nodes on one host tie), then node id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eventsrc.events import Candidate, TaskSpec
+from eventsrc.projections.queries import resolve_dependencies
+from eventsrc.projections.state import ClusterState, NodeView
+
+# Differences in cpu/memory use below this many percentage points do not rank.
+LOAD_TIE_POINTS = 10.0
+MAX_EVIDENCE = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    node_id: str
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    reason: str
+    would_qualify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    reason: str
+    missing: tuple[str, ...]
+
+
+Placement = Assign | Wait | Reject
+
+
+def unknown_skills(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, ...]:
+    """Required skills and transitive dependencies that are not in the catalog."""
+    missing = set(resolve_dependencies(state, list(skills))["missing"])
+    return tuple(sorted(missing))
+
+
+def place(
+    state: ClusterState, spec: TaskSpec, *, planned: Mapping[str, int] | None = None
+) -> Placement:
+    """Decide where ``spec`` goes now; ``planned`` counts assignments not yet applied."""
+    missing = unknown_skills(state, spec.skills)
+    if missing:
+        return Reject(f"unknown skills: {', '.join(missing)} (not in the catalog)", missing)
+    for dependency in resolve_dependencies(state, list(spec.skills))["all"]:
+        if not state.active_instance_nodes(dependency):
+            return Wait(f"dependency {dependency} has no live instance in the cluster")
+    holders = _holders(state, spec.skills)
+    if not holders:
+        return Wait(
+            f"no live node holds {', '.join(spec.skills)}",
+            would_qualify=_would_qualify(state, spec.skills),
+        )
+    planned = planned or {}
+    eligible: list[NodeView] = []
+    reasons: list[str] = []
+    for node_id in holders:
+        node = state.nodes[node_id]
+        why = _ineligible(state, node, spec, planned.get(node_id, 0))
+        if why:
+            reasons.append(f"{node_id} {why}")
+        else:
+            eligible.append(node)
+    if not eligible:
+        return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node")
+    best = eligible[0]
+    for node in eligible[1:]:
+        if _better(state, node, best, planned):
+            best = node
+    ranked = sorted(eligible, key=lambda n: _load(n, planned))[:MAX_EVIDENCE]
+    return Assign(best.node_id, tuple(_candidate(state, n, planned) for n in ranked))
+
+
+def _holders(state: ClusterState, skills: tuple[str, ...]) -> list[str]:
+    """Member nodes holding active instances of every skill, by node id."""
+    common: set[str] | None = None
+    for skill in skills:
+        nodes = {n for n in state.active_instance_nodes(skill) if n in state.nodes}
+        common = nodes if common is None else common & nodes
+    return sorted(common or ())
+
+
+def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, ...]:
+    """Nodes that found a required skill but cannot run it, with what they lack."""
+    hints: list[str] = []
+    for node_id, node in sorted(state.nodes.items()):
+        if node.state != "alive":
+            continue
+        for unavailable in node.unavailable:
+            if unavailable.name not in skills:
+                continue
+            lacks = [
+                *(f"bin {b}" for b in unavailable.missing_bins),
+                *(
+                    f"one of {'/'.join(unavailable.missing_any_bins)}"
+                    for _ in [0]
+                    if unavailable.missing_any_bins
+                ),
+                *(f"env {e}" for e in unavailable.missing_env),
+                *(f"config {c}" for c in unavailable.missing_config),
+                *(
+                    f"os {'/'.join(unavailable.unsupported_os)}"
+                    for _ in [0]
+                    if unavailable.unsupported_os
+                ),
+            ]
+            install = "; ".join(
+                " ".join(f"{k}={v}" for k, v in sorted(spec.items()))
+                for spec in unavailable.install
+            )
+            hint = f"{node_id} would run {unavailable.name} with {', '.join(lacks) or '?'}"
+            hints.append(f"{hint} (install: {install})" if install else hint)
+    return tuple(hints)
+
+
+def _ineligible(state: ClusterState, node: NodeView, spec: TaskSpec, planned: int) -> str:
+    if node.state != "alive":
+        return f"is {node.state}"
+    if spec.node_id is not None and node.node_id != spec.node_id:
+        return f"is not the pinned node {spec.node_id}"
+    running = len(node.running) + planned
+    if running >= node.capacity:
+        return f"is busy ({running}/{node.capacity})"
+    for key, value in spec.labels.items():
+        if node.labels.get(key) != value:
+            return f"lacks label {key}={value}"
+    return _resource_shortfall(state, node, spec)
+
+
+def _resource_shortfall(state: ClusterState, node: NodeView, spec: TaskSpec) -> str:
+    liveness = state.liveness.get(node.node_id)
+    memory = node.memory_total_mb or (liveness.memory_total_mb if liveness else 0)
+    cpus = node.cpu_count or (liveness.cpu_count if liveness else 0)
+    gpus = max(node.gpu_count, liveness.gpu_count if liveness else 0)
+    for skill in spec.skills:
+        meta = state.skills.get(skill)
+        if meta is None:
+            continue
+        for key, need in meta.resources.items():
+            if isinstance(need, str | bool):
+                continue  # qualitative: ranks, never excludes
+            if key == "memory_mb" and memory and memory < need:
+                return f"has {memory} MB memory, {skill} needs {need}"
+            if key == "cpu" and cpus and cpus < need:
+                return f"has {cpus} cpus, {skill} needs {need}"
+            if key == "gpu" and gpus < need:
+                return f"has {gpus} gpus, {skill} needs {need}"
+    return ""
+
+
+def _load(node: NodeView, planned: Mapping[str, int]) -> float:
+    return (len(node.running) + planned.get(node.node_id, 0)) / node.capacity
+
+
+def _usage(state: ClusterState, node_id: str) -> tuple[float, float]:
+    liveness = state.liveness.get(node_id)
+    return (liveness.cpu_percent, liveness.memory_percent) if liveness else (0.0, 0.0)
+
+
+def _better(state: ClusterState, a: NodeView, b: NodeView, planned: Mapping[str, int]) -> bool:
+    """True when ``a`` ranks before ``b``."""
+    load_a, load_b = _load(a, planned), _load(b, planned)
+    if load_a != load_b:
+        return load_a < load_b
+    if a.success_rate != b.success_rate:
+        return a.success_rate > b.success_rate
+    (cpu_a, mem_a), (cpu_b, mem_b) = _usage(state, a.node_id), _usage(state, b.node_id)
+    if abs(cpu_a - cpu_b) > LOAD_TIE_POINTS:
+        return cpu_a < cpu_b
+    if abs(mem_a - mem_b) > LOAD_TIE_POINTS:
+        return mem_a < mem_b
+    return a.node_id < b.node_id
+
+
+def _candidate(state: ClusterState, node: NodeView, planned: Mapping[str, int]) -> Candidate:
+    cpu, memory = _usage(state, node.node_id)
+    return Candidate(
+        node_id=node.node_id,
+        running=len(node.running) + planned.get(node.node_id, 0),
+        capacity=node.capacity,
+        success_rate=node.success_rate,
+        cpu_percent=cpu,
+        memory_percent=memory,
+    )

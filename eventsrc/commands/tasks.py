@@ -1,0 +1,330 @@
+"""Task commands and the lifecycle decisions: submit, cancel, drain, and reconcile.
+
+``reconcile`` is the coordinator's control loop as a pure function: given the state and
+the time, it returns the events that move every unfinished task along (place, retry,
+requeue, time out). Each decision carries its evidence, so a replay never needs a clock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field
+
+from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
+from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
+from eventsrc.errors import DomainError, NotFoundError
+from eventsrc.events import (
+    Event,
+    NodeDrainRequested,
+    TaskAssigned,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskQueued,
+    TaskRejected,
+    TaskRequeued,
+    TaskRetried,
+    TaskSpec,
+    TaskSubmitted,
+    TaskTimedOut,
+    Token,
+)
+from eventsrc.projections.state import ACTIVE_TASK_STATES, MEMBER_STATES, ClusterState, TaskView
+
+
+class QueueFullError(DomainError):
+    """The queue of waiting tasks is at its limit; submit later."""
+
+
+class SubmitTask(Command):
+    """Ask for a task; resubmitting the same id with the same spec is idempotent."""
+
+    task_id: Token
+    spec: TaskSpec
+    submitted_by: str = ""
+    parent_task_id: Token | None = None
+    broadcast_id: str | None = None
+
+
+class CancelTask(Command):
+    task_id: Token
+    reason: str = "cancelled by user"
+
+
+class DrainNode(Command):
+    node_id: Token
+    reason: str = "drain requested"
+
+
+class Limits(Command):
+    """Coordinator-wide limits that decisions respect."""
+
+    max_queued: int = Field(default=100_000, ge=1)
+
+
+Decision = tuple[str, tuple[Event, ...]]
+"""(task id, events for that task's aggregate, in order)."""
+
+
+def decide_submit(
+    state: ClusterState,
+    command: SubmitTask,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+    limits: Limits | None = None,
+) -> tuple[Event, ...]:
+    """TaskSubmitted plus its first placement (assigned, queued or rejected)."""
+    existing = state.tasks.get(command.task_id)
+    if existing is not None:
+        if existing.spec == command.spec:
+            return ()
+        raise DomainError(
+            f"task {command.task_id} exists with a different request; use another task id"
+        )
+    waiting = sum(1 for task in state.tasks.values() if task.state == "queued")
+    limit = (limits or Limits()).max_queued
+    if waiting >= limit:
+        raise QueueFullError(
+            f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
+        )
+    submitted = TaskSubmitted(
+        **origin.envelope(now=now, new_id=new_id),
+        task_id=command.task_id,
+        spec=command.spec,
+        submitted_by=command.submitted_by,
+        parent_task_id=command.parent_task_id,
+        broadcast_id=command.broadcast_id,
+        queue_deadline=now + timedelta(seconds=command.spec.queue_timeout_s),
+    )
+    followup = _placement_event(
+        command.task_id,
+        command.spec,
+        attempt=1,
+        placement=place(state, command.spec),
+        previous_reason="",
+        now=now,
+        new_id=new_id,
+        origin=origin,
+        causation_id=submitted.event_id,
+    )
+    return (submitted, followup) if followup is not None else (submitted,)
+
+
+def decide_cancel(
+    state: ClusterState,
+    command: CancelTask,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """Cancel a task; a running one is told to stop. Nothing for a finished task."""
+    task = state.tasks.get(command.task_id)
+    if task is None:
+        raise NotFoundError(f"no task {command.task_id}; check the id (eventsrc tasks --all)")
+    if task.terminal:
+        return ()
+    events: list[Event] = []
+    if task.state in ACTIVE_TASK_STATES and task.node_id is not None:
+        events.append(
+            TaskCancelRequested(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                node_id=task.node_id,
+                attempt=task.attempt,
+                reason=command.reason,
+            )
+        )
+    events.append(
+        TaskCancelled(
+            **origin.envelope(now=now, new_id=new_id),
+            task_id=task.task_id,
+            reason=command.reason,
+            attempt=task.attempt,
+        )
+    )
+    return tuple(events)
+
+
+def decide_drain(
+    state: ClusterState,
+    command: DrainNode,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+) -> tuple[Event, ...]:
+    """Stop placing work on a node; nothing if it already drains."""
+    node = state.nodes.get(command.node_id)
+    if node is None:
+        raise NotFoundError(f"no node {command.node_id}; see `eventsrc nodes`")
+    if node.state not in MEMBER_STATES:
+        raise DomainError(f"node {command.node_id} is {node.state}, not a member")
+    if node.state == "draining":
+        return ()
+    return (
+        NodeDrainRequested(
+            **origin.envelope(now=now, new_id=new_id),
+            node_id=command.node_id,
+            reason=command.reason,
+        ),
+    )
+
+
+def reconcile(
+    state: ClusterState, *, now: datetime, new_id: NewId, origin: Origin = COORDINATOR
+) -> list[Decision]:
+    """The events that move unfinished tasks along, per task, highest priority first."""
+    decisions: list[Decision] = []
+    planned: Counter[str] = Counter()
+    waiting: list[TaskView] = []
+    for task in state.tasks.values():
+        if task.terminal:
+            continue
+        if task.state == "queued":
+            waiting.append(task)
+            continue
+        events = _check_active(state, task, now=now, new_id=new_id, origin=origin)
+        if events:
+            decisions.append((task.task_id, events))
+    waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or now, t.task_id))
+    for task in waiting:
+        events = _check_waiting(state, task, planned, now=now, new_id=new_id, origin=origin)
+        if events:
+            decisions.append((task.task_id, events))
+    return decisions
+
+
+def _check_active(
+    state: ClusterState, task: TaskView, *, now: datetime, new_id: NewId, origin: Origin
+) -> tuple[Event, ...]:
+    node = state.nodes.get(task.node_id or "")
+    if node is None or node.state not in MEMBER_STATES:
+        lost = "gone" if node is None else node.state
+        return (
+            TaskRequeued(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                attempt=task.attempt,
+                node_id=task.node_id or "unknown",
+                reason=f"node {task.node_id} {lost}",
+            ),
+        )
+    if task.run_deadline is not None and now > task.run_deadline:
+        assert task.node_id is not None
+        return (
+            TaskCancelRequested(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                node_id=task.node_id,
+                attempt=task.attempt,
+                reason="run timeout",
+            ),
+            TaskTimedOut(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                phase="run",
+                attempt=task.attempt,
+                deadline=task.run_deadline,
+                observed_at=now,
+            ),
+        )
+    return ()
+
+
+def _check_waiting(
+    state: ClusterState,
+    task: TaskView,
+    planned: Counter[str],
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin,
+) -> tuple[Event, ...]:
+    spec = task.spec
+    if task.retry_pending:
+        delay = min(spec.backoff_s * spec.backoff_factor ** (task.attempt - 1), spec.backoff_max_s)
+        return (
+            TaskRetried(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                failed_attempt=task.attempt,
+                next_attempt=task.attempt + 1,
+                not_before=now + timedelta(seconds=delay),
+                error=task.error or "",
+            ),
+        )
+    since = task.queued_since or now
+    deadline = since + timedelta(seconds=spec.queue_timeout_s)
+    if now > deadline:
+        return (
+            TaskTimedOut(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                phase="queue",
+                attempt=task.attempt,
+                deadline=deadline,
+                observed_at=now,
+            ),
+        )
+    if task.not_before is not None and now < task.not_before:
+        return ()
+    placement = place(state, spec, planned=planned)
+    if isinstance(placement, Assign):
+        planned[placement.node_id] += 1
+    event = _placement_event(
+        task.task_id,
+        spec,
+        attempt=task.attempt,
+        placement=placement,
+        previous_reason=task.reason,
+        now=now,
+        new_id=new_id,
+        origin=origin,
+    )
+    return (event,) if event is not None else ()
+
+
+def _placement_event(
+    task_id: str,
+    spec: TaskSpec,
+    *,
+    attempt: int,
+    placement: Placement,
+    previous_reason: str,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin,
+    causation_id: str | None = None,
+) -> Event | None:
+    envelope: dict[str, Any] = origin.envelope(now=now, new_id=new_id, causation_id=causation_id)
+    if isinstance(placement, Assign):
+        return TaskAssigned(
+            **envelope,
+            task_id=task_id,
+            node_id=placement.node_id,
+            attempt=attempt,
+            skills=spec.skills,
+            payload=spec.payload,
+            task_type=spec.task_type,
+            run_timeout_s=spec.run_timeout_s,
+            run_deadline=now + timedelta(seconds=spec.run_timeout_s),
+            candidates=placement.candidates,
+        )
+    if isinstance(placement, Reject):
+        return TaskRejected(
+            **envelope, task_id=task_id, reason=placement.reason, missing_skills=placement.missing
+        )
+    assert isinstance(placement, Wait)
+    if placement.reason == previous_reason:
+        return None  # still waiting for the same reason: nothing new to say
+    return TaskQueued(
+        **envelope,
+        task_id=task_id,
+        reason=placement.reason,
+        would_qualify=placement.would_qualify,
+    )

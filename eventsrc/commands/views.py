@@ -1,0 +1,185 @@
+"""What the command API and the CLI show: plain models built from the state, pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from eventsrc.projections.state import ClusterState, NodeView, TaskView
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TaskInfo(View):
+    task_id: str
+    state: str
+    node_id: str | None
+    attempts: int
+    result: Any = None
+    error: str | None = None
+    reason: str = ""
+    skills: tuple[str, ...] = ()
+    priority: int = 0
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    missing_skills: tuple[str, ...] = ()
+    would_qualify: tuple[str, ...] = ()
+    parent_task_id: str | None = None
+    broadcast_id: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in {"succeeded", "failed", "timed_out", "cancelled", "rejected"}
+
+
+class NodeInfo(View):
+    node_id: str
+    state: str
+    incarnation: str
+    capacity: int
+    running: int
+    labels: dict[str, str]
+    skills: tuple[str, ...]
+    unavailable: tuple[str, ...]
+    last_heartbeat_at: datetime | None
+    cpu_percent: float | None
+    memory_percent: float | None
+    success_rate: float
+    hostname: str
+
+
+class Holder(View):
+    node_id: str
+    lacks: tuple[str, ...] = ()
+
+
+class SkillInfo(View):
+    name: str
+    category: str
+    version: str
+    description: str
+    dependencies: tuple[str, ...]
+    holders: tuple[str, ...]
+    would_be_holders: tuple[Holder, ...]
+
+
+class StatusInfo(View):
+    leader: str | None
+    epoch: int
+    last_seq: int
+    nodes: dict[str, int]
+    tasks: dict[str, int]
+    skills: int
+    problems: dict[str, int]
+    recent_problems: tuple[str, ...]
+
+
+def task_info(task: TaskView) -> TaskInfo:
+    """The public view of a task."""
+    return TaskInfo(
+        task_id=task.task_id,
+        state=task.state,
+        node_id=task.node_id,
+        attempts=task.attempt,
+        result=task.result,
+        error=task.error,
+        reason=task.reason,
+        skills=task.spec.skills,
+        priority=task.spec.priority,
+        submitted_at=task.submitted_at,
+        finished_at=task.finished_at,
+        missing_skills=task.missing_skills,
+        would_qualify=task.would_qualify,
+        parent_task_id=task.parent_task_id,
+        broadcast_id=task.broadcast_id,
+    )
+
+
+def node_info(state: ClusterState, node: NodeView) -> NodeInfo:
+    """The public view of a node, with its soft heartbeat state."""
+    liveness = state.liveness.get(node.node_id)
+    return NodeInfo(
+        node_id=node.node_id,
+        state=node.state,
+        incarnation=node.incarnation,
+        capacity=node.capacity,
+        running=len(node.running),
+        labels=node.labels,
+        skills=tuple(sorted(state.node_skills.get(node.node_id, ()))),
+        unavailable=tuple(u.name for u in node.unavailable),
+        last_heartbeat_at=liveness.last_at if liveness else None,
+        cpu_percent=liveness.cpu_percent if liveness else None,
+        memory_percent=liveness.memory_percent if liveness else None,
+        success_rate=node.success_rate,
+        hostname=node.hostname,
+    )
+
+
+def list_tasks(state: ClusterState, *, include_finished: bool, limit: int) -> list[TaskInfo]:
+    """Tasks in memory, newest first (unfinished only unless asked)."""
+    tasks = [t for t in state.tasks.values() if include_finished or not t.terminal]
+    tasks.reverse()
+    return [task_info(t) for t in tasks[:limit]]
+
+
+def list_nodes(state: ClusterState) -> list[NodeInfo]:
+    return [node_info(state, node) for _, node in sorted(state.nodes.items())]
+
+
+def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
+    """Per catalog skill: who holds it, and who would with what installed."""
+    infos: list[SkillInfo] = []
+    would: dict[str, list[Holder]] = {}
+    for node_id, node in sorted(state.nodes.items()):
+        if node.state not in {"alive", "draining"}:
+            continue
+        for skill in node.unavailable:
+            lacks = (
+                *(f"bin:{b}" for b in skill.missing_bins),
+                *(
+                    f"anyBin:{'|'.join(skill.missing_any_bins)}"
+                    for _ in [0]
+                    if skill.missing_any_bins
+                ),
+                *(f"env:{e}" for e in skill.missing_env),
+                *(f"config:{c}" for c in skill.missing_config),
+                *(f"os:{'|'.join(skill.unsupported_os)}" for _ in [0] if skill.unsupported_os),
+            )
+            would.setdefault(skill.name, []).append(Holder(node_id=node_id, lacks=lacks))
+    for name, meta in sorted(state.skills.items()):
+        infos.append(
+            SkillInfo(
+                name=name,
+                category=meta.category.value,
+                version=meta.version,
+                description=meta.description,
+                dependencies=meta.dependencies,
+                holders=tuple(state.active_instance_nodes(name)),
+                would_be_holders=tuple(would.get(name, ())),
+            )
+        )
+    return infos
+
+
+def status_info(state: ClusterState) -> StatusInfo:
+    problems = state.problems
+    return StatusInfo(
+        leader=state.leader,
+        epoch=state.epoch,
+        last_seq=state.last_seq,
+        nodes=dict(sorted(Counter(n.state for n in state.nodes.values()).items())),
+        tasks=dict(sorted(Counter(t.state for t in state.tasks.values()).items())),
+        skills=len(state.skills),
+        problems={
+            "undecodable": problems.undecodable,
+            "illegal": problems.illegal,
+            "late": problems.late,
+            "fenced": problems.fenced,
+        },
+        recent_problems=tuple(problems.recent[-10:]),
+    )

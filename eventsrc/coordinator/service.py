@@ -1,0 +1,382 @@
+"""The leading coordinator: the command API, the control loop, the stale sweep.
+
+- API: a NATS micro service (``$SRV.PING/INFO/STATS`` work with standard tooling);
+  handlers validate, run a pure decide function, append, and reply after the local
+  projection applied the result.
+- Control loop: after every applied batch (and on a short tick, for deadlines) it runs
+  ``reconcile`` and appends its decisions, each guarded by its task's last sequence.
+- Sweep: every ``sweep_interval`` nodes silent for ``stale_after`` expire by event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import Service
+from pydantic import BaseModel, ValidationError
+
+import eventsrc
+from eventsrc.commands import api
+from eventsrc.commands.base import Command, Origin
+from eventsrc.commands.registry import (
+    ExpireStale,
+    RegisterInstance,
+    RegisterSkill,
+    UnregisterInstance,
+    decide_expire_stale,
+    decide_register_instance,
+    decide_register_skill,
+    decide_unregister_instance,
+)
+from eventsrc.commands.tasks import (
+    CancelTask,
+    DrainNode,
+    Limits,
+    QueueFullError,
+    SubmitTask,
+    decide_cancel,
+    decide_drain,
+    decide_submit,
+    reconcile,
+)
+from eventsrc.commands.views import (
+    list_nodes,
+    list_skill_infos,
+    list_tasks,
+    node_info,
+    status_info,
+    task_info,
+)
+from eventsrc.errors import (
+    ConcurrencyError,
+    DomainError,
+    EventsrcError,
+    InvalidIdError,
+    NotFoundError,
+    StoreError,
+    StoreFullError,
+)
+from eventsrc.events import CURRENT_SCHEMA_VERSIONS, LeaderElected, new_event_id
+from eventsrc.history import fold_task
+from eventsrc.ports import EVENTS_STREAM
+from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.store import JetStreamEventStore
+from eventsrc.writer import EventWriter, utc_now
+
+log = logging.getLogger(__name__)
+
+EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
+"""The newest event schema this coordinator reads; nodes writing newer are refused."""
+
+TICK_S = 0.5
+SNAPSHOT_EVERY_S = 60.0
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+def consumer_name(node_id: str) -> str:
+    """The durable pull consumer a node takes its work from."""
+    return f"node-{node_id}"
+
+
+class CoordinatorService:
+    """Leads the cluster while running; an async context manager."""
+
+    def __init__(
+        self,
+        nc: Client,
+        store: JetStreamEventStore,
+        runner: ProjectionRunner,
+        *,
+        coordinator_id: str,
+        stale_after: float,
+        sweep_interval: float,
+        limits: Limits | None = None,
+    ) -> None:
+        self._nc = nc
+        self._store = store
+        self._runner = runner
+        self._id = coordinator_id
+        self._stale_after = stale_after
+        self._sweep_interval = sweep_interval
+        self._limits = limits or Limits()
+        self._writer = EventWriter(store, runner, origin=Origin(producer=coordinator_id))
+        self._dirty = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._service: Service | None = None
+        self.epoch = 0
+
+    def mark_dirty(self, *_: object) -> None:
+        """Called after every applied batch: the control loop should look again."""
+        self._dirty.set()
+
+    async def start(self) -> None:
+        """Take the lead (new epoch), serve the API, start the loops."""
+        await self._elect()
+        self._service = await add_service(
+            self._nc,
+            name=api.SERVICE_NAME,
+            version=eventsrc.__version__,
+            description="eventsrc coordinator command API",
+        )
+        group = self._service.add_group(name=api.API_PREFIX)
+        endpoints: dict[str, tuple[type[BaseModel], Handler]] = {
+            "submit": (SubmitTask, self._submit),
+            "get": (api.GetTask, self._get),
+            "cancel": (CancelTask, self._cancel),
+            "tasks": (api.ListTasks, self._tasks_list),
+            "nodes": (api.Empty, self._nodes),
+            "skills": (api.Empty, self._skills),
+            "status": (api.Empty, self._status),
+            "drain": (DrainNode, self._drain),
+            "register_skills": (api.RegisterSkills, self._register_skills),
+            "register_skill": (RegisterSkill, self._registry_write(decide_register_skill)),
+            "register_instance": (RegisterInstance, self._registry_write(decide_register_instance)),
+            "unregister_instance": (
+                UnregisterInstance,
+                self._registry_write(decide_unregister_instance),
+            ),
+            "expire_stale": (ExpireStale, self._registry_write(decide_expire_stale)),
+            "node_hello": (api.NodeHello, self._node_hello),
+        }
+        for name, (model, handler) in endpoints.items():
+            await group.add_endpoint(name=name, handler=_endpoint(model, handler))
+        self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
+        self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
+
+    async def close(self) -> None:
+        """Stop serving and looping; idempotent."""
+        if self._service is not None:
+            service, self._service = self._service, None
+            with contextlib.suppress(Exception):
+                await service.stop()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    async def __aenter__(self) -> CoordinatorService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _elect(self) -> None:
+        async with self._runner.reading() as state:
+            epoch = state.epoch + 1
+            expected = state.aggregate_seq.get("evt.cluster", 0)
+        event = LeaderElected(
+            event_id=new_event_id(),
+            time=utc_now(),
+            producer=self._id,
+            epoch=epoch,
+            coordinator_id=self._id,
+        )
+        seq = await self._store.append(event, expected_seq=expected)
+        await self._runner.wait_for(seq)
+        self.epoch = epoch
+        self._writer.origin = Origin(producer=self._id, epoch=epoch)
+        log.info("%s leads from epoch %d", self._id, epoch)
+
+    async def _control_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+            self._dirty.clear()
+            try:
+                await self._reconcile_once()
+            except asyncio.CancelledError:
+                raise
+            except EventsrcError as err:
+                log.warning("control loop: %s", err)
+            except Exception:
+                log.exception("control loop failed; retrying")
+
+    async def _reconcile_once(self) -> None:
+        async with self._runner.reading() as state:
+            decisions = reconcile(
+                state, now=utc_now(), new_id=new_event_id, origin=self._writer.origin
+            )
+            expected = {
+                task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0)
+                for task_id, _ in decisions
+            }
+        last = 0
+        for task_id, events in decisions:
+            aggregate = f"evt.task.{task_id}.>"
+            try:
+                last = await self._writer.append_chain(events, {aggregate: expected[task_id]})
+            except ConcurrencyError:
+                continue  # the task moved on meanwhile; the next round decides again
+        if last:
+            await self._runner.wait_for(last)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval)
+            try:
+                await self._writer.execute(
+                    decide_expire_stale, ExpireStale(stale_after_s=self._stale_after)
+                )
+            except asyncio.CancelledError:
+                raise
+            except EventsrcError as err:
+                log.warning("stale sweep: %s", err)
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_EVERY_S)
+            try:
+                await self._runner.snapshot()
+            except EventsrcError as err:
+                log.warning("snapshot: %s", err)
+
+    async def _run(self, decide: Any, command: Command, **options: Any) -> None:
+        await self._writer.execute(functools.partial(decide, **options), command)
+
+    async def _submit(self, command: SubmitTask) -> Any:
+        await self._run(decide_submit, command, limits=self._limits)
+        return await self._task_view(command.task_id)
+
+    async def _task_view(self, task_id: str) -> Any:
+        async with self._runner.reading() as state:
+            task = state.tasks.get(task_id)
+            if task is not None:
+                return task_info(task)
+        folded = await fold_task(self._store, task_id)
+        if folded is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+        return task_info(folded)
+
+    async def _get(self, command: api.GetTask) -> Any:
+        return await self._task_view(command.task_id)
+
+    async def _cancel(self, command: CancelTask) -> Any:
+        await self._run(decide_cancel, command)
+        return await self._task_view(command.task_id)
+
+    async def _tasks_list(self, command: api.ListTasks) -> Any:
+        async with self._runner.reading() as state:
+            return {"tasks": list_tasks(state, include_finished=command.all, limit=command.limit)}
+
+    async def _nodes(self, command: api.Empty) -> Any:
+        async with self._runner.reading() as state:
+            return {"nodes": list_nodes(state)}
+
+    async def _skills(self, command: api.Empty) -> Any:
+        async with self._runner.reading() as state:
+            return {"skills": list_skill_infos(state)}
+
+    async def _status(self, command: api.Empty) -> Any:
+        async with self._runner.reading() as state:
+            return status_info(state)
+
+    async def _drain(self, command: DrainNode) -> Any:
+        await self._run(decide_drain, command)
+        async with self._runner.reading() as state:
+            return node_info(state, state.nodes[command.node_id])
+
+    async def _register_skills(self, command: api.RegisterSkills) -> Any:
+        changed = []
+        for metadata in command.skills:
+            if await self._writer.execute(decide_register_skill, RegisterSkill(metadata=metadata)):
+                changed.append(metadata.name)
+        return {"changed": changed}
+
+    def _registry_write(self, decide: Any) -> Handler:
+        async def write(command: Command) -> Any:
+            events = await self._writer.execute(decide, command)
+            return {
+                "events": [event.model_dump(mode="json") for event in events],
+                "last_seq": self._runner.state.last_seq,
+            }
+
+        return write
+
+    async def _node_hello(self, command: api.NodeHello) -> Any:
+        if command.event_schema > EVENT_SCHEMA:
+            raise DomainError(
+                f"node {command.node_id} writes event schema {command.event_schema}, newer "
+                f"than this coordinator's {EVENT_SCHEMA}; upgrade the coordinator first"
+            )
+        name = consumer_name(command.node_id)
+        config = ConsumerConfig(
+            durable_name=name,
+            filter_subject=f"evt.task.*.to.{command.node_id}",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_wait=30,
+            max_deliver=-1,
+        )
+        try:
+            await self._store.js.consumer_info(EVENTS_STREAM, name)
+        except Exception:
+            await self._store.js.add_consumer(EVENTS_STREAM, config)
+        return {"stream": EVENTS_STREAM, "consumer": name, "epoch": self.epoch}
+
+
+def _endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Awaitable[None]]:
+    """Wrap a handler: validate the request, map our errors to codes, reply JSON."""
+
+    async def serve(request: Request) -> None:
+        try:
+            command = model.model_validate_json(request.data or b"{}")
+            data = await handler(command)
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "request"
+            await _error(request, api.ERR_INVALID, f"{where}: {first['msg']}")
+            return
+        except InvalidIdError as err:
+            await _error(request, api.ERR_INVALID, str(err))
+            return
+        except NotFoundError as err:
+            await _error(request, api.ERR_NOT_FOUND, str(err))
+            return
+        except QueueFullError as err:
+            await _error(request, api.ERR_QUEUE_FULL, str(err))
+            return
+        except DomainError as err:
+            await _error(request, api.ERR_CONFLICT, str(err))
+            return
+        except (StoreFullError, StoreError) as err:
+            await _error(request, api.ERR_UNAVAILABLE, str(err))
+            return
+        except EventsrcError as err:
+            await _error(request, api.ERR_REFUSED, str(err))
+            return
+        except Exception as err:
+            log.exception("API handler failed")
+            await _error(request, api.ERR_INTERNAL, f"internal error: {err}")
+            return
+        await request.respond(orjson.dumps({"ok": True, "data": _jsonable(data)}))
+
+    return serve
+
+
+def _jsonable(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, dict):
+        return {key: _jsonable(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_jsonable(value) for value in data]
+    return data
+
+
+async def _error(request: Request, code: str, message: str) -> None:
+    body = orjson.dumps({"ok": False, "error": {"code": code, "message": message}})
+    await request.respond_error(code, message, data=body)

@@ -1,0 +1,52 @@
+"""Folding one aggregate straight from the stream, without a full projection.
+
+One-shot commands (``eventsrc get``, ``submit --wait``) and lookups of tasks that have
+left memory use this: read the leader epochs (for fencing) and the task's own subjects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventsrc.errors import UndecodableEventError
+from eventsrc.ports import EventStore, StoredEvent
+from eventsrc.projections.apply import apply, apply_undecodable
+from eventsrc.projections.state import ClusterState, Retention, TaskView
+
+
+async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
+    """The task as its events say, or None when the stream has none for it."""
+    state = ClusterState(retention=Retention(max_finished=1_000_000))
+    records = []
+    async for record in store.read(subjects="evt.cluster"):
+        records.append(record)
+    async for record in store.read(subjects=f"evt.task.{task_id}.>"):
+        records.append(record)
+    records.sort(key=lambda r: r.seq)
+    for record in records:
+        _fold(state, record)
+    return state.tasks.get(task_id)
+
+
+async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> TaskView | None:
+    """Follow a task's events until it is terminal or ``timeout`` passes; its last view."""
+    state = ClusterState(retention=Retention(max_finished=1_000_000))
+    async for record in store.read(subjects="evt.cluster"):
+        _fold(state, record)
+    try:
+        async with asyncio.timeout(timeout):
+            async for record in store.subscribe(subjects=f"evt.task.{task_id}.>"):
+                _fold(state, record)
+                task = state.tasks.get(task_id)
+                if task is not None and task.terminal:
+                    return task
+    except TimeoutError:
+        pass
+    return state.tasks.get(task_id)
+
+
+def _fold(state: ClusterState, record: object) -> None:
+    if isinstance(record, UndecodableEventError):
+        apply_undecodable(state, record)
+    elif isinstance(record, StoredEvent):
+        apply(state, record.event, seq=record.seq, time=record.time)

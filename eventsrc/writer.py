@@ -1,0 +1,79 @@
+"""Deciding and appending: commands against the local projection, guarded by JetStream.
+
+Each event is appended with ``Nats-Expected-Last-Subject-Sequence`` of its aggregate as
+the state showed it when deciding; consecutive events of one aggregate chain on the
+sequence of the previous. A lost race re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from eventsrc.commands.base import Command, Origin
+from eventsrc.errors import ConcurrencyError, DuplicateEventError, StoreError
+from eventsrc.events import Event, new_event_id
+from eventsrc.ports import EventStore
+from eventsrc.projections.runner import ProjectionRunner
+
+Decide = Callable[..., tuple[Event, ...]]
+
+MAX_CONFLICT_RETRIES = 5
+
+
+def utc_now() -> datetime:
+    """The decision clock (the coordinator's; server timestamps are the evidence)."""
+    return datetime.now(UTC)
+
+
+class EventWriter:
+    """Runs decide functions against a runner's state and appends their events."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        runner: ProjectionRunner,
+        *,
+        origin: Origin | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.origin = origin or Origin()
+        self.clock = clock
+
+    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
+        """Decide, append, and return once the local projection has applied the events."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            async with self.runner.reading() as state:
+                events = decide(
+                    state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
+                )
+                expected = {
+                    e.aggregate_subject: state.aggregate_seq.get(e.aggregate_subject, 0)
+                    for e in events
+                }
+            try:
+                last = await self.append_chain(events, expected)
+            except ConcurrencyError:
+                # Someone else wrote to the aggregate: catch up and decide again.
+                await self.runner.wait_for(await self.store.last_seq())
+                continue
+            await self.runner.wait_for(last)
+            return events
+        raise StoreError(
+            f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} tries; "
+            f"try again"
+        )
+
+    async def append_chain(self, events: Sequence[Event], expected: dict[str, int]) -> int:
+        """Append in order; each aggregate's expectation moves with our own appends."""
+        last = 0
+        for event in events:
+            aggregate = event.aggregate_subject
+            try:
+                last = await self.store.append(event, expected_seq=expected.get(aggregate, 0))
+            except DuplicateEventError as dup:
+                last = dup.seq
+            expected[aggregate] = last
+        return last
