@@ -96,3 +96,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist; check the --config path") from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+class NodeConfig(CommonConfig):
+    """A worker node's settings."""
+
+    node_id: str | None = Field(default=None, description="default: the host name")
+    skills_dirs: tuple[Path, ...] = ()
+    skills: tuple[str, ...] = Field(default=(), description="built-in or catalog skills")
+    capacity: int = Field(default=4, ge=1, le=10_000)
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    labels: dict[str, str] = Field(default_factory=dict)
+    workspace: Path = Path(".")
+    drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish on SIGTERM")
+    rescan_interval: float = Field(default=60.0, ge=0, description="0: never rescan skills")

@@ -86,12 +86,13 @@ def parse_metadata(raw: object) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, str):
+        text = raw
         try:
-            raw = json.loads(raw)
+            raw = json.loads(text)
         except ValueError:
             try:
                 # OpenClaw reads it as JSON5; YAML flow style covers trailing commas.
-                raw = yaml.safe_load(raw)
+                raw = yaml.safe_load(text)
             except yaml.YAMLError as err:
                 raise SkillFileError(
                     f"metadata is neither a map nor valid JSON: {_one_line(err)}"
@@ -211,9 +212,11 @@ def normalize_os(name: str) -> str:
 
 def string_list(value: object) -> tuple[str, ...]:
     """A list of names from a YAML/JSON list or a comma-separated string."""
-    items: list[object] = value.split(",") if isinstance(value, str) else []
-    if isinstance(value, list | tuple):
-        items = [v for v in value if isinstance(v, str | int | float)]
+    items: list[object] = []
+    if isinstance(value, str):
+        items.extend(value.split(","))
+    elif isinstance(value, list | tuple):
+        items.extend(v for v in value if isinstance(v, str | int | float))
     return tuple(s for s in (str(item).strip() for item in items) if s)
 
 

@@ -1,0 +1,227 @@
+"""``eventsrc``: submit, inspect and steer a cluster from a shell.
+
+Exit codes: 0 ok (or succeeded with ``--wait``); 1 the task failed, was rejected or
+timed out, or the request was refused; 2 usage; 3 cannot reach the cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from eventsrc.client import Cluster, connect
+from eventsrc.commands.views import TaskInfo
+from eventsrc.errors import InvalidRequestError
+from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_program
+
+
+def _labels(values: list[str] | None) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"label {value!r} is not KEY=VALUE")
+        labels[key] = val
+    return labels
+
+
+def _payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequestError(
+            f"--payload is not valid JSON ({err}); quote it, e.g. --payload '{{\"code\": \"...\"}}'"
+        ) from err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__.splitlines()[0])
+    parser.add_argument("--nats-url", help="NATS URL(s); default: EVENTSRC_NATS_URL, "
+                        "./.eventsrc/url, nats://127.0.0.1:4222")
+    parser.add_argument("--creds", help="NATS credentials file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    submit = sub.add_parser("submit", help="submit a task")
+    submit.add_argument("--skill", action="append", required=True, help="required skill")
+    submit.add_argument("--payload", help="task payload as JSON")
+    submit.add_argument("--task-id", help="your id for the task (idempotent resubmit)")
+    submit.add_argument("--task-type", help="selects a handler registered on the node")
+    submit.add_argument("--priority", type=int, default=0)
+    submit.add_argument("--label", action="append", help="K=V a node must carry")
+    submit.add_argument("--node", help="pin to this node")
+    submit.add_argument("--run-timeout", type=float, help="seconds an attempt may run")
+    submit.add_argument("--queue-timeout", type=float, help="seconds it may wait for a node")
+    submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--wait", action="store_true", help="wait for the result")
+    submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
+    submit.add_argument("--json", action="store_true")
+
+    for name, what in (("get", "show a task"), ("cancel", "cancel a task")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("task_id")
+        cmd.add_argument("--json", action="store_true")
+    drain = sub.add_parser("drain", help="stop placing work on a node")
+    drain.add_argument("node_id")
+    drain.add_argument("--json", action="store_true")
+    for name, what in (("nodes", "list nodes"), ("skills", "list catalog skills"),
+                       ("status", "cluster status")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("--json", action="store_true")
+    tasks = sub.add_parser("tasks", help="list tasks")
+    tasks.add_argument("--all", action="store_true", help="include finished tasks")
+    tasks.add_argument("--limit", type=int, default=1000)
+    tasks.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_OK
+
+    async def run() -> int:
+        async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
+            return await _dispatch(cluster, args)
+
+    return run_program(run)
+
+
+async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
+    if args.command == "submit":
+        return await _submit(cluster, args)
+    if args.command == "get":
+        return _show_task(await cluster.get(args.task_id), args.json)
+    if args.command == "cancel":
+        return _show_task(await cluster.cancel(args.task_id), args.json)
+    if args.command == "drain":
+        return _show(await cluster.drain(args.node_id), args.json, _node_table)
+    if args.command == "tasks":
+        data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+        return _show(data, args.json, _tasks_table)
+    if args.command == "nodes":
+        return _show(await cluster.api.call("nodes"), args.json, _nodes_table)
+    if args.command == "skills":
+        return _show(await cluster.api.call("skills"), args.json, _skills_table)
+    return _show(await cluster.api.call("status"), args.json, _status_text)
+
+
+async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {
+        "priority": args.priority,
+        "labels": _labels(args.label),
+        "node_id": args.node,
+        "task_type": args.task_type,
+    }
+    for flag, field in (("run_timeout", "run_timeout_s"), ("queue_timeout", "queue_timeout_s"),
+                        ("max_attempts", "max_attempts")):
+        if getattr(args, flag) is not None:
+            options[field] = getattr(args, flag)
+    try:
+        task = await cluster.submit(args.skill, _payload(args.payload), task_id=args.task_id,
+                                    submitted_by="cli", **options)
+    except ValueError as err:  # pydantic: a bad option value
+        raise InvalidRequestError(str(err).splitlines()[0]) from err
+    if args.wait and not task.terminal:
+        task = await cluster.wait(task.task_id, timeout=args.timeout)
+        if not task.terminal:
+            _show_task(task, args.json)
+            print(f"error: gave up waiting after {args.timeout:g} s; the task is still "
+                  f"{task.state} (eventsrc get {task.task_id})", file=sys.stderr)
+            return EXIT_FAILED
+    code = _show_task(task, args.json)
+    if task.state in {"failed", "rejected", "timed_out", "cancelled"}:
+        return EXIT_FAILED
+    return code
+
+
+def _show_task(task: TaskInfo, as_json: bool) -> int:
+    if as_json:
+        print(task.model_dump_json())
+        return EXIT_OK
+    print(f"task {task.task_id}: {task.state} (attempt {task.attempts}"
+          f"{', node ' + task.node_id if task.node_id else ''})")
+    if task.reason:
+        print(f"  reason: {task.reason}")
+    for hint in task.would_qualify:
+        print(f"  would qualify: {hint}")
+    if task.error:
+        print(f"  error: {task.error}")
+    if task.result is not None:
+        result = task.result
+        if isinstance(result, dict) and "stdout" in result:
+            sys.stdout.write(str(result["stdout"]))
+            if result.get("stderr"):
+                sys.stderr.write(str(result["stderr"]))
+        else:
+            print(json.dumps(result, indent=2, default=str))
+    return EXIT_OK
+
+
+def _show(data: Any, as_json: bool, text: Any) -> int:
+    if as_json:
+        print(json.dumps(data, default=str))
+    else:
+        print(text(data))
+    return EXIT_OK
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _tasks_table(data: dict[str, Any]) -> str:
+    rows = [[t["task_id"], t["state"], t["node_id"] or "-", str(t["attempts"]),
+             ",".join(t["skills"]), t["reason"] or ""] for t in data["tasks"]]
+    return _table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]) \
+        if rows else "no tasks (use --all for finished ones)"
+
+
+def _nodes_table(data: dict[str, Any]) -> str:
+    rows = [[n["node_id"], n["state"], f"{n['running']}/{n['capacity']}",
+             ",".join(n["skills"]), f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None
+             else "-", str(n["last_heartbeat_at"] or "-")] for n in data["nodes"]]
+    return _table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"]) \
+        if rows else "no nodes have joined"
+
+
+def _node_table(node: dict[str, Any]) -> str:
+    return _nodes_table({"nodes": [node]})
+
+
+def _skills_table(data: dict[str, Any]) -> str:
+    rows = []
+    for skill in data["skills"]:
+        would = "; ".join(f"{h['node_id']} lacks {', '.join(h['lacks'])}"
+                          for h in skill["would_be_holders"])
+        rows.append([skill["name"], skill["category"], ",".join(skill["holders"]) or "-",
+                     ",".join(skill["dependencies"]) or "-", would or "-"])
+    return _table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"]) \
+        if rows else "the catalog is empty"
+
+
+def _status_text(data: dict[str, Any]) -> str:
+    lines = [
+        f"leader: {data['leader'] or '-'} (epoch {data['epoch']}), events: {data['last_seq']}",
+        f"nodes: {data['nodes'] or 'none'}",
+        f"tasks in memory: {data['tasks'] or 'none'}",
+        f"skills: {data['skills']}",
+        f"problems: {data['problems']}",
+    ]
+    lines += [f"  {line}" for line in data["recent_problems"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

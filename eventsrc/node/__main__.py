@@ -1,0 +1,100 @@
+"""``python -m eventsrc.node``: turn this machine into a cluster member."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from eventsrc.config import NodeConfig, load_config
+from eventsrc.errors import InvalidRequestError
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.setup import discover, node_id_of
+from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
+from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m eventsrc.node",
+        description="Run an eventsrc worker node: advertise skills, heartbeat, run tasks.",
+    )
+    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated for a cluster")
+    parser.add_argument("--node-id", help="node id (default: the host name)")
+    parser.add_argument("--skills-dir", action="append", type=Path, help="OpenClaw skills folder")
+    parser.add_argument("--skill", action="append", help="advertise a built-in skill by name")
+    parser.add_argument("--capacity", type=int, help="tasks run at once (default 4)")
+    parser.add_argument("--heartbeat-interval", type=float, help="seconds (default 5)")
+    parser.add_argument("--label", action="append", help="K=V label for placement")
+    parser.add_argument("--config", help="TOML config file")
+    parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    return parser.parse_args(argv)
+
+
+def _labels(values: list[str] | None) -> dict[str, str] | None:
+    if not values:
+        return None
+    labels = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--label {value!r} is not KEY=VALUE")
+        labels[key] = val
+    return labels
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+
+    async def run() -> int:
+        config = load_config(
+            NodeConfig,
+            file=args.config,
+            env=os.environ,
+            flags={
+                "nats_url": args.nats_url,
+                "node_id": args.node_id,
+                "skills_dirs": tuple(args.skills_dir) if args.skills_dir else None,
+                "skills": tuple(args.skill) if args.skill else None,
+                "capacity": args.capacity,
+                "heartbeat_interval": args.heartbeat_interval,
+                "labels": _labels(args.label),
+                "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+                "log_level": args.log_level,
+            },
+        )
+        configure_logging(config.log_level)
+        node_id = node_id_of(config)
+        found = discover(config, os.environ)
+        stop = stop_event_on_signals()
+        servers = resolve_servers(config.nats_url, os.environ)
+        nc = await connect_nats(
+            NatsOptions(servers=servers, name=f"eventsrc-node-{node_id}", creds=config.creds,
+                        user=config.user, password=config.password, token=config.token,
+                        tls_ca=config.tls_ca, tls_cert=config.tls_cert, tls_key=config.tls_key),
+            long_running=True,
+        )
+        try:
+            agent = NodeAgent(
+                nc, JetStreamEventStore(nc), node_id=node_id, skills=found.skills,
+                executors=found.executors, unavailable=found.unavailable,
+                capacity=config.capacity, heartbeat_interval=config.heartbeat_interval,
+                labels=config.labels, drain_timeout=config.drain_timeout,
+            )
+            await agent.start()
+            print(f"eventsrc node {node_id} ready with skills: "
+                  f"{', '.join(sorted(found.skills)) or 'none'}", flush=True)
+            await stop.wait()
+            await agent.drain()
+        finally:
+            await nc.close()
+        return EXIT_OK
+
+    return run_program(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,353 @@
+"""The worker: joins, advertises its skills, heartbeats, and runs what it is assigned.
+
+Work arrives on the durable pull consumer ``node-<id>`` (filter
+``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``. For each
+assignment the node appends ``TaskStarted``, runs the executor, appends the result and
+only then acks, so a crash before the result means a redelivery, never a loss. A
+redelivered assignment whose attempt already ended is not run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+import psutil
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+import eventsrc
+from eventsrc.api_client import ApiClient
+from eventsrc.commands import api
+from eventsrc.errors import EventsrcError, PayloadTooLargeError, UndecodableEventError
+from eventsrc.events import (
+    CURRENT_SCHEMA_VERSIONS,
+    Event,
+    Heartbeat,
+    NodeCapabilitiesReported,
+    NodeJoined,
+    NodeLeft,
+    SkillInstanceRegistered,
+    TaskAssigned,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskStarted,
+    TaskSucceeded,
+    decode,
+    new_event_id,
+)
+from eventsrc.history import fold_task
+from eventsrc.node.discovery import DiscoveredSkill
+from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.ports import EVENTS_STREAM
+from eventsrc.store import JetStreamEventStore
+
+log = logging.getLogger(__name__)
+
+TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""A Python handler for a task type: gets the task (id, skills, payload), returns the result."""
+
+EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NodeAgent:
+    """One node process's membership and work; an async context manager."""
+
+    def __init__(
+        self,
+        nc: Client,
+        store: JetStreamEventStore,
+        *,
+        node_id: str,
+        skills: dict[str, DiscoveredSkill],
+        executors: dict[str, Executor],
+        unavailable: tuple[Any, ...] = (),
+        capacity: int = 4,
+        heartbeat_interval: float = 5.0,
+        labels: dict[str, str] | None = None,
+        drain_timeout: float = 30.0,
+    ) -> None:
+        self.node_id = node_id
+        self.incarnation = uuid.uuid4().hex[:12]
+        self._nc = nc
+        self._store = store
+        self._api = ApiClient(nc)
+        self._skills = skills
+        self._executors = executors
+        self._unavailable = unavailable
+        self.capacity = capacity
+        self._heartbeat_interval = heartbeat_interval
+        self._labels = labels or {}
+        self._drain_timeout = drain_timeout
+        self.handlers: dict[str, TaskHandler] = {}
+        self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._cancels: dict[tuple[str, int], asyncio.Event] = {}
+        self._done: set[tuple[str, int]] = set()
+        self._slots = asyncio.Semaphore(capacity)
+        self._loops: list[asyncio.Task[None]] = []
+        self._accepting = True
+        self._joined = False
+        self.producer = f"node:{node_id}"
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def _envelope(self) -> dict[str, Any]:
+        return {"event_id": new_event_id(), "time": _now(), "producer": self.producer}
+
+    async def start(self) -> None:
+        """Introduce ourselves, join, advertise, then heartbeat and take work."""
+        hello = api.NodeHello(
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            event_schema=EVENT_SCHEMA,
+            eventsrc_version=eventsrc.__version__,
+        )
+        reply = await self._call_until_answered("node_hello", hello)
+        own = [s.metadata for s in self._skills.values()]
+        if own:
+            await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
+        memory = psutil.virtual_memory()
+        await self._append(
+            NodeJoined(
+                **self._envelope(),
+                node_id=self.node_id,
+                incarnation=self.incarnation,
+                eventsrc_version=eventsrc.__version__,
+                event_schema=EVENT_SCHEMA,
+                capacity=self.capacity,
+                labels=self._labels,
+                hostname=socket.gethostname(),
+                platform=platform.system().lower(),
+                cpu_count=psutil.cpu_count() or 0,
+                memory_total_mb=memory.total // (1024 * 1024),
+            )
+        )
+        self._joined = True
+        for name in sorted(self._skills):
+            await self._append(
+                SkillInstanceRegistered(
+                    **self._envelope(), node_id=self.node_id, skill=name,
+                    incarnation=self.incarnation,
+                )
+            )
+        if self._unavailable:
+            await self._append(
+                NodeCapabilitiesReported(
+                    **self._envelope(), node_id=self.node_id, unavailable=self._unavailable
+                )
+            )
+        psub = await self._store.js.pull_subscribe_bind(
+            durable=str(reply["consumer"]), stream=EVENTS_STREAM
+        )
+        self._loops.append(asyncio.create_task(self._work_loop(psub), name="work-loop"))
+        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
+        log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
+
+    async def _call_until_answered(self, endpoint: str, request: Any) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await self._api.call(endpoint, request)
+            except eventsrc.errors.ServerUnavailableError as err:
+                log.warning("%s; retrying in %.1f s", err, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _append(self, event: Event) -> int:
+        return await self._store.append(event)
+
+    async def drain(self) -> None:
+        """Stop taking work, let running tasks finish (up to the drain timeout), leave."""
+        self._accepting = False
+        running = list(self._running.values())
+        if running:
+            log.info("draining: waiting for %d running task(s)", len(running))
+            await asyncio.wait(running, timeout=self._drain_timeout or None)
+        await self.close(leave=True)
+
+    async def close(self, *, leave: bool = False) -> None:
+        """Stop loops and tasks; with ``leave`` append NodeLeft (tasks left are requeued)."""
+        self._accepting = False
+        loops, self._loops = self._loops, []
+        for task in [*loops, *self._running.values()]:
+            task.cancel()
+        pending = [*loops, *self._running.values()]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        if leave and self._joined:
+            self._joined = False
+            with contextlib.suppress(EventsrcError):
+                await self._append(
+                    NodeLeft(**self._envelope(), node_id=self.node_id,
+                             incarnation=self.incarnation, reason="stopped")
+                )
+
+    async def __aenter__(self) -> NodeAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close(leave=True)
+
+    async def _heartbeat_loop(self) -> None:
+        psutil.cpu_percent(interval=None)  # primes the counter; the first reading is 0
+        while True:
+            memory = psutil.virtual_memory()
+            beat = Heartbeat(
+                **self._envelope(),
+                node_id=self.node_id,
+                incarnation=self.incarnation,
+                cpu_percent=psutil.cpu_percent(interval=None),
+                memory_percent=memory.percent,
+                cpu_count=psutil.cpu_count() or 0,
+                memory_total_mb=memory.total // (1024 * 1024),
+                memory_free_mb=memory.available // (1024 * 1024),
+                running_tasks=self.running,
+                capacity=self.capacity,
+                skills=tuple(sorted(self._skills)),
+            )
+            try:
+                await self._append(beat)
+            except EventsrcError as err:
+                log.warning("heartbeat not stored: %s", err)
+            await asyncio.sleep(self._heartbeat_interval)
+
+    async def _work_loop(self, psub: Any) -> None:
+        while self._accepting:
+            await self._slots.acquire()
+            try:
+                messages = await psub.fetch(1, timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                self._slots.release()
+                continue
+            except nats.errors.Error as err:
+                self._slots.release()
+                log.warning("fetching work failed: %s", err)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in messages:
+                await self._dispatch(msg)
+
+    async def _dispatch(self, msg: Msg) -> None:
+        try:
+            event = decode(msg.data, subject=msg.subject)
+        except UndecodableEventError as err:
+            log.warning("%s", err)
+            await msg.ack()
+            self._slots.release()
+            return
+        if isinstance(event, TaskCancelRequested):
+            cancel = self._cancels.get((event.task_id, event.attempt))
+            if cancel is not None:
+                cancel.set()
+            await msg.ack()
+            self._slots.release()
+            return
+        if not isinstance(event, TaskAssigned):
+            await msg.ack()
+            self._slots.release()
+            return
+        key = (event.task_id, event.attempt)
+        if key in self._done or key in self._running or not await self._still_live(msg, event):
+            await msg.ack()
+            self._slots.release()
+            return
+        self._cancels[key] = asyncio.Event()
+        self._running[key] = asyncio.create_task(self._run(msg, event), name=f"task-{key}")
+
+    async def _still_live(self, msg: Msg, event: TaskAssigned) -> bool:
+        """On a redelivery, check the stream: has this attempt ended or moved on?"""
+        if msg.metadata.num_delivered <= 1:
+            return True
+        task = await fold_task(self._store, event.task_id)
+        return (
+            task is not None
+            and not task.terminal
+            and task.attempt == event.attempt
+            and task.node_id == self.node_id
+        )
+
+    async def _run(self, msg: Msg, event: TaskAssigned) -> None:
+        key = (event.task_id, event.attempt)
+        started = time.perf_counter()
+        progress = asyncio.create_task(self._keep_alive(msg))
+        try:
+            await self._append(
+                TaskStarted(**self._envelope(), task_id=event.task_id, node_id=self.node_id,
+                            attempt=event.attempt)
+            )
+            outcome = await self._execute(event, self._cancels[key])
+            elapsed = (time.perf_counter() - started) * 1000
+            await self._report(event, outcome, elapsed)
+            await msg.ack()
+            self._done.add(key)
+        except asyncio.CancelledError:
+            raise  # shutting down: no ack, so the assignment is redelivered or requeued
+        except EventsrcError as err:
+            log.warning("task %s attempt %d: result not stored: %s", *key, err)
+        finally:
+            progress.cancel()
+            self._running.pop(key, None)
+            self._cancels.pop(key, None)
+            self._slots.release()
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        # Long tasks: tell JetStream we are still on it, well within the ack wait.
+        while True:
+            await asyncio.sleep(10.0)
+            with contextlib.suppress(nats.errors.Error):
+                await msg.in_progress()
+
+    async def _execute(self, event: TaskAssigned, cancel: asyncio.Event) -> ExecutionResult:
+        handler = self.handlers.get(event.task_type or "")
+        if handler is not None:
+            task = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
+            try:
+                result = await asyncio.wait_for(handler(task), event.run_timeout_s)
+            except TimeoutError:
+                return ExecutionResult(ok=False, result=None, error="handler timed out",
+                                       retryable=False)
+            except Exception as err:
+                return ExecutionResult(ok=False, result=None, error=f"{type(err).__name__}: {err}",
+                                       retryable=False)
+            return ExecutionResult(ok=True, result=result, error=None, retryable=False)
+        executor = self._executors.get(event.skills[0])
+        if executor is None:
+            return ExecutionResult(
+                ok=False, result=None, retryable=False,
+                error=f"no executor for skill {event.skills[0]} on node {self.node_id}",
+            )
+        return await executor.run(event.payload, timeout=event.run_timeout_s, cancel=cancel)
+
+    async def _report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:
+        common = {"task_id": event.task_id, "node_id": self.node_id, "attempt": event.attempt,
+                  "duration_ms": elapsed}
+        if outcome.ok:
+            try:
+                await self._append(TaskSucceeded(**self._envelope(), **common,
+                                                 result=outcome.result))
+                return
+            except PayloadTooLargeError:
+                outcome = ExecutionResult(
+                    ok=False, result=None, retryable=False,
+                    error="result too large to store; return a reference instead of the data",
+                )
+        await self._append(
+            TaskFailed(**self._envelope(), **common, error=outcome.error or "failed",
+                       retryable=outcome.retryable)
+        )

@@ -1,0 +1,61 @@
+"""Turning a NodeConfig into what a NodeAgent runs: skills found, executors, gaps."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from eventsrc.config import NodeConfig
+from eventsrc.errors import ConfigError
+from eventsrc.events import UnavailableSkill, validate_token
+from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
+from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
+from eventsrc.node.executors import Executor, executor_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSkills:
+    """What a node advertises, how it runs each, and what it found but cannot run."""
+
+    skills: dict[str, DiscoveredSkill]
+    executors: dict[str, Executor]
+    unavailable: tuple[UnavailableSkill, ...]
+    errors: tuple[str, ...]
+
+
+def node_id_of(config: NodeConfig) -> str:
+    """The configured node id, else the host name (validated as a subject token)."""
+    return validate_token(config.node_id or socket.gethostname(), what="node id")
+
+
+def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
+    """Scan skill folders and add the named built-ins.
+
+    ``--skill NAME`` advertises a built-in by name (only ``python`` executes; the others
+    are catalog entries a handler or OpenClaw may serve). Folder skills are advertised
+    when OpenClaw's gating says they can run here.
+    """
+    found = SkillDiscovery(env=env, workspace=config.workspace,
+                           extra_dirs=config.skills_dirs).scan()
+    for line in found.errors:
+        log.warning("skipped: %s", line)
+    skills = dict(found.eligible())
+    for name in config.skills:
+        if name in skills:
+            continue
+        if name not in BUILTIN_SKILLS:
+            raise ConfigError(
+                f"--skill {name}: no built-in skill of that name (built-ins: "
+                f"{', '.join(BUILTIN_SKILLS)}); put a SKILL.md folder in --skills-dir instead"
+            )
+        skills[name] = builtin_skill(name)
+    executors = {
+        name: executor
+        for name, skill in skills.items()
+        if (executor := executor_for(skill, env)) is not None
+    }
+    return NodeSkills(skills, executors, found.unavailable(), tuple(found.errors))
