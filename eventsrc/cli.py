@@ -37,14 +37,16 @@ def _payload(text: str | None) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError as err:
         raise InvalidRequestError(
-            f"--payload is not valid JSON ({err}); quote it, e.g. --payload '{{\"code\": \"...\"}}'"
+            f'--payload is not valid JSON ({err}); quote it, e.g. --payload \'{{"code": "..."}}\''
         ) from err
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__.splitlines()[0])
-    parser.add_argument("--nats-url", help="NATS URL(s); default: EVENTSRC_NATS_URL, "
-                        "./.eventsrc/url, nats://127.0.0.1:4222")
+    parser.add_argument(
+        "--nats-url",
+        help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
+    )
     parser.add_argument("--creds", help="NATS credentials file")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -70,8 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     drain = sub.add_parser("drain", help="stop placing work on a node")
     drain.add_argument("node_id")
     drain.add_argument("--json", action="store_true")
-    for name, what in (("nodes", "list nodes"), ("skills", "list catalog skills"),
-                       ("status", "cluster status")):
+    for name, what in (
+        ("nodes", "list nodes"),
+        ("skills", "list catalog skills"),
+        ("status", "cluster status"),
+    ):
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("--json", action="store_true")
     tasks = sub.add_parser("tasks", help="list tasks")
@@ -121,21 +126,28 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
         "node_id": args.node,
         "task_type": args.task_type,
     }
-    for flag, field in (("run_timeout", "run_timeout_s"), ("queue_timeout", "queue_timeout_s"),
-                        ("max_attempts", "max_attempts")):
+    for flag, field in (
+        ("run_timeout", "run_timeout_s"),
+        ("queue_timeout", "queue_timeout_s"),
+        ("max_attempts", "max_attempts"),
+    ):
         if getattr(args, flag) is not None:
             options[field] = getattr(args, flag)
     try:
-        task = await cluster.submit(args.skill, _payload(args.payload), task_id=args.task_id,
-                                    submitted_by="cli", **options)
+        task = await cluster.submit(
+            args.skill, _payload(args.payload), task_id=args.task_id, submitted_by="cli", **options
+        )
     except ValueError as err:  # pydantic: a bad option value
         raise InvalidRequestError(str(err).splitlines()[0]) from err
     if args.wait and not task.terminal:
         task = await cluster.wait(task.task_id, timeout=args.timeout)
         if not task.terminal:
             _show_task(task, args.json)
-            print(f"error: gave up waiting after {args.timeout:g} s; the task is still "
-                  f"{task.state} (eventsrc get {task.task_id})", file=sys.stderr)
+            print(
+                f"error: gave up waiting after {args.timeout:g} s; the task is still "
+                f"{task.state} (eventsrc get {task.task_id})",
+                file=sys.stderr,
+            )
             return EXIT_FAILED
     code = _show_task(task, args.json)
     if task.state in {"failed", "rejected", "timed_out", "cancelled"}:
@@ -147,8 +159,10 @@ def _show_task(task: TaskInfo, as_json: bool) -> int:
     if as_json:
         print(task.model_dump_json())
         return EXIT_OK
-    print(f"task {task.task_id}: {task.state} (attempt {task.attempts}"
-          f"{', node ' + task.node_id if task.node_id else ''})")
+    print(
+        f"task {task.task_id}: {task.state} (attempt {task.attempts}"
+        f"{', node ' + task.node_id if task.node_id else ''})"
+    )
     if task.reason:
         print(f"  reason: {task.reason}")
     for hint in task.would_qualify:
@@ -176,24 +190,49 @@ def _show(data: Any, as_json: bool, text: Any) -> int:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
 def _tasks_table(data: dict[str, Any]) -> str:
-    rows = [[t["task_id"], t["state"], t["node_id"] or "-", str(t["attempts"]),
-             ",".join(t["skills"]), t["reason"] or ""] for t in data["tasks"]]
-    return _table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]) \
-        if rows else "no tasks (use --all for finished ones)"
+    rows = [
+        [
+            t["task_id"],
+            t["state"],
+            t["node_id"] or "-",
+            str(t["attempts"]),
+            ",".join(t["skills"]),
+            t["reason"] or "",
+        ]
+        for t in data["tasks"]
+    ]
+    return (
+        _table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"])
+        if rows
+        else "no tasks (use --all for finished ones)"
+    )
 
 
 def _nodes_table(data: dict[str, Any]) -> str:
-    rows = [[n["node_id"], n["state"], f"{n['running']}/{n['capacity']}",
-             ",".join(n["skills"]), f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None
-             else "-", str(n["last_heartbeat_at"] or "-")] for n in data["nodes"]]
-    return _table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"]) \
-        if rows else "no nodes have joined"
+    rows = [
+        [
+            n["node_id"],
+            n["state"],
+            f"{n['running']}/{n['capacity']}",
+            ",".join(n["skills"]),
+            f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None else "-",
+            str(n["last_heartbeat_at"] or "-"),
+        ]
+        for n in data["nodes"]
+    ]
+    return (
+        _table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"])
+        if rows
+        else "no nodes have joined"
+    )
 
 
 def _node_table(node: dict[str, Any]) -> str:
@@ -203,12 +242,23 @@ def _node_table(node: dict[str, Any]) -> str:
 def _skills_table(data: dict[str, Any]) -> str:
     rows = []
     for skill in data["skills"]:
-        would = "; ".join(f"{h['node_id']} lacks {', '.join(h['lacks'])}"
-                          for h in skill["would_be_holders"])
-        rows.append([skill["name"], skill["category"], ",".join(skill["holders"]) or "-",
-                     ",".join(skill["dependencies"]) or "-", would or "-"])
-    return _table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"]) \
-        if rows else "the catalog is empty"
+        would = "; ".join(
+            f"{h['node_id']} lacks {', '.join(h['lacks'])}" for h in skill["would_be_holders"]
+        )
+        rows.append(
+            [
+                skill["name"],
+                skill["category"],
+                ",".join(skill["holders"]) or "-",
+                ",".join(skill["dependencies"]) or "-",
+                would or "-",
+            ]
+        )
+    return (
+        _table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"])
+        if rows
+        else "the catalog is empty"
+    )
 
 
 def _status_text(data: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ class CoordinatorConfig(CommonConfig):
     local_node: bool | None = Field(
         default=None, description="run a node in-process; default: only with embedded server"
     )
+    local_node_id: str | None = Field(default=None, description="default: the host name")
     replicas: int = Field(default=1, ge=1, le=5)
     max_queued: int = Field(default=100_000, ge=1, description="waiting tasks before refusal")
     events_max_age: float = Field(default=0, ge=0, description="seconds; 0 = forever")

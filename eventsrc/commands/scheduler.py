@@ -177,10 +177,12 @@ def _better(state: ClusterState, a: NodeView, b: NodeView, planned: Mapping[str,
         return load_a < load_b
     if a.success_rate != b.success_rate:
         return a.success_rate > b.success_rate
+    # Nodes on one host read the same machine's load at different instants: a tie.
+    same_host = bool(a.hostname) and a.hostname == b.hostname
     (cpu_a, mem_a), (cpu_b, mem_b) = _usage(state, a.node_id), _usage(state, b.node_id)
-    if abs(cpu_a - cpu_b) > LOAD_TIE_POINTS:
+    if not same_host and abs(cpu_a - cpu_b) > LOAD_TIE_POINTS:
         return cpu_a < cpu_b
-    if abs(mem_a - mem_b) > LOAD_TIE_POINTS:
+    if not same_host and abs(mem_a - mem_b) > LOAD_TIE_POINTS:
         return mem_a < mem_b
     return a.node_id < b.node_id
 

@@ -27,6 +27,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--embedded-port", type=int, help="port of the embedded server (0 = any free port)"
     )
+    parser.add_argument(
+        "--local-node",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run a node in this process (default: only with the embedded server)",
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -47,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sweep_interval": args.sweep_interval,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "embedded_port": args.embedded_port,
+                "local_node": args.local_node,
                 "log_level": args.log_level,
             },
         )
@@ -58,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"eventsrc coordinator ready, {where} at {','.join(coordinator.servers)}",
                 flush=True,
             )
+            if coordinator.local_node is not None:
+                node = coordinator.local_node
+                print(
+                    f"local node {node.node_id} runs here (skills: python and ./skills)", flush=True
+                )
             await stop.wait()
         return EXIT_OK
 

@@ -12,9 +12,11 @@ from types import TracebackType
 from nats.aio.client import Client
 
 from eventsrc.commands.tasks import Limits
-from eventsrc.config import CoordinatorConfig
+from eventsrc.config import CoordinatorConfig, NodeConfig
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.errors import EventsrcError
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.setup import discover, node_id_of
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, NatsOptions, StreamSettings, connect_nats
@@ -63,6 +65,7 @@ class Coordinator:
         self._store: JetStreamEventStore | None = None
         self.runner: ProjectionRunner | None = None
         self.service: CoordinatorService | None = None
+        self.local_node: NodeAgent | None = None
         self.coordinator_id = f"coordinator-{socket.gethostname()}-{os.getpid()}"
 
     @property
@@ -107,7 +110,26 @@ class Coordinator:
             limits=Limits(max_queued=self.config.max_queued),
         )
         await self._stack.enter_async_context(self.service)
+        if self.config.local_node if self.config.local_node is not None else self.embedded:
+            await self._start_local_node()
         return ",".join(self.servers)
+
+    async def _start_local_node(self) -> None:
+        """A cluster of one: a node in this process with built-in python and ./skills."""
+        assert self._nc is not None and self._store is not None
+        config = NodeConfig(node_id=self.config.local_node_id, skills=("python",))
+        found = discover(config, os.environ)
+        self.local_node = NodeAgent(
+            self._nc,
+            self._store,
+            node_id=node_id_of(config),
+            skills=found.skills,
+            executors=found.executors,
+            unavailable=found.unavailable,
+            capacity=config.capacity,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        await self._stack.enter_async_context(self.local_node)
 
     def _on_applied(self, state: ClusterState) -> None:
         if self.service is not None:

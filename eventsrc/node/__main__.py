@@ -72,21 +72,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
         nc = await connect_nats(
-            NatsOptions(servers=servers, name=f"eventsrc-node-{node_id}", creds=config.creds,
-                        user=config.user, password=config.password, token=config.token,
-                        tls_ca=config.tls_ca, tls_cert=config.tls_cert, tls_key=config.tls_key),
+            NatsOptions(
+                servers=servers,
+                name=f"eventsrc-node-{node_id}",
+                creds=config.creds,
+                user=config.user,
+                password=config.password,
+                token=config.token,
+                tls_ca=config.tls_ca,
+                tls_cert=config.tls_cert,
+                tls_key=config.tls_key,
+            ),
             long_running=True,
         )
         try:
             agent = NodeAgent(
-                nc, JetStreamEventStore(nc), node_id=node_id, skills=found.skills,
-                executors=found.executors, unavailable=found.unavailable,
-                capacity=config.capacity, heartbeat_interval=config.heartbeat_interval,
-                labels=config.labels, drain_timeout=config.drain_timeout,
+                nc,
+                JetStreamEventStore(nc),
+                node_id=node_id,
+                skills=found.skills,
+                executors=found.executors,
+                unavailable=found.unavailable,
+                capacity=config.capacity,
+                heartbeat_interval=config.heartbeat_interval,
+                labels=config.labels,
+                drain_timeout=config.drain_timeout,
             )
             await agent.start()
-            print(f"eventsrc node {node_id} ready with skills: "
-                  f"{', '.join(sorted(found.skills)) or 'none'}", flush=True)
+            print(
+                f"eventsrc node {node_id} ready with skills: "
+                f"{', '.join(sorted(found.skills)) or 'none'}",
+                flush=True,
+            )
             await stop.wait()
             await agent.drain()
         finally:

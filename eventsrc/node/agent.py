@@ -141,7 +141,9 @@ class NodeAgent:
         for name in sorted(self._skills):
             await self._append(
                 SkillInstanceRegistered(
-                    **self._envelope(), node_id=self.node_id, skill=name,
+                    **self._envelope(),
+                    node_id=self.node_id,
+                    skill=name,
                     incarnation=self.incarnation,
                 )
             )
@@ -193,8 +195,12 @@ class NodeAgent:
             self._joined = False
             with contextlib.suppress(EventsrcError):
                 await self._append(
-                    NodeLeft(**self._envelope(), node_id=self.node_id,
-                             incarnation=self.incarnation, reason="stopped")
+                    NodeLeft(
+                        **self._envelope(),
+                        node_id=self.node_id,
+                        incarnation=self.incarnation,
+                        reason="stopped",
+                    )
                 )
 
     async def __aenter__(self) -> NodeAgent:
@@ -288,8 +294,12 @@ class NodeAgent:
         progress = asyncio.create_task(self._keep_alive(msg))
         try:
             await self._append(
-                TaskStarted(**self._envelope(), task_id=event.task_id, node_id=self.node_id,
-                            attempt=event.attempt)
+                TaskStarted(
+                    **self._envelope(),
+                    task_id=event.task_id,
+                    node_id=self.node_id,
+                    attempt=event.attempt,
+                )
             )
             outcome = await self._execute(event, self._cancels[key])
             elapsed = (time.perf_counter() - started) * 1000
@@ -320,34 +330,49 @@ class NodeAgent:
             try:
                 result = await asyncio.wait_for(handler(task), event.run_timeout_s)
             except TimeoutError:
-                return ExecutionResult(ok=False, result=None, error="handler timed out",
-                                       retryable=False)
+                return ExecutionResult(
+                    ok=False, result=None, error="handler timed out", retryable=False
+                )
             except Exception as err:
-                return ExecutionResult(ok=False, result=None, error=f"{type(err).__name__}: {err}",
-                                       retryable=False)
+                return ExecutionResult(
+                    ok=False, result=None, error=f"{type(err).__name__}: {err}", retryable=False
+                )
             return ExecutionResult(ok=True, result=result, error=None, retryable=False)
         executor = self._executors.get(event.skills[0])
         if executor is None:
             return ExecutionResult(
-                ok=False, result=None, retryable=False,
+                ok=False,
+                result=None,
+                retryable=False,
                 error=f"no executor for skill {event.skills[0]} on node {self.node_id}",
             )
         return await executor.run(event.payload, timeout=event.run_timeout_s, cancel=cancel)
 
     async def _report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:
-        common = {"task_id": event.task_id, "node_id": self.node_id, "attempt": event.attempt,
-                  "duration_ms": elapsed}
+        common = {
+            "task_id": event.task_id,
+            "node_id": self.node_id,
+            "attempt": event.attempt,
+            "duration_ms": elapsed,
+        }
         if outcome.ok:
             try:
-                await self._append(TaskSucceeded(**self._envelope(), **common,
-                                                 result=outcome.result))
+                await self._append(
+                    TaskSucceeded(**self._envelope(), **common, result=outcome.result)
+                )
                 return
             except PayloadTooLargeError:
                 outcome = ExecutionResult(
-                    ok=False, result=None, retryable=False,
+                    ok=False,
+                    result=None,
+                    retryable=False,
                     error="result too large to store; return a reference instead of the data",
                 )
         await self._append(
-            TaskFailed(**self._envelope(), **common, error=outcome.error or "failed",
-                       retryable=outcome.retryable)
+            TaskFailed(
+                **self._envelope(),
+                **common,
+                error=outcome.error or "failed",
+                retryable=outcome.retryable,
+            )
         )

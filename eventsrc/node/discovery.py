@@ -251,8 +251,9 @@ def load_skill(
 def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The parsed ``openclaw.json`` (None if absent) and an error line if unreadable.
 
-    The file is JSON5; plain JSON and YAML flow style (trailing commas, bare keys) are
-    read, comments are not. An unreadable file counts as absent.
+    The file is JSON5: comments are dropped, then it is read as JSON or else as YAML
+    flow style (bare keys, single quotes, trailing commas). An unreadable file counts
+    as absent.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -260,6 +261,7 @@ def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]
         return None, None
     except (OSError, UnicodeDecodeError) as err:
         return None, f"{path}: cannot read it ({err}); requires.config counts as unmet"
+    text = _without_comments(text)
     try:
         loaded: Any = json.loads(text)
     except ValueError:
@@ -268,11 +270,37 @@ def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]
         except yaml.YAMLError:
             loaded = None
     if not isinstance(loaded, dict):
-        return None, (
-            f"{path}: not a JSON object this node can read (comments are not supported); "
-            f"requires.config counts as unmet"
+        return (
+            None,
+            f"{path}: not a JSON5 object this node can read; requires.config counts as unmet",
         )
     return loaded, None
+
+
+def _without_comments(text: str) -> str:
+    """JSON5 text without its ``//`` and ``/* */`` comments (strings are left alone)."""
+    out: list[str] = []
+    i, quote = 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            out.append(text[i : i + 2] if ch == "\\" else ch)
+            i += 2 if ch == "\\" else 1
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+            out.append(ch)
+            i += 1
+        elif text.startswith("//", i):
+            newline = text.find("\n", i)
+            i = len(text) if newline < 0 else newline
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def diff(

@@ -39,8 +39,9 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     are catalog entries a handler or OpenClaw may serve). Folder skills are advertised
     when OpenClaw's gating says they can run here.
     """
-    found = SkillDiscovery(env=env, workspace=config.workspace,
-                           extra_dirs=config.skills_dirs).scan()
+    found = SkillDiscovery(
+        env=env, workspace=config.workspace, extra_dirs=config.skills_dirs
+    ).scan()
     for line in found.errors:
         log.warning("skipped: %s", line)
     skills = dict(found.eligible())
