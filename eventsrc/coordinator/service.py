@@ -248,8 +248,35 @@ class CoordinatorService:
         await self._writer.execute(functools.partial(decide, **options), command)
 
     async def _submit(self, command: SubmitTask) -> Any:
-        await self._run(decide_submit, command, limits=self._limits)
+        async with self._runner.reading() as state:
+            in_memory = command.task_id in state.tasks
+            has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
+        if not in_memory and has_history:
+            # Events but no task in memory: finished long ago (evicted) or stray events.
+            existing = await self._existing(command)
+            if existing is not None:
+                return existing
+        try:
+            await self._run(decide_submit, command, limits=self._limits)
+        except StoreError:
+            # Lost every race: most likely an evicted task id whose history is only in
+            # the stream. Answer from there, or give up with the store's message.
+            existing = await self._existing(command)
+            if existing is None:
+                raise
+            return existing
         return await self._task_view(command.task_id)
+
+    async def _existing(self, command: SubmitTask) -> Any:
+        """The stored task with this id, if the stream has its submission (idempotency)."""
+        folded = await fold_task(self._store, command.task_id)
+        if folded is None:
+            return None
+        if folded.spec != command.spec:
+            raise DomainError(
+                f"task {command.task_id} exists with a different request; use another task id"
+            )
+        return task_info(folded)
 
     async def _task_view(self, task_id: str) -> Any:
         async with self._runner.reading() as state:

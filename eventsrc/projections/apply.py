@@ -55,7 +55,7 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
     if isinstance(event, Heartbeat):
         problem = ("illegal", "a heartbeat in the events stream")
     elif type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
-        problem = ("fenced", f"{event.type} of epoch {event.epoch} < {state.epoch}")
+        problem = ("fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}")
     else:
         problem = HANDLERS[event.type](state, event, time)
     # The server compares expected sequences with every stored event of an aggregate,
@@ -67,14 +67,10 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
 
 
 def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
-    # A task aggregate no longer in memory (evicted) gets no conditional appends from
-    # memory, so a late event for it must not grow the map again.
-    if (
-        aggregate.startswith("evt.task.")
-        and aggregate[9:-2] not in state.tasks
-        and aggregate not in state.aggregate_seq
-    ):
-        return
+    # Every stored event counts, even on a task never submitted (a stray result): the
+    # server's expectation check sees it, so the next conditional append must too.
+    # Eviction drops a finished task's entry; the coordinator looks such ids up in the
+    # stream before accepting them again.
     state.aggregate_seq[aggregate] = seq
 
 

@@ -215,6 +215,8 @@ def retried(state: ClusterState, event: TaskRetried, time: datetime) -> Outcome:
     task = _task(state, event.task_id, "TaskRetried")
     if isinstance(task, tuple):
         return task
+    if task.terminal:
+        return ("late", f"TaskRetried for {task.task_id} after it ended {task.state}")
     if not task.retry_pending or event.failed_attempt != task.attempt:
         return ("illegal", f"TaskRetried for {task.task_id} without a pending retry")
     task.retry_pending = False

@@ -12,6 +12,8 @@ re-read the aggregate (it will contain the event) and decide again.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -170,12 +172,13 @@ class JetStreamEventStore:
             stop = min(stop, until_seq)
         if stop < max(from_seq, 1):
             return
-        sub = await self._ordered(stream, subjects, from_seq=from_seq, from_time=from_time)
+        inbox = _Inbox(self._nc)
+        sub = await self._ordered(stream, subjects, inbox, from_seq=from_seq, from_time=from_time)
         try:
             info = await sub.consumer_info()
             if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
                 return
-            async for msg in sub.messages:
+            async for msg in inbox.messages():
                 record, pending = _record(msg)
                 seq = record.seq
                 if seq > stop:
@@ -204,11 +207,17 @@ class JetStreamEventStore:
         last_per_subject: bool = False,
     ) -> AsyncIterator[Record]:
         """Yield records from ``from_seq`` on and keep following new ones until cancelled."""
+        inbox = _Inbox(self._nc)
         sub = await self._ordered(
-            stream, subjects, from_seq=from_seq, from_time=None, last_per_subject=last_per_subject
+            stream,
+            subjects,
+            inbox,
+            from_seq=from_seq,
+            from_time=None,
+            last_per_subject=last_per_subject,
         )
         try:
-            async for msg in sub.messages:
+            async for msg in inbox.messages():
                 yield _record(msg)[0]
         finally:
             await _unsubscribe(sub)
@@ -217,6 +226,7 @@ class JetStreamEventStore:
         self,
         stream: str,
         subjects: str | Sequence[str] | None,
+        inbox: _Inbox,
         *,
         from_seq: int,
         from_time: datetime | None,
@@ -241,12 +251,55 @@ class JetStreamEventStore:
                 ordered_consumer=True,
                 deliver_policy=policy,
                 config=config,
+                cb=inbox.put,
                 # Generous client buffers: a replay must not be cut by slow-consumer limits.
                 pending_msgs_limit=1_000_000,
                 pending_bytes_limit=1024 * 1024 * 1024,
             )
         except nats.errors.Error as err:
             raise _map_error(err, subject=",".join(filters)) from err
+
+
+class _Inbox:
+    """Messages handed over by a subscription callback, with backpressure.
+
+    nats-py's ``sub.messages`` iterator creates a task and an ``asyncio.wait`` per
+    message (about 30k msg/s here); a callback feeding a deque is about three times
+    faster. When the reader falls behind by ``HIGH_WATER`` messages the callback waits,
+    which pauses delivery (the ordered consumer's flow control does the rest).
+    """
+
+    HIGH_WATER = 20_000
+    IDLE_CHECK_S = 5.0
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._items: collections.deque[Msg] = collections.deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def put(self, msg: Msg) -> None:
+        self._items.append(msg)
+        self._ready.set()
+        if len(self._items) >= self.HIGH_WATER:
+            self._room.clear()
+            await self._room.wait()
+
+    async def messages(self) -> AsyncIterator[Msg]:
+        """Yield messages in order until the connection closes."""
+        items = self._items
+        while True:
+            while not items:
+                self._ready.clear()
+                try:
+                    await asyncio.wait_for(self._ready.wait(), self.IDLE_CHECK_S)
+                except TimeoutError:
+                    if self._nc.is_closed:
+                        return
+            yield items.popleft()
+            if not self._room.is_set() and len(items) < self.HIGH_WATER // 2:
+                self._room.set()
 
 
 def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
