@@ -18,7 +18,6 @@ reported as a line naming its path in ``DiscoveryResult.errors`` and skipped.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from eventsrc.events import SkillCategory, SkillMetadata, UnavailableSkill, validate_token
@@ -37,6 +35,8 @@ from eventsrc.node.gating import (
     openclaw_block,
     parse_front_matter,
     parse_metadata,
+    parse_openclaw_config,
+    string_list,
 )
 
 __all__ = [
@@ -249,11 +249,9 @@ def load_skill(
 
 
 def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The parsed ``openclaw.json`` (None if absent) and an error line if unreadable.
+    """The parsed ``openclaw.json`` (None if absent) and an error line if unusable.
 
-    The file is JSON5: comments are dropped, then it is read as JSON or else as YAML
-    flow style (bare keys, single quotes, trailing commas). An unreadable file counts
-    as absent.
+    An unreadable or unparsable file counts as absent: ``requires.config`` is unmet.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -261,46 +259,12 @@ def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]
         return None, None
     except (OSError, UnicodeDecodeError) as err:
         return None, f"{path}: cannot read it ({err}); requires.config counts as unmet"
-    text = _without_comments(text)
-    try:
-        loaded: Any = json.loads(text)
-    except ValueError:
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError:
-            loaded = None
-    if not isinstance(loaded, dict):
-        return (
-            None,
-            f"{path}: not a JSON5 object this node can read; requires.config counts as unmet",
+    config = parse_openclaw_config(text)
+    if config is None:
+        return None, (
+            f"{path}: not a JSON5 object this node can read; requires.config counts as unmet"
         )
-    return loaded, None
-
-
-def _without_comments(text: str) -> str:
-    """JSON5 text without its ``//`` and ``/* */`` comments (strings are left alone)."""
-    out: list[str] = []
-    i, quote = 0, ""
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            out.append(text[i : i + 2] if ch == "\\" else ch)
-            i += 2 if ch == "\\" else 1
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-            out.append(ch)
-            i += 1
-        elif text.startswith("//", i):
-            newline = text.find("\n", i)
-            i = len(text) if newline < 0 else newline
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = len(text) if end < 0 else end + 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+    return config, None
 
 
 def diff(
@@ -352,19 +316,21 @@ def _skill_metadata(
     name: str, description: str, front: Mapping[str, Any], ours: Mapping[str, Any]
 ) -> SkillMetadata:
     category = ours.get("category", SkillCategory.CUSTOM.value)
-    if category not in {c.value for c in SkillCategory}:
+    if not isinstance(category, str) or category not in {c.value for c in SkillCategory}:
         valid = ", ".join(c.value for c in SkillCategory)
         raise SkillFileError(f"metadata.eventsrc.category {category!r} is not one of: {valid}")
+    # Top-level version/tags (other skill formats) are a lenient fallback for ours.
     version = ours.get("version", front.get("version"))
+    tags = _names(ours["tags"], "tags") if "tags" in ours else string_list(front.get("tags"))
     fields: dict[str, Any] = {
         "name": name,
         "description": description,
         "category": category,
-        "tags": _names(ours.get("tags", front.get("tags")), "tags"),
+        "tags": tags,
         "dependencies": _names(ours.get("dependencies"), "dependencies"),
         "resources": ours.get("resources") or {},
     }
-    if version is not None:
+    if isinstance(version, str | int | float) and not isinstance(version, bool):
         fields["version"] = str(version)
     try:
         return SkillMetadata(**fields)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import shlex
@@ -322,6 +323,23 @@ class _Child:
         )
 
 
+class _ChildProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Stream protocol that also tells when the child itself exited.
+
+    ``Process.wait()`` returns only once every pipe is closed, which a grandchild
+    holding stdout can delay forever; ``exited`` resolves when the child is reaped.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 async def _run_child(
     argv: Sequence[str],
     *,
@@ -334,8 +352,10 @@ async def _run_child(
     """Run a child to its end, its time-out or ``cancel``; kill its group in every case."""
     if cancel is not None and cancel.is_set():
         return ExecutionResult(ok=False, error="cancelled", cancelled=True)
+    loop = asyncio.get_running_loop()
     try:
-        proc = await asyncio.create_subprocess_exec(
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ChildProtocol(loop),
             *argv,
             cwd=cwd,
             env=None if limits.env is None else dict(limits.env),
@@ -349,44 +369,60 @@ async def _run_child(
         transient = not isinstance(err, FileNotFoundError | PermissionError | NotADirectoryError)
         error = f"cannot start {argv[0]}: {err}"
         return ExecutionResult(ok=False, error=error, retryable=transient)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err_ = _Capture(limits.output_cap), _Capture(limits.output_cap)
+    try:
+        return await _supervise(transport, protocol, stdin, timeout, cancel, limits)
+    finally:
+        transport.close()
+
+
+async def _supervise(
+    transport: asyncio.SubprocessTransport,
+    protocol: _ChildProtocol,
+    stdin: bytes | None,
+    timeout: float,
+    cancel: asyncio.Event | None,
+    limits: _Limits,
+) -> _Child:
+    pid = transport.get_pid()
+    assert protocol.stdout is not None and protocol.stderr is not None
+    out, err = _Capture(limits.output_cap), _Capture(limits.output_cap)
     helpers = [
-        asyncio.create_task(out.drain(proc.stdout)),
-        asyncio.create_task(err_.drain(proc.stderr)),
+        asyncio.create_task(out.drain(protocol.stdout)),
+        asyncio.create_task(err.drain(protocol.stderr)),
     ]
-    if stdin is not None and proc.stdin is not None:
-        helpers.append(asyncio.create_task(_feed(proc.stdin, stdin)))
-    exited = asyncio.create_task(proc.wait())
+    if stdin is not None and protocol.stdin is not None:
+        helpers.append(asyncio.create_task(_feed(protocol.stdin, stdin)))
+    exited = protocol.exited
     stop = asyncio.create_task(cancel.wait()) if cancel is not None else None
     timed_out = cancelled = False
     try:
-        waits = {exited} if stop is None else {exited, stop}
-        done, _ = await asyncio.wait(
-            waits, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED
-        )
-        if exited not in done:
-            cancelled = stop is not None and stop in done
-            timed_out = not cancelled
-            _signal_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(exited), limits.kill_grace)
+        try:
+            waits: set[asyncio.Future[Any]] = {exited} if stop is None else {exited, stop}
+            await asyncio.wait(waits, timeout=max(timeout, 0), return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                cancelled = stop is not None and stop.done()
+                timed_out = not cancelled
+                _signal_group(pid, signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), limits.kill_grace)
+        finally:
+            # Also on CancelledError: nothing of the group may outlive this call.
+            _signal_group(pid, signal.SIGKILL)
+            if stop is not None:
+                stop.cancel()
+        await exited
+        # The pipes close when their last holder dies; one that left the group (setsid)
+        # must not hang us, so the readers get a bounded time.
+        _, pending = await asyncio.wait(helpers, timeout=limits.kill_grace)
     except BaseException:
-        for task in (*helpers, exited):
+        for task in helpers:
             task.cancel()
         raise
-    finally:
-        # Also on CancelledError: the group must not outlive this call.
-        _signal_group(proc.pid, signal.SIGKILL)
-        if stop is not None:
-            stop.cancel()
-    returncode = await exited
-    # Readers end when the last holder of the pipes dies; one that escaped the group
-    # (setsid) must not hang us, so give them a bounded time.
-    _, pending = await asyncio.wait(helpers, timeout=limits.kill_grace)
     for task in pending:
         task.cancel()
-    return _Child(returncode, out, err_, timed_out, cancelled, timeout)
+    returncode = transport.get_returncode()
+    assert returncode is not None
+    return _Child(returncode, out, err, timed_out, cancelled, timeout)
 
 
 async def _feed(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -405,10 +441,12 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def _agent_reply(stdout: str) -> Any:
     """The reply text of ``openclaw agent --json`` output (log lines may precede it)."""
-    for start in (i for i, ch in enumerate(stdout) if ch == "{"):
+    decoder = json.JSONDecoder()
+    starts = [0] + [i + 1 for i, ch in enumerate(stdout) if ch == "\n"]
+    for start in (s for s in starts if stdout.startswith("{", s)):
         try:
-            parsed = orjson.loads(stdout[start:])
-        except orjson.JSONDecodeError:
+            parsed, _ = decoder.raw_decode(stdout, start)
+        except ValueError:
             continue
         if isinstance(parsed, dict) and isinstance(parsed.get("payloads"), list):
             texts = [

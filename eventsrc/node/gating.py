@@ -1,4 +1,4 @@
-"""OpenClaw's SKILL.md front matter and load-time gating, as functions without I/O.
+"""OpenClaw's SKILL.md front matter and load-time gating, as plain functions.
 
 This follows OpenClaw's own loader (``src/markdown/frontmatter.ts``,
 ``src/shared/frontmatter.ts``, ``src/shared/config-eval.ts`` in openclaw/openclaw):
@@ -12,7 +12,8 @@ This follows OpenClaw's own loader (``src/markdown/frontmatter.ts``,
   ``requires.config`` all truthy in ``openclaw.json``;
 - ``skills.entries.<skillKey>.enabled: false`` in ``openclaw.json`` disables a skill.
 
-The only lookup outside the arguments is ``shutil.which`` against the given PATH.
+Nothing here reads files or the process environment: callers pass the environment
+and the parsed ``openclaw.json``; the one lookup is ``shutil.which`` on the given PATH.
 """
 
 from __future__ import annotations
@@ -204,6 +205,23 @@ def config_truthy(config: Mapping[str, Any] | None, dotted: str) -> bool:
     return True
 
 
+def parse_openclaw_config(text: str) -> dict[str, Any] | None:
+    """``openclaw.json`` text as a dict, or None if it is not an object.
+
+    The file is JSON5: comments are dropped, then it is read as JSON, else as YAML
+    flow style (which covers bare keys, single quotes and trailing commas).
+    """
+    text = _without_comments(text)
+    try:
+        loaded: Any = json.loads(text)
+    except ValueError:
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 def normalize_os(name: str) -> str:
     """OpenClaw's platform name (``darwin``, ``linux``, ``win32``) for a spelling of it."""
     lowered = name.strip().lower()
@@ -276,8 +294,34 @@ def _line_front_matter(block: str) -> dict[str, str]:
     return found
 
 
+def _without_comments(text: str) -> str:
+    """JSON5 text without its ``//`` and ``/* */`` comments (strings are left alone)."""
+    out: list[str] = []
+    i, quote = 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            out.append(text[i : i + 2] if ch == "\\" else ch)
+            i += 2 if ch == "\\" else 1
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+            out.append(ch)
+            i += 1
+        elif text.startswith("//", i):
+            newline = text.find("\n", i)
+            i = len(text) if newline < 0 else newline
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = len(text) if end < 0 else end + 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def _plausible_name(name: str | None) -> bool:
-    return bool(name) and name is not None and name[0] not in "[{'\"&*!|>%@`"
+    return name is not None and name != "" and name[0] not in "[{'\"&*!|>%@`"
 
 
 def _one_line(err: Exception) -> str:
