@@ -37,6 +37,7 @@ from eventsrc.events import (
     NodeJoined,
     NodeLeft,
     SkillInstanceRegistered,
+    SkillInstanceUnregistered,
     TaskAssigned,
     TaskCancelRequested,
     TaskFailed,
@@ -48,6 +49,7 @@ from eventsrc.events import (
 from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store import JetStreamEventStore
 
@@ -79,6 +81,8 @@ class NodeAgent:
         heartbeat_interval: float = 5.0,
         labels: dict[str, str] | None = None,
         drain_timeout: float = 30.0,
+        rescan: Callable[[], NodeSkills] | None = None,
+        rescan_interval: float = 60.0,
     ) -> None:
         self.node_id = node_id
         self.incarnation = uuid.uuid4().hex[:12]
@@ -92,6 +96,8 @@ class NodeAgent:
         self._heartbeat_interval = heartbeat_interval
         self._labels = labels or {}
         self._drain_timeout = drain_timeout
+        self._rescan = rescan
+        self._rescan_interval = rescan_interval
         self.handlers: dict[str, TaskHandler] = {}
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._cancels: dict[tuple[str, int], asyncio.Event] = {}
@@ -158,6 +164,8 @@ class NodeAgent:
         )
         self._loops.append(asyncio.create_task(self._work_loop(psub), name="work-loop"))
         self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
+        if self._rescan is not None and self._rescan_interval > 0:
+            self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
         log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
 
     async def _call_until_answered(self, endpoint: str, request: Any) -> Any:
@@ -232,6 +240,52 @@ class NodeAgent:
             except EventsrcError as err:
                 log.warning("heartbeat not stored: %s", err)
             await asyncio.sleep(self._heartbeat_interval)
+
+    async def _rescan_loop(self) -> None:
+        assert self._rescan is not None
+        while True:
+            await asyncio.sleep(self._rescan_interval)
+            try:
+                await self.apply_rescan(await asyncio.to_thread(self._rescan))
+            except EventsrcError as err:
+                log.warning("rescan: %s", err)
+
+    async def apply_rescan(self, found: NodeSkills) -> None:
+        """Register skills that appeared or became eligible, unregister those gone."""
+        added = sorted(set(found.skills) - set(self._skills))
+        gone = sorted(set(self._skills) - set(found.skills))
+        if added:
+            metadata = [found.skills[name].metadata.model_dump() for name in added]
+            await self._api.call("register_skills", {"skills": metadata})
+        self._skills = dict(found.skills)
+        self._executors = dict(found.executors)
+        for name in added:
+            await self._append(
+                SkillInstanceRegistered(
+                    **self._envelope(),
+                    node_id=self.node_id,
+                    skill=name,
+                    incarnation=self.incarnation,
+                )
+            )
+        for name in gone:
+            await self._append(
+                SkillInstanceUnregistered(
+                    **self._envelope(),
+                    node_id=self.node_id,
+                    skill=name,
+                    reason="no longer found or no longer eligible",
+                )
+            )
+        if found.unavailable != self._unavailable:
+            self._unavailable = found.unavailable
+            await self._append(
+                NodeCapabilitiesReported(
+                    **self._envelope(), node_id=self.node_id, unavailable=found.unavailable
+                )
+            )
+        if added or gone:
+            log.info("rescan: +%s -%s", ",".join(added) or "none", ",".join(gone) or "none")
 
     async def _work_loop(self, psub: Any) -> None:
         while self._accepting:

@@ -13,6 +13,7 @@ from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
 from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
 from eventsrc.node.executors import Executor, executor_for
+from eventsrc.node.pyskills import PythonSkillExecutor, as_discovered, entry_point_skills
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,10 @@ def node_id_of(config: NodeConfig) -> str:
 def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     """Scan skill folders and add the named built-ins.
 
-    ``--skill NAME`` advertises a built-in by name (only ``python`` executes; the others
-    are catalog entries a handler or OpenClaw may serve). Folder skills are advertised
-    when OpenClaw's gating says they can run here.
+    ``--skill NAME`` advertises a skill from an installed package (``eventsrc.skills``
+    entry points) or a built-in (only ``python`` executes; the others are catalog
+    entries a handler or OpenClaw may serve). Folder skills are advertised when
+    OpenClaw's gating says they can run here.
     """
     found = SkillDiscovery(
         env=env, workspace=config.workspace, extra_dirs=config.skills_dirs
@@ -45,18 +47,23 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     for line in found.errors:
         log.warning("skipped: %s", line)
     skills = dict(found.eligible())
+    errors = list(found.errors)
+    packaged = entry_point_skills(errors) if config.skills else {}
+    executors: dict[str, Executor] = {}
     for name in config.skills:
         if name in skills:
             continue
+        if name in packaged:
+            skills[name] = as_discovered(packaged[name])
+            executors[name] = PythonSkillExecutor(packaged[name])
+            continue
         if name not in BUILTIN_SKILLS:
             raise ConfigError(
-                f"--skill {name}: no built-in skill of that name (built-ins: "
+                f"--skill {name}: no built-in or installed skill of that name (built-ins: "
                 f"{', '.join(BUILTIN_SKILLS)}); put a SKILL.md folder in --skills-dir instead"
             )
         skills[name] = builtin_skill(name)
-    executors = {
-        name: executor
-        for name, skill in skills.items()
-        if (executor := executor_for(skill, env)) is not None
-    }
-    return NodeSkills(skills, executors, found.unavailable(), tuple(found.errors))
+    for name, skill in skills.items():
+        if name not in executors and (executor := executor_for(skill, env)) is not None:
+            executors[name] = executor
+    return NodeSkills(skills, executors, found.unavailable(), tuple(errors))

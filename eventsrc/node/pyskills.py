@@ -1,0 +1,99 @@
+"""Skills shipped by Python packages, found through the ``eventsrc.skills`` entry points.
+
+A package declares ``[project.entry-points."eventsrc.skills"] name = "pkg.module:skill"``
+where ``skill`` is a ``PythonSkill`` (or a no-argument callable returning one). Like
+every executable skill, it is advertised only when the node enables it (``--skill``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from eventsrc.events import SkillMetadata
+from eventsrc.node.discovery import DiscoveredSkill
+from eventsrc.node.executors import ExecutionResult
+
+ENTRY_POINT_GROUP = "eventsrc.skills"
+PYTHON_SOURCE = "entry-point"
+
+
+@dataclass(frozen=True, slots=True)
+class PythonSkill:
+    """A skill implemented by an async function of the payload."""
+
+    metadata: SkillMetadata
+    run: Callable[[Any], Awaitable[Any]]
+
+
+class PythonSkillExecutor:
+    """Runs a PythonSkill in the node's event loop with the task's time limit."""
+
+    def __init__(self, skill: PythonSkill) -> None:
+        self._skill = skill
+
+    async def run(
+        self, payload: Any, *, timeout: float, cancel: asyncio.Event | None = None
+    ) -> ExecutionResult:
+        work = asyncio.ensure_future(self._skill.run(payload))
+        waiters: set[asyncio.Future[Any]] = {work}
+        stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        if stop is not None:
+            waiters.add(stop)
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if stop is not None:
+                stop.cancel()
+        if work not in done:
+            work.cancel()
+            cancelled = stop is not None and stop in done
+            return ExecutionResult(
+                ok=False,
+                result=None,
+                retryable=False,
+                timed_out=not cancelled,
+                cancelled=cancelled,
+                error="cancelled" if cancelled else f"timed out after {timeout:g} s",
+            )
+        error = work.exception()
+        if error is not None:
+            return ExecutionResult(
+                ok=False, result=None, retryable=False, error=f"{type(error).__name__}: {error}"
+            )
+        return ExecutionResult(ok=True, result=work.result())
+
+
+def entry_point_skills(errors: list[str]) -> dict[str, PythonSkill]:
+    """Installed PythonSkills by name; a broken entry point is one line in ``errors``."""
+    found: dict[str, PythonSkill] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = point.load()
+            skill = loaded if isinstance(loaded, PythonSkill) else loaded()
+        except Exception as err:
+            errors.append(f"entry point {point.name} ({point.value}): {type(err).__name__}: {err}")
+            continue
+        if not isinstance(skill, PythonSkill):
+            errors.append(f"entry point {point.name} ({point.value}) is not a PythonSkill")
+            continue
+        found.setdefault(skill.metadata.name, skill)
+    return found
+
+
+def as_discovered(skill: PythonSkill) -> DiscoveredSkill:
+    """The discovery record of an entry-point skill."""
+    return DiscoveredSkill(
+        metadata=skill.metadata,
+        folder=None,
+        run=None,
+        timeout_s=None,
+        eligible=True,
+        missing=None,
+        source=PYTHON_SOURCE,
+    )
