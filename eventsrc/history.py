@@ -17,29 +17,28 @@ from eventsrc.projections.state import ClusterState, Retention, TaskView
 async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
     """The task as its events say, or None when the stream has none for it."""
     state = ClusterState(retention=Retention(max_finished=1_000_000))
-    records = []
-    async for record in store.read(subjects="evt.cluster"):
-        records.append(record)
-    async for record in store.read(subjects=f"evt.task.{task_id}.>"):
-        records.append(record)
-    records.sort(key=lambda r: r.seq)
-    for record in records:
+    # One consumer over both filters delivers in stream order, which fencing needs.
+    async for record in store.read(subjects=_subjects(task_id)):
         _fold(state, record)
     return state.tasks.get(task_id)
+
+
+def _subjects(task_id: str) -> list[str]:
+    return ["evt.cluster", f"evt.task.{task_id}.>"]
 
 
 async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> TaskView | None:
     """Follow a task's events until it is terminal or ``timeout`` passes; its last view."""
     state = ClusterState(retention=Retention(max_finished=1_000_000))
-    async for record in store.read(subjects="evt.cluster"):
-        _fold(state, record)
     try:
         async with asyncio.timeout(timeout):
-            async for record in store.subscribe(subjects=f"evt.task.{task_id}.>"):
+            async for record in store.subscribe(subjects=_subjects(task_id)):
                 _fold(state, record)
                 task = state.tasks.get(task_id)
                 if task is not None and task.terminal:
                     return task
+                if task is None and isinstance(record, StoredEvent) and record.pending == 0:
+                    return None  # caught up and the stream has no such task
     except TimeoutError:
         pass
     return state.tasks.get(task_id)

@@ -59,6 +59,7 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A Python handler for a task type: gets the task (id, skills, payload), returns the result."""
 
 EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
+RUN_TIMEOUT_GRACE_S = 5.0
 
 
 def _now() -> datetime:
@@ -103,6 +104,7 @@ class NodeAgent:
         self._cancels: dict[tuple[str, int], asyncio.Event] = {}
         self._done: set[tuple[str, int]] = set()
         self._slots = asyncio.Semaphore(capacity)
+        self._executing = 0
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
         self._joined = False
@@ -110,7 +112,8 @@ class NodeAgent:
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        """Tasks executing now (assignments waiting for a slot not counted)."""
+        return self._executing
 
     def _envelope(self) -> dict[str, Any]:
         return {"event_id": new_event_id(), "time": _now(), "producer": self.producer}
@@ -288,15 +291,15 @@ class NodeAgent:
             log.info("rescan: +%s -%s", ",".join(added) or "none", ",".join(gone) or "none")
 
     async def _work_loop(self, psub: Any) -> None:
+        # Fetching is not gated on free slots: a cancel request arrives on the same
+        # consumer and must be seen while every slot is busy. The coordinator never
+        # assigns more than the capacity, so waiting assignments stay few.
         while self._accepting:
-            await self._slots.acquire()
             try:
-                messages = await psub.fetch(1, timeout=1.0)
+                messages = await psub.fetch(self.capacity, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
-                self._slots.release()
                 continue
             except nats.errors.Error as err:
-                self._slots.release()
                 log.warning("fetching work failed: %s", err)
                 await asyncio.sleep(1.0)
                 continue
@@ -309,23 +312,19 @@ class NodeAgent:
         except UndecodableEventError as err:
             log.warning("%s", err)
             await msg.ack()
-            self._slots.release()
             return
         if isinstance(event, TaskCancelRequested):
             cancel = self._cancels.get((event.task_id, event.attempt))
             if cancel is not None:
                 cancel.set()
             await msg.ack()
-            self._slots.release()
             return
         if not isinstance(event, TaskAssigned):
             await msg.ack()
-            self._slots.release()
             return
         key = (event.task_id, event.attempt)
         if key in self._done or key in self._running or not await self._still_live(msg, event):
             await msg.ack()
-            self._slots.release()
             return
         self._cancels[key] = asyncio.Event()
         self._running[key] = asyncio.create_task(self._run(msg, event), name=f"task-{key}")
@@ -344,8 +343,25 @@ class NodeAgent:
 
     async def _run(self, msg: Msg, event: TaskAssigned) -> None:
         key = (event.task_id, event.attempt)
-        started = time.perf_counter()
         progress = asyncio.create_task(self._keep_alive(msg))
+        try:
+            async with self._slots:
+                await self._attempt(msg, event, key)
+        except asyncio.CancelledError:
+            raise  # shutting down: no ack, so the assignment is redelivered or requeued
+        except EventsrcError as err:
+            log.warning("task %s attempt %d: result not stored: %s", *key, err)
+        finally:
+            progress.cancel()
+            self._running.pop(key, None)
+            self._cancels.pop(key, None)
+
+    async def _attempt(self, msg: Msg, event: TaskAssigned, key: tuple[str, int]) -> None:
+        if self._cancels[key].is_set():
+            await msg.ack()  # cancelled before it started: the coordinator already ended it
+            return
+        self._executing += 1
+        started = time.perf_counter()
         try:
             await self._append(
                 TaskStarted(
@@ -360,15 +376,8 @@ class NodeAgent:
             await self._report(event, outcome, elapsed)
             await msg.ack()
             self._done.add(key)
-        except asyncio.CancelledError:
-            raise  # shutting down: no ack, so the assignment is redelivered or requeued
-        except EventsrcError as err:
-            log.warning("task %s attempt %d: result not stored: %s", *key, err)
         finally:
-            progress.cancel()
-            self._running.pop(key, None)
-            self._cancels.pop(key, None)
-            self._slots.release()
+            self._executing -= 1
 
     async def _keep_alive(self, msg: Msg) -> None:
         # Long tasks: tell JetStream we are still on it, well within the ack wait.
@@ -382,7 +391,9 @@ class NodeAgent:
         if handler is not None:
             task = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
             try:
-                result = await asyncio.wait_for(handler(task), event.run_timeout_s)
+                result = await asyncio.wait_for(
+                    handler(task), event.run_timeout_s + RUN_TIMEOUT_GRACE_S
+                )
             except TimeoutError:
                 return ExecutionResult(
                     ok=False, result=None, error="handler timed out", retryable=False
@@ -400,7 +411,11 @@ class NodeAgent:
                 retryable=False,
                 error=f"no executor for skill {event.skills[0]} on node {self.node_id}",
             )
-        return await executor.run(event.payload, timeout=event.run_timeout_s, cancel=cancel)
+        # The coordinator owns the run deadline (it cancels at it); the node's own limit
+        # is a backstop a little later, so one timeout ends one way: timed_out.
+        return await executor.run(
+            event.payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
+        )
 
     async def _report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:
         common = {

@@ -121,7 +121,9 @@ class PythonExecutor:
             )
         if isinstance(child, ExecutionResult):
             return child
-        return child.outcome(result=child.streams(), what="python")
+        return child.outcome(
+            result=child.streams(), what="python", retryable=child.returncode == EX_TEMPFAIL
+        )
 
 
 class CommandExecutor:
