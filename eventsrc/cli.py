@@ -17,17 +17,7 @@ import orjson
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidRequestError
-from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_program
-
-
-def _labels(values: list[str] | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    for value in values or []:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(f"label {value!r} is not KEY=VALUE")
-        labels[key] = val
-    return labels
+from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parse_labels, run_program
 
 
 def _payload(text: str | None) -> Any:
@@ -122,7 +112,7 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     options: dict[str, Any] = {
         "priority": args.priority,
-        "labels": _labels(args.label),
+        "labels": parse_labels(args.label),
         "node_id": args.node,
         "task_type": args.task_type,
     }

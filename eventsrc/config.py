@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eventsrc.errors import ConfigError
+from eventsrc.store.connection import NatsOptions
 
 ENV_PREFIX = "EVENTSRC_"
 
@@ -111,3 +112,18 @@ class NodeConfig(CommonConfig):
     workspace: Path = Path(".")
     drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish on SIGTERM")
     rescan_interval: float = Field(default=60.0, ge=0, description="0: never rescan skills")
+
+
+def nats_options(config: CommonConfig, servers: tuple[str, ...], name: str) -> NatsOptions:
+    """Connection options (credentials, TLS) from a program's config."""
+    return NatsOptions(
+        servers=servers,
+        name=name,
+        creds=config.creds,
+        user=config.user,
+        password=config.password,
+        token=config.token,
+        tls_ca=config.tls_ca,
+        tls_cert=config.tls_cert,
+        tls_key=config.tls_key,
+    )

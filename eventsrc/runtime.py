@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from eventsrc.errors import EventsrcError, ServerUnavailableError
+from eventsrc.errors import EventsrcError, InvalidRequestError, ServerUnavailableError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -51,3 +51,14 @@ async def _guarded(main: Callable[[], Awaitable[int]]) -> int:
     except EventsrcError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def parse_labels(values: list[str] | None, *, flag: str = "--label") -> dict[str, str]:
+    """``["zone=a", "gpu=yes"]`` -> ``{"zone": "a", "gpu": "yes"}``; one-line error otherwise."""
+    labels: dict[str, str] = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"{flag} {value!r} is not KEY=VALUE")
+        labels[key] = val
+    return labels

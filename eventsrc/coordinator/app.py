@@ -12,34 +12,19 @@ from types import TracebackType
 from nats.aio.client import Client
 
 from eventsrc.commands.tasks import Limits
-from eventsrc.config import CoordinatorConfig, NodeConfig
+from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.errors import EventsrcError
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
-from eventsrc.store import JetStreamEventStore, NatsOptions, StreamSettings, connect_nats
+from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
-
-
-def nats_options(config: CoordinatorConfig, servers: tuple[str, ...], name: str) -> NatsOptions:
-    """Connection options from a program's config."""
-    return NatsOptions(
-        servers=servers,
-        name=name,
-        creds=config.creds,
-        user=config.user,
-        password=config.password,
-        token=config.token,
-        tls_ca=config.tls_ca,
-        tls_cert=config.tls_cert,
-        tls_key=config.tls_key,
-    )
 
 
 def stream_settings(config: CoordinatorConfig) -> StreamSettings:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.js.errors
 import orjson
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -349,8 +350,9 @@ class CoordinatorService:
             max_deliver=-1,
         )
         try:
+            # A returning node keeps its consumer: unacked assignments are redelivered.
             await self._store.js.consumer_info(EVENTS_STREAM, name)
-        except Exception:
+        except nats.js.errors.NotFoundError:
             await self._store.js.add_consumer(EVENTS_STREAM, config)
         return {"stream": EVENTS_STREAM, "consumer": name, "epoch": self.epoch}
 

@@ -7,12 +7,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from eventsrc.config import NodeConfig, load_config
-from eventsrc.errors import InvalidRequestError
+from eventsrc.config import NodeConfig, load_config, nats_options
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover, node_id_of
-from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
-from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
+from eventsrc.runtime import (
+    EXIT_OK,
+    configure_logging,
+    parse_labels,
+    run_program,
+    stop_event_on_signals,
+)
+from eventsrc.store import JetStreamEventStore, connect_nats, resolve_servers
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -33,18 +38,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _labels(values: list[str] | None) -> dict[str, str] | None:
-    if not values:
-        return None
-    labels = {}
-    for value in values:
-        key, sep, val = value.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(f"--label {value!r} is not KEY=VALUE")
-        labels[key] = val
-    return labels
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = parse_args(argv)
@@ -61,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "skills": tuple(args.skill) if args.skill else None,
                 "capacity": args.capacity,
                 "heartbeat_interval": args.heartbeat_interval,
-                "labels": _labels(args.label),
+                "labels": parse_labels(args.label) or None,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "log_level": args.log_level,
             },
@@ -72,18 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
         nc = await connect_nats(
-            NatsOptions(
-                servers=servers,
-                name=f"eventsrc-node-{node_id}",
-                creds=config.creds,
-                user=config.user,
-                password=config.password,
-                token=config.token,
-                tls_ca=config.tls_ca,
-                tls_cert=config.tls_cert,
-                tls_key=config.tls_key,
-            ),
-            long_running=True,
+            nats_options(config, servers, f"eventsrc-node-{node_id}"), long_running=True
         )
         try:
             agent = NodeAgent(
