@@ -18,6 +18,7 @@ print ``str(err)`` and exit without a traceback.
     │   ├── PayloadTooLargeError  the event is bigger than the server accepts
     │   └── ServerUnavailableError no NATS server answers at the given URL
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
+    ├── NotLeaderError            this coordinator was deposed by a newer leader epoch
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
     │   └── NotFoundError         no such task, node or skill
@@ -124,3 +125,7 @@ class NotFoundError(DomainError, LookupError):
 
 class InvalidRequestError(EventsrcError, ValueError):
     """A request is malformed: bad JSON, a missing or wrong field."""
+
+
+class NotLeaderError(EventsrcError):
+    """A newer coordinator leads; this one must not decide anything any more."""

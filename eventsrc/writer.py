@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from eventsrc.commands.base import Command, Origin
-from eventsrc.errors import ConcurrencyError, DuplicateEventError, StoreError
+from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
 from eventsrc.events import Event, new_event_id
 from eventsrc.ports import EventStore
 from eventsrc.projections.runner import ProjectionRunner
@@ -46,6 +46,7 @@ class EventWriter:
         """Decide, append, and return once the local projection has applied the events."""
         for _ in range(MAX_CONFLICT_RETRIES):
             async with self.runner.reading() as state:
+                self.check_leading(state.epoch)
                 events = decide(
                     state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
                 )
@@ -65,6 +66,14 @@ class EventWriter:
             f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} tries; "
             f"try again"
         )
+
+    def check_leading(self, epoch: int) -> None:
+        """Refuse to decide once the state shows a newer leader than our origin's epoch."""
+        if self.origin.epoch is not None and epoch > self.origin.epoch:
+            raise NotLeaderError(
+                f"{self.origin.producer} was deposed (leader epoch {epoch} > "
+                f"{self.origin.epoch}); retry: the current leader answers"
+            )
 
     async def append_chain(self, events: Sequence[Event], expected: dict[str, int]) -> int:
         """Append in order; each aggregate's expectation moves with our own appends."""

@@ -137,7 +137,12 @@ def decide_expire_stale(
         if node.state not in MEMBER_STATES:
             continue
         liveness = state.liveness.get(node_id)
-        seen = liveness.last_at if liveness is not None else node.joined_at
+        if liveness is not None and liveness.incarnation not in ("", node.incarnation):
+            liveness = None  # a heartbeat of the previous incarnation says nothing now
+        seen = max(
+            (t for t in (node.joined_at, liveness.last_at if liveness else None) if t),
+            default=None,
+        )
         if seen is not None and seen >= horizon:
             continue
         events.append(

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
 from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
-from eventsrc.errors import DomainError, NotFoundError
+from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError
 from eventsrc.events import (
     Event,
     NodeDrainRequested,
@@ -30,6 +30,7 @@ from eventsrc.events import (
     TaskSubmitted,
     TaskTimedOut,
     Token,
+    canonical_json,
 )
 from eventsrc.projections.state import ACTIVE_TASK_STATES, MEMBER_STATES, ClusterState, TaskView
 
@@ -78,6 +79,13 @@ def decide_submit(
     limits: Limits | None = None,
 ) -> tuple[Event, ...]:
     """TaskSubmitted plus its first placement (assigned, queued or rejected)."""
+    try:
+        canonical_json(command.spec.payload)
+    except TypeError as err:
+        # pydantic accepts what orjson cannot store or hash (e.g. ints beyond 64 bits).
+        raise InvalidRequestError(
+            f"the payload cannot be stored as JSON ({err}); send numbers as strings"
+        ) from err
     existing = state.tasks.get(command.task_id)
     if existing is not None:
         if existing.spec == command.spec:
@@ -246,6 +254,17 @@ def _check_waiting(
     origin: Origin,
 ) -> tuple[Event, ...]:
     spec = task.spec
+    if task.attempt > spec.max_attempts:
+        # Every attempt was lost with its node (requeues count as attempts): a task that
+        # takes its nodes down must not cycle forever.
+        return (
+            TaskRejected(
+                **origin.envelope(now=now, new_id=new_id),
+                task_id=task.task_id,
+                reason=f"gave up: {task.attempt - 1} attempts were lost with their nodes "
+                f"(max_attempts {spec.max_attempts})",
+            ),
+        )
     if task.retry_pending:
         delay = min(spec.backoff_s * spec.backoff_factor ** (task.attempt - 1), spec.backoff_max_s)
         return (

@@ -64,6 +64,7 @@ from eventsrc.errors import (
     EventsrcError,
     InvalidIdError,
     NotFoundError,
+    NotLeaderError,
     StoreError,
     StoreFullError,
 )
@@ -115,11 +116,27 @@ class CoordinatorService:
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._service: Service | None = None
+        self._placement = asyncio.Lock()
+        self._deposed = False
         self.epoch = 0
 
     def mark_dirty(self, *_: object) -> None:
         """Called after every applied batch: the control loop should look again."""
         self._dirty.set()
+        if self.epoch and self._runner.state.epoch > self.epoch and not self._deposed:
+            # A newer leader's LeaderElected was applied: stop deciding at once.
+            self._deposed = True
+            log.error(
+                "deposed by leader epoch %d; this coordinator stops serving",
+                self._runner.state.epoch,
+            )
+            self._tasks.append(asyncio.create_task(self._step_down(), name="step-down"))
+
+    async def _step_down(self) -> None:
+        if self._service is not None:
+            service, self._service = self._service, None
+            with contextlib.suppress(Exception):
+                await service.stop()
 
     async def start(self) -> None:
         """Take the lead (new epoch), serve the API, start the loops."""
@@ -207,7 +224,15 @@ class CoordinatorService:
                 log.exception("control loop failed; retrying")
 
     async def _reconcile_once(self) -> None:
+        if self._deposed:
+            return
+        # Placements by submit and by reconcile read the same free slots: one at a time.
+        async with self._placement:
+            await self._reconcile_locked()
+
+    async def _reconcile_locked(self) -> None:
         async with self._runner.reading() as state:
+            self._writer.check_leading(state.epoch)
             decisions = reconcile(
                 state, now=utc_now(), new_id=new_event_id, origin=self._writer.origin
             )
@@ -228,6 +253,8 @@ class CoordinatorService:
     async def _sweep_loop(self) -> None:
         while True:
             await asyncio.sleep(self._sweep_interval)
+            if self._deposed:
+                return
             try:
                 await self._writer.execute(
                     decide_expire_stale, ExpireStale(stale_after_s=self._stale_after)
@@ -242,8 +269,8 @@ class CoordinatorService:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
             try:
                 await self._runner.snapshot()
-            except EventsrcError as err:
-                log.warning("snapshot: %s", err)
+            except Exception as err:  # a failed snapshot costs replay time, nothing else
+                log.warning("snapshot not written: %s", err)
 
     async def _run(self, decide: Any, command: Command, **options: Any) -> None:
         await self._writer.execute(functools.partial(decide, **options), command)
@@ -258,7 +285,8 @@ class CoordinatorService:
             if existing is not None:
                 return existing
         try:
-            await self._run(decide_submit, command, limits=self._limits)
+            async with self._placement:
+                await self._run(decide_submit, command, limits=self._limits)
         except StoreError:
             # Lost every race: most likely an evicted task id whose history is only in
             # the stream. Answer from there, or give up with the store's message.
@@ -381,7 +409,7 @@ def _endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], A
         except DomainError as err:
             await _error(request, api.ERR_CONFLICT, str(err))
             return
-        except (StoreFullError, StoreError) as err:
+        except (StoreFullError, StoreError, NotLeaderError) as err:
             await _error(request, api.ERR_UNAVAILABLE, str(err))
             return
         except EventsrcError as err:

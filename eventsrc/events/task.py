@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from eventsrc.events.base import EventBase
 from eventsrc.events.ids import Token
 
+DAY = 86_400.0
+
 
 class TaskSpec(BaseModel):
     """What was asked for; two submissions with the same id must carry an equal spec."""
@@ -26,12 +28,13 @@ class TaskSpec(BaseModel):
     priority: int = 0
     labels: dict[str, str] = Field(default_factory=dict)
     node_id: Token | None = None
-    run_timeout_s: float = Field(default=600.0, gt=0)
-    queue_timeout_s: float = Field(default=3600.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    backoff_s: float = Field(default=1.0, ge=0)
-    backoff_factor: float = Field(default=2.0, ge=1)
-    backoff_max_s: float = Field(default=60.0, ge=0)
+    # Upper bounds keep every deadline computable (a year of seconds, not 1e12).
+    run_timeout_s: float = Field(default=600.0, gt=0, le=30 * DAY)
+    queue_timeout_s: float = Field(default=3600.0, gt=0, le=365 * DAY)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_s: float = Field(default=1.0, ge=0, le=DAY)
+    backoff_factor: float = Field(default=2.0, ge=1, le=10)
+    backoff_max_s: float = Field(default=60.0, ge=0, le=DAY)
 
 
 class Candidate(BaseModel):

@@ -16,6 +16,7 @@ import platform
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,7 @@ from eventsrc.events import (
     Event,
     Heartbeat,
     NodeCapabilitiesReported,
+    NodeExpired,
     NodeJoined,
     NodeLeft,
     SkillInstanceRegistered,
@@ -43,6 +45,7 @@ from eventsrc.events import (
     TaskFailed,
     TaskStarted,
     TaskSucceeded,
+    canonical_json,
     decode,
     new_event_id,
 )
@@ -50,7 +53,7 @@ from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
 from eventsrc.node.setup import NodeSkills
-from eventsrc.ports import EVENTS_STREAM
+from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 RUN_TIMEOUT_GRACE_S = 5.0
+DONE_MEMORY = 10_000
 
 
 def _now() -> datetime:
@@ -102,7 +106,7 @@ class NodeAgent:
         self.handlers: dict[str, TaskHandler] = {}
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._cancels: dict[tuple[str, int], asyncio.Event] = {}
-        self._done: set[tuple[str, int]] = set()
+        self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._slots = asyncio.Semaphore(capacity)
         self._executing = 0
         self._loops: list[asyncio.Task[None]] = []
@@ -130,8 +134,24 @@ class NodeAgent:
         own = [s.metadata for s in self._skills.values()]
         if own:
             await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
+        joined_seq = await self._join()
+        self._joined = True
+        psub = await self._store.js.pull_subscribe_bind(
+            durable=str(reply["consumer"]), stream=EVENTS_STREAM
+        )
+        self._loops.append(asyncio.create_task(self._work_loop(psub), name="work-loop"))
+        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
+        if self._rescan is not None and self._rescan_interval > 0:
+            self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
+        self._loops.append(
+            asyncio.create_task(self._watch_membership(joined_seq + 1), name="membership")
+        )
+        log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
+
+    async def _join(self) -> int:
+        """Append NodeJoined, our instances and what we cannot run; the join's sequence."""
         memory = psutil.virtual_memory()
-        await self._append(
+        joined_seq = await self._append(
             NodeJoined(
                 **self._envelope(),
                 node_id=self.node_id,
@@ -146,7 +166,6 @@ class NodeAgent:
                 memory_total_mb=memory.total // (1024 * 1024),
             )
         )
-        self._joined = True
         for name in sorted(self._skills):
             await self._append(
                 SkillInstanceRegistered(
@@ -162,14 +181,23 @@ class NodeAgent:
                     **self._envelope(), node_id=self.node_id, unavailable=self._unavailable
                 )
             )
-        psub = await self._store.js.pull_subscribe_bind(
-            durable=str(reply["consumer"]), stream=EVENTS_STREAM
-        )
-        self._loops.append(asyncio.create_task(self._work_loop(psub), name="work-loop"))
-        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
-        if self._rescan is not None and self._rescan_interval > 0:
-            self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
-        log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
+        return joined_seq
+
+    async def _watch_membership(self, from_seq: int) -> None:
+        """Rejoin as a new incarnation when the coordinator expired us (e.g. after an
+        outage longer than stale_after): an expired member would never get work again."""
+        subject = f"evt.node.{self.node_id}"
+        async for record in self._store.subscribe(subjects=subject, from_seq=from_seq):
+            if not isinstance(record, StoredEvent):
+                continue
+            event = record.event
+            if isinstance(event, NodeExpired) and event.incarnation == self.incarnation:
+                self.incarnation = uuid.uuid4().hex[:12]
+                log.warning("the coordinator expired this node; rejoining as %s", self.incarnation)
+                try:
+                    await self._join()
+                except EventsrcError as err:
+                    log.warning("rejoin failed: %s", err)
 
     async def _call_until_answered(self, endpoint: str, request: Any) -> Any:
         delay = 0.2
@@ -330,8 +358,9 @@ class NodeAgent:
         self._running[key] = asyncio.create_task(self._run(msg, event), name=f"task-{key}")
 
     async def _still_live(self, msg: Msg, event: TaskAssigned) -> bool:
-        """On a redelivery, check the stream: has this attempt ended or moved on?"""
-        if msg.metadata.num_delivered <= 1:
+        """On a redelivery or a late delivery (after an outage), check the stream: has
+        this attempt ended or moved on? Fresh first deliveries skip the lookup."""
+        if msg.metadata.num_delivered <= 1 and event.run_deadline > _now():
             return True
         task = await fold_task(self._store, event.task_id)
         return (
@@ -375,9 +404,15 @@ class NodeAgent:
             elapsed = (time.perf_counter() - started) * 1000
             await self._report(event, outcome, elapsed)
             await msg.ack()
-            self._done.add(key)
+            self._remember_done(key)
         finally:
             self._executing -= 1
+
+    def _remember_done(self, key: tuple[str, int]) -> None:
+        # Bounded: older attempts are caught by the stream check on redelivery anyway.
+        self._done[key] = None
+        if len(self._done) > DONE_MEMORY:
+            self._done.popitem(last=False)
 
     async def _keep_alive(self, msg: Msg) -> None:
         # Long tasks: tell JetStream we are still on it, well within the ack wait.
@@ -390,14 +425,20 @@ class NodeAgent:
         handler = self.handlers.get(event.task_type or "")
         if handler is not None:
             task = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
+            work = asyncio.ensure_future(handler(task))
+            stop = asyncio.ensure_future(cancel.wait())
+            done, _ = await asyncio.wait(
+                {work, stop},
+                timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            stop.cancel()
+            if work not in done:
+                work.cancel()
+                why = "cancelled" if stop in done else "handler timed out"
+                return ExecutionResult(ok=False, result=None, error=why, retryable=False)
             try:
-                result = await asyncio.wait_for(
-                    handler(task), event.run_timeout_s + RUN_TIMEOUT_GRACE_S
-                )
-            except TimeoutError:
-                return ExecutionResult(
-                    ok=False, result=None, error="handler timed out", retryable=False
-                )
+                result = work.result()
             except Exception as err:
                 return ExecutionResult(
                     ok=False, result=None, error=f"{type(err).__name__}: {err}", retryable=False
@@ -424,6 +465,16 @@ class NodeAgent:
             "attempt": event.attempt,
             "duration_ms": elapsed,
         }
+        if outcome.ok:
+            try:
+                canonical_json(outcome.result)
+            except TypeError as err:
+                outcome = ExecutionResult(
+                    ok=False,
+                    result=None,
+                    retryable=False,
+                    error=f"the result cannot be stored as JSON ({err})",
+                )
         if outcome.ok:
             try:
                 await self._append(

@@ -145,12 +145,16 @@ class JetStreamEventStore:
         return seqs
 
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
-        """The last sequence stored in a stream (0 when empty)."""
+        """The last sequence stored in a stream (0 when it holds no message).
+
+        A stream whose messages all aged out (max age) or were purged keeps its last
+        sequence number but holds nothing to wait for: that counts as empty.
+        """
         try:
             info = await self._js.stream_info(stream)
         except nats.errors.Error as err:
             raise _map_error(err, subject=stream) from err
-        return int(info.state.last_seq)
+        return int(info.state.last_seq) if info.state.messages else 0
 
     async def read(
         self,

@@ -33,6 +33,9 @@ class StreamSettings:
 
 def events_config(settings: StreamSettings) -> StreamConfig:
     """The JetStream config of ``EVENTSRC_EVENTS``."""
+    window = settings.duplicate_window_s
+    if settings.events_max_age_s:
+        window = min(window, settings.events_max_age_s)  # JetStream requires it
     return StreamConfig(
         name=EVENTS_STREAM,
         description="eventsrc: registrations, membership, task lifecycle, cluster events",
@@ -42,7 +45,7 @@ def events_config(settings: StreamSettings) -> StreamConfig:
         discard=DiscardPolicy.NEW,
         max_age=settings.events_max_age_s,
         max_bytes=settings.events_max_bytes,
-        duplicate_window=settings.duplicate_window_s,
+        duplicate_window=window,
         num_replicas=settings.replicas,
         allow_direct=True,
     )
