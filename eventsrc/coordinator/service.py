@@ -251,8 +251,13 @@ class CoordinatorService:
             await self._runner.wait_for(last)
 
     async def _sweep_loop(self) -> None:
+        # A fixed period (not sleep-after-work), so expiry stays within
+        # stale_after + sweep_interval however long a sweep takes.
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self._sweep_interval
         while True:
-            await asyncio.sleep(self._sweep_interval)
+            await asyncio.sleep(max(0.0, next_sweep - loop.time()))
+            next_sweep += self._sweep_interval
             if self._deposed:
                 return
             try:
