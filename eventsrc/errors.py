@@ -30,6 +30,8 @@ may raise these errors.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class EventsrcError(Exception):
     """Root of every error eventsrc raises on purpose."""
@@ -59,6 +61,8 @@ class UndecodableEventError(EventError):
         self.seq = seq
         self.subject = subject
         self.raw = raw
+        # The server time it was stored at, when read from a stream.
+        self.time: datetime | None = None
         where = f" at stream sequence {seq} ({subject})" if seq else ""
         super().__init__(
             f"undecodable event{where}: {reason}; it was skipped — inspect it with "

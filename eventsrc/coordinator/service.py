@@ -68,7 +68,12 @@ from eventsrc.errors import (
     StoreError,
     StoreFullError,
 )
-from eventsrc.events import CURRENT_SCHEMA_VERSIONS, LeaderElected, new_event_id
+from eventsrc.events import (
+    CURRENT_SCHEMA_VERSIONS,
+    ClusterSettingsChanged,
+    LeaderElected,
+    new_event_id,
+)
 from eventsrc.history import fold_task
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
@@ -208,6 +213,20 @@ class CoordinatorService:
         self.epoch = epoch
         self._writer.origin = Origin(producer=self._id, epoch=epoch)
         log.info("%s leads from epoch %d", self._id, epoch)
+        await self._record_settings()
+
+    async def _record_settings(self) -> None:
+        """Put the liveness settings in the history, so replays (what-if) know them."""
+        settings = {"stale_after_s": self._stale_after, "sweep_interval_s": self._sweep_interval}
+        async with self._runner.reading() as state:
+            if all(state.settings.get(key) == value for key, value in settings.items()):
+                return
+            expected = state.aggregate_seq.get("evt.cluster", 0)
+        event = ClusterSettingsChanged(
+            **self._writer.origin.envelope(now=utc_now(), new_id=new_event_id),
+            settings=settings,
+        )
+        await self._runner.wait_for(await self._store.append(event, expected_seq=expected))
 
     async def _control_loop(self) -> None:
         while True:

@@ -17,7 +17,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
@@ -50,6 +50,8 @@ JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with dis
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
+HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
+"""Set by ``replay_tools import``: the server time the event was first stored at."""
 
 
 def stream_for(subject: str) -> str:
@@ -297,7 +299,10 @@ class _Inbox:
             while not items:
                 self._ready.clear()
                 try:
-                    await asyncio.wait_for(self._ready.wait(), self.IDLE_CHECK_S)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                    # cancellation that closing a follower sends.
+                    async with asyncio.timeout(self.IDLE_CHECK_S):
+                        await self._ready.wait()
                 except TimeoutError:
                     if self._nc.is_closed:
                         return
@@ -318,11 +323,26 @@ def _record(msg: Msg) -> tuple[Record, int]:
     meta = msg.metadata
     seq = int(meta.sequence.stream)
     pending = int(meta.num_pending or 0)
+    stored_at = meta.timestamp
+    headers = msg.headers
+    if headers and HDR_ORIGIN_TIME in headers:
+        # Imported history keeps the time it was first stored, so a rebuild of an
+        # imported deployment equals the original's.
+        stored_at = _origin_time(headers[HDR_ORIGIN_TIME], stored_at)
     try:
         event = decode(msg.data, seq=seq, subject=msg.subject)
     except UndecodableEventError as err:
+        err.time = stored_at
         return err, pending
-    return StoredEvent(seq, msg.subject, meta.timestamp, event, pending), pending
+    return StoredEvent(seq, msg.subject, stored_at, event, pending), pending
+
+
+def _origin_time(value: str, fallback: datetime) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return fallback
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 async def _unsubscribe(sub: Any) -> None:

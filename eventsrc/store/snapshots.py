@@ -28,11 +28,13 @@ class SnapshotStore:
         self._replicas = replicas
         self._store: ObjectStore | None = None
 
-    async def _bucket_store(self) -> ObjectStore:
+    async def _bucket_store(self, *, create: bool = True) -> ObjectStore:
         if self._store is None:
             try:
                 self._store = await self._js.object_store(self._bucket)
             except nats.js.errors.BucketNotFoundError:
+                if not create:
+                    raise
                 self._store = await self._js.create_object_store(
                     self._bucket,
                     ObjectStoreConfig(
@@ -52,9 +54,12 @@ class SnapshotStore:
             raise StoreError(f"could not save snapshot {name}: {err}") from err
 
     async def load(self, *, name: str = DEFAULT_SNAPSHOT_NAME) -> bytes | None:
-        """The stored snapshot bytes, or None when there is none (or it cannot be read)."""
+        """The stored snapshot bytes, or None when there is none (or it cannot be read).
+
+        Reading never creates the bucket, so inspecting a deployment changes nothing.
+        """
         try:
-            store = await self._bucket_store()
+            store = await self._bucket_store(create=False)
             result = await store.get(name)
         except nats.js.errors.NotFoundError:
             return None

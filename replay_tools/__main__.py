@@ -1,0 +1,206 @@
+"""``replay_tools``: rebuild, audit, verify, what-if, export/import, schema, stats.
+
+Exit codes: 0 ok; 1 a finding or a refused request (verify found problems, an unknown
+id, a corrupt file); 2 usage; 3 NATS cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import nats.errors
+import orjson
+
+from eventsrc.events.schema import event_schemas
+from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, run_program
+from eventsrc.store import resolve_servers
+from replay_tools import audit, backup, rebuild, stats, verify, whatif_report
+from replay_tools.common import Target, UsageError, open_store, parse_time
+from replay_tools.render import print_json
+from replay_tools.whatif import Options
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of this tool."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    connection = _Parser(add_help=False)
+    connection.add_argument(
+        "--nats-url",
+        default=argparse.SUPPRESS,
+        help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
+    )
+    connection.add_argument(
+        "--creds", default=argparse.SUPPRESS, help="NATS credentials file (EVENTSRC_NATS_CREDS)"
+    )
+    parser = _Parser(
+        prog="replay_tools", description="Replay, audit and verify the eventsrc event streams."
+    )
+    parser.add_argument("--nats-url", help="NATS URL(s), here or after the subcommand")
+    parser.add_argument("--creds", help="NATS credentials file, here or after the subcommand")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, parents=[connection])
+
+    cmd = command("rebuild", "the cluster state folded from the events, at any point")
+    until = cmd.add_mutually_exclusive_group()
+    until.add_argument("--until-seq", type=int, help="last EVENTSRC_EVENTS sequence to apply")
+    until.add_argument("--until-time", help="last server time to apply (ISO 8601, UTC default)")
+    start = cmd.add_mutually_exclusive_group()
+    start.add_argument("--from-scratch", action="store_true", help="replay from seq 1 (default)")
+    start.add_argument(
+        "--from-snapshot", action="store_true", help="start from the stored snapshot if it fits"
+    )
+    cmd.add_argument("--json", action="store_true")
+
+    cmd = command("audit", "every event touching a task, node or skill, in order")
+    cmd.add_argument("kind", choices=["task", "node", "skill"])
+    cmd.add_argument("id", help="task id, node id or skill name")
+    cmd.add_argument("--json", action="store_true")
+
+    cmd = command("verify", "check the history and prove snapshot == replay")
+    cmd.add_argument("--json", action="store_true")
+
+    cmd = command("what-if", "re-decide node expiry with another threshold")
+    cmd.add_argument("--stale-after", type=_positive, required=True, help="seconds")
+    cmd.add_argument("--heartbeat-interval", type=_positive, help="seconds between heartbeats")
+    cmd.add_argument(
+        "--sweep-interval", type=_positive, default=5.0, help="coordinator sweep (default 5 s)"
+    )
+    cmd.add_argument("--json", action="store_true")
+
+    cmd = command("export", "both streams to a JSON Lines file (.gz: compressed)")
+    cmd.add_argument("--out", required=True, type=Path, help="file to write")
+
+    cmd = command("import", "an export file into an empty (or the same) deployment")
+    cmd.add_argument("--in", dest="in_file", required=True, type=Path, help="file to read")
+
+    cmd = command("schema", "the JSON Schema of every event type")
+    cmd.add_argument("--out", type=Path, help="write one TYPE.schema.json per type here")
+
+    cmd = command("stats", "counts by type and subject, stream sizes and time spans")
+    cmd.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_OK
+    if args.command == "schema":
+        return _schema(args.out)
+    target = Target(
+        servers=resolve_servers(args.nats_url, os.environ),
+        creds=args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+    )
+
+    async def run() -> int:
+        try:
+            return await _dispatch(args, target)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except nats.errors.Error as err:
+            print(f"error: NATS failed ({err or type(err).__name__}); try again", file=sys.stderr)
+            return EXIT_UNREACHABLE
+
+    return run_program(run)
+
+
+async def _dispatch(args: argparse.Namespace, target: Target) -> int:
+    until_time = None
+    if args.command == "rebuild" and args.until_time is not None:
+        until_time = parse_time(args.until_time, flag="--until-time")
+    async with open_store(target) as store:
+        if args.command == "rebuild":
+            rebuilt = await rebuild.rebuild(
+                store,
+                until_seq=args.until_seq,
+                until_time=until_time,
+                from_snapshot=args.from_snapshot,
+            )
+            _show(args.json, rebuild.to_json(rebuilt), rebuild.to_text(rebuilt))
+            return EXIT_OK
+        if args.command == "audit":
+            entries = await audit.audit(store, args.kind, args.id)
+            _show(
+                args.json,
+                audit.to_json(args.kind, args.id, entries),
+                audit.to_text(args.kind, args.id, entries),
+            )
+            return EXIT_OK
+        if args.command == "verify":
+            checks = await verify.verify(store)
+            _show(args.json, verify.to_json(checks), verify.to_text(checks))
+            return EXIT_FAILED if verify.failed(checks) else EXIT_OK
+        if args.command == "what-if":
+            options = Options(
+                stale_after=args.stale_after,
+                sweep_interval=args.sweep_interval,
+                heartbeat_interval=args.heartbeat_interval,
+            )
+            report = await whatif_report.load_and_compare(store, options)
+            _show(args.json, whatif_report.to_json(report), whatif_report.to_text(report))
+            return EXIT_OK
+        if args.command == "export":
+            counts = await backup.export(store, args.out)
+            print("\n".join([f"wrote {args.out}", *backup.describe(counts, verb="exported")]))
+            return EXIT_OK
+        if args.command == "import":
+            counts = await backup.import_file(store, args.in_file)
+            print("\n".join(backup.describe(counts, verb="imported")))
+            return EXIT_OK
+        result = await stats.stats(store)
+        _show(args.json, stats.to_json(result), stats.to_text(result))
+        return EXIT_OK
+
+
+def _show(as_json: bool, document: object, text: str) -> None:
+    if as_json:
+        print_json(document)
+    else:
+        print(text)
+
+
+def _schema(out: Path | None) -> int:
+    schemas = event_schemas()
+    if out is None:
+        print_json(schemas)
+        return EXIT_OK
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in schemas.items():
+            (out / f"{name}.schema.json").write_bytes(
+                orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+            )
+    except OSError as err:
+        print(f"error: cannot write schemas to {out}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {len(schemas)} schemas to {out}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

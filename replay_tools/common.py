@@ -1,0 +1,151 @@
+"""What every subcommand shares: the connection target, reading helpers, times, errors.
+
+Exit codes follow ``eventsrc``: 0 ok, 1 a finding or a refused request (unknown id,
+corrupt file, failed verification), 2 usage (a flag value that cannot be used),
+3 NATS cannot be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import nats.errors
+import nats.js.errors
+from nats.js.api import StreamState
+
+from eventsrc.errors import InvalidRequestError, StoreError
+from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent
+from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
+from eventsrc.store.snapshots import DEFAULT_SNAPSHOT_NAME, SNAPSHOT_BUCKET
+
+
+class UsageError(InvalidRequestError):
+    """A flag value that cannot be used as given; the CLI exits with 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the streams are: resolved NATS URLs and credentials (built by the CLI)."""
+
+    servers: tuple[str, ...]
+    creds: str | None = None
+
+
+@asynccontextmanager
+async def open_store(target: Target) -> AsyncIterator[JetStreamEventStore]:
+    """A store on a fresh one-shot connection, closed at the end of the block.
+
+    Raises ServerUnavailableError (one line naming the URL) when no server answers.
+    """
+    options = NatsOptions(servers=target.servers, name="replay_tools", creds=target.creds)
+    nc = await connect_nats(options, long_running=False)
+    try:
+        yield JetStreamEventStore(nc)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def stream_state(store: JetStreamEventStore, stream: str) -> StreamState | None:
+    """The stream's state, or None when the stream does not exist."""
+    try:
+        info = await store.js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return None
+    except nats.errors.Error as err:
+        reason = str(err) or type(err).__name__
+        raise StoreError(f"cannot read the state of {stream} ({reason})") from err
+    return info.state
+
+
+async def require_stream(store: JetStreamEventStore, stream: str = EVENTS_STREAM) -> StreamState:
+    """The state of a stream that must exist; a one-line StoreError when it does not."""
+    state = await stream_state(store, stream)
+    if state is None:
+        raise StoreError(
+            f"there is no {stream} stream on this server: nothing was recorded here yet "
+            f"(check --nats-url, or start the coordinator once so it creates the streams)"
+        )
+    return state
+
+
+def read_records(
+    store: JetStreamEventStore, stream: str = EVENTS_STREAM, **options: Any
+) -> contextlib.aclosing[AsyncGenerator[Record, None]]:
+    """``store.read`` as a context manager, so leaving the loop early ends the consumer."""
+    records = cast(AsyncGenerator[Record, None], store.read(stream=stream, **options))
+    return contextlib.aclosing(records)
+
+
+async def first_record(
+    store: JetStreamEventStore, stream: str = EVENTS_STREAM, *, from_seq: int = 1
+) -> Record | None:
+    """The first stored record at or after ``from_seq``, or None for an empty range."""
+    async with read_records(store, stream, from_seq=from_seq) as records:
+        async for record in records:
+            return record
+    return None
+
+
+async def load_snapshot_bytes(store: JetStreamEventStore) -> bytes | None:
+    """The coordinator's stored snapshot, or None; never creates the bucket.
+
+    (``SnapshotStore.load`` creates the bucket when it is missing; a read-only tool
+    must not change the deployment it inspects.)
+    """
+    try:
+        bucket = await store.js.object_store(SNAPSHOT_BUCKET)
+        result = await bucket.get(DEFAULT_SNAPSHOT_NAME)
+    except nats.js.errors.NotFoundError:  # no bucket, no object, or a deleted one
+        return None
+    except nats.errors.Error as err:
+        raise StoreError(
+            f"cannot read the snapshot from {SNAPSHOT_BUCKET} ({err or type(err).__name__})"
+        ) from err
+    return bytes(result.data or b"")
+
+
+def parse_time(text: str, *, flag: str) -> datetime:
+    """An ISO 8601 time; without a zone it is taken as UTC. Raises UsageError."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as err:
+        raise UsageError(
+            f"{flag} {text!r} is not an ISO 8601 time; write e.g. 2026-01-31T12:00:00Z"
+        ) from err
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC with a ``Z``, as the event models write it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def short_time(value: datetime | None) -> str:
+    """A time for tables: UTC, millisecond precision."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def record_time(record: Record) -> datetime | None:
+    """The server time of a record (undecodable records carry none)."""
+    return record.time if isinstance(record, StoredEvent) else None
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes as ISO strings, for ``json.dumps``."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value

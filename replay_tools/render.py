@@ -1,0 +1,206 @@
+"""Text for people: aligned tables and a one-line summary of every event type."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from eventsrc.events import (
+    ClusterSettingsChanged,
+    Event,
+    Heartbeat,
+    LeaderElected,
+    NodeCapabilitiesReported,
+    NodeDrainRequested,
+    NodeExpired,
+    NodeJoined,
+    NodeLeft,
+    SkillInstanceExpired,
+    SkillInstanceRegistered,
+    SkillInstanceUnregistered,
+    SkillRegistered,
+    SkillUpdated,
+    TaskAssigned,
+    TaskCancelled,
+    TaskCancelRequested,
+    TaskFailed,
+    TaskQueued,
+    TaskRejected,
+    TaskRequeued,
+    TaskRetried,
+    TaskStarted,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
+from replay_tools.common import jsonable, short_time
+
+MAX_SUMMARY = 160
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    cells = [[str(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    print(json.dumps(jsonable(value), indent=2, default=str))
+
+
+def _reason(text: str) -> str:
+    return f" ({text})" if text else ""
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
+
+
+def _skill(event: SkillRegistered | SkillUpdated) -> str:
+    meta = event.metadata
+    verb = "registered" if isinstance(event, SkillRegistered) else "updated"
+    deps = f", depends on {', '.join(meta.dependencies)}" if meta.dependencies else ""
+    return f"skill {meta.name} {verb}: v{meta.version}, {meta.category.value}{deps}"
+
+
+def _joined(event: NodeJoined) -> str:
+    host = f", host {event.hostname}" if event.hostname else ""
+    return (
+        f"{event.node_id} joined: incarnation {event.incarnation}, capacity {event.capacity}{host}"
+    )
+
+
+def _expired(event: NodeExpired) -> str:
+    seen = short_time(event.last_heartbeat_at) if event.last_heartbeat_at else "never"
+    return (
+        f"{event.node_id} expired: last heartbeat {seen}, swept {short_time(event.swept_at)}, "
+        f"stale after {event.stale_after_s:g} s"
+    )
+
+
+def _capabilities(event: NodeCapabilitiesReported) -> str:
+    names = ", ".join(skill.name for skill in event.unavailable) or "nothing"
+    return f"{event.node_id} found but cannot run: {names}"
+
+
+def _submitted(event: TaskSubmitted) -> str:
+    spec = event.spec
+    by = f" by {event.submitted_by}" if event.submitted_by else ""
+    pin = f", pinned to {spec.node_id}" if spec.node_id else ""
+    parent = f", sub-task of {event.parent_task_id}" if event.parent_task_id else ""
+    return (
+        f"submitted{by}: skills {', '.join(spec.skills)}, priority {spec.priority}, "
+        f"max attempts {spec.max_attempts}{pin}{parent}"
+    )
+
+
+def _assigned(event: TaskAssigned) -> str:
+    ranked = ", ".join(f"{c.node_id} {c.running}/{c.capacity}" for c in event.candidates)
+    return f"attempt {event.attempt} -> {event.node_id}" + (
+        f" (candidates {ranked})" if ranked else ""
+    )
+
+
+def _failed(event: TaskFailed) -> str:
+    retry = ", retryable" if event.retryable else ""
+    return f"attempt {event.attempt} failed on {event.node_id}{retry}: {event.error}"
+
+
+def _succeeded(event: TaskSucceeded) -> str:
+    return f"attempt {event.attempt} succeeded on {event.node_id} in {event.duration_ms:.0f} ms"
+
+
+def _heartbeat(event: Heartbeat) -> str:
+    return (
+        f"{event.node_id}: cpu {event.cpu_percent:.0f}%, memory {event.memory_percent:.0f}%, "
+        f"running {event.running_tasks}/{event.capacity}"
+    )
+
+
+_SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
+    SkillRegistered: _skill,
+    SkillUpdated: _skill,
+    NodeJoined: _joined,
+    NodeLeft: lambda e: f"{e.node_id} left{_reason(e.reason)}",
+    NodeExpired: _expired,
+    NodeDrainRequested: lambda e: f"drain {e.node_id}{_reason(e.reason)}",
+    SkillInstanceRegistered: lambda e: f"{e.node_id} offers {e.skill}",
+    SkillInstanceUnregistered: lambda e: f"{e.node_id} withdrew {e.skill}{_reason(e.reason)}",
+    SkillInstanceExpired: lambda e: (
+        f"{e.skill} on {e.node_id} expired: last seen {short_time(e.last_seen_at)}, "
+        f"stale after {e.stale_after_s:g} s"
+    ),
+    NodeCapabilitiesReported: _capabilities,
+    TaskSubmitted: _submitted,
+    TaskQueued: lambda e: f"waiting: {e.reason}",
+    TaskRejected: lambda e: (
+        f"rejected: {e.reason}"
+        + (f" (missing {', '.join(e.missing_skills)})" if e.missing_skills else "")
+    ),
+    TaskAssigned: _assigned,
+    TaskCancelRequested: lambda e: f"cancel attempt {e.attempt} on {e.node_id}{_reason(e.reason)}",
+    TaskStarted: lambda e: f"attempt {e.attempt} started on {e.node_id}",
+    TaskSucceeded: _succeeded,
+    TaskFailed: _failed,
+    TaskRetried: lambda e: (
+        f"attempt {e.next_attempt} after attempt {e.failed_attempt} failed, not before "
+        f"{short_time(e.not_before)}"
+    ),
+    TaskRequeued: lambda e: f"attempt {e.attempt} on {e.node_id} lost: {e.reason}",
+    TaskTimedOut: lambda e: (
+        f"timed out {'in the queue' if e.phase == 'queue' else f'running attempt {e.attempt}'} "
+        f"(deadline {short_time(e.deadline)})"
+    ),
+    TaskCancelled: lambda e: f"cancelled{_reason(e.reason)}",
+    LeaderElected: lambda e: f"{e.coordinator_id} leads from epoch {e.epoch}",
+    ClusterSettingsChanged: lambda e: (
+        "settings: " + ", ".join(f"{k}={v}" for k, v in sorted(e.settings.items()))
+    ),
+    Heartbeat: _heartbeat,
+}
+
+
+def summary(event: Event) -> str:
+    """One line saying what an event means."""
+    describe = _SUMMARIES.get(type(event))
+    return _clip(describe(event) if describe is not None else event.type)
+
+
+class Progress:
+    """A one-line counter on stderr, only for a terminal and a long job."""
+
+    EVERY_S = 0.5
+
+    def __init__(
+        self, what: str, total: int, *, stream: TextIO | None = None, minimum: int = 20_000
+    ) -> None:
+        self._stream = stream or sys.stderr
+        self._what = what
+        self._total = total
+        self._on = total >= minimum and self._stream.isatty()
+        self._next = 0.0
+
+    def update(self, done: int) -> None:
+        if not self._on:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.EVERY_S
+        share = 100 * done / self._total if self._total else 100
+        self._stream.write(f"\r{self._what} {done}/{self._total} ({share:.0f}%)")
+        self._stream.flush()
+
+    def done(self) -> None:
+        if self._on:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
