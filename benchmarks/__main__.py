@@ -25,14 +25,19 @@ from typing import Any
 
 import nats
 
-from benchmarks import store
+from benchmarks import history, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer, find_nats_server
 
 log = logging.getLogger("benchmarks")
 
-BENCHMARKS: tuple[Benchmark, ...] = (*store.BENCHMARKS,)
+BENCHMARKS: tuple[Benchmark, ...] = (
+    *store.BENCHMARKS,
+    *history.BENCHMARKS,
+    *registry.BENCHMARKS,
+    *tasks.BENCHMARKS,
+)
 FULL_ROUNDS = 5
 QUICK_ROUNDS = 3
 _RECANCEL_S = 0.2
@@ -170,8 +175,8 @@ async def _run_all(
     url: str, chosen: Sequence[Benchmark], *, quick: bool, rounds: int, warmup: int
 ) -> list[Figure]:
     nc = await nats.connect(url, name="eventsrc-bench", allow_reconnect=False)
+    ctx = Context(nc, quick=quick, rounds=rounds, warmup=warmup, run_id=uuid.uuid4().hex[:8])
     try:
-        ctx = Context(nc, quick=quick, rounds=rounds, warmup=warmup, run_id=uuid.uuid4().hex[:8])
         events = JetStreamEventStore(nc)
         await events.ensure_streams()
         figures: list[Figure] = []
@@ -182,7 +187,10 @@ async def _run_all(
             figures += await bench.run(ctx)
         return figures
     finally:
-        await nc.close()
+        try:
+            await ctx.shared.aclose()
+        finally:
+            await nc.close()
 
 
 def machine_info() -> dict[str, Any]:

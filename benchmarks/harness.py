@@ -13,8 +13,9 @@ import math
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from nats.aio.client import Client
 
@@ -136,12 +137,38 @@ async def interleave(
     return kept_ours, kept_raw
 
 
+class Shared:
+    """Costly set-ups that several benchmarks of one run use (a 1M-event stream, a cluster).
+
+    The first ``get`` of a key enters the context manager the factory returns; later
+    calls return the same object; ``aclose`` leaves them all, newest first, at the end
+    of the run. Shared set-ups live on servers of their own, so the purge of the main
+    stream before each benchmark does not touch them.
+    """
+
+    def __init__(self) -> None:
+        self._stack = AsyncExitStack()
+        self._made: dict[str, object] = {}
+
+    async def get(self, key: str, factory: Callable[[], AbstractAsyncContextManager[T]]) -> T:
+        """The set-up under ``key``, made by entering ``factory()`` on first use."""
+        if key not in self._made:
+            self._made[key] = await self._stack.enter_async_context(factory())
+        return cast(T, self._made[key])
+
+    async def aclose(self) -> None:
+        """Leave every set-up made; idempotent."""
+        self._made.clear()
+        await self._stack.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a benchmark gets: one connection shared by both sides and the run's mode.
 
     The eventsrc streams exist and are empty when a benchmark starts. ``run_id`` is a
-    subject token unique to this run, for fresh subjects and ids.
+    subject token unique to this run, for fresh subjects and ids. ``shared`` holds the
+    set-ups benchmarks of this run share (see ``Shared``).
     """
 
     nc: Client
@@ -149,6 +176,7 @@ class Context:
     rounds: int
     warmup: int
     run_id: str
+    shared: Shared = field(default_factory=Shared)
 
     def size(self, *, quick: int, full: int) -> int:
         """How many messages a round handles in the current mode."""

@@ -1,13 +1,19 @@
-"""Smoke test of ``python -m benchmarks``: one quick figure end to end on a real server."""
+"""Smoke tests of ``python -m benchmarks``: quick figures end to end on real servers."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
 from benchmarks.__main__ import main
-from benchmarks.harness import Figure, percentile
+from benchmarks.harness import Figure, Shared, percentile
+from benchmarks.history import NODES, T0, history_chunks, task_lifecycles, tasks_in
+from benchmarks.registry import SKILLS, SKILLS_PER_NODE, registry_events
+from eventsrc.projections.apply import apply
+from eventsrc.projections.state import ClusterState
 
 
 def test_quick_json_run_reports_positive_figures(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +45,64 @@ def test_percentile_interpolates_between_ranks() -> None:
     assert percentile(values, 0) == 1.0
     assert percentile(values, 50) == 2.5
     assert percentile(values, 100) == 4.0
+
+
+def test_history_has_exactly_n_events_and_replays_without_problems() -> None:
+    n = 1_003
+    events = [event for chunk in history_chunks(n) for event in chunk]
+    assert len(events) == n
+    # The tail restart.snapshot appends continues the numbering without a clash.
+    events += task_lifecycles(tasks_in(n), 2)
+    state = ClusterState()
+    for seq, event in enumerate(events, start=1):
+        apply(state, event, seq=seq, time=T0)
+    assert state.last_seq == n + 8
+    assert (state.problems.illegal, state.problems.late) == (0, 0)
+    assert len(state.nodes) == NODES
+    assert {task.state for task in state.tasks.values()} == {"succeeded", "queued"}
+
+
+def test_registry_state_has_the_planned_shape() -> None:
+    nodes = 50
+    state = ClusterState()
+    for seq, event in enumerate(registry_events(nodes), start=1):
+        apply(state, event, seq=seq, time=T0)
+    assert len(state.nodes) == nodes
+    assert all(len(skills) == SKILLS_PER_NODE for skills in state.node_skills.values())
+    holders = {len(state.active_instance_nodes(skill)) for skill in state.skills}
+    assert holders == {nodes * SKILLS_PER_NODE // SKILLS}
+
+
+async def test_shared_setups_are_made_once_and_left_at_the_end() -> None:
+    made: list[str] = []
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[str]:
+        made.append("entered")
+        yield "thing"
+        made.append("left")
+
+    shared = Shared()
+    assert await shared.get("k", setup) == await shared.get("k", setup) == "thing"
+    await shared.aclose()
+    await shared.aclose()
+    assert made == ["entered", "left"]
+
+
+@pytest.mark.parametrize(
+    ("only", "expected"),
+    [
+        ("restart", {"restart.snapshot", "restart.full"}),
+        ("task.latency", {"task.latency.p50", "task.latency.p99"}),
+    ],
+)
+def test_quick_run_of_a_new_figure(
+    only: str, expected: set[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # restart: history, cold start, snapshot, tail; task.latency: a coordinator and
+    # worker processes on a server of their own. Each a few seconds.
+    assert main(["--quick", "--json", "--only", only]) == 0
+
+    figures = {f["figure"]: f for f in json.loads(capsys.readouterr().out)["figures"]}
+    assert set(figures) == expected
+    assert all(f["ours"] > 0 and f["raw"] > 0 for f in figures.values())
