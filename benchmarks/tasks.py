@@ -1,0 +1,320 @@
+"""Task figures: submit→result latency and saturated throughput of no-op tasks.
+
+A real cluster of separate processes on a nats-server of its own: the coordinator
+(``python -m eventsrc.coordinator --nats-url ... --no-local-node``) and worker nodes
+(``python -m benchmarks.worker node``: a ``NodeAgent`` whose ``noop`` handler returns at
+once), so client, coordinator and nodes never share an event loop. Raw nats-py does
+request/reply with as many responder processes (``benchmarks.worker responder``, one
+queue group) on the same server, with the same number of requests and concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import nats
+from nats.aio.client import Client
+
+import eventsrc
+from benchmarks.children import Child, spawn
+from benchmarks.harness import (
+    Benchmark,
+    Context,
+    Figure,
+    figure,
+    interleave,
+    percentile,
+    rate,
+    start_clock,
+)
+from benchmarks.history import history_chunks, prelude
+from benchmarks.worker import READY, RESPONDER_SUBJECT, SKILL, TASK_TYPE
+from eventsrc.client import Cluster
+from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.projections.state import ClusterState, Retention
+from eventsrc.store import JetStreamEventStore
+from eventsrc.store.server import EmbeddedServer
+
+log = logging.getLogger("benchmarks")
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+CAPACITY: Final = 16
+CONCURRENCY: Final = 200
+WORKER_COUNTS: Final = (1, 2, 4)
+FULL_THROUGHPUT_ROUNDS: Final = 3
+_WAIT_S: Final = 10.0
+_REQUEST_TIMEOUT_S: Final = 30.0
+
+
+@dataclass(slots=True)
+class TaskCluster:
+    """The cluster's server and coordinator, a client on it, a raw connection, and the
+    worker processes: ``workers[i]`` is node ``i`` and responder ``i``."""
+
+    url: str
+    log_dir: Path
+    client: Cluster
+    raw: Client
+    workers: list[tuple[Child, Child]] = field(default_factory=list)
+
+    async def scale(self, count: int) -> None:
+        """Run exactly ``count`` nodes and ``count`` responders, all ready to take work.
+
+        Growing keeps the running ones (1, 2, 4 start 4 of each in all, not 7); the
+        first task after growing waits until the coordinator has seen the new nodes.
+        """
+        while len(self.workers) > count:
+            await asyncio.gather(*(c.stop() for c in self.workers.pop()))
+        added: list[Child] = []
+        for index in range(len(self.workers), count):
+            node_args = ["node", "--node-id", f"bench-{index}", "--capacity", str(CAPACITY)]
+            pair = []
+            for kind, args in (("node", node_args), ("responder", ["responder"])):
+                pair.append(
+                    await spawn(
+                        ["-m", "benchmarks.worker", *args, "--nats-url", self.url],
+                        name=f"{kind}-{index}",
+                        log_dir=self.log_dir,
+                        cwd=ROOT,
+                    )
+                )
+            self.workers.append((pair[0], pair[1]))
+            added += pair
+        if added:
+            await asyncio.gather(*(c.wait_for_line(READY) for c in added))
+            await _submit_and_wait(self.client)
+
+    async def stop_workers(self) -> None:
+        """Stop every worker process; idempotent."""
+        await self.scale(0)
+
+
+@asynccontextmanager
+async def task_cluster(*, finished_tasks: int = 0) -> AsyncIterator[TaskCluster]:
+    """A server on a temporary dir and a coordinator process; stopped at the end.
+
+    The stream first gets a history of ``finished_tasks`` finished tasks, so that the
+    coordinator holds as many finished tasks as it retains in a long-running cluster
+    (its per-task work grows with them) for every figure, not more for later ones.
+    """
+    with tempfile.TemporaryDirectory(prefix="eventsrc-bench-cluster-") as tmp:
+        log_dir = Path(tmp)
+        async with AsyncExitStack() as stack:
+            server = await stack.enter_async_context(EmbeddedServer(log_dir / "nats", port=0))
+            assert server.url is not None
+            url = server.url
+            await _store_finished_tasks(url, finished_tasks)
+            coordinator = await spawn(
+                ["-m", "eventsrc.coordinator", "--nats-url", url, "--no-local-node"],
+                name="coordinator",
+                log_dir=log_dir,
+                cwd=ROOT,
+                env={"EVENTSRC_LOG_LEVEL": "WARNING"},
+            )
+            stack.push_async_callback(coordinator.stop)
+            await coordinator.wait_for_line("coordinator ready")
+            client = await stack.enter_async_context(eventsrc.connect(url, project=False))
+            raw = await nats.connect(url, name="eventsrc-bench-raw")
+            stack.push_async_callback(raw.close)
+            cluster = TaskCluster(url, log_dir, client, raw)
+            # Nodes stop (drain and leave) before the coordinator and the server.
+            stack.push_async_callback(cluster.stop_workers)
+            yield cluster
+
+
+async def _store_finished_tasks(url: str, count: int) -> None:
+    if count <= 0:
+        return
+    nc = await nats.connect(url, name="eventsrc-bench-prefill")
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        for chunk in history_chunks(len(prelude()) + 4 * count):
+            await store.append_many(chunk)
+    finally:
+        await nc.close()
+
+
+async def _cluster(ctx: Context) -> TaskCluster:
+    retained = Retention().max_finished
+    finished = ctx.size(quick=retained // 10, full=retained)
+    return await ctx.shared.get("task-cluster", lambda: task_cluster(finished_tasks=finished))
+
+
+async def _submit_and_wait(client: Cluster) -> None:
+    info = await client.submit([SKILL], None, task_type=TASK_TYPE)
+    done = await client.wait(info.task_id, _WAIT_S)
+    if done.state != "succeeded":
+        raise RuntimeError(f"task {info.task_id} ended {done.state}: {done.error or done.reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Latencies:
+    p50_us: float
+    p99_us: float
+
+
+async def task_latency(ctx: Context) -> list[Figure]:
+    """One no-op task at a time, submit to result, vs one request/reply at a time."""
+    n = ctx.size(quick=30, full=300)
+    cluster = await _cluster(ctx)
+
+    async def ours(_round: int) -> _Latencies:
+        samples: list[float] = []
+        start_clock()
+        for _ in range(n):
+            sent = time.perf_counter_ns()
+            await _submit_and_wait(cluster.client)
+            samples.append((time.perf_counter_ns() - sent) / 1000)
+        return _latencies(samples)
+
+    async def raw(_round: int) -> _Latencies:
+        samples: list[float] = []
+        start_clock()
+        for _ in range(n):
+            sent = time.perf_counter_ns()
+            await cluster.raw.request(RESPONDER_SUBJECT, b"", timeout=_WAIT_S)
+            samples.append((time.perf_counter_ns() - sent) / 1000)
+        return _latencies(samples)
+
+    await cluster.scale(1)
+    got_ours, got_raw = await interleave(ours, raw, rounds=ctx.rounds, warmup=ctx.warmup)
+    return [
+        figure(
+            f"task.latency.{name}",
+            "µs",
+            [getattr(r, attr) for r in got_ours],
+            [getattr(r, attr) for r in got_raw],
+            n=n,
+            higher_is_better=False,
+        )
+        for name, attr in (("p50", "p50_us"), ("p99", "p99_us"))
+    ]
+
+
+def _latencies(samples: Sequence[float]) -> _Latencies:
+    return _Latencies(percentile(samples, 50), percentile(samples, 99))
+
+
+class _Finished:
+    """Futures for tasks, resolved by a projection once the task is terminal.
+
+    The runner calls ``on_applied`` under its writer lock after every batch; that only
+    wakes ``watch``, which looks the waited-for tasks up (one watcher for all tasks,
+    instead of a subscription per task as ``Cluster.wait`` makes).
+    """
+
+    def __init__(self) -> None:
+        self.waiting: dict[str, asyncio.Future[str]] = {}
+        self._applied = asyncio.Event()
+
+    def on_applied(self, state: ClusterState) -> None:
+        self._applied.set()
+
+    async def watch(self, runner: ProjectionRunner) -> None:
+        while True:
+            await self._applied.wait()
+            self._applied.clear()
+            async with runner.reading() as state:
+                for task_id, future in list(self.waiting.items()):
+                    task = state.tasks.get(task_id)
+                    if task is not None and task.terminal:
+                        del self.waiting[task_id]
+                        if not future.done():
+                            future.set_result(task.state)
+
+
+@asynccontextmanager
+async def _finished_watcher(cluster: TaskCluster) -> AsyncIterator[_Finished]:
+    finished = _Finished()
+    runner = ProjectionRunner(
+        JetStreamEventStore(cluster.raw), follow_heartbeats=False, on_applied=finished.on_applied
+    )
+    async with runner:
+        watch = asyncio.create_task(finished.watch(runner), name="bench-finished")
+        try:
+            yield finished
+        finally:
+            watch.cancel()
+            await asyncio.wait([watch])
+
+
+async def task_throughput(ctx: Context) -> list[Figure]:
+    """Many no-op tasks in flight with 1, 2 and 4 workers vs raw request/reply."""
+    n = ctx.size(quick=100, full=2_000)
+    cluster = await _cluster(ctx)
+    # Quick mode is a smoke run: one round per side. Full mode: three, each ~8 s of ours.
+    rounds = 1 if ctx.quick else min(ctx.rounds, FULL_THROUGHPUT_ROUNDS)
+    figures: list[Figure] = []
+    async with _finished_watcher(cluster) as finished:
+
+        async def ours(_round: int) -> float:
+            gate = asyncio.Semaphore(CONCURRENCY)
+            loop = asyncio.get_running_loop()
+            ids = [uuid.uuid4().hex for _ in range(n)]
+
+            async def one(task_id: str) -> str:
+                async with gate:
+                    finished.waiting[task_id] = loop.create_future()
+                    future = finished.waiting[task_id]
+                    await cluster.client.submit([SKILL], None, task_type=TASK_TYPE, task_id=task_id)
+                    return await asyncio.wait_for(future, _REQUEST_TIMEOUT_S)
+
+            start = start_clock()
+            states = await asyncio.gather(*(one(task_id) for task_id in ids))
+            elapsed = time.perf_counter() - start
+            failed = [state for state in states if state != "succeeded"]
+            if failed:
+                raise RuntimeError(f"task.throughput: {len(failed)} tasks ended {failed[0]}")
+            return rate(n, elapsed)
+
+        async def raw(_round: int) -> float:
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one() -> None:
+                async with gate:
+                    await cluster.raw.request(RESPONDER_SUBJECT, b"", timeout=_REQUEST_TIMEOUT_S)
+
+            start = start_clock()
+            await asyncio.gather(*(one() for _ in range(n)))
+            return rate(n, time.perf_counter() - start)
+
+        for count in WORKER_COUNTS:
+            await cluster.scale(count)
+            got_ours, got_raw = await interleave(ours, raw, rounds=rounds, warmup=ctx.warmup)
+            figures.append(
+                figure(
+                    f"task.throughput.w{count}",
+                    "tasks/s",
+                    got_ours,
+                    got_raw,
+                    n=n,
+                    higher_is_better=True,
+                )
+            )
+    return figures
+
+
+BENCHMARKS: Final = (
+    Benchmark(
+        "task.latency",
+        "one no-op task at a time, submit→result via coordinator and node processes, "
+        "vs one nats-py request/reply at a time",
+        task_latency,
+    ),
+    Benchmark(
+        "task.throughput",
+        f"no-op tasks, {CONCURRENCY} in flight, with 1/2/4 node processes (capacity "
+        f"{CAPACITY}) vs request/reply to 1/2/4 responders",
+        task_throughput,
+    ),
+)
