@@ -25,7 +25,7 @@ from typing import Any
 
 import nats
 
-from benchmarks import history, registry, store, tasks
+from benchmarks import heartbeats, history, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer, find_nats_server
@@ -37,6 +37,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     *history.BENCHMARKS,
     *registry.BENCHMARKS,
     *tasks.BENCHMARKS,
+    *heartbeats.BENCHMARKS,
 )
 FULL_ROUNDS = 5
 QUICK_ROUNDS = 3

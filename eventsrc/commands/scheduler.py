@@ -56,7 +56,7 @@ def place(
     if missing:
         return Reject(f"unknown skills: {', '.join(missing)} (not in the catalog)", missing)
     for dependency in resolve_dependencies(state, list(spec.skills))["all"]:
-        if not state.active_instance_nodes(dependency):
+        if not state.holders(dependency):
             return Wait(f"dependency {dependency} has no live instance in the cluster")
     holders = _holders(state, spec.skills)
     if not holders:
@@ -88,7 +88,7 @@ def _holders(state: ClusterState, skills: tuple[str, ...]) -> list[str]:
     """Member nodes holding active instances of every skill, by node id."""
     common: set[str] | None = None
     for skill in skills:
-        nodes = {n for n in state.active_instance_nodes(skill) if n in state.nodes}
+        nodes = {n for n in state.holders(skill) if n in state.nodes}
         common = nodes if common is None else common & nodes
     return sorted(common or ())
 

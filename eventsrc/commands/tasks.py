@@ -93,7 +93,7 @@ def decide_submit(
         raise DomainError(
             f"task {command.task_id} exists with a different request; use another task id"
         )
-    waiting = sum(1 for task in state.tasks.values() if task.state == "queued")
+    waiting = sum(1 for task_id in state.open_tasks if state.tasks[task_id].state == "queued")
     limit = (limits or Limits()).max_queued
     if waiting >= limit:
         raise QueueFullError(
@@ -190,9 +190,8 @@ def reconcile(
     decisions: list[Decision] = []
     planned: Counter[str] = Counter()
     waiting: list[TaskView] = []
-    for task in state.tasks.values():
-        if task.terminal:
-            continue
+    for task_id in state.open_tasks:
+        task = state.tasks[task_id]
         if task.state == "queued":
             waiting.append(task)
             continue

@@ -86,6 +86,7 @@ EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 """The newest event schema this coordinator reads; nodes writing newer are refused."""
 
 TICK_S = 0.5
+MAX_CONCURRENT_REQUESTS = 256
 SNAPSHOT_EVERY_S = 60.0
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -122,6 +123,8 @@ class CoordinatorService:
         self._tasks: list[asyncio.Task[None]] = []
         self._service: Service | None = None
         self._placement = asyncio.Lock()
+        self._inflight = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        self._requests: set[asyncio.Task[None]] = set()
         self._deposed = False
         self.epoch = 0
 
@@ -173,10 +176,28 @@ class CoordinatorService:
             "node_hello": (api.NodeHello, self._node_hello),
         }
         for name, (model, handler) in endpoints.items():
-            await group.add_endpoint(name=name, handler=_endpoint(model, handler))
+            await group.add_endpoint(name=name, handler=self._concurrent(_endpoint(model, handler)))
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
+
+    def _concurrent(
+        self, serve: Callable[[Request], Awaitable[None]]
+    ) -> Callable[[Request], Awaitable[None]]:
+        """nats micro awaits a handler before reading the next request of its endpoint;
+        run each in its own task (bounded) so a slow request does not hold up others."""
+
+        async def spawn(request: Request) -> None:
+            await self._inflight.acquire()
+            task = asyncio.ensure_future(serve(request))
+            self._requests.add(task)
+            task.add_done_callback(self._request_done)
+
+        return spawn
+
+    def _request_done(self, task: asyncio.Task[None]) -> None:
+        self._requests.discard(task)
+        self._inflight.release()
 
     async def close(self) -> None:
         """Stop serving and looping; idempotent."""
@@ -185,6 +206,7 @@ class CoordinatorService:
             with contextlib.suppress(Exception):
                 await service.stop()
         tasks, self._tasks = self._tasks, []
+        tasks += list(self._requests)
         for task in tasks:
             task.cancel()
         if tasks:

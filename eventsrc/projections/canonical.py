@@ -13,7 +13,13 @@ _ADAPTER: Final = TypeAdapter(ClusterState)
 
 # Soft state (heartbeats) is not replayable from the events stream; retention is a
 # setting of the process, not a fact of the history.
-_NOT_CANONICAL: Final = {"liveness", "heartbeat_seq", "retention"}
+_NOT_CANONICAL: Final = {
+    "liveness",
+    "heartbeat_seq",
+    "retention",
+    "open_tasks",
+    "available",
+}
 
 
 def to_canonical(state: ClusterState) -> dict[str, Any]:
@@ -27,6 +33,7 @@ def from_canonical(data: dict[str, Any], *, retention: Retention | None = None) 
     state = _ADAPTER.validate_python(data)
     if retention is not None:
         state.retention = retention
+    state.rebuild_indexes()
     return state
 
 

@@ -43,6 +43,7 @@ def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
 def instance_registered(
     state: ClusterState, event: SkillInstanceRegistered, time: datetime
 ) -> Outcome:
+    state.available.clear()
     holders = state.instances.setdefault(event.skill, {})
     instance = holders.get(event.node_id)
     if instance is None:
@@ -59,6 +60,7 @@ def instance_gone(
     event: SkillInstanceUnregistered | SkillInstanceExpired,
     time: datetime,
 ) -> Outcome:
+    state.available.clear()
     instance = state.instances.get(event.skill, {}).get(event.node_id)
     if instance is None or instance.status != "active":
         return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
@@ -68,6 +70,7 @@ def instance_gone(
 
 
 def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outcome:
+    state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
         node = state.nodes[event.node_id] = NodeView(event.node_id)
@@ -104,6 +107,7 @@ def _member(
 
 
 def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
+    state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeLeft")
     if isinstance(node, tuple):
         return node
@@ -114,6 +118,7 @@ def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
 
 
 def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Outcome:
+    state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeExpired")
     if isinstance(node, tuple):
         return node
@@ -124,6 +129,7 @@ def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Out
 
 
 def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
+    state.available.clear()
     node = _member(state, event.node_id, None, "NodeDrainRequested")
     if isinstance(node, tuple):
         return node

@@ -172,15 +172,34 @@ class ClusterState:
     # Soft state from EVENTSRC_HEARTBEATS: not replayable, not hashed.
     liveness: dict[str, Liveness] = field(default_factory=dict)
     heartbeat_seq: int = 0
+    # Derived indexes, rebuilt from the rest (see canonical.py), never hashed: the ids
+    # of unfinished tasks (so the control loop scales with open work, not history) and
+    # the sorted holders per skill (cleared by any membership change).
+    open_tasks: set[str] = field(default_factory=set)
+    available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def active_instance_nodes(self, skill: str) -> list[str]:
         """Node ids holding an active instance of ``skill`` on a member (or unknown) node."""
-        holders = self.instances.get(skill, {})
-        return sorted(
-            node_id
-            for node_id, instance in holders.items()
-            if instance.status == "active" and self._usable(node_id)
-        )
+        return list(self.holders(skill))
+
+    def holders(self, skill: str) -> tuple[str, ...]:
+        """``active_instance_nodes`` as a cached tuple (do not mutate the state with it)."""
+        cached = self.available.get(skill)
+        if cached is None:
+            holders = self.instances.get(skill, {})
+            cached = self.available[skill] = tuple(
+                sorted(
+                    node_id
+                    for node_id, instance in holders.items()
+                    if instance.status == "active" and self._usable(node_id)
+                )
+            )
+        return cached
+
+    def rebuild_indexes(self) -> None:
+        """Recompute the derived indexes (after a restore from the canonical form)."""
+        self.open_tasks = {task_id for task_id, task in self.tasks.items() if not task.terminal}
+        self.available.clear()
 
     def _usable(self, node_id: str) -> bool:
         node = self.nodes.get(node_id)

@@ -62,6 +62,7 @@ def _finish(state: ClusterState, task: TaskView, new_state: str, time: datetime)
     _release(state, task)
     task.state = new_state
     task.finished_at = time
+    state.open_tasks.discard(task.task_id)
     state.finished[task.task_id] = time
     _evict(state, time)
 
@@ -111,6 +112,7 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outc
         broadcast_id=event.broadcast_id,
         submit_event_id=event.event_id,
     )
+    state.open_tasks.add(event.task_id)
     return None
 
 
