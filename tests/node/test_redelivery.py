@@ -1,0 +1,85 @@
+"""A redelivered assignment whose attempt already ended is acked, never run again."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+import eventsrc
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.builtins import builtin_skill
+from eventsrc.ports import EVENTS_STREAM
+from eventsrc.store import JetStreamEventStore
+
+
+async def test_a_redelivered_finished_attempt_is_not_run_twice(coordinator_url: str) -> None:
+    nc = await nats.connect(coordinator_url)
+    runs: list[str] = []
+
+    async def count(task: dict[str, Any]) -> str:
+        runs.append(task["task_id"])
+        return "ran"
+
+    agent = NodeAgent(
+        nc,
+        JetStreamEventStore(nc),
+        node_id="once",
+        skills={"search": builtin_skill("search")},
+        executors={},
+        heartbeat_interval=0.5,
+    )
+    agent.handlers["count"] = count
+    try:
+        await agent.start()
+        async with eventsrc.connect(coordinator_url, project=False) as cluster:
+            for _ in range(100):
+                nodes = (await cluster.api.call("nodes"))["nodes"]
+                if any(n["node_id"] == "once" and "search" in n["skills"] for n in nodes):
+                    break
+                await asyncio.sleep(0.05)
+            info = await cluster.submit(["search"], None, task_type="count")
+            assert (await cluster.wait(info.task_id, 20)).state == "succeeded"
+        assert runs == [info.task_id]
+
+        # Deliver the same stored assignment again, as JetStream does after a lost ack:
+        # a second consumer, a nak, and the redelivery (num_delivered == 2).
+        js = nc.jetstream()
+
+        async def redelivered(name: str) -> Any:
+            await js.add_consumer(
+                EVENTS_STREAM,
+                ConsumerConfig(
+                    durable_name=name,
+                    filter_subject=f"evt.task.{info.task_id}.to.once",
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                ),
+            )
+            psub = await js.pull_subscribe_bind(durable=name, stream=EVENTS_STREAM)
+            await (await psub.fetch(1, timeout=5))[0].nak()
+            again = (await psub.fetch(1, timeout=5))[0]
+            assert again.metadata.num_delivered == 2
+            return again
+
+        await agent._dispatch(await redelivered("replay-a"))
+        await asyncio.sleep(0)  # let any (wrongly) spawned run start
+        assert runs == [info.task_id] and not agent._running
+
+        # A restarted node remembers nothing: the stream says the attempt is over.
+        restarted = NodeAgent(
+            nc,
+            JetStreamEventStore(nc),
+            node_id="once",
+            skills={"search": builtin_skill("search")},
+            executors={},
+        )
+        restarted.handlers["count"] = count
+        await restarted._dispatch(await redelivered("replay-b"))
+        await asyncio.sleep(0)
+        assert runs == [info.task_id] and not restarted._running
+    finally:
+        await agent.close(leave=True)
+        await nc.close()
