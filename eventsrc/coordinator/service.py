@@ -18,13 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.js.errors
-import orjson
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 import eventsrc
 from eventsrc.commands import api
@@ -43,7 +42,6 @@ from eventsrc.commands.tasks import (
     CancelTask,
     DrainNode,
     Limits,
-    QueueFullError,
     SubmitTask,
     decide_cancel,
     decide_drain,
@@ -58,15 +56,13 @@ from eventsrc.commands.views import (
     status_info,
     task_info,
 )
+from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.errors import (
     ConcurrencyError,
     DomainError,
     EventsrcError,
-    InvalidIdError,
     NotFoundError,
-    NotLeaderError,
     StoreError,
-    StoreFullError,
 )
 from eventsrc.events import (
     CURRENT_SCHEMA_VERSIONS,
@@ -88,8 +84,6 @@ EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 TICK_S = 0.5
 MAX_CONCURRENT_REQUESTS = 256
 SNAPSHOT_EVERY_S = 60.0
-
-Handler = Callable[[Any], Awaitable[Any]]
 
 
 def consumer_name(node_id: str) -> str:
@@ -176,7 +170,7 @@ class CoordinatorService:
             "node_hello": (api.NodeHello, self._node_hello),
         }
         for name, (model, handler) in endpoints.items():
-            await group.add_endpoint(name=name, handler=self._concurrent(_endpoint(model, handler)))
+            await group.add_endpoint(name=name, handler=self._concurrent(endpoint(model, handler)))
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
@@ -429,57 +423,3 @@ class CoordinatorService:
         except nats.js.errors.NotFoundError:
             await self._store.js.add_consumer(EVENTS_STREAM, config)
         return {"stream": EVENTS_STREAM, "consumer": name, "epoch": self.epoch}
-
-
-def _endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Awaitable[None]]:
-    """Wrap a handler: validate the request, map our errors to codes, reply JSON."""
-
-    async def serve(request: Request) -> None:
-        try:
-            command = model.model_validate_json(request.data or b"{}")
-            data = await handler(command)
-        except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "request"
-            await _error(request, api.ERR_INVALID, f"{where}: {first['msg']}")
-            return
-        except InvalidIdError as err:
-            await _error(request, api.ERR_INVALID, str(err))
-            return
-        except NotFoundError as err:
-            await _error(request, api.ERR_NOT_FOUND, str(err))
-            return
-        except QueueFullError as err:
-            await _error(request, api.ERR_QUEUE_FULL, str(err))
-            return
-        except DomainError as err:
-            await _error(request, api.ERR_CONFLICT, str(err))
-            return
-        except (StoreFullError, StoreError, NotLeaderError) as err:
-            await _error(request, api.ERR_UNAVAILABLE, str(err))
-            return
-        except EventsrcError as err:
-            await _error(request, api.ERR_REFUSED, str(err))
-            return
-        except Exception as err:
-            log.exception("API handler failed")
-            await _error(request, api.ERR_INTERNAL, f"internal error: {err}")
-            return
-        await request.respond(orjson.dumps({"ok": True, "data": _jsonable(data)}))
-
-    return serve
-
-
-def _jsonable(data: Any) -> Any:
-    if isinstance(data, BaseModel):
-        return data.model_dump(mode="json")
-    if isinstance(data, dict):
-        return {key: _jsonable(value) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [_jsonable(value) for value in data]
-    return data
-
-
-async def _error(request: Request, code: str, message: str) -> None:
-    body = orjson.dumps({"ok": False, "error": {"code": code, "message": message}})
-    await request.respond_error(code, message, data=body)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import platform
-import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -22,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
-import psutil
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -31,12 +28,9 @@ from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
 from eventsrc.errors import EventsrcError, PayloadTooLargeError, UndecodableEventError
 from eventsrc.events import (
-    CURRENT_SCHEMA_VERSIONS,
     Event,
-    Heartbeat,
     NodeCapabilitiesReported,
     NodeExpired,
-    NodeJoined,
     NodeLeft,
     SkillInstanceRegistered,
     SkillInstanceUnregistered,
@@ -47,11 +41,18 @@ from eventsrc.events import (
     TaskSucceeded,
     canonical_json,
     decode,
-    new_event_id,
 )
 from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.host import (
+    EVENT_SCHEMA,
+    envelope,
+    heartbeat_event,
+    joined_event,
+    prime_cpu_meter,
+)
+from eventsrc.node.pyskills import CallableExecutor
 from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A Python handler for a task type: gets the task (id, skills, payload), returns the result."""
 
-EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 RUN_TIMEOUT_GRACE_S = 5.0
 DONE_MEMORY = 10_000
 
@@ -120,7 +120,7 @@ class NodeAgent:
         return self._executing
 
     def _envelope(self) -> dict[str, Any]:
-        return {"event_id": new_event_id(), "time": _now(), "producer": self.producer}
+        return envelope(self.producer)
 
     async def start(self) -> None:
         """Introduce ourselves, join, advertise, then heartbeat and take work."""
@@ -150,20 +150,13 @@ class NodeAgent:
 
     async def _join(self) -> int:
         """Append NodeJoined, our instances and what we cannot run; the join's sequence."""
-        memory = psutil.virtual_memory()
         joined_seq = await self._append(
-            NodeJoined(
-                **self._envelope(),
+            joined_event(
+                self.producer,
                 node_id=self.node_id,
                 incarnation=self.incarnation,
-                eventsrc_version=eventsrc.__version__,
-                event_schema=EVENT_SCHEMA,
                 capacity=self.capacity,
                 labels=self._labels,
-                hostname=socket.gethostname(),
-                platform=platform.system().lower(),
-                cpu_count=psutil.cpu_count() or 0,
-                memory_total_mb=memory.total // (1024 * 1024),
             )
         )
         for name in sorted(self._skills):
@@ -250,19 +243,13 @@ class NodeAgent:
         await self.close(leave=True)
 
     async def _heartbeat_loop(self) -> None:
-        psutil.cpu_percent(interval=None)  # primes the counter; the first reading is 0
+        prime_cpu_meter()
         while True:
-            memory = psutil.virtual_memory()
-            beat = Heartbeat(
-                **self._envelope(),
+            beat = heartbeat_event(
+                self.producer,
                 node_id=self.node_id,
                 incarnation=self.incarnation,
-                cpu_percent=psutil.cpu_percent(interval=None),
-                memory_percent=memory.percent,
-                cpu_count=psutil.cpu_count() or 0,
-                memory_total_mb=memory.total // (1024 * 1024),
-                memory_free_mb=memory.available // (1024 * 1024),
-                running_tasks=self.running,
+                running=self.running,
                 capacity=self.capacity,
                 skills=tuple(sorted(self._skills)),
             )
@@ -422,29 +409,18 @@ class NodeAgent:
                 await msg.in_progress()
 
     async def _execute(self, event: TaskAssigned, cancel: asyncio.Event) -> ExecutionResult:
+        """Run with the handler of the task type, else the first skill's executor."""
         handler = self.handlers.get(event.task_type or "")
+        executor: Executor | None
         if handler is not None:
-            task = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
-            work = asyncio.ensure_future(handler(task))
-            stop = asyncio.ensure_future(cancel.wait())
-            done, _ = await asyncio.wait(
-                {work, stop},
-                timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            stop.cancel()
-            if work not in done:
-                work.cancel()
-                why = "cancelled" if stop in done else "handler timed out"
-                return ExecutionResult(ok=False, result=None, error=why, retryable=False)
-            try:
-                result = work.result()
-            except Exception as err:
-                return ExecutionResult(
-                    ok=False, result=None, error=f"{type(err).__name__}: {err}", retryable=False
-                )
-            return ExecutionResult(ok=True, result=result, error=None, retryable=False)
-        executor = self._executors.get(event.skills[0])
+            executor = CallableExecutor(handler)
+            payload: Any = {
+                "task_id": event.task_id,
+                "skills": event.skills,
+                "payload": event.payload,
+            }
+        else:
+            executor, payload = self._executors.get(event.skills[0]), event.payload
         if executor is None:
             return ExecutionResult(
                 ok=False,
@@ -455,7 +431,7 @@ class NodeAgent:
         # The coordinator owns the run deadline (it cancels at it); the node's own limit
         # is a backstop a little later, so one timeout ends one way: timed_out.
         return await executor.run(
-            event.payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
+            payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
         )
 
     async def _report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:

@@ -29,16 +29,17 @@ class PythonSkill:
     run: Callable[[Any], Awaitable[Any]]
 
 
-class PythonSkillExecutor:
-    """Runs a PythonSkill in the node's event loop with the task's time limit."""
+class CallableExecutor:
+    """Runs an async function of the payload in the node's event loop, with the task's
+    time limit and its cancel event (packaged skills and registered task handlers)."""
 
-    def __init__(self, skill: PythonSkill) -> None:
-        self._skill = skill
+    def __init__(self, func: Callable[[Any], Awaitable[Any]]) -> None:
+        self._func = func
 
     async def run(
         self, payload: Any, *, timeout: float, cancel: asyncio.Event | None = None
     ) -> ExecutionResult:
-        work = asyncio.ensure_future(self._skill.run(payload))
+        work = asyncio.ensure_future(self._func(payload))
         waiters: set[asyncio.Future[Any]] = {work}
         stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         if stop is not None:

@@ -13,7 +13,7 @@ from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
 from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
 from eventsrc.node.executors import Executor, executor_for
-from eventsrc.node.pyskills import PythonSkillExecutor, as_discovered, entry_point_skills
+from eventsrc.node.pyskills import CallableExecutor, as_discovered, entry_point_skills
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
             continue
         if name in packaged:
             skills[name] = as_discovered(packaged[name])
-            executors[name] = PythonSkillExecutor(packaged[name])
+            executors[name] = CallableExecutor(packaged[name].run)
             continue
         if name not in BUILTIN_SKILLS:
             raise ConfigError(
