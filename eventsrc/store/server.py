@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -34,9 +33,14 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
-import psutil
-
 from eventsrc.errors import EmbeddedServerError
+from eventsrc.store.server_support import (
+    POLL_INTERVAL,
+    RANDOM_PORT,
+    STOP_TIMEOUT,
+    choose_port,
+    reap_predecessor,
+)
 
 __all__ = ["DEFAULT_PORT", "EmbeddedServer", "find_nats_server"]
 
@@ -45,13 +49,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 4222
 """The port the coordinator prefers when it is free (``port=None``)."""
 
-# nats-server's own "pick a free port" value; avoids our bind-then-close race.
-_RANDOM_PORT = -1
 _READY_LINE = b"Server is ready"
 _PORT_TAKEN = b"address already in use"
-_POLL_INTERVAL = 0.02
 _LOG_TAIL_LINES = 20
-_STOP_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -184,7 +184,7 @@ class EmbeddedServer:
                 return self._finish_start()
             port = retry
 
-    def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the server: SIGTERM, wait up to ``timeout``, then SIGKILL. Idempotent."""
         proc, self._proc = self._proc, None
         if proc is None:
@@ -241,31 +241,19 @@ class EmbeddedServer:
     def _prepare(self) -> str:
         binary = find_nats_server()
         self._ports_dir.mkdir(parents=True, exist_ok=True)
-        self._reap_predecessor()
+        own_pid = None if self._proc is None else self._proc.pid
+        reap_predecessor(self.pid_file, self.store_dir, own_pid=own_pid)
         self._clear_ports_files()
         return binary
 
     def _choose_port(self) -> int:
-        if self._requested_port:
-            return self._requested_port
-        if self._requested_port == 0:
-            return self._port or _RANDOM_PORT
-        kept = self._kept_port()
-        if kept is not None and _port_is_free(self._host, kept):
-            return kept
-        if _port_is_free(self._host, DEFAULT_PORT):
-            return DEFAULT_PORT
-        return _RANDOM_PORT
-
-    def _kept_port(self) -> int | None:
-        try:
-            text = (self._data_dir / "port").read_text().strip()
-        except FileNotFoundError:
-            return None
-        if text.isdigit() and 0 < int(text) < 65536:
-            return int(text)
-        log.warning("ignoring malformed %s: %r", self._data_dir / "port", text)
-        return None
+        return choose_port(
+            requested=self._requested_port,
+            current=self._port,
+            host=self._host,
+            port_file=self._data_dir / "port",
+            preferred=DEFAULT_PORT,
+        )
 
     def _spawn(self, binary: str, port: int) -> None:
         args = [binary, "-js", "-sd", str(self.store_dir), "-a", self._host, "-p", str(port)]
@@ -304,7 +292,7 @@ class EmbeddedServer:
                 # port=None checked the port was free; someone took it since: fall back.
                 if self._requested_port is None and port > 0 and _PORT_TAKEN in output:
                     log.info("port %d was taken meanwhile; using a free port", port)
-                    return _RANDOM_PORT
+                    return RANDOM_PORT
                 raise EmbeddedServerError(
                     f"nats-server exited with {returncode} during start-up "
                     f"({self.log_file}):\n{self._log_tail()}"
@@ -314,7 +302,7 @@ class EmbeddedServer:
                 raise EmbeddedServerError(
                     f"nats-server was not ready in time ({self.log_file}):\n{self._log_tail()}"
                 )
-            time.sleep(_POLL_INTERVAL)
+            time.sleep(POLL_INTERVAL)
 
     def _finish_start(self) -> str:
         assert self._port is not None and self._proc is not None
@@ -358,80 +346,6 @@ class EmbeddedServer:
     def _clear_ports_files(self) -> None:
         for path in self._ports_dir.glob("*.ports"):
             path.unlink(missing_ok=True)
-
-    def _reap_predecessor(self) -> None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return
-        if self._proc is not None and self._proc.pid == pid:
-            return
-        proc = self._our_server(pid)
-        if proc is not None:
-            log.warning(
-                "stopping a nats-server left on %s by a previous run (pid %d)", self.store_dir, pid
-            )
-            proc.terminate()
-            if not _wait_gone(proc, _STOP_TIMEOUT):
-                proc.kill()
-                if not _wait_gone(proc, 5.0):
-                    raise EmbeddedServerError(
-                        f"a previous nats-server (pid {pid}) still runs on {self.store_dir} "
-                        f"and does not die; stop it by hand"
-                    )
-        self.pid_file.unlink(missing_ok=True)
-
-    def _our_server(self, pid: int) -> psutil.Process | None:
-        """The process ``pid`` if it is a nats-server on our store dir, else None."""
-        try:
-            proc = psutil.Process(pid)
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            cmdline = proc.cmdline()
-            name = proc.name()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            # Gone, or not ours to inspect: either way not ours to kill.
-            return None
-        program = Path(cmdline[0]).name if cmdline else name
-        if not (name.startswith("nats-server") or program.startswith("nats-server")):
-            return None
-        store = os.path.realpath(self.store_dir)
-        if not any(os.path.realpath(arg) == store for arg in cmdline[1:]):
-            return None
-        return proc
-
-
-def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
-    """Wait until ``proc`` has exited; a zombie counts as gone (init may not reap)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            proc.wait(timeout=_POLL_INTERVAL)
-            return True
-        except psutil.TimeoutExpired:
-            pass
-        except psutil.NoSuchProcess:
-            return True
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    """Whether ``host:port`` can be bound now (nats-server also sets SO_REUSEADDR)."""
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as sock:
-            if os.name != "nt":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-    except OSError:
-        return False
-    return True
 
 
 def _connect_host(host: str) -> str:
