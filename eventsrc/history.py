@@ -7,6 +7,7 @@ left memory use this: read the leader epochs (for fencing) and the task's own su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.ports import EventStore, StoredEvent
@@ -30,7 +31,8 @@ def _subjects(task_id: str) -> list[str]:
 async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> TaskView | None:
     """Follow a task's events until it is terminal or ``timeout`` passes; its last view."""
     state = ClusterState(retention=Retention(max_finished=1_000_000))
-    try:
+    # Timing out is an answer here: the task's state at that moment.
+    with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             async for record in store.subscribe(subjects=_subjects(task_id)):
                 _fold(state, record)
@@ -39,8 +41,6 @@ async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> Task
                     return task
                 if task is None and isinstance(record, StoredEvent) and record.pending == 0:
                     return None  # caught up and the stream has no such task
-    except TimeoutError:
-        pass
     return state.tasks.get(task_id)
 
 

@@ -41,7 +41,7 @@ class ListTasks(Command):
 
 
 class Empty(Command):
-    pass
+    """A request without fields (list nodes, skills, status)."""
 
 
 class RegisterSkills(Command):

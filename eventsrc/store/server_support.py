@@ -121,10 +121,11 @@ def _wait_gone(proc: psutil.Process, timeout: float) -> bool:
         try:
             proc.wait(timeout=POLL_INTERVAL)
             return True
-        except psutil.TimeoutExpired:
-            pass
         except psutil.NoSuchProcess:
             return True
+        except psutil.TimeoutExpired:
+            # Still there (or a zombie init has not reaped yet): look again below.
+            ...
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return True
