@@ -151,10 +151,10 @@ async def _cluster(ctx: Context) -> TaskCluster:
 
 
 async def _submit_and_wait(client: Cluster) -> None:
-    info = await client.submit([SKILL], None, task_type=TASK_TYPE)
-    done = await client.wait(info.task_id, _WAIT_S)
+    # cluster.run: submit and follow the result in one call (what `submit --wait` uses).
+    done = await client.run([SKILL], None, timeout=_WAIT_S, task_type=TASK_TYPE)
     if done.state != "succeeded":
-        raise RuntimeError(f"task {info.task_id} ended {done.state}: {done.error or done.reason}")
+        raise RuntimeError(f"task {done.task_id} ended {done.state}: {done.error or done.reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -123,22 +123,31 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     ):
         if getattr(args, flag) is not None:
             options[field] = getattr(args, flag)
+    payload = _payload(args.payload)
     try:
-        task = await cluster.submit(
-            args.skill, _payload(args.payload), task_id=args.task_id, submitted_by="cli", **options
-        )
+        if args.wait:
+            task = await cluster.run(
+                args.skill,
+                payload,
+                timeout=args.timeout,
+                task_id=args.task_id,
+                submitted_by="cli",
+                **options,
+            )
+        else:
+            task = await cluster.submit(
+                args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
+            )
     except ValueError as err:  # pydantic: a bad option value
         raise InvalidRequestError(str(err).splitlines()[0]) from err
     if args.wait and not task.terminal:
-        task = await cluster.wait(task.task_id, timeout=args.timeout)
-        if not task.terminal:
-            _show_task(task, args.json)
-            print(
-                f"error: gave up waiting after {args.timeout:g} s; the task is still "
-                f"{task.state} (eventsrc get {task.task_id})",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
+        _show_task(task, args.json)
+        print(
+            f"error: gave up waiting after {args.timeout:g} s; the task is still "
+            f"{task.state} (eventsrc get {task.task_id})",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     code = _show_task(task, args.json)
     if task.state in {"failed", "rejected", "timed_out", "cancelled"}:
         return EXIT_FAILED

@@ -7,6 +7,7 @@ projection has applied their events (read your own write).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from contextlib import AsyncExitStack
@@ -118,6 +119,33 @@ class Cluster:
             parent_task_id=parent_task_id,
         )
         return TaskInfo.model_validate(await self.api.call("submit", command))
+
+    async def run(
+        self,
+        skills: str | list[str] | tuple[str, ...],
+        payload: Any = None,
+        *,
+        timeout: float = 60.0,
+        task_id: str | None = None,
+        **options: Any,
+    ) -> TaskInfo:
+        """Submit and wait for the result in one call; returns the last state (not
+        terminal if ``timeout`` passed). Faster than ``submit`` then ``wait``: the task's
+        events are being followed while the submission is decided."""
+        task_id = validate_token(task_id or uuid.uuid4().hex, what="task id")
+        watcher = asyncio.ensure_future(
+            watch_task(self.store, task_id, timeout=timeout, expect_new=True)
+        )
+        try:
+            info = await self.submit(skills, payload, task_id=task_id, **options)
+        except BaseException:
+            watcher.cancel()
+            raise
+        if info.terminal:
+            watcher.cancel()
+            return info
+        task = await watcher
+        return task_info(task) if task is not None else info
 
     async def get(self, task_id: str) -> TaskInfo:
         """A task's current state, read from its events (no coordinator needed)."""

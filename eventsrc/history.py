@@ -28,8 +28,14 @@ def _subjects(task_id: str) -> list[str]:
     return ["evt.cluster", f"evt.task.{task_id}.>"]
 
 
-async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> TaskView | None:
-    """Follow a task's events until it is terminal or ``timeout`` passes; its last view."""
+async def watch_task(
+    store: EventStore, task_id: str, *, timeout: float, expect_new: bool = False
+) -> TaskView | None:
+    """Follow a task's events until it is terminal or ``timeout`` passes; its last view.
+
+    ``expect_new``: the task is being submitted right now, so an empty history is not
+    an answer yet (lets a caller start watching before it submits).
+    """
     state = ClusterState(retention=Retention(max_finished=1_000_000))
     # Timing out is an answer here: the task's state at that moment.
     with contextlib.suppress(TimeoutError):
@@ -39,7 +45,12 @@ async def watch_task(store: EventStore, task_id: str, *, timeout: float) -> Task
                 task = state.tasks.get(task_id)
                 if task is not None and task.terminal:
                     return task
-                if task is None and isinstance(record, StoredEvent) and record.pending == 0:
+                if (
+                    task is None
+                    and not expect_new
+                    and isinstance(record, StoredEvent)
+                    and record.pending == 0
+                ):
                     return None  # caught up and the stream has no such task
     return state.tasks.get(task_id)
 

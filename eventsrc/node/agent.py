@@ -378,22 +378,26 @@ class NodeAgent:
             return
         self._executing += 1
         started = time.perf_counter()
+        # TaskStarted is stored while the work already runs (one round trip saved); it
+        # must be stored before the result, so its ack is awaited before reporting.
+        started_event = TaskStarted(
+            **self._envelope(),
+            task_id=event.task_id,
+            node_id=self.node_id,
+            attempt=event.attempt,
+        )
+        stored = asyncio.ensure_future(self._append(started_event))
         try:
-            await self._append(
-                TaskStarted(
-                    **self._envelope(),
-                    task_id=event.task_id,
-                    node_id=self.node_id,
-                    attempt=event.attempt,
-                )
-            )
             outcome = await self._execute(event, self._cancels[key])
             elapsed = (time.perf_counter() - started) * 1000
+            await stored
             await self._report(event, outcome, elapsed)
             await msg.ack()
             self._remember_done(key)
         finally:
             self._executing -= 1
+            if not stored.done():
+                stored.cancel()
 
     def _remember_done(self, key: tuple[str, int]) -> None:
         # Bounded: older attempts are caught by the stream check on redelivery anyway.

@@ -60,3 +60,33 @@ async def test_client_errors_are_typed_and_one_line(coordinator_url: str) -> Non
             await cluster.submit("python", task_id="bad id")
         with pytest.raises(NotFoundError):
             await cluster.drain("ghost")
+
+
+async def test_run_submits_and_returns_the_result_in_one_call(coordinator_url: str) -> None:
+    from eventsrc.node.agent import NodeAgent
+    from eventsrc.node.builtins import builtin_skill
+    from eventsrc.store import JetStreamEventStore
+
+    nc = await nats.connect(coordinator_url)
+    agent = NodeAgent(
+        nc,
+        JetStreamEventStore(nc),
+        node_id="runner",
+        skills={"search": builtin_skill("search")},
+        executors={},
+    )
+
+    async def echo(task: dict[str, object]) -> object:
+        return task["payload"]
+
+    agent.handlers["echo"] = echo
+    try:
+        await agent.start()
+        async with eventsrc.connect(coordinator_url, project=False) as cluster:
+            done = await cluster.run(["search"], {"x": 1}, task_type="echo", timeout=20)
+            assert (done.state, done.result, done.node_id) == ("succeeded", {"x": 1}, "runner")
+            rejected = await cluster.run(["nope"], timeout=5)
+            assert rejected.state == "rejected" and rejected.missing_skills == ("nope",)
+    finally:
+        await agent.close(leave=True)
+        await nc.close()
