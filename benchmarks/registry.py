@@ -117,7 +117,7 @@ async def registry_query(ctx: Context) -> list[Figure]:
 
 
 async def _measure(ctx: Context, query: _Query, *, n: int) -> list[Figure]:
-    lock = aiorwlock.RWLock()
+    lock = aiorwlock.RWLock(fast=True)  # the same lock mode the runner uses
     table = query.raw_table
 
     async def ours(_round: int) -> tuple[float, float]:
