@@ -245,3 +245,17 @@ async def test_a_dead_server_is_a_one_line_error(make_server: MakeServer) -> Non
 
 async def test_reading_fresh_ids_means_unique_event_ids() -> None:
     assert len({new_event_id() for _ in range(10_000)}) == 10_000
+
+
+async def test_position_parsing_matches_nats_py(store: JetStreamEventStore, nc: Client) -> None:
+    from eventsrc.store.jetstream import _position
+
+    seq = await store.append(submitted("position-1"))
+    sub = await nc.jetstream().pull_subscribe("evt.task.position-1.>", stream=EVENTS_STREAM)
+    try:
+        (msg,) = await sub.fetch(1, timeout=5)
+    finally:
+        await sub.unsubscribe()
+    meta = msg.metadata
+    assert _position(msg) == (seq, meta.num_pending, meta.timestamp)
+    assert meta.sequence.stream == seq
