@@ -17,6 +17,7 @@ makes gaps normal.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from eventsrc.errors import UndecodableEventError
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record
 from eventsrc.projections.canonical import state_hash
 from eventsrc.projections.runner import apply_record
-from eventsrc.projections.snapshot import restore_snapshot
+from eventsrc.projections.snapshot import read_document, restore_snapshot
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, ClusterState
 from eventsrc.store import JetStreamEventStore
 from replay_tools.common import load_snapshot_bytes, require_stream, stream_state
@@ -87,8 +88,8 @@ def _parse_snapshot(raw: bytes | None, last_seq: int, checks: list[Check]) -> _S
         checks.append(Check("snapshot", "info", "no snapshot stored; checked the stream only"))
         return None
     try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        document = read_document(raw)
+    except (zlib.error, orjson.JSONDecodeError):
         document = None
     schema = document.get("state_schema") if isinstance(document, dict) else None
     if isinstance(document, dict) and schema != STATE_SCHEMA_VERSION:

@@ -6,10 +6,10 @@ import asyncio
 import json
 
 import nats
-import orjson
 
 from eventsrc.events import Event, canonical_hash, encode
 from eventsrc.ports import EVENTS_STREAM
+from eventsrc.projections.snapshot import encode_snapshot, read_document
 from eventsrc.store.snapshots import SnapshotStore
 from tests.factories import T0
 from tests.projections.builders import started
@@ -104,10 +104,10 @@ async def _tamper_snapshot(url: str) -> None:
         snapshots = SnapshotStore(nc.jetstream())
         raw = await snapshots.load()
         assert raw is not None
-        document = orjson.loads(raw)
+        document = read_document(raw)
         document["state"]["nodes"]["n2"]["capacity"] = 99
         document["hash"] = canonical_hash(document["state"])
-        await snapshots.save(orjson.dumps(document))
+        await snapshots.save(encode_snapshot(document))
     finally:
         await nc.close()
 
