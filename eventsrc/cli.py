@@ -17,7 +17,14 @@ import orjson
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidRequestError
-from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, parse_labels, run_program
+from eventsrc.runtime import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    format_table,
+    parse_labels,
+    run_program,
+)
 
 
 def _payload(text: str | None) -> Any:
@@ -187,15 +194,6 @@ def _show(data: Any, as_json: bool, text: Any) -> int:
     return EXIT_OK
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
 def _tasks_table(data: dict[str, Any]) -> str:
     rows = [
         [
@@ -209,7 +207,7 @@ def _tasks_table(data: dict[str, Any]) -> str:
         for t in data["tasks"]
     ]
     return (
-        _table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"])
+        format_table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"])
         if rows
         else "no tasks (use --all for finished ones)"
     )
@@ -228,7 +226,7 @@ def _nodes_table(data: dict[str, Any]) -> str:
         for n in data["nodes"]
     ]
     return (
-        _table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"])
+        format_table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"])
         if rows
         else "no nodes have joined"
     )
@@ -254,7 +252,7 @@ def _skills_table(data: dict[str, Any]) -> str:
             ]
         )
     return (
-        _table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"])
+        format_table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"])
         if rows
         else "the catalog is empty"
     )

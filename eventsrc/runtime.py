@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from eventsrc.errors import EventsrcError, InvalidRequestError, ServerUnavailableError
 
@@ -62,3 +62,14 @@ def parse_labels(values: list[str] | None, *, flag: str = "--label") -> dict[str
             raise InvalidRequestError(f"{flag} {value!r} is not KEY=VALUE")
         labels[key] = val
     return labels
+
+
+def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    """Plain-text columns padded to their widest cell, for people (``--json`` is for
+    programs); trailing spaces trimmed."""
+    cells = [[str(cell) for cell in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    )

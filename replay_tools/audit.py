@@ -25,9 +25,10 @@ from eventsrc.events import (
 from eventsrc.ports import Record
 from eventsrc.projections.runner import apply_record
 from eventsrc.projections.state import ClusterState, Retention
+from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
 from replay_tools.common import iso, require_stream, short_time
-from replay_tools.render import summary, table
+from replay_tools.render import summary
 
 Kind = Literal["task", "node", "skill"]
 

@@ -20,6 +20,7 @@ from eventsrc.projections.apply import apply_heartbeat
 from eventsrc.projections.runner import apply_record
 from eventsrc.projections.snapshot import restore_snapshot
 from eventsrc.projections.state import ClusterState
+from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
 from replay_tools.common import (
     UsageError,
@@ -32,7 +33,7 @@ from replay_tools.common import (
     short_time,
     stream_state,
 )
-from replay_tools.render import Progress, table
+from replay_tools.render import Progress
 
 
 @dataclass(slots=True)

@@ -1,11 +1,11 @@
-"""Text for people: aligned tables and a one-line summary of every event type."""
+"""Text for people: a one-line summary of every event type, and progress on a TTY."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from eventsrc.events import (
@@ -39,16 +39,6 @@ from eventsrc.events import (
 from replay_tools.common import jsonable, short_time
 
 MAX_SUMMARY = 160
-
-
-def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    """Columns padded to their widest cell; the last column is not padded."""
-    cells = [[str(cell) for cell in row] for row in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
 
 
 def print_json(value: Any) -> None:

@@ -9,9 +9,10 @@ from typing import Any
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
 from replay_tools.common import iso, require_stream, short_time, stream_state
-from replay_tools.render import Progress, table
+from replay_tools.render import Progress
 
 UNDECODABLE = "(undecodable)"
 

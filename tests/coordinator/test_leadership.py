@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -19,14 +18,7 @@ from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings
 from tests.conftest import MakeServer
 from tests.factories import envelope
-
-
-async def until(check: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+from tests.waiting import until
 
 
 async def start_node(url: str, node_id: str, **options: Any) -> tuple[Any, NodeAgent]:

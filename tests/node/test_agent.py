@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -16,6 +15,7 @@ from eventsrc.config import NodeConfig
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover
 from eventsrc.store import JetStreamEventStore
+from tests.waiting import until
 
 
 def write_skill(root: Path, name: str, *, needs_env: str | None = None) -> None:
@@ -35,14 +35,6 @@ def write_skill(root: Path, name: str, *, needs_env: str | None = None) -> None:
     script = folder / "run.sh"
     script.write_text("#!/bin/sh\necho '{\"ok\": true}'\n")
     script.chmod(0o755)
-
-
-async def until(check: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_rescan_registers_new_and_unregisters_ineligible_skills(

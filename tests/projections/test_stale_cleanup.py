@@ -7,8 +7,7 @@ is the one that decides.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +23,7 @@ from eventsrc.projections.runner import ProjectionRunner
 from tests.conftest import MakeServer
 from tests.factories import envelope
 from tests.projections.builders import joined
+from tests.waiting import until
 
 STALE_AFTER = 1.0
 
@@ -41,16 +41,6 @@ async def setup(make_server: MakeServer) -> AsyncIterator[Setup]:
     config = CoordinatorConfig(nats_url=server.url, stale_after=3600.0, sweep_interval=3600.0)
     async with Coordinator(config) as coordinator, eventsrc.connect(server.url) as cluster:
         yield Setup(cluster, coordinator)
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_silent_nodes_expire_with_evidence_and_replay_without_a_clock(
