@@ -29,6 +29,10 @@ _ERRORS: dict[str, type[EventsrcError]] = {
 }
 
 
+class RequestTimeoutError(ServerUnavailableError):
+    """The request reached a coordinator (or might have) but no answer came in time."""
+
+
 class ApiClient:
     """Request/reply to ``eventsrc.api.<endpoint>``; returns the reply's ``data``."""
 
@@ -59,7 +63,7 @@ class ApiClient:
                 "`python -m eventsrc.coordinator --nats-url ...`"
             ) from err
         except nats.errors.TimeoutError as err:
-            raise ServerUnavailableError(
+            raise RequestTimeoutError(
                 f"the coordinator did not answer {endpoint} within "
                 f"{timeout or self._timeout:g} s; check that it is running"
             ) from err

@@ -14,7 +14,8 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from eventsrc.api_client import ApiClient
+from eventsrc.api_client import ApiClient, RequestTimeoutError
+from eventsrc.commands import api
 from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
     ExpireStale,
@@ -24,13 +25,16 @@ from eventsrc.commands.registry import (
 )
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
-from eventsrc.errors import NotFoundError
+from eventsrc.errors import NotFoundError, ServerUnavailableError
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
 from eventsrc.writer import Decide
+
+REPLY_MARGIN_S = 5.0
+"""How much longer than a run/wait request's own wait its reply may take."""
 
 _ROUTES: dict[type[Command], str] = {
     RegisterSkill: "register_skill",
@@ -111,10 +115,9 @@ class Cluster:
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
         node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
-        names = (skills,) if isinstance(skills, str) else tuple(skills)
         command = SubmitTask(
             task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
-            spec=TaskSpec(skills=names, payload=payload, **options),
+            spec=TaskSpec(skills=_names(skills), payload=payload, **options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
         )
@@ -129,23 +132,22 @@ class Cluster:
         task_id: str | None = None,
         **options: Any,
     ) -> TaskInfo:
-        """Submit and wait for the result in one call; returns the last state (not
-        terminal if ``timeout`` passed). Faster than ``submit`` then ``wait``: the task's
-        events are being followed while the submission is decided."""
-        task_id = validate_token(task_id or uuid.uuid4().hex, what="task id")
-        watcher = asyncio.ensure_future(
-            watch_task(self.store, task_id, timeout=timeout, expect_new=True)
+        """Submit and wait for the result in one request; returns the last state (not
+        terminal if ``timeout`` passed). The coordinator answers when the task ends."""
+        command = api.RunTask(
+            task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
+            spec=TaskSpec(skills=_names(skills), payload=payload, **options),
+            wait_s=min(max(timeout, 0.0), api.MAX_WAIT_S),
         )
         try:
-            info = await self.submit(skills, payload, task_id=task_id, **options)
-        except BaseException:
-            watcher.cancel()
-            raise
-        if info.terminal:
-            watcher.cancel()
+            reply = await self.api.call("run", command, timeout=timeout + REPLY_MARGIN_S)
+        except RequestTimeoutError:
+            # No answer in time (e.g. the leader changed meanwhile): the stream knows.
+            return await self.get(command.task_id)
+        info = TaskInfo.model_validate(reply)
+        if info.terminal or timeout <= api.MAX_WAIT_S:
             return info
-        task = await watcher
-        return task_info(task) if task is not None else info
+        return await self.wait(command.task_id, timeout - api.MAX_WAIT_S)
 
     async def get(self, task_id: str) -> TaskInfo:
         """A task's current state, read from its events (no coordinator needed)."""
@@ -155,10 +157,27 @@ class Cluster:
         return task_info(task)
 
     async def wait(self, task_id: str, timeout: float = 60.0) -> TaskInfo:
-        """Follow a task until it ends or ``timeout`` passes; returns its last state."""
-        task = await watch_task(
-            self.store, validate_token(task_id, what="task id"), timeout=timeout
-        )
+        """Wait until the task ends or ``timeout`` passes; returns its last state.
+
+        The coordinator answers when the task ends; with no coordinator reachable, the
+        task's events are followed straight from the stream.
+        """
+        task_id = validate_token(task_id, what="task id")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            left = max(0.0, deadline - loop.time())
+            command = api.WaitTask(task_id=task_id, wait_s=min(left, api.MAX_WAIT_S))
+            try:
+                reply = await self.api.call("wait", command, timeout=left + REPLY_MARGIN_S)
+            except ServerUnavailableError:
+                return await self._follow(task_id, max(0.0, deadline - loop.time()))
+            info = TaskInfo.model_validate(reply)
+            if info.terminal or loop.time() >= deadline:
+                return info
+
+    async def _follow(self, task_id: str, timeout: float) -> TaskInfo:
+        task = await watch_task(self.store, task_id, timeout=timeout)
         if task is None:
             raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
         return task_info(task)
@@ -190,6 +209,10 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _names(skills: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return (skills,) if isinstance(skills, str) else tuple(skills)
 
 
 def connect(url: str | None = None, *, creds: str | None = None, project: bool = True) -> Cluster:

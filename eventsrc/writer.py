@@ -7,12 +7,13 @@ sequence of the previous. A lost race re-reads and decides again.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from eventsrc.commands.base import Command, Origin
 from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
-from eventsrc.events import Event, new_event_id
+from eventsrc.events import Event, TaskAssigned, new_event_id
 from eventsrc.ports import EventStore
 from eventsrc.projections.runner import ProjectionRunner
 
@@ -24,6 +25,31 @@ MAX_CONFLICT_RETRIES = 5
 def utc_now() -> datetime:
     """The decision clock (the coordinator's; server timestamps are the evidence)."""
     return datetime.now(UTC)
+
+
+class Reservations:
+    """Node slots promised by decisions whose events the projection has not applied yet.
+
+    Placement decisions run concurrently (each request, and the control loop); they
+    read ``counts`` as the ``planned`` load of each node, so two decisions in flight
+    never hand out the same free slot. A decision holds its assignments from the
+    moment it is made until its events are applied (or failed to store).
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def hold(self, events: Sequence[Event]) -> list[str]:
+        """Count the assignments among ``events``; returns what ``release`` takes."""
+        nodes = [event.node_id for event in events if isinstance(event, TaskAssigned)]
+        self.counts.update(nodes)
+        return nodes
+
+    def release(self, nodes: Sequence[str]) -> None:
+        self.counts.subtract(nodes)
+        for node_id in nodes:
+            if self.counts[node_id] <= 0:
+                del self.counts[node_id]
 
 
 class EventWriter:
@@ -42,9 +68,15 @@ class EventWriter:
         self.origin = origin or Origin()
         self.clock = clock
 
-    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
-        """Decide, append, and return once the local projection has applied the events."""
+    async def execute(
+        self, decide: Decide, command: Command, *, reservations: Reservations | None = None
+    ) -> tuple[Event, ...]:
+        """Decide, append, and return once the local projection has applied the events.
+
+        With ``reservations``, the assignments decided are held there until applied.
+        """
         for _ in range(MAX_CONFLICT_RETRIES):
+            held: list[str] = []
             async with self.runner.reading() as state:
                 self.check_leading(state.epoch)
                 events = decide(
@@ -54,13 +86,18 @@ class EventWriter:
                     e.aggregate_subject: state.aggregate_seq.get(e.aggregate_subject, 0)
                     for e in events
                 }
+                if reservations is not None:
+                    held = reservations.hold(events)
             try:
                 last = await self.append_chain(events, expected)
+                await self.runner.wait_for(last)
             except ConcurrencyError:
                 # Someone else wrote to the aggregate: catch up and decide again.
                 await self.runner.wait_for(await self.store.last_seq())
                 continue
-            await self.runner.wait_for(last)
+            finally:
+                if reservations is not None:
+                    reservations.release(held)
             return events
         raise StoreError(
             f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} tries; "

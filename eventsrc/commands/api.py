@@ -12,6 +12,7 @@ from typing import Final
 from pydantic import Field
 
 from eventsrc.commands.base import Command
+from eventsrc.commands.tasks import SubmitTask
 from eventsrc.events import SkillMetadata, Token
 
 SERVICE_NAME: Final = "eventsrc"
@@ -25,6 +26,9 @@ ERR_REFUSED: Final = "refused"
 ERR_UNAVAILABLE: Final = "unavailable"
 ERR_INTERNAL: Final = "internal"
 
+MAX_WAIT_S: Final = 3600.0
+"""The longest a ``run`` or ``wait`` request is held open; wait again for longer."""
+
 
 def subject(endpoint: str) -> str:
     """The request subject of an endpoint (``eventsrc.api.submit``)."""
@@ -33,6 +37,19 @@ def subject(endpoint: str) -> str:
 
 class GetTask(Command):
     task_id: Token
+
+
+class WaitTask(Command):
+    """Answer once the task is terminal, or with its state when ``wait_s`` passed."""
+
+    task_id: Token
+    wait_s: float = Field(default=60.0, ge=0, le=MAX_WAIT_S)
+
+
+class RunTask(SubmitTask):
+    """Submit, then wait as ``WaitTask`` does: one request from submission to result."""
+
+    wait_s: float = Field(default=60.0, ge=0, le=MAX_WAIT_S)
 
 
 class ListTasks(Command):

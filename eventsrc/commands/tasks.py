@@ -8,6 +8,7 @@ requeue, time out). Each decision carries its evidence, so a replay never needs 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,8 +78,10 @@ def decide_submit(
     new_id: NewId,
     origin: Origin = COORDINATOR,
     limits: Limits | None = None,
+    planned: Mapping[str, int] | None = None,
 ) -> tuple[Event, ...]:
-    """TaskSubmitted plus its first placement (assigned, queued or rejected)."""
+    """TaskSubmitted plus its first placement (assigned, queued or rejected);
+    ``planned`` counts per node the assignments decided but not yet applied."""
     try:
         canonical_json(command.spec.payload)
     except TypeError as err:
@@ -93,7 +96,7 @@ def decide_submit(
         raise DomainError(
             f"task {command.task_id} exists with a different request; use another task id"
         )
-    waiting = sum(1 for task_id in state.open_tasks if state.tasks[task_id].state == "queued")
+    waiting = len(state.waiting)
     limit = (limits or Limits()).max_queued
     if waiting >= limit:
         raise QueueFullError(
@@ -112,7 +115,7 @@ def decide_submit(
         command.task_id,
         command.spec,
         attempt=1,
-        placement=place(state, command.spec),
+        placement=place(state, command.spec, planned=planned),
         previous_reason="",
         now=now,
         new_id=new_id,
@@ -184,13 +187,23 @@ def decide_drain(
 
 
 def reconcile(
-    state: ClusterState, *, now: datetime, new_id: NewId, origin: Origin = COORDINATOR
+    state: ClusterState,
+    *,
+    now: datetime,
+    new_id: NewId,
+    origin: Origin = COORDINATOR,
+    planned: Mapping[str, int] | None = None,
+    full: bool = True,
 ) -> list[Decision]:
-    """The events that move unfinished tasks along, per task, highest priority first."""
+    """The events that move unfinished tasks along, per task, highest priority first.
+
+    ``full=False`` looks at waiting tasks only (what a change in the state can unblock);
+    a full pass also checks the running ones for deadlines and lost nodes.
+    """
     decisions: list[Decision] = []
-    planned: Counter[str] = Counter()
+    counted: Counter[str] = Counter(planned or {})
     waiting: list[TaskView] = []
-    for task_id in state.open_tasks:
+    for task_id in state.open_tasks if full else state.waiting:
         task = state.tasks[task_id]
         if task.state == "queued":
             waiting.append(task)
@@ -200,7 +213,7 @@ def reconcile(
             decisions.append((task.task_id, events))
     waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or now, t.task_id))
     for task in waiting:
-        events = _check_waiting(state, task, planned, now=now, new_id=new_id, origin=origin)
+        events = _check_waiting(state, task, counted, now=now, new_id=new_id, origin=origin)
         if events:
             decisions.append((task.task_id, events))
     return decisions

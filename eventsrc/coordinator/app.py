@@ -117,7 +117,7 @@ class Coordinator:
 
     def _on_applied(self, state: ClusterState) -> None:
         if self.service is not None:
-            self.service.mark_dirty()
+            self.service.mark_dirty(state)
 
     async def _final_snapshot(self) -> None:
         # A clean stop leaves a fresh snapshot, so the next start replays little.

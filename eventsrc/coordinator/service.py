@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,10 +42,7 @@ from eventsrc.commands.tasks import (
     DrainNode,
     Limits,
     SubmitTask,
-    decide_cancel,
     decide_drain,
-    decide_submit,
-    reconcile,
 )
 from eventsrc.commands.views import (
     list_nodes,
@@ -54,25 +50,19 @@ from eventsrc.commands.views import (
     list_tasks,
     node_info,
     status_info,
-    task_info,
 )
 from eventsrc.coordinator.endpoints import Handler, endpoint
-from eventsrc.errors import (
-    ConcurrencyError,
-    DomainError,
-    EventsrcError,
-    NotFoundError,
-    StoreError,
-)
+from eventsrc.coordinator.tasking import TaskDesk
+from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import (
     CURRENT_SCHEMA_VERSIONS,
     ClusterSettingsChanged,
     LeaderElected,
     new_event_id,
 )
-from eventsrc.history import fold_task
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore
 from eventsrc.writer import EventWriter, utc_now
 
@@ -83,6 +73,7 @@ EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 
 TICK_S = 0.5
 MAX_CONCURRENT_REQUESTS = 256
+MAX_WAITING_REQUESTS = 10_000
 SNAPSHOT_EVERY_S = 60.0
 
 
@@ -113,18 +104,24 @@ class CoordinatorService:
         self._sweep_interval = sweep_interval
         self._limits = limits or Limits()
         self._writer = EventWriter(store, runner, origin=Origin(producer=coordinator_id))
+        self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._service: Service | None = None
-        self._placement = asyncio.Lock()
         self._inflight = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
+        # run/wait requests are held until their task ends: a bound of their own, so
+        # they never starve the other requests.
+        self._waiting = asyncio.Semaphore(MAX_WAITING_REQUESTS)
         self._requests: set[asyncio.Task[None]] = set()
         self._deposed = False
         self.epoch = 0
 
-    def mark_dirty(self, *_: object) -> None:
-        """Called after every applied batch: the control loop should look again."""
+    def mark_dirty(self, state: ClusterState | None = None) -> None:
+        """Called after every applied batch: the control loop should look again, and
+        requests waiting for a task's end may be answered."""
         self._dirty.set()
+        if state is not None:
+            self._desk.on_applied(state)
         if self.epoch and self._runner.state.epoch > self.epoch and not self._deposed:
             # A newer leader's LeaderElected was applied: stop deciding at once.
             self._deposed = True
@@ -151,9 +148,11 @@ class CoordinatorService:
         )
         group = self._service.add_group(name=api.API_PREFIX)
         endpoints: dict[str, tuple[type[BaseModel], Handler]] = {
-            "submit": (SubmitTask, self._submit),
-            "get": (api.GetTask, self._get),
-            "cancel": (CancelTask, self._cancel),
+            "submit": (SubmitTask, self._desk.submit),
+            "run": (api.RunTask, self._desk.run),
+            "wait": (api.WaitTask, self._desk.wait),
+            "get": (api.GetTask, self._desk.get),
+            "cancel": (CancelTask, self._desk.cancel),
             "tasks": (api.ListTasks, self._tasks_list),
             "nodes": (api.Empty, self._nodes),
             "skills": (api.Empty, self._skills),
@@ -170,28 +169,31 @@ class CoordinatorService:
             "node_hello": (api.NodeHello, self._node_hello),
         }
         for name, (model, handler) in endpoints.items():
-            await group.add_endpoint(name=name, handler=self._concurrent(endpoint(model, handler)))
+            limit = self._waiting if name in ("run", "wait") else self._inflight
+            await group.add_endpoint(
+                name=name, handler=self._concurrent(endpoint(model, handler), limit)
+            )
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
 
     def _concurrent(
-        self, serve: Callable[[Request], Awaitable[None]]
+        self, serve: Callable[[Request], Awaitable[None]], limit: asyncio.Semaphore
     ) -> Callable[[Request], Awaitable[None]]:
         """nats micro awaits a handler before reading the next request of its endpoint;
         run each in its own task (bounded) so a slow request does not hold up others."""
 
+        def done(task: asyncio.Future[None]) -> None:
+            self._requests.discard(task)
+            limit.release()
+
         async def spawn(request: Request) -> None:
-            await self._inflight.acquire()
+            await limit.acquire()
             task = asyncio.ensure_future(serve(request))
             self._requests.add(task)
-            task.add_done_callback(self._request_done)
+            task.add_done_callback(done)
 
         return spawn
-
-    def _request_done(self, task: asyncio.Task[None]) -> None:
-        self._requests.discard(task)
-        self._inflight.release()
 
     async def close(self) -> None:
         """Stop serving and looping; idempotent."""
@@ -245,45 +247,27 @@ class CoordinatorService:
         await self._runner.wait_for(await self._store.append(event, expected_seq=expected))
 
     async def _control_loop(self) -> None:
+        # Waiting tasks are looked at after every applied batch; the full pass (run and
+        # queue deadlines, tasks of lost nodes) runs on the tick.
+        loop = asyncio.get_running_loop()
+        next_full = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+                await asyncio.wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
             self._dirty.clear()
+            full = loop.time() >= next_full
+            if full:
+                next_full = loop.time() + TICK_S
+            if self._deposed:
+                continue
             try:
-                await self._reconcile_once()
+                await self._desk.reconcile(full=full)
             except asyncio.CancelledError:
                 raise
             except EventsrcError as err:
                 log.warning("control loop: %s", err)
             except Exception:
                 log.exception("control loop failed; retrying")
-
-    async def _reconcile_once(self) -> None:
-        if self._deposed:
-            return
-        # Placements by submit and by reconcile read the same free slots: one at a time.
-        async with self._placement:
-            await self._reconcile_locked()
-
-    async def _reconcile_locked(self) -> None:
-        async with self._runner.reading() as state:
-            self._writer.check_leading(state.epoch)
-            decisions = reconcile(
-                state, now=utc_now(), new_id=new_event_id, origin=self._writer.origin
-            )
-            expected = {
-                task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0)
-                for task_id, _ in decisions
-            }
-        last = 0
-        for task_id, events in decisions:
-            aggregate = f"evt.task.{task_id}.>"
-            try:
-                last = await self._writer.append_chain(events, {aggregate: expected[task_id]})
-            except ConcurrencyError:
-                continue  # the task moved on meanwhile; the next round decides again
-        if last:
-            await self._runner.wait_for(last)
 
     async def _sweep_loop(self) -> None:
         # A fixed period (not sleep-after-work), so expiry stays within
@@ -312,58 +296,6 @@ class CoordinatorService:
             except Exception as err:  # a failed snapshot costs replay time, nothing else
                 log.warning("snapshot not written: %s", err)
 
-    async def _run(self, decide: Any, command: Command, **options: Any) -> None:
-        await self._writer.execute(functools.partial(decide, **options), command)
-
-    async def _submit(self, command: SubmitTask) -> Any:
-        async with self._runner.reading() as state:
-            in_memory = command.task_id in state.tasks
-            has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
-        if not in_memory and has_history:
-            # Events but no task in memory: finished long ago (evicted) or stray events.
-            existing = await self._existing(command)
-            if existing is not None:
-                return existing
-        try:
-            async with self._placement:
-                await self._run(decide_submit, command, limits=self._limits)
-        except StoreError:
-            # Lost every race: most likely an evicted task id whose history is only in
-            # the stream. Answer from there, or give up with the store's message.
-            existing = await self._existing(command)
-            if existing is None:
-                raise
-            return existing
-        return await self._task_view(command.task_id)
-
-    async def _existing(self, command: SubmitTask) -> Any:
-        """The stored task with this id, if the stream has its submission (idempotency)."""
-        folded = await fold_task(self._store, command.task_id)
-        if folded is None:
-            return None
-        if folded.spec != command.spec:
-            raise DomainError(
-                f"task {command.task_id} exists with a different request; use another task id"
-            )
-        return task_info(folded)
-
-    async def _task_view(self, task_id: str) -> Any:
-        async with self._runner.reading() as state:
-            task = state.tasks.get(task_id)
-            if task is not None:
-                return task_info(task)
-        folded = await fold_task(self._store, task_id)
-        if folded is None:
-            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
-        return task_info(folded)
-
-    async def _get(self, command: api.GetTask) -> Any:
-        return await self._task_view(command.task_id)
-
-    async def _cancel(self, command: CancelTask) -> Any:
-        await self._run(decide_cancel, command)
-        return await self._task_view(command.task_id)
-
     async def _tasks_list(self, command: api.ListTasks) -> Any:
         async with self._runner.reading() as state:
             return {"tasks": list_tasks(state, include_finished=command.all, limit=command.limit)}
@@ -381,7 +313,7 @@ class CoordinatorService:
             return status_info(state)
 
     async def _drain(self, command: DrainNode) -> Any:
-        await self._run(decide_drain, command)
+        await self._writer.execute(decide_drain, command)
         async with self._runner.reading() as state:
             return node_info(state, state.nodes[command.node_id])
 

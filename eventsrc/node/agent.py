@@ -2,9 +2,10 @@
 
 Work arrives on the durable pull consumer ``node-<id>`` (filter
 ``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``. For each
-assignment the node appends ``TaskStarted``, runs the executor, appends the result and
-only then acks, so a crash before the result means a redelivery, never a loss. A
-redelivered assignment whose attempt already ended is not run again.
+assignment the node runs the executor (appending ``TaskStarted`` once it has run for
+``STARTED_AFTER_S``), appends the result and only then acks, so a crash before the
+result means a redelivery, never a loss. A redelivered assignment whose attempt already
+ended is not run again.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from eventsrc.events import (
 from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.feed import PullFeed
 from eventsrc.node.host import (
     EVENT_SCHEMA,
     envelope,
@@ -63,6 +65,8 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A Python handler for a task type: gets the task (id, skills, payload), returns the result."""
 
 RUN_TIMEOUT_GRACE_S = 5.0
+STARTED_AFTER_S = 0.1
+"""A task still running after this long gets a TaskStarted; quicker ones do not."""
 DONE_MEMORY = 10_000
 
 
@@ -111,6 +115,7 @@ class NodeAgent:
         self._executing = 0
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
+        self._feed: PullFeed | None = None
         self._joined = False
         self.producer = f"node:{node_id}"
 
@@ -136,10 +141,17 @@ class NodeAgent:
             await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
         joined_seq = await self._join()
         self._joined = True
-        psub = await self._store.js.pull_subscribe_bind(
-            durable=str(reply["consumer"]), stream=EVENTS_STREAM
+        # Fetching is not gated on free slots: a cancel request arrives on the same
+        # consumer and must be seen while every slot is busy. The coordinator never
+        # assigns more than the capacity, so waiting assignments stay few.
+        self._feed = PullFeed(
+            self._nc,
+            stream=EVENTS_STREAM,
+            consumer=str(reply["consumer"]),
+            on_message=self._dispatch,
+            batch=max(2 * self.capacity, 16),
         )
-        self._loops.append(asyncio.create_task(self._work_loop(psub), name="work-loop"))
+        await self._feed.start()
         self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
         if self._rescan is not None and self._rescan_interval > 0:
             self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
@@ -217,6 +229,8 @@ class NodeAgent:
     async def close(self, *, leave: bool = False) -> None:
         """Stop loops and tasks; with ``leave`` append NodeLeft (tasks left are requeued)."""
         self._accepting = False
+        if self._feed is not None:
+            await self._feed.stop()
         loops, self._loops = self._loops, []
         for task in [*loops, *self._running.values()]:
             task.cancel()
@@ -305,22 +319,6 @@ class NodeAgent:
         if added or gone:
             log.info("rescan: +%s -%s", ",".join(added) or "none", ",".join(gone) or "none")
 
-    async def _work_loop(self, psub: Any) -> None:
-        # Fetching is not gated on free slots: a cancel request arrives on the same
-        # consumer and must be seen while every slot is busy. The coordinator never
-        # assigns more than the capacity, so waiting assignments stay few.
-        while self._accepting:
-            try:
-                messages = await psub.fetch(self.capacity, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except nats.errors.Error as err:
-                log.warning("fetching work failed: %s", err)
-                await asyncio.sleep(1.0)
-                continue
-            for msg in messages:
-                await self._dispatch(msg)
-
     async def _dispatch(self, msg: Msg) -> None:
         try:
             event = decode(msg.data, subject=msg.subject)
@@ -337,6 +335,8 @@ class NodeAgent:
         if not isinstance(event, TaskAssigned):
             await msg.ack()
             return
+        if not self._accepting:
+            return  # draining: unacked, so the coordinator requeues it once we left
         key = (event.task_id, event.attempt)
         if key in self._done or key in self._running or not await self._still_live(msg, event):
             await msg.ack()
@@ -378,26 +378,30 @@ class NodeAgent:
             return
         self._executing += 1
         started = time.perf_counter()
-        # TaskStarted is stored while the work already runs (one round trip saved); it
-        # must be stored before the result, so its ack is awaited before reporting.
-        started_event = TaskStarted(
-            **self._envelope(),
-            task_id=event.task_id,
-            node_id=self.node_id,
-            attempt=event.attempt,
-        )
-        stored = asyncio.ensure_future(self._append(started_event))
+        execution = asyncio.ensure_future(self._execute(event, self._cancels[key]))
         try:
-            outcome = await self._execute(event, self._cancels[key])
+            done, _ = await asyncio.wait({execution}, timeout=STARTED_AFTER_S)
+            if not done:
+                # Still running: record it. A quick task goes straight to its result
+                # (Temporal, likewise, stores an activity's start with its end): one
+                # event and one round trip fewer per task.
+                await self._append(
+                    TaskStarted(
+                        **self._envelope(),
+                        task_id=event.task_id,
+                        node_id=self.node_id,
+                        attempt=event.attempt,
+                    )
+                )
+            outcome = await execution
             elapsed = (time.perf_counter() - started) * 1000
-            await stored
             await self._report(event, outcome, elapsed)
             await msg.ack()
             self._remember_done(key)
         finally:
             self._executing -= 1
-            if not stored.done():
-                stored.cancel()
+            if not execution.done():
+                execution.cancel()
 
     def _remember_done(self, key: tuple[str, int]) -> None:
         # Bounded: older attempts are caught by the stream check on redelivery anyway.

@@ -18,6 +18,7 @@ _NOT_CANONICAL: Final = {
     "heartbeat_seq",
     "retention",
     "open_tasks",
+    "waiting",
     "available",
 }
 

@@ -173,9 +173,11 @@ class ClusterState:
     liveness: dict[str, Liveness] = field(default_factory=dict)
     heartbeat_seq: int = 0
     # Derived indexes, rebuilt from the rest (see canonical.py), never hashed: the ids
-    # of unfinished tasks (so the control loop scales with open work, not history) and
-    # the sorted holders per skill (cleared by any membership change).
+    # of unfinished tasks (so the control loop scales with open work, not history),
+    # those of them waiting for a node (state queued), and the sorted holders per skill
+    # (cleared by any membership change).
     open_tasks: set[str] = field(default_factory=set)
+    waiting: set[str] = field(default_factory=set)
     available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def active_instance_nodes(self, skill: str) -> list[str]:
@@ -199,6 +201,7 @@ class ClusterState:
     def rebuild_indexes(self) -> None:
         """Recompute the derived indexes (after a restore from the canonical form)."""
         self.open_tasks = {task_id for task_id, task in self.tasks.items() if not task.terminal}
+        self.waiting = {t for t in self.open_tasks if self.tasks[t].state == "queued"}
         self.available.clear()
 
     def _usable(self, node_id: str) -> bool:

@@ -63,6 +63,7 @@ def _finish(state: ClusterState, task: TaskView, new_state: str, time: datetime)
     task.state = new_state
     task.finished_at = time
     state.open_tasks.discard(task.task_id)
+    state.waiting.discard(task.task_id)
     state.finished[task.task_id] = time
     _evict(state, time)
 
@@ -113,6 +114,7 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outc
         submit_event_id=event.event_id,
     )
     state.open_tasks.add(event.task_id)
+    state.waiting.add(event.task_id)
     return None
 
 
@@ -150,6 +152,7 @@ def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> Outcom
             f"at attempt {task.attempt}",
         )
     task.state = "assigned"
+    state.waiting.discard(task.task_id)
     task.node_id = event.node_id
     task.run_deadline = event.run_deadline
     task.reason = ""
@@ -205,6 +208,7 @@ def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
         # projection knows it without waiting for that decision).
         _release(state, task)
         task.state = "queued"
+        state.waiting.add(task.task_id)
         task.node_id = None
         task.retry_pending = True
         task.reason = f"attempt {task.attempt} failed ({event.error}); retry pending"
@@ -238,6 +242,7 @@ def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcom
         return problem
     _release(state, task)
     task.state = "queued"
+    state.waiting.add(task.task_id)
     task.node_id = None
     task.attempt += 1
     task.queued_since = time

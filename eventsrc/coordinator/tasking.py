@@ -1,0 +1,194 @@
+"""The coordinator's task desk: submit, run (submit and wait), wait, get, cancel, and
+the control loop's reconcile passes.
+
+Placements are decided concurrently (every request, and the control loop) without a
+lock: each decision reads ``Reservations`` (slots promised but not yet applied) as the
+planned load of each node and holds its own assignments there until they are applied.
+Waiting requests are futures resolved as the projection applies the tasks' ends, so a
+client needs one request from submission to result and no consumer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Sequence
+
+from eventsrc.commands import api
+from eventsrc.commands.tasks import (
+    CancelTask,
+    Limits,
+    SubmitTask,
+    decide_cancel,
+    decide_submit,
+    reconcile,
+)
+from eventsrc.commands.views import TaskInfo, task_info
+from eventsrc.errors import ConcurrencyError, DomainError, NotFoundError, StoreError
+from eventsrc.events import Event, new_event_id
+from eventsrc.history import fold_task
+from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.projections.state import ClusterState
+from eventsrc.store import JetStreamEventStore
+from eventsrc.writer import EventWriter, Reservations, utc_now
+
+
+class TaskDesk:
+    """Task commands of the leading coordinator."""
+
+    def __init__(
+        self,
+        store: JetStreamEventStore,
+        runner: ProjectionRunner,
+        writer: EventWriter,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self._store = store
+        self._runner = runner
+        self._writer = writer
+        self._limits = limits or Limits()
+        self.reservations = Reservations()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    # -- requests ---------------------------------------------------------------------
+
+    async def submit(self, command: SubmitTask) -> TaskInfo:
+        """Decide the task and its first placement; resubmitting the same request
+        returns the existing task."""
+        async with self._runner.reading() as state:
+            in_memory = command.task_id in state.tasks
+            has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
+        if not in_memory and has_history:
+            # Events but no task in memory: finished long ago (evicted) or stray events.
+            existing = await self._existing(command)
+            if existing is not None:
+                return existing
+        decide = functools.partial(
+            decide_submit, limits=self._limits, planned=self.reservations.counts
+        )
+        try:
+            await self._writer.execute(decide, command, reservations=self.reservations)
+        except StoreError:
+            # Lost every race: most likely an evicted task id whose history is only in
+            # the stream. Answer from there, or give up with the store's message.
+            existing = await self._existing(command)
+            if existing is None:
+                raise
+            return existing
+        return await self.view(command.task_id)
+
+    async def run(self, command: api.RunTask) -> TaskInfo:
+        """Submit, then wait up to ``wait_s`` for the task to end."""
+        info = await self.submit(command)
+        if info.terminal or command.wait_s <= 0:
+            return info
+        return await self.wait(api.WaitTask(task_id=command.task_id, wait_s=command.wait_s))
+
+    async def wait(self, command: api.WaitTask) -> TaskInfo:
+        """The task once it is terminal, or as it is when ``wait_s`` passed."""
+        future = asyncio.get_running_loop().create_future()
+        # Registered before looking, so an end applied in between is not missed.
+        waiters = self._waiters.setdefault(command.task_id, [])
+        waiters.append(future)
+        try:
+            async with self._runner.reading() as state:
+                task = state.tasks.get(command.task_id)
+                open_now = task is not None and not task.terminal
+            if open_now:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, command.wait_s)
+        finally:
+            with contextlib.suppress(ValueError):
+                waiters.remove(future)
+            if not waiters and self._waiters.get(command.task_id) is waiters:
+                del self._waiters[command.task_id]
+        return await self.view(command.task_id)
+
+    async def get(self, command: api.GetTask) -> TaskInfo:
+        return await self.view(command.task_id)
+
+    async def cancel(self, command: CancelTask) -> TaskInfo:
+        await self._writer.execute(decide_cancel, command)
+        return await self.view(command.task_id)
+
+    async def view(self, task_id: str) -> TaskInfo:
+        """The task from memory, else folded from its events in the stream."""
+        async with self._runner.reading() as state:
+            task = state.tasks.get(task_id)
+            if task is not None:
+                return task_info(task)
+        folded = await fold_task(self._store, task_id)
+        if folded is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+        return task_info(folded)
+
+    async def _existing(self, command: SubmitTask) -> TaskInfo | None:
+        """The stored task with this id, if the stream has its submission (idempotency)."""
+        folded = await fold_task(self._store, command.task_id)
+        if folded is None:
+            return None
+        if folded.spec != command.spec:
+            raise DomainError(
+                f"task {command.task_id} exists with a different request; use another task id"
+            )
+        return task_info(folded)
+
+    # -- following the projection -----------------------------------------------------
+
+    def on_applied(self, state: ClusterState) -> None:
+        """After every applied batch: wake the requests whose task ended (or left)."""
+        if not self._waiters:
+            return
+        for task_id, futures in list(self._waiters.items()):
+            task = state.tasks.get(task_id)
+            if task is None or task.terminal:
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
+
+    # -- control loop -----------------------------------------------------------------
+
+    async def reconcile(self, *, full: bool) -> None:
+        """One pass: decide what moves unfinished tasks along and store it, the tasks'
+        appends pipelined (each still guarded by its own last sequence).
+
+        ``full=False`` only looks at waiting tasks: what a newly applied event can
+        unblock. Deadlines and lost nodes are the full pass's (on the tick).
+        """
+        async with self._runner.reading() as state:
+            self._writer.check_leading(state.epoch)
+            if not full and not state.waiting:
+                return
+            decisions = reconcile(
+                state,
+                now=utc_now(),
+                new_id=new_event_id,
+                origin=self._writer.origin,
+                planned=self.reservations.counts,
+                full=full,
+            )
+            expected = {
+                task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0)
+                for task_id, _ in decisions
+            }
+            held = self.reservations.hold([e for _, events in decisions for e in events])
+        try:
+            stored = await asyncio.gather(
+                *(
+                    self._store_decision(task_id, events, expected[task_id])
+                    for task_id, events in decisions
+                )
+            )
+            last = max(stored, default=0)
+            if last:
+                await self._runner.wait_for(last)
+        finally:
+            self.reservations.release(held)
+
+    async def _store_decision(self, task_id: str, events: Sequence[Event], expected: int) -> int:
+        try:
+            return await self._writer.append_chain(events, {f"evt.task.{task_id}.>": expected})
+        except ConcurrencyError:
+            return 0  # the task moved on meanwhile; the next pass decides again

@@ -1,0 +1,138 @@
+"""Continuous delivery from a durable pull consumer (what nats.go calls ``Consume``).
+
+nats-py 2.x only offers ``fetch``: two pull requests per call (a ``no_wait`` probe,
+then a long poll), and after the first message it keeps waiting for the rest of the
+batch. A worker wants each message the moment it is stored, so this keeps pull
+requests outstanding on a private inbox and tops them up as messages arrive, as the
+JetStream pull protocol (ADR-13) intends:
+
+- a pull asks for ``batch`` messages, expires after ``expires_s`` and asks for idle
+  heartbeats; when at most half of what was asked is still outstanding, ask again;
+- ``408`` (the request expired) and ``409`` (e.g. leader change) end a request: take
+  back what it did not deliver (``Nats-Pending-Messages``) and ask again;
+- no message or heartbeat for two heartbeat periods (a reconnect drops the server's
+  waiting requests) means start over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats.errors
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+log = logging.getLogger(__name__)
+
+OnMessage = Callable[[Msg], Awaitable[None]]
+
+_STATUS = "Status"
+_PENDING = "Nats-Pending-Messages"
+
+
+class PullFeed:
+    """Hands every message of ``stream``/``consumer`` to ``on_message``, one at a time,
+    in delivery order; acking is the caller's."""
+
+    def __init__(
+        self,
+        nc: Client,
+        *,
+        stream: str,
+        consumer: str,
+        on_message: OnMessage,
+        batch: int = 32,
+        expires_s: float = 30.0,
+        idle_heartbeat_s: float = 5.0,
+    ) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._on_message = on_message
+        self._batch = max(1, batch)
+        self._expires_s = expires_s
+        self._heartbeat_s = idle_heartbeat_s
+        self._outstanding = 0
+        self._heard = 0.0
+        self._inbox = ""
+        self._sub: Subscription | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
+        self._heard = asyncio.get_running_loop().time()
+        await self._pull()
+        self._watchdog = asyncio.create_task(self._watch(), name="pull-feed-watchdog")
+
+    async def stop(self) -> None:
+        """Stop asking and receiving; messages pulled but not handled are redelivered
+        by JetStream after the consumer's ack wait."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.wait([self._watchdog])
+            self._watchdog = None
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+    async def _pull(self) -> None:
+        want = self._batch - self._outstanding
+        if want <= 0 or self._sub is None:
+            return
+        request = {
+            "batch": want,
+            "expires": int(self._expires_s * 1e9),
+            "idle_heartbeat": int(self._heartbeat_s * 1e9),
+        }
+        try:
+            await self._nc.publish(self._next_subject, orjson.dumps(request), reply=self._inbox)
+        except nats.errors.Error as err:
+            log.warning("asking for work failed: %s; the watchdog asks again", err)
+            return
+        self._outstanding += want
+
+    async def _receive(self, msg: Msg) -> None:
+        self._heard = asyncio.get_running_loop().time()
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is not None:
+            await self._control(msg, status)
+            return
+        self._outstanding = max(0, self._outstanding - 1)
+        if self._outstanding <= self._batch // 2:
+            await self._pull()
+        await self._on_message(msg)
+
+    async def _control(self, msg: Msg, status: str) -> None:
+        if status == "100":
+            return  # idle heartbeat (or flow control): the server is there
+        if status in ("404", "408", "409"):
+            # The request ended; what it did not deliver is no longer outstanding.
+            undelivered = int((msg.headers or {}).get(_PENDING, "0") or 0)
+            self._outstanding = max(0, self._outstanding - undelivered)
+            if status == "409":
+                description = (msg.headers or {}).get("Description", "")
+                log.info("pull request ended by the server: 409 %s", description)
+                if not undelivered:
+                    # Not attributable to a request (e.g. consumer deleted): start over.
+                    self._outstanding = 0
+                    await asyncio.sleep(0.5)
+            await self._pull()
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            if loop.time() - self._heard > 2 * self._heartbeat_s:
+                # Neither messages nor heartbeats: our requests are gone (reconnect,
+                # server restart). Forget them and ask afresh.
+                silent = loop.time() - self._heard
+                log.info("no word from the work consumer for %.0f s; asking again", silent)
+                self._outstanding = 0
+                self._heard = loop.time()
+                await self._pull()
