@@ -14,7 +14,6 @@ import asyncio
 import logging
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,8 +38,7 @@ from benchmarks.harness import (
 from benchmarks.history import history_chunks, prelude
 from benchmarks.worker import READY, RESPONDER_SUBJECT, SKILL, TASK_TYPE
 from eventsrc.client import Cluster
-from eventsrc.projections.runner import ProjectionRunner
-from eventsrc.projections.state import ClusterState, Retention
+from eventsrc.projections.state import Retention
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
 
@@ -205,49 +203,6 @@ def _latencies(samples: Sequence[float]) -> _Latencies:
     return _Latencies(percentile(samples, 50), percentile(samples, 99))
 
 
-class _Finished:
-    """Futures for tasks, resolved by a projection once the task is terminal.
-
-    The runner calls ``on_applied`` under its writer lock after every batch; that only
-    wakes ``watch``, which looks the waited-for tasks up (one watcher for all tasks,
-    instead of a subscription per task as ``Cluster.wait`` makes).
-    """
-
-    def __init__(self) -> None:
-        self.waiting: dict[str, asyncio.Future[str]] = {}
-        self._applied = asyncio.Event()
-
-    def on_applied(self, state: ClusterState) -> None:
-        self._applied.set()
-
-    async def watch(self, runner: ProjectionRunner) -> None:
-        while True:
-            await self._applied.wait()
-            self._applied.clear()
-            async with runner.reading() as state:
-                for task_id, future in list(self.waiting.items()):
-                    task = state.tasks.get(task_id)
-                    if task is not None and task.terminal:
-                        del self.waiting[task_id]
-                        if not future.done():
-                            future.set_result(task.state)
-
-
-@asynccontextmanager
-async def _finished_watcher(cluster: TaskCluster) -> AsyncIterator[_Finished]:
-    finished = _Finished()
-    runner = ProjectionRunner(
-        JetStreamEventStore(cluster.raw), follow_heartbeats=False, on_applied=finished.on_applied
-    )
-    async with runner:
-        watch = asyncio.create_task(finished.watch(runner), name="bench-finished")
-        try:
-            yield finished
-        finally:
-            watch.cancel()
-            await asyncio.wait([watch])
-
-
 async def task_throughput(ctx: Context) -> list[Figure]:
     """Many no-op tasks in flight with 1, 2 and 4 workers vs raw request/reply."""
     n = ctx.size(quick=100, full=2_000)
@@ -255,52 +210,50 @@ async def task_throughput(ctx: Context) -> list[Figure]:
     # Quick mode is a smoke run: one round per side. Full mode: three, each ~8 s of ours.
     rounds = 1 if ctx.quick else min(ctx.rounds, FULL_THROUGHPUT_ROUNDS)
     figures: list[Figure] = []
-    async with _finished_watcher(cluster) as finished:
 
-        async def ours(_round: int) -> float:
-            gate = asyncio.Semaphore(CONCURRENCY)
-            loop = asyncio.get_running_loop()
-            ids = [uuid.uuid4().hex for _ in range(n)]
+    async def ours(_round: int) -> float:
+        gate = asyncio.Semaphore(CONCURRENCY)
 
-            async def one(task_id: str) -> str:
-                async with gate:
-                    finished.waiting[task_id] = loop.create_future()
-                    future = finished.waiting[task_id]
-                    await cluster.client.submit([SKILL], None, task_type=TASK_TYPE, task_id=task_id)
-                    return await asyncio.wait_for(future, _REQUEST_TIMEOUT_S)
-
-            start = start_clock()
-            states = await asyncio.gather(*(one(task_id) for task_id in ids))
-            elapsed = time.perf_counter() - start
-            failed = [state for state in states if state != "succeeded"]
-            if failed:
-                raise RuntimeError(f"task.throughput: {len(failed)} tasks ended {failed[0]}")
-            return rate(n, elapsed)
-
-        async def raw(_round: int) -> float:
-            gate = asyncio.Semaphore(CONCURRENCY)
-
-            async def one() -> None:
-                async with gate:
-                    await cluster.raw.request(RESPONDER_SUBJECT, b"", timeout=_REQUEST_TIMEOUT_S)
-
-            start = start_clock()
-            await asyncio.gather(*(one() for _ in range(n)))
-            return rate(n, time.perf_counter() - start)
-
-        for count in WORKER_COUNTS:
-            await cluster.scale(count)
-            got_ours, got_raw = await interleave(ours, raw, rounds=rounds, warmup=ctx.warmup)
-            figures.append(
-                figure(
-                    f"task.throughput.w{count}",
-                    "tasks/s",
-                    got_ours,
-                    got_raw,
-                    n=n,
-                    higher_is_better=True,
+        async def one() -> str:
+            async with gate:
+                # cluster.run: one request, answered by the coordinator at the end.
+                done = await cluster.client.run(
+                    [SKILL], None, timeout=_REQUEST_TIMEOUT_S, task_type=TASK_TYPE
                 )
+                return done.state
+
+        start = start_clock()
+        states = await asyncio.gather(*(one() for _ in range(n)))
+        elapsed = time.perf_counter() - start
+        failed = [state for state in states if state != "succeeded"]
+        if failed:
+            raise RuntimeError(f"task.throughput: {len(failed)} tasks ended {failed[0]}")
+        return rate(n, elapsed)
+
+    async def raw(_round: int) -> float:
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one() -> None:
+            async with gate:
+                await cluster.raw.request(RESPONDER_SUBJECT, b"", timeout=_REQUEST_TIMEOUT_S)
+
+        start = start_clock()
+        await asyncio.gather(*(one() for _ in range(n)))
+        return rate(n, time.perf_counter() - start)
+
+    for count in WORKER_COUNTS:
+        await cluster.scale(count)
+        got_ours, got_raw = await interleave(ours, raw, rounds=rounds, warmup=ctx.warmup)
+        figures.append(
+            figure(
+                f"task.throughput.w{count}",
+                "tasks/s",
+                got_ours,
+                got_raw,
+                n=n,
+                higher_is_better=True,
             )
+        )
     return figures
 
 

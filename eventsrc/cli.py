@@ -156,7 +156,10 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     code = _show_task(task, args.json)
-    if task.state in {"failed", "rejected", "timed_out", "cancelled"}:
+    # Without --wait, exit 0 means "accepted": a quick task may already have ended,
+    # even failed, by the time the answer comes; only a refusal (rejected) is a failure.
+    unsuccessful = {"failed", "rejected", "timed_out", "cancelled"} if args.wait else {"rejected"}
+    if task.state in unsuccessful:
         return EXIT_FAILED
     return code
 

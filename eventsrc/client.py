@@ -130,6 +130,8 @@ class Cluster:
         *,
         timeout: float = 60.0,
         task_id: str | None = None,
+        submitted_by: str = "",
+        parent_task_id: str | None = None,
         **options: Any,
     ) -> TaskInfo:
         """Submit and wait for the result in one request; returns the last state (not
@@ -137,6 +139,8 @@ class Cluster:
         command = api.RunTask(
             task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
             spec=TaskSpec(skills=_names(skills), payload=payload, **options),
+            submitted_by=submitted_by,
+            parent_task_id=parent_task_id,
             wait_s=min(max(timeout, 0.0), api.MAX_WAIT_S),
         )
         try:

@@ -77,17 +77,18 @@ class EventWriter:
         """
         for _ in range(MAX_CONFLICT_RETRIES):
             held: list[str] = []
-            async with self.runner.reading() as state:
-                self.check_leading(state.epoch)
-                events = decide(
-                    state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
-                )
-                expected = {
-                    e.aggregate_subject: state.aggregate_seq.get(e.aggregate_subject, 0)
-                    for e in events
-                }
-                if reservations is not None:
-                    held = reservations.hold(events)
+            # Decided without an await in between, so without the reader lock: the
+            # follower applies a batch without yielding, no coroutine sees half of one.
+            state = self.runner.state
+            self.check_leading(state.epoch)
+            events = decide(
+                state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
+            )
+            expected = {
+                e.aggregate_subject: state.aggregate_seq.get(e.aggregate_subject, 0) for e in events
+            }
+            if reservations is not None:
+                held = reservations.hold(events)
             try:
                 last = await self.append_chain(events, expected)
                 await self.runner.wait_for(last)

@@ -19,6 +19,7 @@ from eventsrc.projections.state import ClusterState, NodeView
 # Differences in cpu/memory use below this many percentage points do not rank.
 LOAD_TIE_POINTS = 10.0
 MAX_EVIDENCE = 8
+BUSY = "is busy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Assign:
 class Wait:
     reason: str
     would_qualify: tuple[str, ...] = ()
+    busy: bool = False
+    """Every eligible node is only short of a free slot (the usual wait under load)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,8 @@ def place(
         else:
             eligible.append(node)
     if not eligible:
-        return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node")
+        busy = bool(reasons) and all(BUSY in reason for reason in reasons)
+        return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node", busy=busy)
     best = eligible[0]
     for node in eligible[1:]:
         if _better(state, node, best, planned):
@@ -133,7 +137,7 @@ def _ineligible(state: ClusterState, node: NodeView, spec: TaskSpec, planned: in
         return f"is not the pinned node {spec.node_id}"
     running = len(node.running) + planned
     if running >= node.capacity:
-        return f"is busy ({running}/{node.capacity})"
+        return f"{BUSY} ({running}/{node.capacity})"
     for key, value in spec.labels.items():
         if node.labels.get(key) != value:
             return f"lacks label {key}={value}"

@@ -8,7 +8,7 @@ requeue, time out). Each decision carries its evidence, so a replay never needs 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from eventsrc.events import (
     canonical_json,
 )
 from eventsrc.projections.state import ACTIVE_TASK_STATES, MEMBER_STATES, ClusterState, TaskView
+from eventsrc.projections.tasks import AWAITING_PLACEMENT
 
 
 class QueueFullError(DomainError):
@@ -116,7 +117,7 @@ def decide_submit(
         command.spec,
         attempt=1,
         placement=place(state, command.spec, planned=planned),
-        previous_reason="",
+        previous_reason=AWAITING_PLACEMENT,
         now=now,
         new_id=new_id,
         origin=origin,
@@ -212,8 +213,11 @@ def reconcile(
         if events:
             decisions.append((task.task_id, events))
     waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or now, t.task_id))
+    full_up: dict[Hashable, Wait] = {}
     for task in waiting:
-        events = _check_waiting(state, task, counted, now=now, new_id=new_id, origin=origin)
+        events = _check_waiting(
+            state, task, counted, full_up, now=now, new_id=new_id, origin=origin
+        )
         if events:
             decisions.append((task.task_id, events))
     return decisions
@@ -256,10 +260,16 @@ def _check_active(
     return ()
 
 
+def _placement_key(spec: TaskSpec) -> Hashable:
+    """What decides which nodes a task may use: tasks alike in this place alike."""
+    return (spec.skills, spec.node_id, tuple(sorted(spec.labels.items())))
+
+
 def _check_waiting(
     state: ClusterState,
     task: TaskView,
     planned: Counter[str],
+    full: dict[Hashable, Wait],
     *,
     now: datetime,
     new_id: NewId,
@@ -304,9 +314,12 @@ def _check_waiting(
         )
     if task.not_before is not None and now < task.not_before:
         return ()
-    placement = place(state, spec, planned=planned)
+    key = _placement_key(spec)
+    placement = full.get(key) or place(state, spec, planned=planned)
     if isinstance(placement, Assign):
         planned[placement.node_id] += 1
+    elif isinstance(placement, Wait) and placement.busy:
+        full[key] = placement  # later tasks needing the same nodes wait too (this pass)
     event = _placement_event(
         task.task_id,
         spec,
@@ -332,6 +345,12 @@ def _placement_event(
     origin: Origin,
     causation_id: str | None = None,
 ) -> Event | None:
+    if isinstance(placement, Wait) and (
+        placement.reason == previous_reason
+        # Only short of a free slot, as under any load: not worth an event.
+        or (placement.busy and previous_reason == AWAITING_PLACEMENT)
+    ):
+        return None  # nothing new to say
     envelope: dict[str, Any] = origin.envelope(now=now, new_id=new_id, causation_id=causation_id)
     if isinstance(placement, Assign):
         return TaskAssigned(
@@ -351,8 +370,6 @@ def _placement_event(
             **envelope, task_id=task_id, reason=placement.reason, missing_skills=placement.missing
         )
     assert isinstance(placement, Wait)
-    if placement.reason == previous_reason:
-        return None  # still waiting for the same reason: nothing new to say
     return TaskQueued(
         **envelope,
         task_id=task_id,

@@ -57,9 +57,11 @@ class TaskDesk:
     async def submit(self, command: SubmitTask) -> TaskInfo:
         """Decide the task and its first placement; resubmitting the same request
         returns the existing task."""
-        async with self._runner.reading() as state:
-            in_memory = command.task_id in state.tasks
-            has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
+        # Reads that never await need no lock: the follower applies a batch without
+        # yielding, so no coroutine can see half of one.
+        state = self._runner.state
+        in_memory = command.task_id in state.tasks
+        has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
         if not in_memory and has_history:
             # Events but no task in memory: finished long ago (evicted) or stray events.
             existing = await self._existing(command)
@@ -93,10 +95,8 @@ class TaskDesk:
         waiters = self._waiters.setdefault(command.task_id, [])
         waiters.append(future)
         try:
-            async with self._runner.reading() as state:
-                task = state.tasks.get(command.task_id)
-                open_now = task is not None and not task.terminal
-            if open_now:
+            task = self._runner.state.tasks.get(command.task_id)
+            if task is not None and not task.terminal:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(future, command.wait_s)
         finally:
@@ -115,10 +115,9 @@ class TaskDesk:
 
     async def view(self, task_id: str) -> TaskInfo:
         """The task from memory, else folded from its events in the stream."""
-        async with self._runner.reading() as state:
-            task = state.tasks.get(task_id)
-            if task is not None:
-                return task_info(task)
+        task = self._runner.state.tasks.get(task_id)
+        if task is not None:
+            return task_info(task)
         folded = await fold_task(self._store, task_id)
         if folded is None:
             raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
@@ -157,23 +156,22 @@ class TaskDesk:
         ``full=False`` only looks at waiting tasks: what a newly applied event can
         unblock. Deadlines and lost nodes are the full pass's (on the tick).
         """
-        async with self._runner.reading() as state:
-            self._writer.check_leading(state.epoch)
-            if not full and not state.waiting:
-                return
-            decisions = reconcile(
-                state,
-                now=utc_now(),
-                new_id=new_event_id,
-                origin=self._writer.origin,
-                planned=self.reservations.counts,
-                full=full,
-            )
-            expected = {
-                task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0)
-                for task_id, _ in decisions
-            }
-            held = self.reservations.hold([e for _, events in decisions for e in events])
+        state = self._runner.state  # decided without an await: no lock needed
+        self._writer.check_leading(state.epoch)
+        if not full and not state.waiting:
+            return
+        decisions = reconcile(
+            state,
+            now=utc_now(),
+            new_id=new_event_id,
+            origin=self._writer.origin,
+            planned=self.reservations.counts,
+            full=full,
+        )
+        expected = {
+            task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0) for task_id, _ in decisions
+        }
+        held = self.reservations.hold([e for _, events in decisions for e in events])
         try:
             stored = await asyncio.gather(
                 *(

@@ -6,10 +6,11 @@ so a dot, a wildcard or whitespace in them would address the wrong messages.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Annotated
 
+from nats.nuid import NUID
 from pydantic import StringConstraints
 
 from eventsrc.errors import InvalidIdError
@@ -48,9 +49,28 @@ def validate_token(value: object, *, what: str = "id") -> str:
     return value
 
 
+class _EventIds:
+    """NATS's own unique-id generator (NUID: a random 12-character prefix and a
+    sequence with a random increment), a third of uuid4's cost; a fresh one after a
+    fork, so two processes never share a sequence."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._nuid = NUID()
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._nuid = NUID()
+        return self._nuid.next().decode()
+
+
+_IDS = _EventIds()
+
+
 def new_event_id() -> str:
     """A fresh, globally unique event id (also used as the ``Nats-Msg-Id``)."""
-    return uuid.uuid4().hex
+    return _IDS.next()
 
 
 def aggregate_of(subject: str) -> str:

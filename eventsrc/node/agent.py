@@ -46,7 +46,7 @@ from eventsrc.events import (
 from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
-from eventsrc.node.feed import PullFeed
+from eventsrc.node.feed import PullFeed, delivery_count
 from eventsrc.node.host import (
     EVENT_SCHEMA,
     envelope,
@@ -67,6 +67,8 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 RUN_TIMEOUT_GRACE_S = 5.0
 STARTED_AFTER_S = 0.1
 """A task still running after this long gets a TaskStarted; quicker ones do not."""
+KEEP_ALIVE_S = 10.0
+"""How often running tasks' assignments are marked in progress (ack wait is 30 s)."""
 DONE_MEMORY = 10_000
 
 
@@ -116,6 +118,7 @@ class NodeAgent:
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
         self._feed: PullFeed | None = None
+        self._unacked: dict[tuple[str, int], Msg] = {}
         self._joined = False
         self.producer = f"node:{node_id}"
 
@@ -152,6 +155,7 @@ class NodeAgent:
             batch=max(2 * self.capacity, 16),
         )
         await self._feed.start()
+        self._loops.append(asyncio.create_task(self._keep_alive_loop(), name="keep-alive"))
         self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
         if self._rescan is not None and self._rescan_interval > 0:
             self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
@@ -347,7 +351,7 @@ class NodeAgent:
     async def _still_live(self, msg: Msg, event: TaskAssigned) -> bool:
         """On a redelivery or a late delivery (after an outage), check the stream: has
         this attempt ended or moved on? Fresh first deliveries skip the lookup."""
-        if msg.metadata.num_delivered <= 1 and event.run_deadline > _now():
+        if delivery_count(msg) <= 1 and event.run_deadline > _now():
             return True
         task = await fold_task(self._store, event.task_id)
         return (
@@ -359,7 +363,7 @@ class NodeAgent:
 
     async def _run(self, msg: Msg, event: TaskAssigned) -> None:
         key = (event.task_id, event.attempt)
-        progress = asyncio.create_task(self._keep_alive(msg))
+        self._unacked[key] = msg
         try:
             async with self._slots:
                 await self._attempt(msg, event, key)
@@ -368,7 +372,7 @@ class NodeAgent:
         except EventsrcError as err:
             log.warning("task %s attempt %d: result not stored: %s", *key, err)
         finally:
-            progress.cancel()
+            self._unacked.pop(key, None)
             self._running.pop(key, None)
             self._cancels.pop(key, None)
 
@@ -378,30 +382,35 @@ class NodeAgent:
             return
         self._executing += 1
         started = time.perf_counter()
-        execution = asyncio.ensure_future(self._execute(event, self._cancels[key]))
+        # A task still running after STARTED_AFTER_S gets a TaskStarted; a quick one goes
+        # straight to its result (Temporal, likewise, stores an activity's start with its
+        # end): one event and one round trip fewer per task.
+        recording: list[asyncio.Future[int]] = []
+        timer = asyncio.get_running_loop().call_later(
+            STARTED_AFTER_S, lambda: recording.append(asyncio.ensure_future(self._started(event)))
+        )
         try:
-            done, _ = await asyncio.wait({execution}, timeout=STARTED_AFTER_S)
-            if not done:
-                # Still running: record it. A quick task goes straight to its result
-                # (Temporal, likewise, stores an activity's start with its end): one
-                # event and one round trip fewer per task.
-                await self._append(
-                    TaskStarted(
-                        **self._envelope(),
-                        task_id=event.task_id,
-                        node_id=self.node_id,
-                        attempt=event.attempt,
-                    )
-                )
-            outcome = await execution
+            outcome = await self._execute(event, self._cancels[key])
+            timer.cancel()
+            if recording:
+                await recording[0]  # stored before the result, whatever happens next
             elapsed = (time.perf_counter() - started) * 1000
             await self._report(event, outcome, elapsed)
             await msg.ack()
             self._remember_done(key)
         finally:
             self._executing -= 1
-            if not execution.done():
-                execution.cancel()
+            timer.cancel()
+
+    async def _started(self, event: TaskAssigned) -> int:
+        return await self._append(
+            TaskStarted(
+                **self._envelope(),
+                task_id=event.task_id,
+                node_id=self.node_id,
+                attempt=event.attempt,
+            )
+        )
 
     def _remember_done(self, key: tuple[str, int]) -> None:
         # Bounded: older attempts are caught by the stream check on redelivery anyway.
@@ -409,12 +418,14 @@ class NodeAgent:
         if len(self._done) > DONE_MEMORY:
             self._done.popitem(last=False)
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        # Long tasks: tell JetStream we are still on it, well within the ack wait.
+    async def _keep_alive_loop(self) -> None:
+        # Long tasks: tell JetStream we are still on them, well within the ack wait (one
+        # loop for all, not a timer per task).
         while True:
-            await asyncio.sleep(10.0)
-            with contextlib.suppress(nats.errors.Error):
-                await msg.in_progress()
+            await asyncio.sleep(KEEP_ALIVE_S)
+            for msg in list(self._unacked.values()):
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.in_progress()
 
     async def _execute(self, event: TaskAssigned, cancel: asyncio.Event) -> ExecutionResult:
         """Run with the handler of the task type, else the first skill's executor."""

@@ -136,3 +136,18 @@ class PullFeed:
                 self._outstanding = 0
                 self._heard = loop.time()
                 await self._pull()
+
+
+def delivery_count(msg: Msg) -> int:
+    """How often JetStream delivered this message, from its reply subject.
+
+    nats-py's ``msg.metadata`` parses everything into two dataclasses; a worker only
+    needs this count, once per message. v1: ``$JS.ACK.<stream>.<consumer>.<delivered>.
+    ...`` (9 tokens); v2 adds domain and account hash after ``ACK``.
+    """
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:
+        return int(tokens[4])
+    if len(tokens) >= 12:
+        return int(tokens[6])
+    return int(msg.metadata.num_delivered)

@@ -29,6 +29,11 @@ from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskVie
 Outcome = tuple[str, str] | None
 
 
+AWAITING_PLACEMENT = "awaiting placement"
+"""The reason of a submitted task until a placement says otherwise; a task that only
+waits for a free slot keeps it (no TaskQueued per task under load)."""
+
+
 def _task(state: ClusterState, task_id: str, what: str) -> TaskView | tuple[str, str]:
     task = state.tasks.get(task_id)
     if task is None:
@@ -105,7 +110,7 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outc
     state.tasks[event.task_id] = TaskView(
         task_id=event.task_id,
         spec=event.spec,
-        reason="awaiting placement",
+        reason=AWAITING_PLACEMENT,
         submitted_at=time,
         queued_since=time,
         queue_deadline=event.queue_deadline,

@@ -39,6 +39,7 @@ from eventsrc.errors import (
 )
 from eventsrc.events import Event, decode, encode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.store.publisher import AckedPublisher
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class JetStreamEventStore:
     ) -> None:
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self._publisher = AckedPublisher(nc, timeout=timeout)
         self._settings = settings or StreamSettings()
 
     @property
@@ -109,7 +111,7 @@ class JetStreamEventStore:
         try:
             # No Nats-Expected-Stream header: evt.> and hb.> belong to our streams only,
             # and the header would be stored and parsed again on every replay.
-            ack = await self._js.publish(subject, encode(event), headers=headers)
+            ack = await self._publisher.publish(subject, encode(event), headers)
         except nats.errors.Error as err:
             raise _map_error(err, subject=event.aggregate_subject, expected=expected_seq) from err
         if ack.duplicate:
