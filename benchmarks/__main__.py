@@ -25,7 +25,7 @@ from typing import Any
 
 import nats
 
-from benchmarks import heartbeats, history, registry, store, tasks
+from benchmarks import heartbeats, history, memory, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer, find_nats_server
@@ -38,6 +38,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     *registry.BENCHMARKS,
     *tasks.BENCHMARKS,
     *heartbeats.BENCHMARKS,
+    *memory.BENCHMARKS,
 )
 FULL_ROUNDS = 5
 QUICK_ROUNDS = 3

@@ -1,10 +1,12 @@
-"""``python -m benchmarks.worker``: the child processes of the task figures.
+"""``python -m benchmarks.worker``: the child processes of the task and memory figures.
 
 ``node``: a real ``NodeAgent`` advertising the built-in ``search`` skill whose
 ``noop`` handler returns at once (``python -m eventsrc.node`` cannot register a
 handler). ``responder``: raw nats-py's counterpart, a queue-group subscriber that
-answers every request with an empty reply. Both print ``ready`` once they take work
-and stop cleanly on SIGTERM or SIGINT (the node drains and leaves).
+answers every request with an empty reply. ``replay``: a plain nats-py replay of the
+events stream that then idles (the memory figures' raw side). Each prints ``ready``
+once it takes work (or has replayed) and stops cleanly on SIGTERM or SIGINT (the node
+drains and leaves).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
     if args.kind == "node":
         asyncio.run(_node(args.nats_url, node_id=args.node_id, capacity=args.capacity))
+    elif args.kind == "replay":
+        asyncio.run(_replay(args.nats_url))
     else:
         asyncio.run(_responder(args.nats_url))
     return 0
@@ -44,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker")
-    parser.add_argument("kind", choices=("node", "responder"))
+    parser.add_argument("kind", choices=("node", "responder", "replay"))
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--node-id", default="bench-node")
     parser.add_argument("--capacity", type=int, default=16)
@@ -88,6 +92,21 @@ async def _responder(url: str) -> None:
         await nc.subscribe(RESPONDER_SUBJECT, queue=RESPONDER_QUEUE, cb=answer)
         await nc.flush()
         print(READY, flush=True)
+        await stop.wait()
+    finally:
+        await nc.close()
+
+
+async def _replay(url: str) -> None:
+    """Raw nats-py's counterpart of a coordinator's catch-up: replay ``evt.>`` with an
+    ordered consumer, say ready, stay alive (the memory benchmark reads its RSS)."""
+    from benchmarks.history import raw_replay  # only this kind needs the history module
+
+    stop = stop_event_on_signals()
+    nc = await nats.connect(url, name="eventsrc-bench-replay")
+    try:
+        count = await raw_replay(nc)
+        print(f"{READY} {count}", flush=True)
         await stop.wait()
     finally:
         await nc.close()

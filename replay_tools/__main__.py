@@ -7,6 +7,7 @@ id, a corrupt file); 2 usage; 3 NATS cannot be reached.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import nats.errors
 import orjson
 
 from eventsrc.events.schema import event_schemas
+from eventsrc.projections.runner import CATCH_UP_GC_THRESHOLD
 from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, run_program
 from eventsrc.store import resolve_servers
 from replay_tools import audit, backup, rebuild, stats, verify, whatif_report
@@ -111,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if exit_.code else EXIT_OK
     if args.command == "schema":
         return _schema(args.out)
+    # A one-shot program folding whole histories: collect garbage less often (the
+    # coordinator's runner does the same while it catches up).
+    gc.set_threshold(*CATCH_UP_GC_THRESHOLD)
     target = Target(
         servers=resolve_servers(args.nats_url, os.environ),
         creds=args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),

@@ -81,6 +81,7 @@ class Coordinator:
             self._store,
             snapshots=SnapshotStore(self._store.js, replicas=self.config.replicas),
             on_applied=self._on_applied,
+            tune_gc=True,
         )
         await self._stack.enter_async_context(self.runner)
         self._stack.push_async_callback(self._final_snapshot)
