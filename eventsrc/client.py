@@ -30,6 +30,7 @@ from eventsrc.history import fold_task, watch_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
+from eventsrc.store.getreads import event_store
 from eventsrc.writer import Decide
 
 _ROUTES: dict[type[Command], str] = {
@@ -91,7 +92,7 @@ class Cluster:
         """Connect (failing fast with one line if NATS is not there) and catch up."""
         nc = await connect_nats(self._options, long_running=False)
         self._stack.push_async_callback(nc.close)
-        self._store = JetStreamEventStore(nc)
+        self._store = event_store(nc, consumers=self._options.may_create_consumers())
         self._api = ApiClient(nc)
         if self._project:
             self._runner = ProjectionRunner(self._store)
