@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import weakref
@@ -112,9 +113,13 @@ async def connect_nats(
         "tls": _tls_context(options),
         "error_cb": _error_logger(options.servers, loud=long_running, refusals=refusals),
     }
+    nc = Client()
     try:
-        nc = await nats.connect(**kwargs)
+        await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
+        # nats-py leaves the socket open when the server refuses us during connect.
+        with contextlib.suppress(Exception):
+            await nc.close()
         raise unavailable(options.servers, err) from err
     _DENIED[nc] = refusals
     return nc
