@@ -64,8 +64,15 @@ def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     run_dir.mkdir()
     log = run_dir / "nats-server.log"
     proc = subprocess.Popen(
-        [find_nats_server(), "-c", str(folder / secure.CONFIG_FILE)]
-        + ["--ports_file_dir", str(run_dir), "-l", str(log)],
+        [
+            find_nats_server(),
+            "-c",
+            str(folder / secure.CONFIG_FILE),
+            "--ports_file_dir",
+            str(run_dir),
+            "-l",
+            str(log),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -37,8 +37,18 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
     with ExitStack() as stack:
         coordinator = stack.enter_context(
             program(
-                ["-m", "eventsrc.coordinator", "--nats-url", url, "--creds", creds("coordinator")]
-                + ["--stale-after", "3", "--sweep-interval", "0.5"],
+                [
+                    "-m",
+                    "eventsrc.coordinator",
+                    "--nats-url",
+                    url,
+                    "--creds",
+                    creds("coordinator"),
+                    "--stale-after",
+                    "3",
+                    "--sweep-interval",
+                    "0.5",
+                ],
                 cwd=tmp_path,
                 env=CLEAN_ENV,
             )
@@ -46,8 +56,20 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
         coordinator.wait_for_line("ready", timeout=30)
         node = stack.enter_context(
             program(
-                ["-m", "eventsrc.node", "--nats-url", url, "--creds", creds("node-A")]
-                + ["--node-id", "A", "--skill", "python", "--heartbeat-interval", "0.5"],
+                [
+                    "-m",
+                    "eventsrc.node",
+                    "--nats-url",
+                    url,
+                    "--creds",
+                    creds("node-A"),
+                    "--node-id",
+                    "A",
+                    "--skill",
+                    "python",
+                    "--heartbeat-interval",
+                    "0.5",
+                ],
                 cwd=tmp_path,
                 env=CLEAN_ENV,
             )
@@ -55,9 +77,25 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
         node.wait_for_line("ready", timeout=30)
 
         submitted = _run(
-            ["-m", "eventsrc.cli", "--nats-url", url, "--creds", creds("submitter"), "submit"]
-            + ["--skill", "python", "--payload", '{"code": "print(6*7)"}', "--task-id", "t42"]
-            + ["--wait", "--timeout", "30", "--json"],
+            [
+                "-m",
+                "eventsrc.cli",
+                "--nats-url",
+                url,
+                "--creds",
+                creds("submitter"),
+                "submit",
+                "--skill",
+                "python",
+                "--payload",
+                '{"code": "print(6*7)"}',
+                "--task-id",
+                "t42",
+                "--wait",
+                "--timeout",
+                "30",
+                "--json",
+            ],
             tmp_path,
         )
         assert submitted.returncode == 0, submitted.stderr
@@ -67,29 +105,66 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
 
         # The reader folds the task from the stream by message gets (no consumer).
         got = _run(
-            ["-m", "eventsrc.cli", "--nats-url", url, "--creds", creds("reader")]
-            + ["get", "t42", "--json"],
+            [
+                "-m",
+                "eventsrc.cli",
+                "--nats-url",
+                url,
+                "--creds",
+                creds("reader"),
+                "get",
+                "t42",
+                "--json",
+            ],
             tmp_path,
         )
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["state"] == "succeeded"
         nodes = _run(
-            ["-m", "eventsrc.cli", "--nats-url", url, "--creds", creds("reader")]
-            + ["nodes", "--json"],
+            [
+                "-m",
+                "eventsrc.cli",
+                "--nats-url",
+                url,
+                "--creds",
+                creds("reader"),
+                "nodes",
+                "--json",
+            ],
             tmp_path,
         )
         assert [n["node_id"] for n in json.loads(nodes.stdout)["nodes"]] == ["A"]
         refused = _run(
-            ["-m", "eventsrc.cli", "--nats-url", url, "--creds", creds("reader"), "submit"]
-            + ["--skill", "python", "--payload", '{"code": "print(1)"}'],
+            [
+                "-m",
+                "eventsrc.cli",
+                "--nats-url",
+                url,
+                "--creds",
+                creds("reader"),
+                "submit",
+                "--skill",
+                "python",
+                "--payload",
+                '{"code": "print(1)"}',
+            ],
             tmp_path,
         )
         assert refused.returncode == 1
         assert "refused submit" in refused.stderr and "Traceback" not in refused.stderr
 
         audit = _run(
-            ["-m", "replay_tools", "--nats-url", url, "--creds", creds("coordinator")]
-            + ["audit", "task", "t42"],
+            [
+                "-m",
+                "replay_tools",
+                "--nats-url",
+                url,
+                "--creds",
+                creds("coordinator"),
+                "audit",
+                "task",
+                "t42",
+            ],
             tmp_path,
         )
         assert audit.returncode == 0, audit.stderr

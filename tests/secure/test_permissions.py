@@ -128,9 +128,7 @@ async def test_node_cannot_take_another_nodes_work_nor_make_consumers(
     refusals = Refusals()
     nc = await connect_as(secure_cluster, "node-A", refusals)
     try:
-        await _expect_refused(
-            nc, refusals, f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.node-B"
-        )
+        await _expect_refused(nc, refusals, f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.node-B")
         with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
             await nc.jetstream(timeout=1.0).add_consumer(
                 EVENTS_STREAM, ConsumerConfig(deliver_subject="hb.B")

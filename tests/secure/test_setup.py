@@ -107,8 +107,17 @@ def test_unusable_creds_file_is_one_line(
     assert expected in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     node = subprocess.run(
-        [sys.executable, "-m", "eventsrc.node", "--nats-url", "nats://127.0.0.1:9"]
-        + ["--creds", str(path), "--node-id", "x"],
+        [
+            sys.executable,
+            "-m",
+            "eventsrc.node",
+            "--nats-url",
+            "nats://127.0.0.1:9",
+            "--creds",
+            str(path),
+            "--node-id",
+            "x",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
