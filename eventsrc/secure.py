@@ -76,9 +76,9 @@ def _api(endpoints: tuple[str, ...]) -> list[str]:
     return [f"{API}.{name}" for name in endpoints]
 
 
-def permissions(role: str, node_id: str | None = None) -> dict[str, Any] | None:
-    """The nats-server permissions map of a role (None: the coordinator's are unlimited
-    for subscribing, and its publish list is broad)."""
+def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
+    """The nats-server permissions map of a role (``node_id`` for nodes); the
+    coordinator's publish list is broad and it may subscribe to anything."""
     if role == ROLE_COORDINATOR:
         return {"publish": {"allow": list(COORDINATOR_PUBLISH)}, "subscribe": {"allow": [">"]}}
     if role == ROLE_READER:
@@ -144,10 +144,7 @@ class SecureSetup:
         lines.append("# No no_auth_user: a connection without credentials is refused.")
         lines.append("authorization {\n  users: [")
         for user in self.users:
-            entry: dict[str, Any] = {"nkey": user.nkey}
-            perms = permissions(user.role, user.node_id)
-            if perms is not None:
-                entry["permissions"] = perms
+            entry = {"nkey": user.nkey, "permissions": permissions(user.role, user.node_id)}
             lines.append(f"    # {user.name}\n    {json.dumps(entry)}")
         lines.append("  ]\n}")
         return "\n".join(lines) + "\n"

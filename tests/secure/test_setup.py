@@ -80,14 +80,12 @@ def test_bad_node_id_is_one_line(tmp_path: Path) -> None:
 
 def test_node_permissions_follow_the_design() -> None:
     perms = secure.permissions("node", "n1")
-    assert perms is not None
     publish = perms["publish"]["allow"]
     assert {"evt.node.n1", "hb.n1", "evt.task.*.from.n1"} <= set(publish)
     assert not any(p.startswith(("evt.task.*.to", "evt.skill", "evt.cluster")) for p in publish)
     assert not any("CONSUMER.CREATE" in p or "DIRECT" in p for p in publish)
     assert perms["subscribe"]["allow"] == ["_INBOX.>"]
     reader = secure.permissions("reader")
-    assert reader is not None
     assert "eventsrc.api.submit" not in reader["publish"]["allow"]
 
 
