@@ -16,9 +16,11 @@ from eventsrc.errors import (
     EventsrcError,
     InvalidRequestError,
     NotFoundError,
+    NotPermittedError,
     ServerUnavailableError,
     StoreError,
 )
+from eventsrc.store.connection import refused
 
 _ERRORS: dict[str, type[EventsrcError]] = {
     api.ERR_INVALID: InvalidRequestError,
@@ -63,6 +65,11 @@ class ApiClient:
                 "`python -m eventsrc.coordinator --nats-url ...`"
             ) from err
         except nats.errors.TimeoutError as err:
+            if (why := refused(self._nc, api.subject(endpoint))) is not None:
+                raise NotPermittedError(
+                    f"NATS refused {endpoint} to these credentials ({why}); use credentials "
+                    f"of a role that may (secure mode: submitter for submit/cancel/drain)"
+                ) from err
             raise RequestTimeoutError(
                 f"the coordinator did not answer {endpoint} within "
                 f"{timeout or self._timeout:g} s; check that it is running"

@@ -10,10 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from eventsrc import secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidRequestError
@@ -80,7 +82,50 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--all", action="store_true", help="include finished tasks")
     tasks.add_argument("--limit", type=int, default=1000)
     tasks.add_argument("--json", action="store_true")
+    _secure_parser(sub)
     return parser
+
+
+def _secure_parser(sub: Any) -> None:
+    secure = sub.add_parser("secure", help="secure mode: server config and credentials")
+    actions = secure.add_subparsers(dest="secure_command", required=True)
+    init = actions.add_parser("init", help="write a nats-server config and credentials")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--node", action="append", default=[], help="node id (repeatable)")
+    init.add_argument("--store-dir", help="JetStream store dir (default DIR/jetstream)")
+    init.add_argument("--host", default="0.0.0.0", help="address the server listens on")
+    init.add_argument("--port", type=int, default=4222)
+    init.add_argument("--tls-cert", help="server certificate (PEM) to enable TLS")
+    init.add_argument("--tls-key", help="its private key (PEM)")
+    init.add_argument("--tls-ca", help="CA to verify client certificates (optional)")
+    init.add_argument("--force", action="store_true", help="replace an existing setup")
+    add = actions.add_parser("add-node", help="add credentials for one more node")
+    add.add_argument("dir", type=Path)
+    add.add_argument("node_id")
+
+
+def _run_secure(args: argparse.Namespace) -> int:
+    if args.secure_command == "init":
+        written = secure.init(
+            args.dir,
+            nodes=tuple(args.node),
+            store_dir=args.store_dir,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_ca=args.tls_ca,
+            force=args.force,
+        )
+    else:
+        written = secure.add_node(args.dir, args.node_id)
+    for path in written:
+        print(f"wrote {path}")
+    config = args.dir / secure.CONFIG_FILE
+    print(f"start the server: nats-server -c {config}", file=sys.stderr)
+    if args.secure_command == "add-node":
+        print("a running server: reload its config with kill -HUP <pid>", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,11 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
 
+    if args.command == "secure":
+        return run_program(lambda: _sync(_run_secure, args))
+
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
             return await _dispatch(cluster, args)
 
     return run_program(run)
+
+
+async def _sync(function: Any, args: argparse.Namespace) -> int:
+    code: int = function(args)
+    return code
 
 
 async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:

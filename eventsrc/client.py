@@ -25,12 +25,13 @@ from eventsrc.commands.registry import (
 )
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
-from eventsrc.errors import NotFoundError, ServerUnavailableError
+from eventsrc.errors import NotFoundError, NotPermittedError, ServerUnavailableError
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
+from eventsrc.store.getreads import event_store
 from eventsrc.writer import Decide
 
 REPLY_MARGIN_S = 5.0
@@ -95,7 +96,7 @@ class Cluster:
         """Connect (failing fast with one line if NATS is not there) and catch up."""
         nc = await connect_nats(self._options, long_running=False)
         self._stack.push_async_callback(nc.close)
-        self._store = JetStreamEventStore(nc)
+        self._store = event_store(nc, consumers=self._options.may_create_consumers())
         self._api = ApiClient(nc)
         if self._project:
             self._runner = ProjectionRunner(self._store)
@@ -174,7 +175,7 @@ class Cluster:
             command = api.WaitTask(task_id=task_id, wait_s=min(left, api.MAX_WAIT_S))
             try:
                 reply = await self.api.call("wait", command, timeout=left + REPLY_MARGIN_S)
-            except ServerUnavailableError:
+            except (ServerUnavailableError, NotPermittedError):
                 return await self._follow(task_id, max(0.0, deadline - loop.time()))
             info = TaskInfo.model_validate(reply)
             if info.terminal or loop.time() >= deadline:

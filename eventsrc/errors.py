@@ -20,6 +20,7 @@ print ``str(err)`` and exit without a traceback.
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
     ├── NotLeaderError            this coordinator was deposed by a newer leader epoch
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
+    ├── NotPermittedError         NATS refused a subject to these credentials (secure mode)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
     │   └── NotFoundError         no such task, node or skill
     └── EmbeddedServerError       the embedded nats-server could not be found or started
@@ -129,6 +130,10 @@ class NotFoundError(DomainError, LookupError):
 
 class InvalidRequestError(EventsrcError, ValueError):
     """A request is malformed: bad JSON, a missing or wrong field."""
+
+
+class NotPermittedError(EventsrcError):
+    """The NATS server refused a publish to these credentials (a secure-mode role)."""
 
 
 class NotLeaderError(EventsrcError):

@@ -21,6 +21,7 @@ from nats.js.api import StreamState
 from eventsrc.errors import InvalidRequestError, StoreError
 from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
+from eventsrc.store.getreads import event_store
 from eventsrc.store.snapshots import DEFAULT_SNAPSHOT_NAME, SNAPSHOT_BUCKET
 
 
@@ -45,7 +46,7 @@ async def open_store(target: Target) -> AsyncIterator[JetStreamEventStore]:
     options = NatsOptions(servers=target.servers, name="replay_tools", creds=target.creds)
     nc = await connect_nats(options, long_running=False)
     try:
-        yield JetStreamEventStore(nc)
+        yield event_store(nc, consumers=options.may_create_consumers())
     finally:
         with contextlib.suppress(Exception):
             await nc.close()

@@ -17,7 +17,8 @@ from eventsrc.runtime import (
     run_program,
     stop_event_on_signals,
 )
-from eventsrc.store import JetStreamEventStore, connect_nats, resolve_servers
+from eventsrc.store import connect_nats, resolve_servers
+from eventsrc.store.getreads import event_store
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -64,13 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = discover(config, os.environ)
         stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
-        nc = await connect_nats(
-            nats_options(config, servers, f"eventsrc-node-{node_id}"), long_running=True
-        )
+        options = nats_options(config, servers, f"eventsrc-node-{node_id}")
+        nc = await connect_nats(options, long_running=True)
         try:
             agent = NodeAgent(
                 nc,
-                JetStreamEventStore(nc),
+                event_store(nc, consumers=options.may_create_consumers()),
                 node_id=node_id,
                 skills=found.skills,
                 executors=found.executors,

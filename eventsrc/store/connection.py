@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +15,14 @@ import nats
 from nats.aio.client import Client
 
 from eventsrc.errors import ServerUnavailableError
+from eventsrc.store.credentials import Credentials, load_credentials
 
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
+PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -ERR text
+
+_DENIED: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
 DEFAULT_DATA_DIR = Path(".eventsrc")
 URL_FILE = "url"
 
@@ -59,6 +65,15 @@ class NatsOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
 
+    def credentials(self) -> Credentials | None:
+        """The parsed ``creds`` file (None without one); raises ConfigError when unusable."""
+        return load_credentials(self.creds) if self.creds else None
+
+    def may_create_consumers(self) -> bool:
+        """False for secure mode's restricted roles; their stores read by message get."""
+        creds = self.credentials()
+        return creds is None or creds.may_create_consumers
+
 
 def _tls_context(options: NatsOptions) -> ssl.SSLContext | None:
     if not (options.tls_ca or options.tls_cert):
@@ -76,8 +91,11 @@ async def connect_nats(
 
     Long-running programs (coordinator, node) keep trying with backoff until a server
     answers and reconnect forever afterwards. One-shot commands fail fast with
-    ServerUnavailableError whose message says which URL failed and what to do.
+    ServerUnavailableError whose message says which URL failed and what to do. A
+    missing or damaged credentials file is a ConfigError, raised before connecting.
     """
+    creds = options.credentials()
+    refusals: list[str] = []
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),
         "name": options.name,
@@ -87,22 +105,42 @@ async def connect_nats(
         # one-shot command allows one retry per server and then gives up.
         "max_reconnect_attempts": -1 if long_running else 1,
         "reconnect_time_wait": 1 if long_running else 0.1,
-        "user_credentials": options.creds,
+        "user_credentials": creds.path if creds is not None and creds.jwt else None,
+        "nkeys_seed_str": creds.seed if creds is not None and not creds.jwt else None,
         "user": options.user,
         "password": options.password,
         "token": options.token,
         "tls": _tls_context(options),
-        "error_cb": _error_logger(options.servers, loud=long_running),
+        "error_cb": _error_logger(options.servers, loud=long_running, refusals=refusals),
     }
+    nc = Client()
     try:
-        return await nats.connect(**kwargs)
+        await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
+        # nats-py leaves the socket open when the server refuses us during connect.
+        with contextlib.suppress(Exception):
+            await nc.close()
         raise unavailable(options.servers, err) from err
+    _DENIED[nc] = refusals
+    return nc
+
+
+def refused(nc: Client, subject: str) -> str | None:
+    """The server's permission error for a publish to ``subject`` on this connection, if
+    it sent one (NATS reports them asynchronously; a request just times out)."""
+    quoted = f'"{subject.lower()}"'
+    return next((text for text in _DENIED.get(nc, ()) if text.endswith(quoted)), None)
 
 
 def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:
-    """The one-line error for a NATS server that does not answer."""
+    """The one-line error for a NATS server that does not answer or refuses us."""
     reason = str(err) or type(err).__name__
+    if isinstance(err, nats.errors.AuthorizationError) or "authorization" in reason.lower():
+        return ServerUnavailableError(
+            f"NATS at {','.join(servers)} refused the connection ({reason}): it wants "
+            f"credentials this program lacks or does not accept; pass --creds FILE or set "
+            f"EVENTSRC_NATS_CREDS (secure mode: DIR/creds/<role>.nk)"
+        )
     return ServerUnavailableError(
         f"cannot reach NATS at {','.join(servers)} ({reason}); start the coordinator "
         f"(python -m eventsrc.coordinator) or pass --nats-url / set EVENTSRC_NATS_URL"
@@ -110,16 +148,23 @@ def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailab
 
 
 def _error_logger(
-    servers: tuple[str, ...], *, loud: bool
+    servers: tuple[str, ...], *, loud: bool, refusals: list[str]
 ) -> Callable[[Exception], Awaitable[None]]:
     """nats-py's error callback: one warning per distinct problem, not a traceback each.
 
-    One-shot commands (``loud=False``) report the final error themselves.
+    One-shot commands (``loud=False``) report the final error themselves. Permission
+    errors are kept (the newest few) for ``refused``.
     """
     last = ""
 
     async def on_error(err: Exception) -> None:
         nonlocal last
+        if PERMISSION_ERROR in str(err):
+            refusals.append(str(err))
+            del refusals[:-20]
+            if loud:
+                log.warning("NATS refused: %s (check the credentials' role)", err)
+            return
         message = str(unavailable(servers, err))
         if loud and message != last:
             last = message

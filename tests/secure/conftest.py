@@ -1,0 +1,137 @@
+"""Secure-mode fixtures: a nats-server started from ``eventsrc secure init``'s config.
+
+The server runs on a random port (``port: -1``) with its store in the test's temp dir;
+each fixture stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from eventsrc import secure
+from eventsrc.config import CoordinatorConfig
+from eventsrc.coordinator.app import Coordinator
+from eventsrc.store import NatsOptions, connect_nats
+from eventsrc.store.server import find_nats_server
+
+NODES = ("A", "B")
+
+
+@dataclass
+class SecureServer:
+    """A running secure-mode server: its setup folder and client URL."""
+
+    folder: Path
+    url: str
+
+    def creds(self, name: str) -> str:
+        """The credentials file of an identity (``coordinator``, ``node-A``, ...)."""
+        return str(self.folder / secure.CREDS_DIR / f"{name}.nk")
+
+
+@dataclass
+class Refusals:
+    """A connection's async errors, as nats-py reports them to ``error_cb``."""
+
+    errors: list[str] = field(default_factory=list)
+
+    async def record(self, err: Exception) -> None:
+        self.errors.append(str(err))
+
+    async def wait_for(self, subject: str, timeout: float = 10.0) -> str:
+        """The permissions violation the server sent for a publish to ``subject``."""
+        needle = f'publish to "{subject.lower()}"'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [e for e in self.errors if "permissions violation" in e and needle in e]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no permissions violation for {subject}; got {self.errors}")
+
+
+def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    run_dir.mkdir()
+    log = run_dir / "nats-server.log"
+    proc = subprocess.Popen(
+        [
+            find_nats_server(),
+            "-c",
+            str(folder / secure.CONFIG_FILE),
+            "--ports_file_dir",
+            str(run_dir),
+            "-l",
+            str(log),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ports = list(run_dir.glob("*.ports"))
+        if ports and log.exists() and b"Server is ready" in log.read_bytes():
+            return proc, str(json.loads(ports[0].read_text())["nats"][0])
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"secure nats-server did not start:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def secure_server(tmp_path: Path) -> Iterator[SecureServer]:
+    """``eventsrc secure init`` (nodes A and B) and a nats-server on its config."""
+    folder = tmp_path / "secure"
+    secure.init(folder, nodes=NODES, host="127.0.0.1", port=-1)
+    proc, url = _start(folder, tmp_path / "run")
+    try:
+        yield SecureServer(folder, url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def secure_cluster(secure_server: SecureServer) -> AsyncIterator[SecureServer]:
+    """The secure server with an in-process coordinator on the coordinator's credentials."""
+    config = CoordinatorConfig(
+        nats_url=secure_server.url,
+        creds=secure_server.creds("coordinator"),
+        data_dir=secure_server.folder.parent / "coordinator",
+        stale_after=2.0,
+        sweep_interval=0.5,
+    )
+    async with Coordinator(config):
+        yield secure_server
+
+
+async def connect_as(server: SecureServer, name: str, refusals: Refusals) -> Client:
+    """A raw nats-py connection with an identity's seed, reporting errors to ``refusals``."""
+    creds = NatsOptions(creds=server.creds(name)).credentials()
+    assert creds is not None and creds.seed is not None
+    return await nats.connect(
+        server.url, nkeys_seed_str=creds.seed, error_cb=refusals.record, allow_reconnect=False
+    )
+
+
+async def connect_with(server: SecureServer, name: str) -> Client:
+    """A connection the way eventsrc programs open one (``--creds``)."""
+    return await connect_nats(
+        NatsOptions(servers=(server.url,), creds=server.creds(name)), long_running=False
+    )

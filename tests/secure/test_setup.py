@@ -1,0 +1,125 @@
+"""``eventsrc secure init|add-node`` and reading ``--creds`` files: the files written,
+and one clear line (no traceback) for a user's mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eventsrc import secure
+from eventsrc.errors import ConfigError
+from eventsrc.store.credentials import load_credentials
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSRC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "eventsrc.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def test_init_writes_config_and_one_secret_seed_per_identity(tmp_path: Path) -> None:
+    folder = tmp_path / "sec"
+    result = _cli("secure", "init", str(folder), "--node", "gpu-1", "--node", "cpu-2")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (folder / "creds").iterdir())
+    assert names == [
+        "coordinator.nk",
+        "node-cpu-2.nk",
+        "node-gpu-1.nk",
+        "reader.nk",
+        "submitter.nk",
+    ]
+    for path in (folder / "creds").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        creds = load_credentials(str(path))
+        assert creds.seed is not None and creds.seed.startswith("SU") and not creds.jwt
+    assert load_credentials(str(folder / "creds" / "node-gpu-1.nk")).role == "node"
+    assert not load_credentials(str(folder / "creds" / "reader.nk")).may_create_consumers
+    assert load_credentials(str(folder / "creds" / "coordinator.nk")).may_create_consumers
+    config = (folder / "nats-server.conf").read_text()
+    assert "no_auth_user" not in config.replace("No no_auth_user", "")
+    assert '"evt.task.*.from.gpu-1"' in config and '"hb.cpu-2"' in config
+    state = json.loads((folder / "secure.json").read_text())
+    assert "SU" not in json.dumps(state)  # public keys only
+    assert len(state["users"]) == 5
+
+
+def test_add_node_extends_the_config_and_refuses_duplicates(tmp_path: Path) -> None:
+    folder = tmp_path / "sec"
+    secure.init(folder, nodes=("a",))
+    before = (folder / "creds" / "node-a.nk").read_text()
+    written = secure.add_node(folder, "b")
+    assert folder / "creds" / "node-b.nk" in written
+    config = (folder / "nats-server.conf").read_text()
+    assert '"hb.a"' in config and '"hb.b"' in config
+    assert (folder / "creds" / "node-a.nk").read_text() == before
+    with pytest.raises(ConfigError, match="already"):
+        secure.add_node(folder, "b")
+    with pytest.raises(ConfigError, match="already"):
+        secure.init(folder)
+
+
+def test_bad_node_id_is_one_line(tmp_path: Path) -> None:
+    result = _cli("secure", "init", str(tmp_path / "sec"), "--node", "a.b")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "node id" in result.stderr
+
+
+def test_node_permissions_follow_the_design() -> None:
+    perms = secure.permissions("node", "n1")
+    publish = perms["publish"]["allow"]
+    assert {"evt.node.n1", "hb.n1", "evt.task.*.from.n1"} <= set(publish)
+    assert not any(p.startswith(("evt.task.*.to", "evt.skill", "evt.cluster")) for p in publish)
+    assert not any("CONSUMER.CREATE" in p or "DIRECT" in p for p in publish)
+    assert perms["subscribe"]["allow"] == ["_INBOX.>"]
+    reader = secure.permissions("reader")
+    assert "eventsrc.api.submit" not in reader["publish"]["allow"]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "does not exist"), ("not a key\n", "no NATS user seed"), ("SUAXYZ\n", "damaged")],
+)
+def test_unusable_creds_file_is_one_line(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "me.nk"
+    if content is not None:
+        path.write_text(content)
+    # The URL is never dialled: the file is checked first.
+    result = _cli("--nats-url", "nats://127.0.0.1:9", "--creds", str(path), "status")
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    node = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eventsrc.node",
+            "--nats-url",
+            "nats://127.0.0.1:9",
+            "--creds",
+            str(path),
+            "--node-id",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert node.returncode == 1 and expected in node.stderr
+    assert "Traceback" not in node.stderr
