@@ -393,6 +393,10 @@ def check_invariants(state: ClusterState) -> None:
     for skill, holders in state.instances.items():
         for node_id, instance in holders.items():
             assert (instance.status == "active") == (skill in state.node_skills.get(node_id, ()))
+    # The derived indexes, kept up to date event by event, equal a fresh derivation.
+    open_now = {t for t, task in state.tasks.items() if not task.terminal}
+    assert state.open_tasks == open_now
+    assert state.waiting == {t for t in open_now if state.tasks[t].state == "queued"}
 
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
