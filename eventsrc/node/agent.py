@@ -54,7 +54,7 @@ from eventsrc.node.host import (
     joined_event,
     prime_cpu_meter,
 )
-from eventsrc.node.pyskills import CallableExecutor
+from eventsrc.node.pyskills import CallableExecutor, CancelSignal
 from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
@@ -111,7 +111,7 @@ class NodeAgent:
         self._rescan_interval = rescan_interval
         self.handlers: dict[str, TaskHandler] = {}
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._cancels: dict[tuple[str, int], asyncio.Event] = {}
+        self._cancels: dict[tuple[str, int], CancelSignal] = {}
         self._done: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._slots = asyncio.Semaphore(capacity)
         self._executing = 0
@@ -345,7 +345,7 @@ class NodeAgent:
         if key in self._done or key in self._running or not await self._still_live(msg, event):
             await msg.ack()
             return
-        self._cancels[key] = asyncio.Event()
+        self._cancels[key] = CancelSignal()
         self._running[key] = asyncio.create_task(self._run(msg, event), name=f"task-{key}")
 
     async def _still_live(self, msg: Msg, event: TaskAssigned) -> bool:

@@ -39,6 +39,40 @@ class CallableExecutor:
     async def run(
         self, payload: Any, *, timeout: float, cancel: asyncio.Event | None = None
     ) -> ExecutionResult:
+        if cancel is not None and cancel.is_set():
+            return _cancelled()
+        if not isinstance(cancel, CancelSignal):
+            return await self._run_watched(payload, timeout=timeout, cancel=cancel)
+        # Inline in the calling task (no task per run): a cancel request cancels it.
+        current = asyncio.current_task()
+        assert current is not None
+        requested = False
+
+        def on_cancel() -> None:
+            nonlocal requested
+            requested = True
+            current.cancel()
+
+        cancel.on_set(on_cancel)
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self._func(payload)
+        except TimeoutError:
+            return _timed_out(timeout)
+        except asyncio.CancelledError:
+            if not requested:
+                raise  # the node is shutting down
+            current.uncancel()
+            return _cancelled()
+        except Exception as error:  # the handler's failure is the task's result
+            return _failed(error)
+        finally:
+            cancel.on_set(None)
+        return ExecutionResult(ok=True, result=result)
+
+    async def _run_watched(
+        self, payload: Any, *, timeout: float, cancel: asyncio.Event | None
+    ) -> ExecutionResult:
         work = asyncio.ensure_future(self._func(payload))
         waiters: set[asyncio.Future[Any]] = {work}
         stop = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
@@ -53,21 +87,51 @@ class CallableExecutor:
                 stop.cancel()
         if work not in done:
             work.cancel()
-            cancelled = stop is not None and stop in done
-            return ExecutionResult(
-                ok=False,
-                result=None,
-                retryable=False,
-                timed_out=not cancelled,
-                cancelled=cancelled,
-                error="cancelled" if cancelled else f"timed out after {timeout:g} s",
-            )
+            return _cancelled() if stop is not None and stop in done else _timed_out(timeout)
         error = work.exception()
         if error is not None:
-            return ExecutionResult(
-                ok=False, result=None, retryable=False, error=f"{type(error).__name__}: {error}"
-            )
+            return _failed(error)
         return ExecutionResult(ok=True, result=work.result())
+
+
+class CancelSignal(asyncio.Event):
+    """A task's cancel request: an Event (process executors wait on it) that can also
+    call back, so an in-process handler is cancelled without a watcher task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callback: Callable[[], None] | None = None
+
+    def on_set(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+
+    def set(self) -> None:
+        already = self.is_set()
+        super().set()
+        if not already and self._callback is not None:
+            self._callback()
+
+
+def _cancelled() -> ExecutionResult:
+    return ExecutionResult(
+        ok=False, result=None, retryable=False, cancelled=True, error="cancelled"
+    )
+
+
+def _timed_out(timeout: float) -> ExecutionResult:
+    return ExecutionResult(
+        ok=False,
+        result=None,
+        retryable=False,
+        timed_out=True,
+        error=f"timed out after {timeout:g} s",
+    )
+
+
+def _failed(error: BaseException) -> ExecutionResult:
+    return ExecutionResult(
+        ok=False, result=None, retryable=False, error=f"{type(error).__name__}: {error}"
+    )
 
 
 def entry_point_skills(errors: list[str]) -> dict[str, PythonSkill]:
