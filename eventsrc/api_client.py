@@ -16,6 +16,7 @@ from eventsrc.errors import (
     EventsrcError,
     InvalidRequestError,
     NotFoundError,
+    PayloadTooLargeError,
     ServerUnavailableError,
     StoreError,
 )
@@ -26,6 +27,7 @@ _ERRORS: dict[str, type[EventsrcError]] = {
     api.ERR_QUEUE_FULL: QueueFullError,
     api.ERR_CONFLICT: DomainError,
     api.ERR_UNAVAILABLE: StoreError,
+    api.ERR_TOO_LARGE: PayloadTooLargeError,
 }
 
 
@@ -58,6 +60,11 @@ class ApiClient:
                 "no coordinator answers on this NATS server; start one with "
                 "`python -m eventsrc.coordinator --nats-url ...`"
             ) from err
+        except nats.errors.MaxPayloadError as err:
+            raise PayloadTooLargeError(
+                f"the {endpoint} request is {len(body)} bytes, more than the NATS server "
+                f"accepts in one message; send a reference to the data instead"
+            ) from err
         except nats.errors.TimeoutError as err:
             raise ServerUnavailableError(
                 f"the coordinator did not answer {endpoint} within "
@@ -69,8 +76,11 @@ class ApiClient:
             document = orjson.loads(reply.data)
         except orjson.JSONDecodeError as err:
             raise EventsrcError(f"the coordinator sent a reply that is not JSON: {err}") from err
+        if not isinstance(document, dict):
+            raise EventsrcError("the coordinator sent a reply that is not a JSON object")
         if document.get("ok"):
             return document.get("data")
-        error = document.get("error") or {}
+        error = document.get("error")
+        error = error if isinstance(error, dict) else {}
         kind = _ERRORS.get(str(error.get("code")), EventsrcError)
         raise kind(str(error.get("message") or "the coordinator refused the request"))

@@ -23,6 +23,7 @@ ERR_CONFLICT: Final = "conflict"
 ERR_QUEUE_FULL: Final = "queue_full"
 ERR_REFUSED: Final = "refused"
 ERR_UNAVAILABLE: Final = "unavailable"
+ERR_TOO_LARGE: Final = "too_large"
 ERR_INTERNAL: Final = "internal"
 
 
