@@ -112,8 +112,15 @@ class Cluster:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
         node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
         names = (skills,) if isinstance(skills, str) else tuple(skills)
+        # Ids become subject tokens: refuse a bad one here with the one-line error.
+        for name in names:
+            validate_token(name, what="skill name")
+        if options.get("node_id") is not None:
+            validate_token(options["node_id"], what="node id")
+        if task_id is None:
+            task_id = uuid.uuid4().hex
         command = SubmitTask(
-            task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
+            task_id=validate_token(task_id, what="task id"),
             spec=TaskSpec(skills=names, payload=payload, **options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
@@ -132,7 +139,7 @@ class Cluster:
         """Submit and wait for the result in one call; returns the last state (not
         terminal if ``timeout`` passed). Faster than ``submit`` then ``wait``: the task's
         events are being followed while the submission is decided."""
-        task_id = validate_token(task_id or uuid.uuid4().hex, what="task id")
+        task_id = validate_token(uuid.uuid4().hex if task_id is None else task_id, what="task id")
         watcher = asyncio.ensure_future(
             watch_task(self.store, task_id, timeout=timeout, expect_new=True)
         )
