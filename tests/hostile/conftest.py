@@ -125,15 +125,19 @@ def tracebacks(child: Program) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def coordinator(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Program]:
-    """One ``python -m eventsrc.coordinator`` process for the module, on its server.
+def coordinator(
+    nats_url: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Program]:
+    """One ``python -m eventsrc.coordinator`` process for the module, on its server
+    (with the module's ``COORDINATOR_ENV`` settings, if it has any).
 
     At the end it must still be running and have logged no traceback: zero crashes.
     """
     args = ["-m", "eventsrc.coordinator", "--nats-url", nats_url]
     args += ["--stale-after", "2", "--sweep-interval", "0.5"]
     workdir: Path = tmp_path_factory.mktemp("coordinator")
-    with program(args, cwd=workdir, env=CLEAN_ENV) as child:
+    env = {**CLEAN_ENV, **getattr(request.module, "COORDINATOR_ENV", {})}
+    with program(args, cwd=workdir, env=env) as child:
         child.wait_for_line("ready", timeout=30)
         yield child
         assert child.proc.poll() is None, "the coordinator died:\n" + "\n".join(
