@@ -122,7 +122,10 @@ def agent(nc: Any, node_id: str, max_result_bytes: int) -> NodeAgent:
     async def loud(task: dict[str, Any]) -> Any:
         raise RuntimeError("y" * 3_000_000)
 
-    node.handlers.update(small=small, big=big, huge=huge, bigint=bigint, loud=loud)
+    async def fat(task: dict[str, Any]) -> Any:
+        return "z" * 400_000
+
+    node.handlers.update(small=small, big=big, huge=huge, bigint=bigint, loud=loud, fat=fat)
     return node
 
 
@@ -158,6 +161,13 @@ async def test_a_result_that_cannot_be_stored_ends_failed_with_the_reason(
         for node_id in ("strict", "lax"):  # and both nodes carry on
             done = await run("small", node_id)
             assert (done.state, done.result) == ("succeeded", {"ok": True}), done
+
+        # Three results that fit one by one make a task list NATS cannot carry.
+        for _ in range(3):
+            assert (await run("fat", "lax")).state == "succeeded"
+        with pytest.raises(PayloadTooLargeError, match="ask for less"):
+            await cluster.api.call("tasks", {"all": True})
+        assert len((await cluster.api.call("tasks", {"all": True, "limit": 1}))["tasks"]) == 1
     finally:
         await strict.close(leave=True)
         await lax.close(leave=True)
