@@ -17,6 +17,7 @@ from eventsrc.errors import (
     InvalidRequestError,
     NotFoundError,
     NotPermittedError,
+    PayloadTooLargeError,
     ServerUnavailableError,
     StoreError,
 )
@@ -28,6 +29,7 @@ _ERRORS: dict[str, type[EventsrcError]] = {
     api.ERR_QUEUE_FULL: QueueFullError,
     api.ERR_CONFLICT: DomainError,
     api.ERR_UNAVAILABLE: StoreError,
+    api.ERR_TOO_LARGE: PayloadTooLargeError,
 }
 
 
@@ -64,6 +66,11 @@ class ApiClient:
                 "no coordinator answers on this NATS server; start one with "
                 "`python -m eventsrc.coordinator --nats-url ...`"
             ) from err
+        except nats.errors.MaxPayloadError as err:
+            raise PayloadTooLargeError(
+                f"the {endpoint} request is {len(body)} bytes, more than the NATS server "
+                f"accepts in one message; send a reference to the data instead"
+            ) from err
         except nats.errors.TimeoutError as err:
             if (why := refused(self._nc, api.subject(endpoint))) is not None:
                 raise NotPermittedError(
@@ -80,8 +87,11 @@ class ApiClient:
             document = orjson.loads(reply.data)
         except orjson.JSONDecodeError as err:
             raise EventsrcError(f"the coordinator sent a reply that is not JSON: {err}") from err
+        if not isinstance(document, dict):
+            raise EventsrcError("the coordinator sent a reply that is not a JSON object")
         if document.get("ok"):
             return document.get("data")
-        error = document.get("error") or {}
+        error = document.get("error")
+        error = error if isinstance(error, dict) else {}
         kind = _ERRORS.get(str(error.get("code")), EventsrcError)
         raise kind(str(error.get("message") or "the coordinator refused the request"))

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from eventsrc import secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
-from eventsrc.errors import InvalidRequestError
+from eventsrc.errors import InvalidIdError, InvalidRequestError
+from eventsrc.events import TaskSpec, validate_token
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
@@ -134,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
+    try:
+        _check_usage(args)
+    except (InvalidIdError, InvalidRequestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
     if args.command == "secure":
         return run_program(lambda: _sync(_run_secure, args))
@@ -148,6 +155,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _sync(function: Any, args: argparse.Namespace) -> int:
     code: int = function(args)
     return code
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    """Ids, JSON and options checked before connecting: a bad one never reaches the
+    cluster and is a usage error. Raises InvalidIdError or InvalidRequestError."""
+    for attr, what in (("task_id", "task id"), ("node", "node id"), ("node_id", "node id")):
+        value = getattr(args, attr, None)
+        for one in value if isinstance(value, list) else [value]:
+            if one is not None:
+                validate_token(one, what=what)
+    if args.command != "submit":
+        return
+    for skill in args.skill:
+        validate_token(skill, what="skill name")
+    try:
+        TaskSpec(skills=tuple(args.skill), payload=_payload(args.payload), **_options(args))
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequestError(f"{where}: {first['msg']}") from err
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """TaskSpec fields from the submit flags."""
+    options: dict[str, Any] = {
+        "priority": args.priority,
+        "labels": parse_labels(args.label),
+        "node_id": args.node,
+        "task_type": args.task_type,
+    }
+    for flag, field in (
+        ("run_timeout", "run_timeout_s"),
+        ("queue_timeout", "queue_timeout_s"),
+        ("max_attempts", "max_attempts"),
+    ):
+        if getattr(args, flag) is not None:
+            options[field] = getattr(args, flag)
+    return options
 
 
 async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -170,36 +215,21 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
-    options: dict[str, Any] = {
-        "priority": args.priority,
-        "labels": parse_labels(args.label),
-        "node_id": args.node,
-        "task_type": args.task_type,
-    }
-    for flag, field in (
-        ("run_timeout", "run_timeout_s"),
-        ("queue_timeout", "queue_timeout_s"),
-        ("max_attempts", "max_attempts"),
-    ):
-        if getattr(args, flag) is not None:
-            options[field] = getattr(args, flag)
+    options = _options(args)
     payload = _payload(args.payload)
-    try:
-        if args.wait:
-            task = await cluster.run(
-                args.skill,
-                payload,
-                timeout=args.timeout,
-                task_id=args.task_id,
-                submitted_by="cli",
-                **options,
-            )
-        else:
-            task = await cluster.submit(
-                args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
-            )
-    except ValueError as err:  # pydantic: a bad option value
-        raise InvalidRequestError(str(err).splitlines()[0]) from err
+    if args.wait:
+        task = await cluster.run(
+            args.skill,
+            payload,
+            timeout=args.timeout,
+            task_id=args.task_id,
+            submitted_by="cli",
+            **options,
+        )
+    else:
+        task = await cluster.submit(
+            args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
+        )
     if args.wait and not task.terminal:
         _show_task(task, args.json)
         print(

@@ -117,8 +117,8 @@ class Cluster:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
         node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
         command = SubmitTask(
-            task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
-            spec=TaskSpec(skills=_names(skills), payload=payload, **options),
+            task_id=_task_id(task_id),
+            spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
         )
@@ -138,8 +138,8 @@ class Cluster:
         """Submit and wait for the result in one request; returns the last state (not
         terminal if ``timeout`` passed). The coordinator answers when the task ends."""
         command = api.RunTask(
-            task_id=validate_token(task_id or uuid.uuid4().hex, what="task id"),
-            spec=TaskSpec(skills=_names(skills), payload=payload, **options),
+            task_id=_task_id(task_id),
+            spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
             wait_s=min(max(timeout, 0.0), api.MAX_WAIT_S),
@@ -216,8 +216,20 @@ class Cluster:
         await self.close()
 
 
-def _names(skills: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    return (skills,) if isinstance(skills, str) else tuple(skills)
+def _task_id(task_id: str | None) -> str:
+    return validate_token(uuid.uuid4().hex if task_id is None else task_id, what="task id")
+
+
+def _spec(
+    skills: str | list[str] | tuple[str, ...], payload: Any, options: dict[str, Any]
+) -> TaskSpec:
+    names = (skills,) if isinstance(skills, str) else tuple(skills)
+    # Ids become subject tokens: refuse a bad one here with the one-line error.
+    for name in names:
+        validate_token(name, what="skill name")
+    if options.get("node_id") is not None:
+        validate_token(options["node_id"], what="node id")
+    return TaskSpec(skills=names, payload=payload, **options)
 
 
 def connect(url: str | None = None, *, creds: str | None = None, project: bool = True) -> Cluster:

@@ -51,6 +51,9 @@ class CoordinatorConfig(CommonConfig):
     local_node_id: str | None = Field(default=None, description="default: the host name")
     replicas: int = Field(default=1, ge=1, le=5)
     max_queued: int = Field(default=100_000, ge=1, description="waiting tasks before refusal")
+    max_payload_bytes: int = Field(
+        default=512 * 1024, ge=1, description="largest task payload (JSON bytes) accepted"
+    )
     events_max_age: float = Field(default=0, ge=0, description="seconds; 0 = forever")
     events_max_bytes: int = Field(default=-1, ge=-1)
     heartbeats_max_per_node: int = Field(default=1000, ge=1)
@@ -112,6 +115,9 @@ class NodeConfig(CommonConfig):
     workspace: Path = Path(".")
     drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish on SIGTERM")
     rescan_interval: float = Field(default=60.0, ge=0, description="0: never rescan skills")
+    max_result_bytes: int = Field(
+        default=512 * 1024, ge=1, description="largest task result (JSON bytes) reported"
+    )
 
 
 def nats_options(config: CommonConfig, servers: tuple[str, ...], name: str) -> NatsOptions:

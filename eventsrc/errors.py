@@ -15,7 +15,7 @@ print ``str(err)`` and exit without a traceback.
     │   ├── ConcurrencyError      the aggregate moved on since it was read (append refused)
     │   ├── DuplicateEventError   the event id was already stored (publish deduplicated)
     │   ├── StoreFullError        the stream is at its limits; nothing was appended
-    │   ├── PayloadTooLargeError  the event is bigger than the server accepts
+    │   ├── PayloadTooLargeError  an event or payload is bigger than the server or a limit allows
     │   └── ServerUnavailableError no NATS server answers at the given URL
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
     ├── NotLeaderError            this coordinator was deposed by a newer leader epoch
@@ -105,7 +105,8 @@ class StoreFullError(StoreError):
 
 
 class PayloadTooLargeError(StoreError):
-    """An event is larger than the server's maximum payload."""
+    """An event, payload or request is larger than the server's maximum payload or a
+    configured limit (``max_payload_bytes``); nothing was stored."""
 
 
 class ServerUnavailableError(StoreError):

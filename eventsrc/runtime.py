@@ -8,7 +8,12 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from eventsrc.errors import EventsrcError, InvalidRequestError, ServerUnavailableError
+from eventsrc.errors import (
+    EventsrcError,
+    InvalidIdError,
+    InvalidRequestError,
+    ServerUnavailableError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -48,6 +53,9 @@ async def _guarded(main: Callable[[], Awaitable[int]]) -> int:
     except ServerUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except InvalidIdError as err:  # an id given on the command line: a usage error
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except EventsrcError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,8 +1,11 @@
 """The coordinator's command API: subjects and request models (JSON over NATS micro).
 
-Every reply is a JSON object: ``{"ok": true, "data": ...}`` or ``{"ok": false,
-"error": {"code": ..., "message": ...}}`` (error replies also carry the micro error
-headers, so standard NATS tooling counts them).
+Every request gets one reply, a JSON object: ``{"ok": true, "data": ...}`` or
+``{"ok": false, "error": {"code": ..., "message": ...}}`` with a one-line message (error
+replies also carry the micro error headers, so standard NATS tooling counts them).
+Codes: ``invalid`` (bad JSON, field or id), ``not_found``, ``conflict``, ``queue_full``,
+``too_large``, ``unavailable``, ``refused``; ``internal`` only for a bug. Requests are
+strict JSON: no NaN/Infinity, no integers beyond 64 bits.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ ERR_CONFLICT: Final = "conflict"
 ERR_QUEUE_FULL: Final = "queue_full"
 ERR_REFUSED: Final = "refused"
 ERR_UNAVAILABLE: Final = "unavailable"
+ERR_TOO_LARGE: Final = "too_large"
 ERR_INTERNAL: Final = "internal"
 
 MAX_WAIT_S: Final = 3600.0

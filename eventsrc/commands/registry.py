@@ -40,13 +40,14 @@ class UnregisterInstance(Command):
 
     skill: Token
     node_id: Token
-    reason: str = ""
+    reason: str = Field(default="", max_length=1000)
 
 
 class ExpireStale(Command):
     """Expire nodes and instances whose last sign of life is older than ``stale_after_s``."""
 
-    stale_after_s: float = Field(gt=0)
+    # Bounded so the horizon (now - stale_after_s) stays a computable datetime.
+    stale_after_s: float = Field(gt=0, le=10 * 365 * 86_400)
 
 
 def decide_register_skill(

@@ -12,11 +12,11 @@ from collections.abc import Hashable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
 from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
-from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError
+from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
     Event,
     NodeDrainRequested,
@@ -36,6 +36,16 @@ from eventsrc.events import (
 from eventsrc.projections.state import ACTIVE_TASK_STATES, MEMBER_STATES, ClusterState, TaskView
 from eventsrc.projections.tasks import AWAITING_PLACEMENT
 
+MAX_REASON = 1000
+"""Characters of a free-text field (reason, task type) a command may carry into events."""
+
+MAX_SKILLS = 64
+"""Skills one task may require."""
+
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+"""Bytes of task payload (as JSON); the submit and the assignment each carry it, and
+both must fit in one NATS message (1 MiB by default)."""
+
 
 class QueueFullError(DomainError):
     """The queue of waiting tasks is at its limit; submit later."""
@@ -46,25 +56,37 @@ class SubmitTask(Command):
 
     task_id: Token
     spec: TaskSpec
-    submitted_by: str = ""
+    submitted_by: str = Field(default="", max_length=MAX_REASON)
     parent_task_id: Token | None = None
-    broadcast_id: str | None = None
+    broadcast_id: str | None = Field(default=None, max_length=MAX_REASON)
+
+    @field_validator("spec")
+    @classmethod
+    def _fits_an_assignment(cls, spec: TaskSpec) -> TaskSpec:
+        # The assignment repeats these beside the payload; bounded, so whatever is
+        # accepted can be assigned (the payload has its own limit, see Limits).
+        if len(spec.skills) > MAX_SKILLS:
+            raise ValueError(f"at most {MAX_SKILLS} skills per task")
+        if spec.task_type is not None and len(spec.task_type) > MAX_REASON:
+            raise ValueError(f"task_type has more than {MAX_REASON} characters")
+        return spec
 
 
 class CancelTask(Command):
     task_id: Token
-    reason: str = "cancelled by user"
+    reason: str = Field(default="cancelled by user", max_length=MAX_REASON)
 
 
 class DrainNode(Command):
     node_id: Token
-    reason: str = "drain requested"
+    reason: str = Field(default="drain requested", max_length=MAX_REASON)
 
 
 class Limits(Command):
     """Coordinator-wide limits that decisions respect."""
 
     max_queued: int = Field(default=100_000, ge=1)
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD, ge=1)
 
 
 Decision = tuple[str, tuple[Event, ...]]
@@ -83,13 +105,19 @@ def decide_submit(
 ) -> tuple[Event, ...]:
     """TaskSubmitted plus its first placement (assigned, queued or rejected);
     ``planned`` counts per node the assignments decided but not yet applied."""
+    limits = limits or Limits()
     try:
-        canonical_json(command.spec.payload)
+        size = len(canonical_json(command.spec.payload))
     except TypeError as err:
         # pydantic accepts what orjson cannot store or hash (e.g. ints beyond 64 bits).
         raise InvalidRequestError(
             f"the payload cannot be stored as JSON ({err}); send numbers as strings"
         ) from err
+    if size > limits.max_payload_bytes:
+        raise PayloadTooLargeError(
+            f"the payload is {size} bytes as JSON; the limit is {limits.max_payload_bytes} "
+            f"(max_payload_bytes): store large data elsewhere and pass a reference"
+        )
     existing = state.tasks.get(command.task_id)
     if existing is not None:
         if existing.spec == command.spec:
@@ -98,7 +126,7 @@ def decide_submit(
             f"task {command.task_id} exists with a different request; use another task id"
         )
     waiting = len(state.waiting)
-    limit = (limits or Limits()).max_queued
+    limit = limits.max_queued
     if waiting >= limit:
         raise QueueFullError(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"

@@ -167,7 +167,7 @@ def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
 
 
 def status_info(state: ClusterState) -> StatusInfo:
-    problems = state.problems
+    problems, soft = state.problems, state.heartbeat_problems
     return StatusInfo(
         leader=state.leader,
         epoch=state.epoch,
@@ -180,6 +180,7 @@ def status_info(state: ClusterState) -> StatusInfo:
             "illegal": problems.illegal,
             "late": problems.late,
             "fenced": problems.fenced,
+            "undecodable_heartbeats": soft.undecodable,
         },
-        recent_problems=tuple(problems.recent[-10:]),
+        recent_problems=tuple(problems.recent[-10:] + soft.recent[-5:]),
     )

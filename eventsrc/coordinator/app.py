@@ -25,6 +25,10 @@ from eventsrc.store.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
+ENVELOPE_ROOM = 16 * 1024
+"""Bytes a task's events need beside its payload; a payload limit above the server's
+max payload minus this is lowered, so whatever is accepted can also be assigned."""
+
 
 def stream_settings(config: CoordinatorConfig) -> StreamSettings:
     """The stream limits the coordinator enforces."""
@@ -92,7 +96,12 @@ class Coordinator:
             coordinator_id=self.coordinator_id,
             stale_after=self.config.stale_after,
             sweep_interval=self.config.sweep_interval,
-            limits=Limits(max_queued=self.config.max_queued),
+            limits=Limits(
+                max_queued=self.config.max_queued,
+                max_payload_bytes=min(
+                    self.config.max_payload_bytes, self._nc.max_payload - ENVELOPE_ROOM
+                ),
+            ),
         )
         await self._stack.enter_async_context(self.service)
         if self.config.local_node if self.config.local_node is not None else self.embedded:
@@ -113,6 +122,7 @@ class Coordinator:
             unavailable=found.unavailable,
             capacity=config.capacity,
             heartbeat_interval=config.heartbeat_interval,
+            max_result_bytes=config.max_result_bytes,
         )
         await self._stack.enter_async_context(self.local_node)
 

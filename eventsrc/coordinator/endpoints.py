@@ -1,4 +1,10 @@
-"""Wrapping command handlers as NATS micro endpoints: validation, error codes, JSON."""
+"""Wrapping command handlers as NATS micro endpoints: validation, error codes, JSON.
+
+Every request gets exactly one reply, whatever its bytes: a result, or an error with a
+code and a one-line message. Requests are strict JSON (no NaN/Infinity, no numbers
+beyond 64 bits) because what a command stores must stay hashable and replayable by
+orjson, which refuses those.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import nats.errors
 import orjson
 from nats.micro.request import Request
 from pydantic import BaseModel, ValidationError
@@ -16,15 +23,33 @@ from eventsrc.errors import (
     DomainError,
     EventsrcError,
     InvalidIdError,
+    InvalidRequestError,
     NotFoundError,
     NotLeaderError,
+    PayloadTooLargeError,
     StoreError,
-    StoreFullError,
 )
+from eventsrc.events import canonical_json
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any], Awaitable[Any]]
+
+MAX_MESSAGE = 500
+"""Error messages are cut to this many characters (they may quote a request)."""
+
+# First match wins: subclasses before their bases.
+_CODES: tuple[tuple[type[EventsrcError], str], ...] = (
+    (InvalidIdError, api.ERR_INVALID),
+    (InvalidRequestError, api.ERR_INVALID),
+    (NotFoundError, api.ERR_NOT_FOUND),
+    (QueueFullError, api.ERR_QUEUE_FULL),
+    (DomainError, api.ERR_CONFLICT),
+    (PayloadTooLargeError, api.ERR_TOO_LARGE),
+    (StoreError, api.ERR_UNAVAILABLE),
+    (NotLeaderError, api.ERR_UNAVAILABLE),
+    (EventsrcError, api.ERR_REFUSED),
+)
 
 
 def endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Awaitable[None]]:
@@ -32,38 +57,38 @@ def endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Aw
 
     async def serve(request: Request) -> None:
         try:
-            command = model.model_validate_json(request.data or b"{}")
+            command = _parse(model, request.data or b"{}")
             data = await handler(command)
+            body = orjson.dumps({"ok": True, "data": _jsonable(data)})
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "request"
             await _error(request, api.ERR_INVALID, f"{where}: {first['msg']}")
-            return
-        except InvalidIdError as err:
-            await _error(request, api.ERR_INVALID, str(err))
-            return
-        except NotFoundError as err:
-            await _error(request, api.ERR_NOT_FOUND, str(err))
-            return
-        except QueueFullError as err:
-            await _error(request, api.ERR_QUEUE_FULL, str(err))
-            return
-        except DomainError as err:
-            await _error(request, api.ERR_CONFLICT, str(err))
-            return
-        except (StoreFullError, StoreError, NotLeaderError) as err:
-            await _error(request, api.ERR_UNAVAILABLE, str(err))
-            return
         except EventsrcError as err:
-            await _error(request, api.ERR_REFUSED, str(err))
-            return
+            code = next(code for kind, code in _CODES if isinstance(err, kind))
+            await _error(request, code, str(err))
         except Exception as err:
             log.exception("API handler failed")
-            await _error(request, api.ERR_INTERNAL, f"internal error: {err}")
-            return
-        await request.respond(orjson.dumps({"ok": True, "data": _jsonable(data)}))
+            await _error(request, api.ERR_INTERNAL, f"internal error: {err!r}")
+        else:
+            await _respond(request, body)
 
     return serve
+
+
+def _parse(model: type[BaseModel], raw: bytes) -> BaseModel:
+    """Validate a request; raises ValidationError or InvalidRequestError."""
+    try:
+        # pydantic's parser accepts NaN, Infinity and 1e400; orjson (strict) does not.
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise InvalidRequestError(f"request: not valid JSON ({err})") from err
+    command = model.model_validate_json(raw)
+    try:
+        canonical_json(command.model_dump())
+    except TypeError as err:  # an integer beyond 64 bits somewhere in the request
+        raise InvalidRequestError(f"request: {err}; send such numbers as strings") from err
+    return command
 
 
 def _jsonable(data: Any) -> Any:
@@ -77,5 +102,28 @@ def _jsonable(data: Any) -> Any:
 
 
 async def _error(request: Request, code: str, message: str) -> None:
+    # One printable line, whatever the error quoted (dict keys, ids, exception text).
+    message = " ".join("".join(c if c.isprintable() else " " for c in message).split())
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     body = orjson.dumps({"ok": False, "error": {"code": code, "message": message}})
-    await request.respond_error(code, message, data=body)
+    await _respond(request, body, error=(code, message))
+
+
+async def _respond(request: Request, body: bytes, *, error: tuple[str, str] | None = None) -> None:
+    try:
+        if error is None:
+            await request.respond(body)
+        else:
+            await request.respond_error(*error, data=body)
+    except nats.errors.MaxPayloadError:
+        await _error(
+            request,
+            api.ERR_TOO_LARGE,
+            f"the reply is {len(body)} bytes, more than the NATS server accepts in one "
+            f"message; ask for less (e.g. a smaller limit)",
+        )
+    except ValueError:
+        pass  # published without a reply subject: nobody waits for an answer
+    except nats.errors.Error as err:
+        log.warning("reply not sent: %s", err)

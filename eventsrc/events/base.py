@@ -24,7 +24,9 @@ class EventBase(BaseModel):
     """
 
     # Old code must read new events: unknown fields are ignored, never an error.
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # NaN and Infinity (pydantic's parser reads them, and 1e999) cannot be hashed or
+    # snapshotted faithfully, so no float field takes them; nested models say so too.
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     # Which side may write it; secure mode's permissions mirror this.
     WRITTEN_BY: ClassVar[str] = "coordinator"

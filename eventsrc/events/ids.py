@@ -6,11 +6,11 @@ so a dot, a wildcard or whitespace in them would address the wrong messages.
 
 from __future__ import annotations
 
-import os
+import itertools
+import random
 import re
 from typing import Annotated
 
-from nats.nuid import NUID
 from pydantic import StringConstraints
 
 from eventsrc.errors import InvalidIdError
@@ -49,28 +49,17 @@ def validate_token(value: object, *, what: str = "id") -> str:
     return value
 
 
-class _EventIds:
-    """NATS's own unique-id generator (NUID: a random 12-character prefix and a
-    sequence with a random increment), a third of uuid4's cost; a fresh one after a
-    fork, so two processes never share a sequence."""
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._nuid = NUID()
-
-    def next(self) -> str:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._nuid = NUID()
-        return self._nuid.next().decode()
-
-
-_IDS = _EventIds()
+_COUNTER = itertools.count()
 
 
 def new_event_id() -> str:
-    """A fresh, globally unique event id (also used as the ``Nats-Msg-Id``)."""
-    return _IDS.next()
+    """A fresh, globally unique event id (also used as the ``Nats-Msg-Id``).
+
+    64 random bits and a per-process counter: a third of uuid4's cost (no call into the
+    OS per id). ``random`` reseeds from the OS in a forked child, so a fork never
+    repeats its parent's ids even though the counter carries over.
+    """
+    return f"{random.getrandbits(64):016x}{next(_COUNTER):08x}"
 
 
 def aggregate_of(subject: str) -> str:

@@ -99,7 +99,7 @@ class SkillInstanceExpired(_NodeEvent):
 class UnavailableSkill(BaseModel):
     """A skill a node found but cannot run, with what it lacks (OpenClaw gating)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     name: Token
     description: str = ""

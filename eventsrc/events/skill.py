@@ -28,7 +28,7 @@ class SkillCategory(StrEnum):
 class SkillMetadata(BaseModel):
     """What a skill is: the seed's metadata record, stored in catalog events."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     name: Token
     description: str = ""

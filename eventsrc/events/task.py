@@ -20,7 +20,7 @@ DAY = 86_400.0
 class TaskSpec(BaseModel):
     """What was asked for; two submissions with the same id must carry an equal spec."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     skills: tuple[Token, ...] = Field(min_length=1)
     payload: Any = None
@@ -40,7 +40,7 @@ class TaskSpec(BaseModel):
 class Candidate(BaseModel):
     """One node as the scheduler saw it when ranking: the evidence of a placement."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
     node_id: Token
     running: int

@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 heartbeat_interval=config.heartbeat_interval,
                 labels=config.labels,
                 drain_timeout=config.drain_timeout,
+                max_result_bytes=config.max_result_bytes,
             )
             await agent.start()
             print(

@@ -70,6 +70,9 @@ STARTED_AFTER_S = 0.1
 KEEP_ALIVE_S = 10.0
 """How often running tasks' assignments are marked in progress (ack wait is 30 s)."""
 DONE_MEMORY = 10_000
+DEFAULT_MAX_RESULT = 512 * 1024
+MAX_ERROR_CHARS = 4000
+"""An error text is cut to this, so a failure can always be reported."""
 
 
 def _now() -> datetime:
@@ -94,6 +97,7 @@ class NodeAgent:
         drain_timeout: float = 30.0,
         rescan: Callable[[], NodeSkills] | None = None,
         rescan_interval: float = 60.0,
+        max_result_bytes: int = DEFAULT_MAX_RESULT,
     ) -> None:
         self.node_id = node_id
         self.incarnation = uuid.uuid4().hex[:12]
@@ -109,6 +113,7 @@ class NodeAgent:
         self._drain_timeout = drain_timeout
         self._rescan = rescan
         self._rescan_interval = rescan_interval
+        self._max_result_bytes = max_result_bytes
         self.handlers: dict[str, TaskHandler] = {}
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._cancels: dict[tuple[str, int], CancelSignal] = {}
@@ -461,15 +466,7 @@ class NodeAgent:
             "duration_ms": elapsed,
         }
         if outcome.ok:
-            try:
-                canonical_json(outcome.result)
-            except TypeError as err:
-                outcome = ExecutionResult(
-                    ok=False,
-                    result=None,
-                    retryable=False,
-                    error=f"the result cannot be stored as JSON ({err})",
-                )
+            outcome = self._check_result(outcome)
         if outcome.ok:
             try:
                 await self._append(
@@ -483,11 +480,24 @@ class NodeAgent:
                     retryable=False,
                     error="result too large to store; return a reference instead of the data",
                 )
+        error = outcome.error or "failed"
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 1] + "…"
         await self._append(
-            TaskFailed(
-                **self._envelope(),
-                **common,
-                error=outcome.error or "failed",
-                retryable=outcome.retryable,
-            )
+            TaskFailed(**self._envelope(), **common, error=error, retryable=outcome.retryable)
         )
+
+    def _check_result(self, outcome: ExecutionResult) -> ExecutionResult:
+        """The outcome, or a non-retryable failure for a result that cannot be stored."""
+        try:
+            size = len(canonical_json(outcome.result))
+        except TypeError as err:
+            reason = f"the result cannot be stored as JSON ({err})"
+        else:
+            if size <= self._max_result_bytes:
+                return outcome
+            reason = (
+                f"the result is {size} bytes as JSON; the limit is {self._max_result_bytes} "
+                f"(max_result_bytes): return a reference to the data instead"
+            )
+        return ExecutionResult(ok=False, result=None, retryable=False, error=reason)

@@ -51,6 +51,7 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     packaged = entry_point_skills(errors) if config.skills else {}
     executors: dict[str, Executor] = {}
     for name in config.skills:
+        validate_token(name, what="skill name")
         if name in skills:
             continue
         if name in packaged:

@@ -94,3 +94,11 @@ def apply_undecodable(state: ClusterState, error: UndecodableEventError) -> None
 def apply_heartbeat(state: ClusterState, event: Heartbeat, *, seq: int, time: datetime) -> None:
     """Fold a heartbeat from ``EVENTSRC_HEARTBEATS`` (soft state)."""
     membership.heartbeat(state, event, seq=seq, time=time)
+
+
+def apply_undecodable_heartbeat(state: ClusterState, error: UndecodableEventError) -> None:
+    """Count a message of ``EVENTSRC_HEARTBEATS`` that is not a heartbeat (soft state:
+    not part of the hashed state, whose problems come from the events stream only)."""
+    state.heartbeat_problems.note(
+        "undecodable", f"heartbeat seq {error.seq} ({error.subject}): {error.reason}"
+    )

@@ -16,6 +16,7 @@ _ADAPTER: Final = TypeAdapter(ClusterState)
 _NOT_CANONICAL: Final = {
     "liveness",
     "heartbeat_seq",
+    "heartbeat_problems",
     "retention",
     "open_tasks",
     "waiting",

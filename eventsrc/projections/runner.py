@@ -22,7 +22,12 @@ import aiorwlock
 from eventsrc.errors import NotCaughtUpError, UndecodableEventError
 from eventsrc.events import Heartbeat
 from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, SnapshotPort, StoredEvent
-from eventsrc.projections.apply import apply, apply_heartbeat, apply_undecodable
+from eventsrc.projections.apply import (
+    apply,
+    apply_heartbeat,
+    apply_undecodable,
+    apply_undecodable_heartbeat,
+)
 from eventsrc.projections.snapshot import encode_snapshot, restore_snapshot, snapshot_document
 from eventsrc.projections.state import ClusterState, Retention
 
@@ -201,18 +206,20 @@ class ProjectionRunner:
             raise
 
     async def _follow_heartbeats_stream(self) -> None:
-        batch: list[StoredEvent] = []
+        batch: list[Record] = []
         async for record in self._store.subscribe(stream=HEARTBEATS_STREAM, last_per_subject=True):
+            batch.append(record)
             if isinstance(record, UndecodableEventError):
                 log.warning("%s", record)
+            elif record.pending and len(batch) < self._batch_size:
                 continue
-            batch.append(record)
-            if record.pending == 0 or len(batch) >= self._batch_size:
-                async with self._lock.writer:
-                    for item in batch:
-                        if isinstance(item.event, Heartbeat):
-                            apply_heartbeat(self._state, item.event, seq=item.seq, time=item.time)
-                batch.clear()
+            async with self._lock.writer:
+                for item in batch:
+                    if isinstance(item, UndecodableEventError):
+                        apply_undecodable_heartbeat(self._state, item)
+                    elif isinstance(item.event, Heartbeat):
+                        apply_heartbeat(self._state, item.event, seq=item.seq, time=item.time)
+            batch.clear()
 
     def _release_waiters(self) -> None:
         position = self._state.last_seq

@@ -172,6 +172,7 @@ class ClusterState:
     # Soft state from EVENTSRC_HEARTBEATS: not replayable, not hashed.
     liveness: dict[str, Liveness] = field(default_factory=dict)
     heartbeat_seq: int = 0
+    heartbeat_problems: Problems = field(default_factory=Problems)
     # Derived indexes, rebuilt from the rest (see canonical.py), never hashed: the ids
     # of unfinished tasks (so the control loop scales with open work, not history),
     # those of them waiting for a node (state queued), and the sorted holders per skill

@@ -99,6 +99,6 @@ def test_unknown_ids_and_bad_ids_are_one_line_errors(url: str, cli: Run) -> None
 
     assert unknown.code == 1 and unknown.err.startswith("error: no events for task nope")
     assert unknown_skill.code == 1 and "no events for skill ffmpeg" in unknown_skill.err
-    assert bad.code == 1 and "node id 'a.b' contains '.'" in bad.err
+    assert bad.code == 2 and "node id 'a.b' contains '.'" in bad.err
     for result in (unknown, bad, unknown_skill):
         assert len(result.err.splitlines()) == 1 and result.out == ""

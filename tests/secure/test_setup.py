@@ -73,7 +73,7 @@ def test_add_node_extends_the_config_and_refuses_duplicates(tmp_path: Path) -> N
 
 def test_bad_node_id_is_one_line(tmp_path: Path) -> None:
     result = _cli("secure", "init", str(tmp_path / "sec"), "--node", "a.b")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, like every bad id
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "node id" in result.stderr
 
