@@ -42,7 +42,8 @@ a rebuild's time here)."""
 
 @contextlib.contextmanager
 def _relaxed_gc() -> Iterator[None]:
-    """Fewer collections while the block runs; afterwards the survivors (the state) are
+    """Fewer collections while the block runs; afterwards one full collection (cyclic
+    garbage of the catch-up must not be frozen), then the survivors (the state) are
     frozen out of future collections, which then only walk what is new."""
     previous = gc.get_threshold()
     gc.set_threshold(*CATCH_UP_GC_THRESHOLD)
@@ -50,6 +51,7 @@ def _relaxed_gc() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+        gc.collect()
         gc.freeze()
 
 
