@@ -18,17 +18,17 @@ async def cluster(coordinator_url: str) -> AsyncIterator[eventsrc.Cluster]:
         yield connected
 
 
-def skill(name: str, category: SkillCategory, *deps: str, tags: tuple[str, ...] = ()
-          ) -> SkillMetadata:
-    return SkillMetadata(name=name, description=f"{name} skill", category=category,
-                         dependencies=deps, tags=tags)
+def skill(
+    name: str, category: SkillCategory, *deps: str, tags: tuple[str, ...] = ()
+) -> SkillMetadata:
+    return SkillMetadata(
+        name=name, description=f"{name} skill", category=category, dependencies=deps, tags=tags
+    )
 
 
 async def test_seed_registry_scenario(cluster: eventsrc.Cluster) -> None:
     registry = cluster.registry
-    assert await registry.register_skill(
-        skill("python", SkillCategory.SYSTEM, tags=("code",))
-    )
+    assert await registry.register_skill(skill("python", SkillCategory.SYSTEM, tags=("code",)))
     assert await registry.register_skill(skill("search", SkillCategory.NETWORK))
     assert await registry.register_skill(skill("weather", SkillCategory.NETWORK, "search"))
     await registry.register_skill_instance("python", "node_001")
@@ -42,13 +42,16 @@ async def test_seed_registry_scenario(cluster: eventsrc.Cluster) -> None:
     assert await registry.get_node_skills("node_001") == {"python", "search"}
     assert await registry.get_available_nodes_for_skill("weather") == ["node_002"]
     assert await registry.resolve_skill_dependencies(["weather"]) == {
-        "direct": ["search"], "all": ["search"], "missing": [],
+        "direct": ["search"],
+        "all": ["search"],
+        "missing": [],
     }
     stats = await registry.get_stats()
     assert stats["total_skills"] == 3 and stats["total_instances"] == 3
     assert stats["categories"] == {"network": 2, "system": 1}
     assert [m.name for m in await registry.list_skills(SkillCategory.NETWORK)] == [
-        "search", "weather",
+        "search",
+        "weather",
     ]
     assert [m.name for m in await registry.list_skills(tag="code")] == ["python"]
 
@@ -73,7 +76,9 @@ async def test_seed_dependency_scenario(cluster: eventsrc.Cluster) -> None:
     assert await resolve(["python"]) == {"direct": [], "all": [], "missing": []}
     assert await resolve(["weather"]) == {"direct": ["search"], "all": ["search"], "missing": []}
     assert await resolve(["ml"]) == {
-        "direct": ["data-analysis", "python"], "all": ["data-analysis", "python"], "missing": [],
+        "direct": ["data-analysis", "python"],
+        "all": ["data-analysis", "python"],
+        "missing": [],
     }
     assert (await resolve(["unknown_skill"]))["missing"] == ["unknown_skill"]
     assert await resolve(["loop-a"]) == {"direct": ["loop-b"], "all": ["loop-b"], "missing": []}

@@ -90,9 +90,11 @@ async def connect_nats(
     """Open a NATS connection.
 
     Long-running programs (coordinator, node) keep trying with backoff until a server
-    answers and reconnect forever afterwards. One-shot commands fail fast with
-    ServerUnavailableError whose message says which URL failed and what to do. A
-    missing or damaged credentials file is a ConfigError, raised before connecting.
+    answers and reconnect forever afterwards. One-shot commands and library clients fail
+    fast with ServerUnavailableError whose message says which URL failed and what to do,
+    but once connected they too ride through a server restart (reconnect and resubscribe
+    by themselves). A missing or damaged credentials file is a ConfigError, raised
+    before connecting.
     """
     creds = options.credentials()
     refusals: list[str] = []
@@ -122,6 +124,12 @@ async def connect_nats(
             await nc.close()
         raise unavailable(options.servers, err) from err
     _DENIED[nc] = refusals
+    if not long_running:
+        # Failing fast was for the first connect; from now on, reconnect (nats-py reads
+        # these options on every disconnect).
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = 0.5
     return nc
 
 

@@ -27,6 +27,14 @@ import eventsrc
 from eventsrc.client import Cluster
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import EventsrcError
+from eventsrc.events import (
+    TaskCancelled,
+    TaskFailed,
+    TaskRejected,
+    TaskSubmitted,
+    TaskSucceeded,
+    TaskTimedOut,
+)
 from eventsrc.ports import StoredEvent
 from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer
@@ -274,3 +282,29 @@ async def task_events(cluster: Cluster, task_id: str) -> list[StoredEvent]:
         assert isinstance(record, StoredEvent), record
         events.append(record)
     return events
+
+
+def ends_task(event: object, events: Sequence[object]) -> bool:
+    """A terminal event: any result but a retryable failure with attempts left."""
+    if isinstance(event, TaskFailed):
+        spec = next(e.spec for e in events if isinstance(e, TaskSubmitted))
+        return not event.retryable or event.attempt >= spec.max_attempts
+    return isinstance(event, TaskSucceeded | TaskTimedOut | TaskCancelled | TaskRejected)
+
+
+async def each_task_ends_once(cluster: Cluster, *, timeout: float = DEADLINE_S) -> dict[str, str]:
+    """Every task submitted to the stream reaches exactly one terminal state; returns
+    its final state per task id (polled with get, folded from the stream)."""
+    stored = {
+        record.event.task_id
+        for record in [r async for r in cluster.store.read(subjects="evt.task.*.lifecycle")]
+        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
+    }
+    outcomes: dict[str, str] = {}
+    for task_id in sorted(stored):
+        task = await wait_state(cluster, task_id, TERMINAL, timeout=timeout)
+        events = [r.event for r in await task_events(cluster, task_id)]
+        ends = [event for event in events if ends_task(event, events)]
+        assert len(ends) == 1, (task_id, [type(e).__name__ for e in ends])
+        outcomes[task_id] = task.state
+    return outcomes

@@ -8,21 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Sequence
 
 from eventsrc.client import Cluster
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import EventsrcError
-from eventsrc.events import (
-    TaskCancelled,
-    TaskFailed,
-    TaskRejected,
-    TaskSubmitted,
-    TaskSucceeded,
-    TaskTimedOut,
-)
-from eventsrc.ports import StoredEvent
-from tests.e2e.conftest import DEADLINE_S, E2E, TERMINAL, task_events, wait_state
+from tests.e2e.conftest import DEADLINE_S, E2E, each_task_ends_once, wait_state
 
 BURST = 30
 KILL_AFTER = 10
@@ -85,32 +75,13 @@ async def test_every_accepted_task_ends_once_across_a_coordinator_kill(
 
     # Accepted = TaskSubmitted is in the stream: a superset of the answered ones (an
     # append may have landed just before the kill cut the reply off).
-    stored = {
-        record.event.task_id
-        for record in [r async for r in client.store.read(subjects="evt.task.*.lifecycle")]
-        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
-    }
-    assert set(accepted) <= stored
-
-    for task_id in sorted(stored):
-        # Polled with get, not wait: see test_wait_follows_a_task_from_before_a_restart.
-        task = await wait_state(client, task_id, TERMINAL)
-        events = [r.event for r in await task_events(client, task_id)]
-        ends = [event for event in events if _ends(event, events)]
-        assert len(ends) == 1, (task_id, [type(e).__name__ for e in ends])
-        if task_id in accepted:
-            assert task.state == "succeeded", task
+    outcomes = await each_task_ends_once(client)
+    assert set(accepted) <= set(outcomes)
+    for task_id in accepted:
+        assert outcomes[task_id] == "succeeded", (task_id, outcomes[task_id])
 
     unfinished = (await e2e.cli("tasks", "--json")).json["tasks"]
     assert unfinished == [], unfinished
-
-
-def _ends(event: object, events: Sequence[object]) -> bool:
-    """A terminal event: any result but a retryable failure with attempts left."""
-    if isinstance(event, TaskFailed):
-        spec = next(e.spec for e in events if isinstance(e, TaskSubmitted))
-        return not event.retryable or event.attempt >= spec.max_attempts
-    return isinstance(event, TaskSucceeded | TaskTimedOut | TaskCancelled | TaskRejected)
 
 
 async def test_wait_follows_a_task_from_before_a_restart(e2e: E2E, client: Cluster) -> None:

@@ -1,0 +1,70 @@
+"""A nats-server restart (single server, file store) in the middle of a steady load.
+
+Nothing accepted is lost and nobody is restarted by hand: the coordinator, the nodes
+and the submitting client reconnect by themselves, and every task in the stream ends
+exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventsrc.client import Cluster
+from eventsrc.errors import EventsrcError
+from tests.conftest import MakeServer
+from tests.e2e.conftest import DEADLINE_S, E2E, each_task_ends_once
+
+TASKS = 60
+RESTART_AFTER = 15
+IN_FLIGHT = 4
+
+
+async def test_every_task_ends_once_across_a_server_restart(
+    e2e: E2E, client: Cluster, make_server: MakeServer
+) -> None:
+    await e2e.start_nodes({"node_a": ["python"], "node_b": ["python"]})
+    accepted: set[str] = set()
+    retries = 0
+    restarted = asyncio.Event()
+    half_way = asyncio.Event()
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    loop = asyncio.get_running_loop()
+
+    async def submit(i: int) -> None:
+        nonlocal retries
+        task_id = f"load-{i:03d}"
+        async with gate:
+            deadline = loop.time() + 2 * DEADLINE_S
+            while True:
+                try:
+                    # The same id again after a failure: resubmitting is idempotent.
+                    await client.submit("python", {"code": f"print({i})"}, task_id=task_id)
+                    break
+                except EventsrcError:
+                    retries += 1
+                    assert loop.time() < deadline, f"{task_id} never accepted"
+                    await asyncio.sleep(0.2)
+            accepted.add(task_id)
+            if len(accepted) == RESTART_AFTER:
+                half_way.set()
+
+    async def restart_server() -> None:
+        await half_way.wait()
+        data_dir, port = e2e.server.data_dir, e2e.server.port
+        e2e.server.stop()
+        await asyncio.sleep(1.0)  # long enough for every connection to notice
+        make_server(data_dir, port=port)
+        restarted.set()
+
+    await asyncio.gather(restart_server(), *(submit(i) for i in range(TASKS)))
+    assert restarted.is_set()
+    assert len(accepted) == TASKS
+
+    outcomes = await each_task_ends_once(client, timeout=2 * DEADLINE_S)
+    assert set(outcomes) == accepted
+    states = {state: list(outcomes.values()).count(state) for state in set(outcomes.values())}
+    print(f"server restart under load: {len(outcomes)} tasks, {states}, {retries} retried")
+    assert states == {"succeeded": TASKS}
+    # Both processes are still the ones started before the restart.
+    assert e2e.coordinator is not None and e2e.coordinator.proc.poll() is None
+    assert all(node.proc.poll() is None for node in e2e.nodes.values())
