@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 # nats-py has no constants for these; names follow nats-server's errors.json.
 JS_ERR_WRONG_LAST_SEQUENCE: Final = 10071
+# A clustered (R>1) stream checks expectations against appends still in flight too and
+# refuses those with this code ("wrong last sequence", no number): the same conflict.
+JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT: Final = 10164
 JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with discard=new
 
 HDR_MSG_ID: Final = "Nats-Msg-Id"
@@ -371,7 +374,7 @@ async def _unsubscribe(sub: Any) -> None:
 def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> StoreError:
     """Turn a nats-py error into ours, with a message a person can act on."""
     if isinstance(err, nats.js.errors.APIError):
-        if err.err_code == JS_ERR_WRONG_LAST_SEQUENCE:
+        if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)
         if err.err_code == JS_ERR_STORE_FAILED:
             return StoreFullError(

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 
 log = logging.getLogger(__name__)
+
+SETTLE_TIMEOUT_S = 30.0
+"""How long to wait for a new or rescaled replicated stream to have a leader and current
+replicas (JetStream elects within seconds; a scale-up copies the data first)."""
+_SETTLE_POLL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +91,15 @@ _COMPARED = (
 )
 
 
-async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None:
-    """Create both streams, or update them when their limits differ from ``settings``."""
+async def ensure_streams(
+    js: JetStreamContext, settings: StreamSettings, *, settle_timeout: float = SETTLE_TIMEOUT_S
+) -> None:
+    """Create both streams, or update them when their limits differ from ``settings``.
+
+    A replicated stream that was just created or rescaled (R1 -> R3 after a restore)
+    refuses or times out writes until its replicas have a leader and caught up, so this
+    waits for that, up to ``settle_timeout`` seconds (then it only logs a warning).
+    """
     for config in (events_config(settings), heartbeats_config(settings)):
         assert config.name is not None
         try:
@@ -92,8 +107,40 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings) -> None
         except NotFoundError:
             await js.add_stream(config)
             log.info("created stream %s", config.name)
-            continue
-        current = info.config
-        if any(getattr(current, key) != getattr(config, key) for key in _COMPARED):
+        else:
+            current = info.config
+            if not any(getattr(current, key) != getattr(config, key) for key in _COMPARED):
+                continue
             await js.update_stream(config)
             log.info("updated stream %s to the configured limits", config.name)
+        if settings.replicas > 1:
+            await _wait_settled(js, config.name, settings.replicas, settle_timeout)
+
+
+async def _wait_settled(js: JetStreamContext, name: str, replicas: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            info = await js.stream_info(name)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError):
+            info = None  # no leader to answer yet
+        if info is not None and _settled(info, replicas):
+            return
+        if time.monotonic() > deadline:
+            log.warning(
+                "stream %s has no leader with %d current replicas after %g s; writes may "
+                "time out until it has (check /jsz on the NATS servers)",
+                name,
+                replicas,
+                timeout,
+            )
+            return
+        await asyncio.sleep(_SETTLE_POLL_S)
+
+
+def _settled(info: StreamInfo, replicas: int) -> bool:
+    cluster = info.cluster
+    if cluster is None or not cluster.leader:
+        return False
+    peers = cluster.replicas or []
+    return len(peers) == replicas - 1 and all(peer.current for peer in peers)

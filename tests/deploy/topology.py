@@ -1,0 +1,108 @@
+"""The docker-compose topology as native processes: coordinators and nodes on a NATS cluster.
+
+Every program gets all three client URLs (``--nats-url a,b,c``), as in the compose file,
+so nats-py can fail over to another server by itself. Timings are the e2e ones: nodes
+heartbeat every 0.5 s, a node expires after 2 s of silence, sweeps every 0.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from nats.js.api import StreamInfo
+
+import eventsrc
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from tests.e2e.conftest import (
+    CLEAN_ENV,
+    DEADLINE_S,
+    HEARTBEAT_S,
+    STALE_AFTER_S,
+    SWEEP_INTERVAL_S,
+    CliResult,
+    descendants,
+    kill_all,
+    poll,
+    run_cli,
+)
+from tests.nats_cluster import REPO, NatsCluster
+from tests.processes import Program, program
+
+EXAMPLE_SKILLS = REPO / "examples" / "skills"
+RUNNABLE_EXAMPLES = ("json-transform", "local-weather", "sha256", "word-count")
+REPLICAS = 3
+
+
+class Topology:
+    """Coordinators and nodes as child processes on ``cluster``; ``stack`` ends them."""
+
+    def __init__(self, cluster: NatsCluster, workdir: Path, stack: ExitStack) -> None:
+        self.cluster = cluster
+        self.urls = cluster.urls
+        self.workdir = workdir
+        self._stack = stack
+        self.coordinators: dict[str, Program] = {}
+        self.nodes: dict[str, Program] = {}
+
+    def start_coordinator(self, name: str) -> Program:
+        """``python -m eventsrc.coordinator --nats-url a,b,c --replicas 3``, once ready."""
+        args = ["-m", "eventsrc.coordinator", "--nats-url", self.urls]
+        args += ["--replicas", str(REPLICAS), "--stale-after", STALE_AFTER_S]
+        args += ["--sweep-interval", SWEEP_INTERVAL_S, "--data-dir", str(self.workdir / name)]
+        child = self._stack.enter_context(program(args, cwd=self.workdir, env=CLEAN_ENV))
+        child.wait_for_line("ready", timeout=DEADLINE_S)
+        self.coordinators[name] = child
+        return child
+
+    def spawn_node(self, node_id: str, *, skills_dir: Path = EXAMPLE_SKILLS) -> Program:
+        """``python -m eventsrc.node`` with the example skills, without waiting for it."""
+        args = ["-m", "eventsrc.node", "--nats-url", self.urls, "--node-id", node_id]
+        args += ["--heartbeat-interval", HEARTBEAT_S, "--skills-dir", str(skills_dir)]
+        workspace = self.workdir / f"ws-{node_id}"
+        workspace.mkdir(exist_ok=True)
+        child = self._stack.enter_context(program(args, cwd=workspace, env=CLEAN_ENV))
+        self._stack.callback(lambda: kill_all(descendants(child)))
+        self.nodes[node_id] = child
+        return child
+
+    async def start_nodes(
+        self, node_ids: Sequence[str], *, skills: Sequence[str] = RUNNABLE_EXAMPLES
+    ) -> None:
+        """Start nodes in parallel; return once the leader shows each alive with ``skills``."""
+        started = [self.spawn_node(node_id) for node_id in node_ids]
+        await asyncio.gather(
+            *(asyncio.to_thread(c.wait_for_line, "ready", DEADLINE_S) for c in started)
+        )
+        for node_id in node_ids:
+            await self.wait_node(node_id, "alive", skills=skills)
+
+    async def api(self, endpoint: str, request: dict[str, Any] | None = None) -> Any:
+        """One call to the leading coordinator's command API."""
+        async with eventsrc.connect(self.urls, project=False) as cluster:
+            return await cluster.api.call(endpoint, request)
+
+    async def wait_node(
+        self, node_id: str, state: str, *, skills: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            nodes = (await self.api("nodes"))["nodes"]
+            node = next((n for n in nodes if n["node_id"] == node_id), None)
+            if node is None or node["state"] != state or not set(skills) <= set(node["skills"]):
+                return None
+            return dict(node)
+
+        found: dict[str, Any] = await poll(probe, f"node {node_id} {state} with {list(skills)}")
+        return found
+
+    async def cli(self, *args: str) -> CliResult:
+        return await run_cli(args, cwd=self.workdir, url=self.urls)
+
+    async def stream_infos(self) -> dict[str, StreamInfo]:
+        """Stream info of both eventsrc streams, as the cluster reports it."""
+        async with eventsrc.connect(self.urls, project=False) as cluster:
+            js = cluster.store.js
+            return {name: await js.stream_info(name) for name in (EVENTS_STREAM, HEARTBEATS_STREAM)}

@@ -1,0 +1,67 @@
+"""The event store on a three-server JetStream cluster (R3 streams), from the shipped configs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from eventsrc.errors import ConcurrencyError
+from eventsrc.ports import EVENTS_STREAM
+from eventsrc.store import JetStreamEventStore, StreamSettings
+from tests.nats_cluster import NatsCluster, nats_cluster
+from tests.store.test_jetstream import started, submitted
+
+__all__ = ["nats_cluster"]
+
+CONTENDERS = 12
+
+
+@pytest.fixture
+async def r3_store(nats_cluster: NatsCluster) -> AsyncIterator[JetStreamEventStore]:
+    client: Client = await nats.connect(nats_cluster.urls.split(","))
+    try:
+        store = JetStreamEventStore(client, settings=StreamSettings(replicas=3))
+        await store.ensure_streams()
+        yield store
+    finally:
+        await client.close()
+
+
+async def test_racing_writers_on_r3_one_wins_the_rest_conflict(
+    r3_store: JetStreamEventStore,
+) -> None:
+    # A clustered stream checks expectations against appends still in flight and refuses
+    # those with a different code (10164) than a single server does (10071).
+    first = await r3_store.append(submitted("r3-race"), expected_seq=0)
+    contenders = [started("r3-race", f"n{i}") for i in range(CONTENDERS)]
+    results = await asyncio.gather(
+        *(r3_store.append(event, expected_seq=first) for event in contenders),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, int)]
+    losers = [r for r in results if isinstance(r, ConcurrencyError)]
+    assert len(winners) == 1, results
+    assert len(losers) == CONTENDERS - 1, results
+
+
+async def test_scaling_streams_to_r3_leaves_them_writable(nats_cluster: NatsCluster) -> None:
+    # The restore path: `replay_tools import` creates R1 streams, then a coordinator with
+    # --replicas 3 scales them up and at once appends its LeaderElected.
+    client: Client = await nats.connect(nats_cluster.urls.split(","))
+    try:
+        r1 = JetStreamEventStore(client, settings=StreamSettings(replicas=1))
+        await r1.ensure_streams()
+        for i in range(20):
+            await r1.append(submitted(f"scale-{i}"), expected_seq=0)
+        r3 = JetStreamEventStore(client, settings=StreamSettings(replicas=3))
+        await r3.ensure_streams()
+        await r3.append(submitted("scale-after"), expected_seq=0)
+        info = await r3.js.stream_info(EVENTS_STREAM)
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+    finally:
+        await client.close()
