@@ -27,7 +27,12 @@ from nats.aio.msg import Msg
 import eventsrc
 from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
-from eventsrc.errors import EventsrcError, PayloadTooLargeError, UndecodableEventError
+from eventsrc.errors import (
+    EventsrcError,
+    PayloadTooLargeError,
+    ServerUnavailableError,
+    UndecodableEventError,
+)
 from eventsrc.events import (
     Event,
     NodeCapabilitiesReported,
@@ -67,6 +72,8 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 RUN_TIMEOUT_GRACE_S = 5.0
 STARTED_AFTER_S = 0.1
 """A task still running after this long gets a TaskStarted; quicker ones do not."""
+RESULT_RETRY_S = 20.0
+"""How long a node keeps trying to store a result before leaving it to redelivery."""
 KEEP_ALIVE_S = 10.0
 """How often running tasks' assignments are marked in progress (ack wait is 30 s)."""
 DONE_MEMORY = 10_000
@@ -469,7 +476,7 @@ class NodeAgent:
             outcome = self._check_result(outcome)
         if outcome.ok:
             try:
-                await self._append(
+                await self._store_result(
                     TaskSucceeded(**self._envelope(), **common, result=outcome.result)
                 )
                 return
@@ -483,9 +490,27 @@ class NodeAgent:
         error = outcome.error or "failed"
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 1] + "…"
-        await self._append(
+        await self._store_result(
             TaskFailed(**self._envelope(), **common, error=error, retryable=outcome.retryable)
         )
+
+    async def _store_result(self, event: Event) -> None:
+        """Append a result, retrying while NATS is unreachable (a server restart, a
+        stream leader election): the same event id again, so JetStream stores it once.
+        Giving up leaves the assignment unacked, so it is redelivered."""
+        delay = 0.2
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RESULT_RETRY_S
+        while True:
+            try:
+                await self._append(event)
+                return
+            except ServerUnavailableError as err:
+                if loop.time() + delay > give_up:
+                    raise
+                log.info("result of %s not stored yet (%s); retrying", event.subject, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _check_result(self, outcome: ExecutionResult) -> ExecutionResult:
         """The outcome, or a non-retryable failure for a result that cannot be stored."""

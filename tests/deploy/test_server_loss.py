@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-import pytest
-
 import eventsrc
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import (
@@ -50,9 +48,8 @@ NODES = ("node-1", "node-2", "node-3")
 TaskResult = TaskSucceeded | TaskFailed
 
 
-# ~15-40 s: a result whose append failed during the election is redelivered to the node
-# after the consumer's 30 s ack wait.
-@pytest.mark.slow
+# ~15-30 s: the election takes 4-9 s; nodes keep retrying a result for 20 s before
+# leaving it to redelivery after the consumer's 30 s ack wait.
 async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
     nats_cluster: NatsCluster, tmp_path: Path
 ) -> None:
