@@ -51,7 +51,6 @@ from eventsrc.events import (
 from eventsrc.history import fold_task
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import ExecutionResult, Executor
-from eventsrc.node.feed import PullFeed, delivery_count
 from eventsrc.node.host import (
     EVENT_SCHEMA,
     envelope,
@@ -63,6 +62,7 @@ from eventsrc.node.pyskills import CallableExecutor, CancelSignal
 from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.feed import PullFeed, delivery_count
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,7 @@ from eventsrc.errors import (
 )
 from eventsrc.events import Event, decode, encode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
@@ -242,33 +243,28 @@ class JetStreamEventStore:
         from_seq: int,
         from_time: datetime | None,
         last_per_subject: bool = False,
-    ) -> JetStreamContext.PushSubscription:
+    ) -> OrderedPull:
         filters = _filters(stream, subjects)
-        config = ConsumerConfig(filter_subjects=filters if len(filters) > 1 else None)
+        config = ConsumerConfig(
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
+        )
         if last_per_subject:
-            policy = DeliverPolicy.LAST_PER_SUBJECT
+            config.deliver_policy = DeliverPolicy.LAST_PER_SUBJECT
         elif from_time is not None:
-            policy = DeliverPolicy.BY_START_TIME
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
             config.opt_start_time = from_time
         elif from_seq > 1:
-            policy = DeliverPolicy.BY_START_SEQUENCE
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
             config.opt_start_seq = from_seq
         else:
-            policy = DeliverPolicy.ALL
+            config.deliver_policy = DeliverPolicy.ALL
+        reader = OrderedPull(self._nc, self._js, stream, config, inbox.put)
         try:
-            return await self._js.subscribe(
-                filters[0],
-                stream=stream,
-                ordered_consumer=True,
-                deliver_policy=policy,
-                config=config,
-                cb=inbox.put,
-                # Generous client buffers: a replay must not be cut by slow-consumer limits.
-                pending_msgs_limit=1_000_000,
-                pending_bytes_limit=1024 * 1024 * 1024,
-            )
-        except nats.errors.Error as err:
+            await reader.start()
+        except (nats.errors.Error, TimeoutError) as err:
             raise _map_error(err, subject=",".join(filters)) from err
+        return reader
 
 
 class _Inbox:

@@ -9,7 +9,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from eventsrc.node.feed import PullFeed, delivery_count
+from eventsrc.store.feed import PullFeed, delivery_count
 from tests.conftest import MakeServer
 from tests.waiting import until
 

@@ -11,7 +11,13 @@ JetStream pull protocol (ADR-13) intends:
 - ``408`` (the request expired) and ``409`` (e.g. leader change) end a request: take
   back what it did not deliver (``Nats-Pending-Messages``) and ask again;
 - no message or heartbeat for two heartbeat periods (a reconnect drops the server's
-  waiting requests) means start over.
+  waiting requests) means start over;
+- a consumer that is gone (deleted, or an ephemeral one that expired while we were
+  disconnected) is reported to ``on_lost``, which may make a new one; without it the
+  feed keeps asking (a durable consumer comes back when its owner recreates it).
+
+Used by nodes (their durable work consumer) and by ``OrderedPull`` (every read of the
+event store), so what is in flight is always bounded by what was asked for.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from nats.aio.subscription import Subscription
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[Msg], Awaitable[None]]
+OnLost = Callable[[], None]
 
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
@@ -49,8 +56,10 @@ class PullFeed:
         batch: int = 32,
         expires_s: float = 30.0,
         idle_heartbeat_s: float = 5.0,
+        on_lost: OnLost | None = None,
     ) -> None:
         self._nc = nc
+        self._on_lost = on_lost
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._on_message = on_message
         self._batch = max(1, batch)
@@ -111,12 +120,21 @@ class PullFeed:
     async def _control(self, msg: Msg, status: str) -> None:
         if status == "100":
             return  # idle heartbeat (or flow control): the server is there
+        description = (msg.headers or {}).get("Description", "").lower()
+        if status == "503" or (status in ("404", "409") and "consumer" in description):
+            # No such consumer (any more): only its owner can make a new one.
+            self._outstanding = 0
+            if self._on_lost is not None:
+                self._on_lost()
+                return
+            await asyncio.sleep(0.5)
+            await self._pull()
+            return
         if status in ("404", "408", "409"):
             # The request ended; what it did not deliver is no longer outstanding.
             undelivered = int((msg.headers or {}).get(_PENDING, "0") or 0)
             self._outstanding = max(0, self._outstanding - undelivered)
             if status == "409":
-                description = (msg.headers or {}).get("Description", "")
                 log.info("pull request ended by the server: 409 %s", description)
                 if not undelivered:
                     # Not attributable to a request (e.g. consumer deleted): start over.
@@ -132,9 +150,12 @@ class PullFeed:
                 # Neither messages nor heartbeats: our requests are gone (reconnect,
                 # server restart). Forget them and ask afresh.
                 silent = loop.time() - self._heard
-                log.info("no word from the work consumer for %.0f s; asking again", silent)
+                log.info("no word from consumer %s for %.0f s", self._next_subject, silent)
                 self._outstanding = 0
                 self._heard = loop.time()
+                if self._on_lost is not None:
+                    self._on_lost()  # an ephemeral consumer may have expired meanwhile
+                    return
                 await self._pull()
 
 
