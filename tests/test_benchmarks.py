@@ -106,3 +106,27 @@ def test_quick_run_of_a_new_figure(
     figures = {f["figure"]: f for f in json.loads(capsys.readouterr().out)["figures"]}
     assert set(figures) == expected
     assert all(f["ours"] > 0 and f["raw"] > 0 for f in figures.values())
+
+
+async def test_a_short_soak_reports_memory_and_latency_and_loses_nothing() -> None:
+    from benchmarks.soak import soak, summary
+
+    reports = await soak(minutes=0.1, rate=50, workers=1, every_s=2.0)
+    assert len(reports) >= 3
+    assert sum(r.done for r in reports) >= 200
+    assert {"coordinator", "nats-server", "nodes"} <= set(reports[0].rss_mb)
+    assert all(r.p50_ms > 0 for r in reports if r.done)
+    text, passed = summary(reports)
+    assert passed, text
+    assert "0 failed" in text
+
+
+def test_quick_memory_figures_measure_real_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--quick", "--json", "--only", "memory"]) == 0
+
+    figures = {f["figure"]: f for f in json.loads(capsys.readouterr().out)["figures"]}
+    assert set(figures) == {"memory.rss.12k", "memory.rss.24k", "memory.growth"}
+    for name in ("memory.rss.12k", "memory.rss.24k"):
+        # A Python process with nats-py alone takes tens of MB; the coordinator more.
+        assert 20 < figures[name]["raw"] < figures[name]["ours"] < 1000, figures[name]
+    assert figures["memory.growth"]["ours"] > 0
