@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +29,6 @@ from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
 from eventsrc.errors import (
     EventsrcError,
-    PayloadTooLargeError,
-    ServerUnavailableError,
     UndecodableEventError,
 )
 from eventsrc.events import (
@@ -42,15 +40,18 @@ from eventsrc.events import (
     SkillInstanceUnregistered,
     TaskAssigned,
     TaskCancelRequested,
-    TaskFailed,
     TaskStarted,
-    TaskSucceeded,
-    canonical_json,
     decode,
 )
 from eventsrc.history import fold_task
+from eventsrc.node.attempts import (
+    DEFAULT_MAX_RESULT,
+    ResultWriter,
+    TaskHandler,
+    run_assignment,
+)
 from eventsrc.node.discovery import DiscoveredSkill
-from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.executors import Executor
 from eventsrc.node.host import (
     EVENT_SCHEMA,
     envelope,
@@ -58,7 +59,7 @@ from eventsrc.node.host import (
     joined_event,
     prime_cpu_meter,
 )
-from eventsrc.node.pyskills import CallableExecutor, CancelSignal
+from eventsrc.node.pyskills import CancelSignal
 from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
@@ -66,20 +67,11 @@ from eventsrc.store.feed import PullFeed, delivery_count
 
 log = logging.getLogger(__name__)
 
-TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-"""A Python handler for a task type: gets the task (id, skills, payload), returns the result."""
-
-RUN_TIMEOUT_GRACE_S = 5.0
 STARTED_AFTER_S = 0.1
 """A task still running after this long gets a TaskStarted; quicker ones do not."""
-RESULT_RETRY_S = 20.0
-"""How long a node keeps trying to store a result before leaving it to redelivery."""
 KEEP_ALIVE_S = 10.0
 """How often running tasks' assignments are marked in progress (ack wait is 30 s)."""
 DONE_MEMORY = 10_000
-DEFAULT_MAX_RESULT = 512 * 1024
-MAX_ERROR_CHARS = 4000
-"""An error text is cut to this, so a failure can always be reported."""
 
 
 def _now() -> datetime:
@@ -120,7 +112,9 @@ class NodeAgent:
         self._drain_timeout = drain_timeout
         self._rescan = rescan
         self._rescan_interval = rescan_interval
-        self._max_result_bytes = max_result_bytes
+        self._results = ResultWriter(
+            self._append, envelope=self._envelope, node_id=node_id, max_bytes=max_result_bytes
+        )
         self.handlers: dict[str, TaskHandler] = {}
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._cancels: dict[tuple[str, int], CancelSignal] = {}
@@ -402,12 +396,14 @@ class NodeAgent:
             STARTED_AFTER_S, lambda: recording.append(asyncio.ensure_future(self._started(event)))
         )
         try:
-            outcome = await self._execute(event, self._cancels[key])
+            outcome = await run_assignment(
+                event, self.handlers, self._executors, self.node_id, self._cancels[key]
+            )
             timer.cancel()
             if recording:
                 await recording[0]  # stored before the result, whatever happens next
             elapsed = (time.perf_counter() - started) * 1000
-            await self._report(event, outcome, elapsed)
+            await self._results.report(event, outcome, elapsed)
             await msg.ack()
             self._remember_done(key)
         finally:
@@ -438,91 +434,3 @@ class NodeAgent:
             for msg in list(self._unacked.values()):
                 with contextlib.suppress(nats.errors.Error):
                     await msg.in_progress()
-
-    async def _execute(self, event: TaskAssigned, cancel: asyncio.Event) -> ExecutionResult:
-        """Run with the handler of the task type, else the first skill's executor."""
-        handler = self.handlers.get(event.task_type or "")
-        executor: Executor | None
-        if handler is not None:
-            executor = CallableExecutor(handler)
-            payload: Any = {
-                "task_id": event.task_id,
-                "skills": event.skills,
-                "payload": event.payload,
-            }
-        else:
-            executor, payload = self._executors.get(event.skills[0]), event.payload
-        if executor is None:
-            return ExecutionResult(
-                ok=False,
-                result=None,
-                retryable=False,
-                error=f"no executor for skill {event.skills[0]} on node {self.node_id}",
-            )
-        # The coordinator owns the run deadline (it cancels at it); the node's own limit
-        # is a backstop a little later, so one timeout ends one way: timed_out.
-        return await executor.run(
-            payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
-        )
-
-    async def _report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:
-        common = {
-            "task_id": event.task_id,
-            "node_id": self.node_id,
-            "attempt": event.attempt,
-            "duration_ms": elapsed,
-        }
-        if outcome.ok:
-            outcome = self._check_result(outcome)
-        if outcome.ok:
-            try:
-                await self._store_result(
-                    TaskSucceeded(**self._envelope(), **common, result=outcome.result)
-                )
-                return
-            except PayloadTooLargeError:
-                outcome = ExecutionResult(
-                    ok=False,
-                    result=None,
-                    retryable=False,
-                    error="result too large to store; return a reference instead of the data",
-                )
-        error = outcome.error or "failed"
-        if len(error) > MAX_ERROR_CHARS:
-            error = error[: MAX_ERROR_CHARS - 1] + "…"
-        await self._store_result(
-            TaskFailed(**self._envelope(), **common, error=error, retryable=outcome.retryable)
-        )
-
-    async def _store_result(self, event: Event) -> None:
-        """Append a result, retrying while NATS is unreachable (a server restart, a
-        stream leader election): the same event id again, so JetStream stores it once.
-        Giving up leaves the assignment unacked, so it is redelivered."""
-        delay = 0.2
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + RESULT_RETRY_S
-        while True:
-            try:
-                await self._append(event)
-                return
-            except ServerUnavailableError as err:
-                if loop.time() + delay > give_up:
-                    raise
-                log.info("result of %s not stored yet (%s); retrying", event.subject, err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _check_result(self, outcome: ExecutionResult) -> ExecutionResult:
-        """The outcome, or a non-retryable failure for a result that cannot be stored."""
-        try:
-            size = len(canonical_json(outcome.result))
-        except TypeError as err:
-            reason = f"the result cannot be stored as JSON ({err})"
-        else:
-            if size <= self._max_result_bytes:
-                return outcome
-            reason = (
-                f"the result is {size} bytes as JSON; the limit is {self._max_result_bytes} "
-                f"(max_result_bytes): return a reference to the data instead"
-            )
-        return ExecutionResult(ok=False, result=None, retryable=False, error=reason)

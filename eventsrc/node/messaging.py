@@ -26,7 +26,8 @@ from eventsrc.client import Cluster
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import EventsrcError, InvalidRequestError
 from eventsrc.events import Heartbeat, new_event_id, validate_token
-from eventsrc.node.agent import NodeAgent, TaskHandler
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.attempts import TaskHandler
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ import eventsrc
 from eventsrc.client import Cluster
 from eventsrc.commands import api
 from eventsrc.errors import PayloadTooLargeError
-from eventsrc.node.agent import MAX_ERROR_CHARS, NodeAgent
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.attempts import MAX_ERROR_CHARS
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.store import JetStreamEventStore
 from tests.hostile.conftest import CLEAN_ENV, Requester, check_reply
