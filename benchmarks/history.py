@@ -82,13 +82,14 @@ def prelude() -> list[Event]:
     return events
 
 
-def task_lifecycles(first: int, count: int) -> list[Event]:
-    """``count`` tasks from number ``first`` on, 4 events each, round-robin over the nodes."""
+def task_lifecycles(first: int, count: int, *, epoch: int = 1) -> list[Event]:
+    """``count`` tasks from number ``first`` on, 4 events each, round-robin over the nodes;
+    the coordinator's events carry leader ``epoch`` (a later leader fences older ones)."""
     later = T0 + timedelta(minutes=10)
     events: list[Event] = []
     for number in range(first, first + count):
         task_id, node = f"t{number}", f"n{number % NODES}"
-        coordinator = {"time": T0, "producer": "coordinator", "epoch": 1, "task_id": task_id}
+        coordinator = {"time": T0, "producer": "coordinator", "epoch": epoch, "task_id": task_id}
         worker = {"time": T0, "producer": f"node:{node}", "task_id": task_id, "node_id": node}
         events += [
             TaskSubmitted(event_id=new_event_id(), **coordinator, spec=_SPEC, queue_deadline=later),

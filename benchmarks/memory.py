@@ -5,9 +5,11 @@ after the retention (10,000 by default) and their events stay in the stream. The
 figure stores the history of N finished tasks (the lifecycles of ``benchmarks.history``:
 submitted, assigned, started, succeeded), starts ``python -m eventsrc.coordinator`` on
 it, and reads the process's RSS once it has caught up and says it is ready; then it
-stores more tasks, up to M, and does the same again. Raw nats-py is a process that
-replays the same stream with an ordered consumer and idles (``benchmarks.worker
-replay``): the floor of a Python process that has read the history.
+stores more tasks, up to M, and does the same again. Both measured starts restore the
+snapshot the previous clean stop wrote (a first, unmeasured start makes one), as a
+restarted coordinator does. Raw nats-py is a process that replays the same stream with
+an ordered consumer and idles (``benchmarks.worker replay``): the floor of a Python
+process that has read the history.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import psutil
 from benchmarks.children import Child, spawn
 from benchmarks.harness import Benchmark, Context, Figure, figure
 from benchmarks.history import CHUNK_TASKS, prelude, task_lifecycles
-from eventsrc.events import Event
+from eventsrc.events import Event, LeaderElected
+from eventsrc.ports import StoredEvent
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
 
@@ -36,9 +39,19 @@ _MB: Final = 1024 * 1024
 _READY_TIMEOUT_S: Final = 900.0
 
 
-def _tasks(first: int, count: int) -> Iterator[list[Event]]:
+def _tasks(first: int, count: int, epoch: int) -> Iterator[list[Event]]:
     for start in range(first, first + count, CHUNK_TASKS):
-        yield task_lifecycles(start, min(CHUNK_TASKS, first + count - start))
+        yield task_lifecycles(start, min(CHUNK_TASKS, first + count - start), epoch=epoch)
+
+
+async def _leader_epoch(store: JetStreamEventStore) -> int:
+    """The epoch of the newest leader: each coordinator start elects the next one, and
+    the tasks stored after it must carry it (older epochs are fenced, as they should)."""
+    epoch = 1
+    async for record in store.read(subjects="evt.cluster"):
+        if isinstance(record, StoredEvent) and isinstance(record.event, LeaderElected):
+            epoch = max(epoch, record.event.epoch or 1)
+    return epoch
 
 
 async def _rss_of(args: list[str], *, ready: str, name: str, log_dir: Path) -> float:
@@ -71,7 +84,8 @@ async def coordinator_memory(ctx: Context) -> list[Figure]:
                 measured: dict[int, tuple[float, float]] = {}
                 for target in (small, large):
                     started = time.perf_counter()
-                    for chunk in _tasks(stored, target - stored):
+                    epoch = await _leader_epoch(store)
+                    for chunk in _tasks(stored, target - stored, epoch):
                         await store.append_many(chunk)
                     log.info(
                         "  stored %d finished tasks (%d more in %.0f s)",
@@ -79,9 +93,19 @@ async def coordinator_memory(ctx: Context) -> list[Figure]:
                         target - stored,
                         time.perf_counter() - started,
                     )
+                    coordinator = ["-m", "eventsrc.coordinator", "--nats-url", url]
+                    coordinator.append("--no-local-node")
+                    if not stored:
+                        # A first start with no snapshot leaves one (on its clean stop),
+                        # so both measured starts restore a snapshot and replay the rest:
+                        # a restore holds the state twice for a moment, whatever the
+                        # history, and that must not pass for growth.
+                        await _rss_of(
+                            coordinator, ready="coordinator ready", name="first", log_dir=log_dir
+                        )
                     stored = target
                     ours = await _rss_of(
-                        ["-m", "eventsrc.coordinator", "--nats-url", url, "--no-local-node"],
+                        coordinator,
                         ready="coordinator ready",
                         name=f"coordinator-{target}",
                         log_dir=log_dir,

@@ -70,7 +70,17 @@ def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
     # Every stored event counts, even on a task never submitted (a stray result): the
     # server's expectation check sees it, so the next conditional append must too.
     # Eviction drops a finished task's entry; the coordinator looks such ids up in the
-    # stream before accepting them again.
+    # stream before accepting them again. Strays on tasks the state does not hold are
+    # kept for the newest ``max_finished`` of them only, so junk cannot grow memory
+    # without bound (an older stray's id is refused by the server's own check).
+    if aggregate.startswith("evt.task.") and aggregate[9:-2] not in state.tasks:
+        strays = state.strays
+        strays[aggregate] = None
+        strays.move_to_end(aggregate)
+        while len(strays) > state.retention.max_finished:
+            oldest, _ = strays.popitem(last=False)
+            if oldest[9:-2] not in state.tasks:
+                state.aggregate_seq.pop(oldest, None)
     state.aggregate_seq[aggregate] = seq
 
 

@@ -20,7 +20,7 @@ from eventsrc.events import SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 1
+STATE_SCHEMA_VERSION = 2
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -167,6 +167,9 @@ class ClusterState:
     finished: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
     evicted: int = 0
     aggregate_seq: dict[str, int] = field(default_factory=dict)
+    # Task aggregates with events but no task here (stray results, junk), oldest first:
+    # bounded like finished tasks (see apply._track_aggregate).
+    strays: OrderedDict[str, None] = field(default_factory=OrderedDict)
     problems: Problems = field(default_factory=Problems)
     retention: Retention = field(default_factory=Retention)
     # Soft state from EVENTSRC_HEARTBEATS: not replayable, not hashed.

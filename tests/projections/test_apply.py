@@ -34,7 +34,7 @@ from tests.projections.builders import (
 def essence(state: ClusterState) -> dict[str, Any]:
     """The canonical state without the bookkeeping every stored event moves."""
     data = to_canonical(state)
-    for key in ("last_seq", "aggregate_seq", "problems"):
+    for key in ("last_seq", "aggregate_seq", "strays", "problems"):
         del data[key]
     return data
 
@@ -378,3 +378,18 @@ def test_a_retry_decision_after_the_task_ended_changes_nothing() -> None:
     run.fold(retried("t1", failed_attempt=1))
     assert state.problems.late + state.problems.illegal == 1
     assert essence(state) == before
+
+
+def test_strays_on_unknown_tasks_are_tracked_but_bounded() -> None:
+    run = Fold.with_retention(Retention(max_finished=3))
+    state = run.fold(joined("n1"))
+    for i in range(10):  # results for tasks this state never saw (junk, or long evicted)
+        run.fold(succeeded(f"ghost{i}", "n1"))
+    strays = {key for key in state.aggregate_seq if key.startswith("evt.task.")}
+    assert strays == {"evt.task.ghost7.>", "evt.task.ghost8.>", "evt.task.ghost9.>"}
+    assert list(state.strays) == sorted(strays)
+    # A stray whose task then appears stays tracked as the task's own aggregate.
+    run.fold(submitted("ghost9"))
+    for i in range(10, 14):
+        run.fold(succeeded(f"ghost{i}", "n1"))
+    assert "evt.task.ghost9.>" in state.aggregate_seq and "ghost9" in state.tasks
