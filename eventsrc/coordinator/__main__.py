@@ -22,6 +22,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="data dir (default ./.eventsrc)")
     parser.add_argument("--stale-after", type=float, help="seconds without heartbeat")
     parser.add_argument("--sweep-interval", type=float, help="seconds between sweeps")
+    parser.add_argument(
+        "--lease-s", type=float, help="leader lease in seconds, for several coordinators"
+    )
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument(
@@ -51,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "data_dir": args.data_dir,
                 "stale_after": args.stale_after,
                 "sweep_interval": args.sweep_interval,
+                "lease_s": args.lease_s,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "embedded_port": args.embedded_port,
                 "local_node": args.local_node,
@@ -61,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop = stop_event_on_signals()
         async with Coordinator(config) as coordinator:
             where = "embedded nats-server" if coordinator.embedded else "NATS"
+            role = "leader" if coordinator.leading else "standby"
             print(
-                f"eventsrc coordinator ready, {where} at {','.join(coordinator.servers)}",
+                f"eventsrc coordinator ready ({role}), {where} at {','.join(coordinator.servers)}",
                 flush=True,
             )
             if coordinator.local_node is not None:
