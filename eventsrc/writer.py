@@ -36,12 +36,14 @@ class EventWriter:
         *,
         origin: Origin | None = None,
         clock: Callable[[], datetime] = utc_now,
+        holds_lease: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
         self.origin = origin or Origin()
         self.clock = clock
         self._revoked = False
+        self._holds_lease = holds_lease
 
     def revoke(self) -> None:
         """Refuse every further decision and append (the leader lease was lost)."""
@@ -73,9 +75,9 @@ class EventWriter:
         )
 
     def check_leading(self, epoch: int) -> None:
-        """Refuse to decide once revoked, or once the state shows a newer leader than our
-        origin's epoch."""
-        if self._revoked:
+        """Refuse to decide once revoked or past the lease, or once the state shows a newer
+        leader than our origin's epoch."""
+        if self._revoked or (self._holds_lease is not None and not self._holds_lease()):
             raise NotLeaderError(
                 f"{self.origin.producer} no longer holds the leader lease; retry: the "
                 f"current leader answers"

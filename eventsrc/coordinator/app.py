@@ -125,6 +125,7 @@ class Coordinator:
             sweep_interval=self.config.sweep_interval,
             limits=Limits(max_queued=self.config.max_queued),
             on_deposed=self._deposed,
+            holds_lease=self.leadership.holds_lease if self.leadership else None,
         )
         try:
             await service.start()

@@ -173,6 +173,11 @@ class Leadership:
                 self.timing.lease_s,
             )
 
+    def holds_lease(self) -> bool:
+        """Whether the lease is certainly still ours now (checked before every append, so
+        a leader woken from a long pause does not decide on a lapsed lease)."""
+        return bool(self._revision) and asyncio.get_running_loop().time() < self._valid_until
+
     def abdicate(self, reason: str) -> None:
         """End the current term (e.g. a newer epoch showed up); the lease is released."""
         if not self._end_term.is_set():

@@ -104,6 +104,7 @@ class CoordinatorService:
         sweep_interval: float,
         limits: Limits | None = None,
         on_deposed: Callable[[str], None] | None = None,
+        holds_lease: Callable[[], bool] | None = None,
     ) -> None:
         self._nc = nc
         self._store = store
@@ -113,7 +114,10 @@ class CoordinatorService:
         self._sweep_interval = sweep_interval
         self._limits = limits or Limits()
         self._writer = EventWriter(
-            store, runner, origin=Origin(producer=coordinator_id, epoch=epoch)
+            store,
+            runner,
+            origin=Origin(producer=coordinator_id, epoch=epoch),
+            holds_lease=holds_lease,
         )
         self._on_deposed = on_deposed
         self._dirty = asyncio.Event()
