@@ -206,7 +206,10 @@ class Leadership:
         won = first_won
         while not self._closing:
             if won:
-                await self._term()
+                try:
+                    await self._term()
+                except Exception:  # the loop must survive: a standby that stops contesting is lost
+                    log.exception("leadership term failed; contesting again")
             pause, self._pause = self._pause or self.timing.retry_every, 0.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._end_term.wait(), pause)
@@ -226,6 +229,9 @@ class Leadership:
                     return False
         except (StoreError, TimeoutError) as err:
             log.debug("contesting the leader lease: %s", err or "timeout")
+            return False
+        except Exception:
+            log.exception("contesting the leader lease failed unexpectedly")
             return False
         self._revision = revision
         self._valid_until = self.timing.valid_until(sent)
@@ -276,11 +282,14 @@ class Leadership:
             elif ended.done():
                 reason = self._end_reason
         finally:
+            # Stop deciding before anything else is awaited: appends check the deadline,
+            # and step_down halts the service before its own first await.
             self.leading = False
+            self._valid_until = 0.0
             for task in tasks:
                 task.cancel()
-            await asyncio.wait(tasks, timeout=10)
             await self._step_down(reason)
+            await asyncio.wait(tasks, timeout=10)
             if not self._closing:
                 log.error("%s stopped leading: %s; back to standby", self._id, reason)
             if not lost:
