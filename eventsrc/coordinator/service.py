@@ -143,11 +143,11 @@ class CoordinatorService:
                 self._tasks.append(asyncio.create_task(self.close(), name="step-down"))
 
     def _halt(self) -> None:
-        """Stop deciding now, before any await: refuse appends, cancel the loops and the
-        requests in flight."""
+        """Stop deciding now, before any await: refuse appends, cancel the loops. Requests
+        in flight may finish: their writes are refused, so callers hear "retry"."""
         self._deposed = True
         self._writer.revoke()
-        for task in [*self._tasks, *self._requests]:
+        for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
 
