@@ -119,6 +119,14 @@ async def _record_settings(
     await runner.wait_for(await store.append(event, expected_seq=expected))
 
 
+async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass. asyncio.timeout, not wait_for: on 3.11
+    wait_for can swallow a cancellation that arrives as the event is set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, seconds)):
+            await event.wait()
+
+
 Lead = Callable[[], Coroutine[Any, Any, int]]
 StepDown = Callable[[str], Awaitable[None]]
 
@@ -154,6 +162,7 @@ class Leadership:
         self._settled = asyncio.Event()
         self._renew_now = asyncio.Event()
         self._closing = False
+        self._holding = False
         self._pause = 0.0
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -211,8 +220,7 @@ class Leadership:
                 except Exception:  # the loop must survive: a standby that stops contesting is lost
                     log.exception("leadership term failed; contesting again")
             pause, self._pause = self._pause or self.timing.retry_every, 0.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._end_term.wait(), pause)
+            await _wait_at_most(self._end_term, pause)
             if self._closing:
                 return
             won = await self._contest()
@@ -259,6 +267,7 @@ class Leadership:
         """Hold the lease while leading; step down when it is (or may be) lost."""
         self.epoch = 0
         self._renew_now.clear()
+        self._holding = True
         hold = asyncio.create_task(self._hold(), name="leader-lease")
         lead = asyncio.create_task(self._lead(), name="take-the-lead")
         ended = asyncio.create_task(self._end_term.wait(), name="term-end")
@@ -285,6 +294,7 @@ class Leadership:
             # Stop deciding before anything else is awaited: appends check the deadline,
             # and step_down halts the service before its own first await.
             self.leading = False
+            self._holding = False
             self._valid_until = 0.0
             for task in tasks:
                 task.cancel()
@@ -298,13 +308,16 @@ class Leadership:
             self._settled.set()
 
     async def _hold(self) -> str:
-        """Renew until the lease is (or may be) lost; return why."""
+        """Renew until the lease is (or may be) lost or the term ends; return why.
+
+        Checks ``_holding`` besides cancellation: on 3.11 a cancel that meets a NATS
+        reply can be swallowed inside nats-py (its ``wait_for``).
+        """
         loop = asyncio.get_running_loop()
         timing = self.timing
         next_try = loop.time() + timing.renew_every
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._renew_now.wait(), max(0.0, next_try - loop.time()))
+        while self._holding:
+            await _wait_at_most(self._renew_now, next_try - loop.time())
             self._renew_now.clear()
             sent = loop.time()
             budget = min(self._valid_until - sent, timing.renew_every)
@@ -322,8 +335,10 @@ class Leadership:
                 # Never sleep past the deadline: stepping down then must not wait.
                 next_try = min(loop.time() + timing.retry_every, self._valid_until)
                 continue
-            self._valid_until = timing.valid_until(sent)
+            if self._holding:
+                self._valid_until = timing.valid_until(sent)
             next_try = sent + timing.renew_every
+        return "the term ended"
 
     async def _release(self) -> None:
         revision, self._revision = self._revision, 0

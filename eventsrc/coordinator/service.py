@@ -225,9 +225,11 @@ class CoordinatorService:
         await self.close()
 
     async def _control_loop(self) -> None:
-        while True:
+        while not self._deposed:  # not only cancellation: nats-py may swallow one (3.11)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), TICK_S)
+                # asyncio.timeout: 3.11's wait_for can swallow the cancel of a step-down.
+                async with asyncio.timeout(TICK_S):
+                    await self._dirty.wait()
             self._dirty.clear()
             try:
                 await self._reconcile_once()
