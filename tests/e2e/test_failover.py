@@ -264,3 +264,18 @@ async def test_a_frozen_leader_that_wakes_up_after_losing_its_lease_cannot_doubl
     twice = {key: nodes for key, nodes in assigned.items() if len(nodes) != 1}
     assert not twice, f"attempts assigned to more than one node: {twice}"
     assert {task_id for task_id, _ in assigned} == set(burst + after)
+
+
+async def test_a_stopped_leader_hands_over_without_waiting_for_its_lease(bare: E2E) -> None:
+    long_lease = ["--lease-s", "30"]
+    first = bare.start_coordinator(extra=long_lease)
+    first_id, epoch = await leader_of(first)
+    second = bare.start_coordinator(extra=long_lease)
+    assert any("standby:" in line for line in second.stderr_lines)
+
+    stopped = time.monotonic()
+    assert first.signal(signal.SIGTERM) == 0  # releases the lease on the way out
+    second_id, second_epoch = await leader_of(second)
+    took = time.monotonic() - stopped
+    assert second_id != first_id and second_epoch == epoch + 1
+    assert took < 5, f"the hand-over took {took:.1f} s of a 30 s lease"
