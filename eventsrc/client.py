@@ -34,8 +34,13 @@ from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resol
 from eventsrc.store.getreads import event_store
 from eventsrc.writer import Decide
 
-REPLY_MARGIN_S = 5.0
+REPLY_MARGIN_S = 2.0
 """How much longer than a run/wait request's own wait its reply may take."""
+WAIT_FIRST_S = 2.0
+"""The first wait request's wait: a frozen coordinator costs no more before the stream
+is followed instead."""
+WAIT_CHUNK_S = 20.0
+"""The longest one run/wait request is held open; a longer wait asks again."""
 
 _ROUTES: dict[type[Command], str] = {
     RegisterSkill: "register_skill",
@@ -142,17 +147,23 @@ class Cluster:
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
-            wait_s=min(max(timeout, 0.0), api.MAX_WAIT_S),
+            wait_s=min(max(timeout, 0.0), WAIT_CHUNK_S),
         )
-        try:
-            reply = await self.api.call("run", command, timeout=timeout + REPLY_MARGIN_S)
-        except RequestTimeoutError:
-            # No answer in time (e.g. the leader changed meanwhile): the stream knows.
-            return await self.get(command.task_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while True:
+            try:
+                reply = await self.api.call("run", command, timeout=command.wait_s + REPLY_MARGIN_S)
+                break
+            except RequestTimeoutError:
+                # No answer (a coordinator frozen or failing over): the same request
+                # again is safe, resubmitting is idempotent; another may answer.
+                if loop.time() >= deadline:
+                    return await self.get(command.task_id)
         info = TaskInfo.model_validate(reply)
-        if info.terminal or timeout <= api.MAX_WAIT_S:
+        if info.terminal or loop.time() >= deadline:
             return info
-        return await self.wait(command.task_id, timeout - api.MAX_WAIT_S)
+        return await self.wait(command.task_id, deadline - loop.time())
 
     async def get(self, task_id: str) -> TaskInfo:
         """A task's current state, read from its events (no coordinator needed)."""
@@ -164,17 +175,23 @@ class Cluster:
     async def wait(self, task_id: str, timeout: float = 60.0) -> TaskInfo:
         """Wait until the task ends or ``timeout`` passes; returns its last state.
 
-        The coordinator answers when the task ends; with no coordinator reachable, the
-        task's events are followed straight from the stream.
+        The coordinator answers when the task ends (asked again every ``WAIT_CHUNK_S``;
+        the first request is short, ``WAIT_FIRST_S``). When no coordinator answers (none
+        reachable, or one frozen or failing over), the task's events are followed
+        straight from the stream for the time left.
         """
         task_id = validate_token(task_id, what="task id")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        chunk = WAIT_FIRST_S
         while True:
             left = max(0.0, deadline - loop.time())
-            command = api.WaitTask(task_id=task_id, wait_s=min(left, api.MAX_WAIT_S))
+            command = api.WaitTask(task_id=task_id, wait_s=min(left, chunk))
+            chunk = WAIT_CHUNK_S
             try:
-                reply = await self.api.call("wait", command, timeout=left + REPLY_MARGIN_S)
+                reply = await self.api.call(
+                    "wait", command, timeout=command.wait_s + REPLY_MARGIN_S
+                )
             except (ServerUnavailableError, NotPermittedError):
                 return await self._follow(task_id, max(0.0, deadline - loop.time()))
             info = TaskInfo.model_validate(reply)

@@ -45,6 +45,9 @@ class CoordinatorConfig(CommonConfig):
     )
     stale_after: float = Field(default=15.0, gt=0, description="seconds without heartbeat")
     sweep_interval: float = Field(default=5.0, gt=0)
+    lease_s: float = Field(
+        default=6.0, ge=1.0, le=300.0, description="leader lease (KV TTL); renewed every third"
+    )
     local_node: bool | None = Field(
         default=None, description="run a node in-process; default: only with embedded server"
     )

@@ -19,6 +19,7 @@ print ``str(err)`` and exit without a traceback.
     │   └── ServerUnavailableError no NATS server answers at the given URL
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
     ├── NotLeaderError            this coordinator was deposed by a newer leader epoch
+    │   └── LeaseLostError        the leader lease expired or another coordinator holds it
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
     ├── NotPermittedError         NATS refused a subject to these credentials (secure mode)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
@@ -139,3 +140,7 @@ class NotPermittedError(EventsrcError):
 
 class NotLeaderError(EventsrcError):
     """A newer coordinator leads; this one must not decide anything any more."""
+
+
+class LeaseLostError(NotLeaderError):
+    """The leader lease in JetStream KV is no longer ours (expired, taken or deleted)."""

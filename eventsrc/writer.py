@@ -62,11 +62,18 @@ class EventWriter:
         *,
         origin: Origin | None = None,
         clock: Callable[[], datetime] = utc_now,
+        holds_lease: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.runner = runner
         self.origin = origin or Origin()
         self.clock = clock
+        self._revoked = False
+        self._holds_lease = holds_lease
+
+    def revoke(self) -> None:
+        """Refuse every further decision and append (the leader lease was lost)."""
+        self._revoked = True
 
     async def execute(
         self, decide: Decide, command: Command, *, reservations: Reservations | None = None
@@ -106,7 +113,13 @@ class EventWriter:
         )
 
     def check_leading(self, epoch: int) -> None:
-        """Refuse to decide once the state shows a newer leader than our origin's epoch."""
+        """Refuse to decide once revoked or past the lease, or once the state shows a newer
+        leader than our origin's epoch."""
+        if self._revoked or (self._holds_lease is not None and not self._holds_lease()):
+            raise NotLeaderError(
+                f"{self.origin.producer} no longer holds the leader lease; retry: the "
+                f"current leader answers"
+            )
         if self.origin.epoch is not None and epoch > self.origin.epoch:
             raise NotLeaderError(
                 f"{self.origin.producer} was deposed (leader epoch {epoch} > "
@@ -117,6 +130,7 @@ class EventWriter:
         """Append in order; each aggregate's expectation moves with our own appends."""
         last = 0
         for event in events:
+            self.check_leading(0)
             aggregate = event.aggregate_subject
             try:
                 last = await self.store.append(event, expected_seq=expected.get(aggregate, 0))

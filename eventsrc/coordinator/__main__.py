@@ -25,6 +25,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--replicas", type=int, help="stream replicas on a JetStream cluster (default 1; 3 for R3)"
     )
+    parser.add_argument(
+        "--lease-s", type=float, help="leader lease in seconds, for several coordinators"
+    )
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument(
@@ -55,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "stale_after": args.stale_after,
                 "sweep_interval": args.sweep_interval,
                 "replicas": args.replicas,
+                "lease_s": args.lease_s,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "embedded_port": args.embedded_port,
                 "local_node": args.local_node,
@@ -65,8 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop = stop_event_on_signals()
         async with Coordinator(config) as coordinator:
             where = "embedded nats-server" if coordinator.embedded else "NATS"
+            role = "leader" if coordinator.leading else "standby"
             print(
-                f"eventsrc coordinator ready, {where} at {','.join(coordinator.servers)}",
+                f"eventsrc coordinator ready ({role}), {where} at {','.join(coordinator.servers)}",
                 flush=True,
             )
             if coordinator.local_node is not None:

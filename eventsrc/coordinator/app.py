@@ -1,10 +1,11 @@
 """The coordinator process: embedded server (when no URL is given), streams, projection,
-the leading service; started and stopped in order."""
+leadership (the KV lease) and, while leading, the service; started and stopped in order."""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -13,6 +14,7 @@ from nats.aio.client import Client
 
 from eventsrc.commands.tasks import Limits
 from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
+from eventsrc.coordinator.leadership import Leadership, elect
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover, node_id_of
@@ -20,6 +22,7 @@ from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
+from eventsrc.store.lease import KvLease
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore
 
@@ -52,14 +55,23 @@ class Coordinator:
         self._nc: Client | None = None
         self._store: JetStreamEventStore | None = None
         self.runner: ProjectionRunner | None = None
+        self.leadership: Leadership | None = None
         self.service: CoordinatorService | None = None
         self.local_node: NodeAgent | None = None
-        self.coordinator_id = f"coordinator-{socket.gethostname()}-{os.getpid()}"
+        # Unique per instance (the lease tells holders apart by it): containers often
+        # share host names and pids.
+        suffix = secrets.token_hex(3)
+        self.coordinator_id = f"coordinator-{socket.gethostname()}-{os.getpid()}-{suffix}"
 
     @property
     def embedded(self) -> bool:
         """True when this coordinator started (and owns) the nats-server."""
         return self.server is not None
+
+    @property
+    def leading(self) -> bool:
+        """True while this coordinator holds the lease and serves the command API."""
+        return self.service is not None
 
     @property
     def store(self) -> JetStreamEventStore:
@@ -78,7 +90,7 @@ class Coordinator:
             self.servers = (self.server.url,)
         options = nats_options(self.config, self.servers, "eventsrc-coordinator")
         self._nc = await connect_nats(options, long_running=True)
-        self._stack.push_async_callback(self._nc.close)
+        self._stack.push_async_callback(self._close_nats)
         self._store = JetStreamEventStore(self._nc, settings=stream_settings(self.config))
         await self._store.ensure_streams()
         self.runner = ProjectionRunner(
@@ -89,11 +101,31 @@ class Coordinator:
         )
         await self._stack.enter_async_context(self.runner)
         self._stack.push_async_callback(self._final_snapshot)
-        self.service = CoordinatorService(
+        lease = KvLease(self._store.js, lease_s=self.config.lease_s, replicas=self.config.replicas)
+        self.leadership = Leadership(
+            lease, coordinator_id=self.coordinator_id, lead=self._lead, step_down=self._step_down
+        )
+        await self._stack.enter_async_context(self.leadership)
+        if self.config.local_node if self.config.local_node is not None else self.embedded:
+            await self._start_local_node()
+        return ",".join(self.servers)
+
+    async def _lead(self) -> int:
+        """The lease is ours: elect the next epoch and serve; returns the epoch."""
+        assert self._nc is not None and self.runner is not None
+        settings = {
+            "stale_after_s": self.config.stale_after,
+            "sweep_interval_s": self.config.sweep_interval,
+        }
+        epoch = await elect(
+            self.store, self.runner, coordinator_id=self.coordinator_id, settings=settings
+        )
+        service = CoordinatorService(
             self._nc,
-            self._store,
+            self.store,
             self.runner,
             coordinator_id=self.coordinator_id,
+            epoch=epoch,
             stale_after=self.config.stale_after,
             sweep_interval=self.config.sweep_interval,
             limits=Limits(
@@ -102,11 +134,35 @@ class Coordinator:
                     self.config.max_payload_bytes, self._nc.max_payload - ENVELOPE_ROOM
                 ),
             ),
+            on_deposed=self._deposed,
+            holds_lease=self.leadership.holds_lease if self.leadership else None,
         )
-        await self._stack.enter_async_context(self.service)
-        if self.config.local_node if self.config.local_node is not None else self.embedded:
-            await self._start_local_node()
-        return ",".join(self.servers)
+        try:
+            await service.start()
+        except BaseException:
+            await service.close()
+            raise
+        self.service = service
+        return epoch
+
+    def _deposed(self, reason: str) -> None:
+        if self.leadership is not None:
+            self.leadership.abdicate(reason)
+
+    async def _step_down(self, reason: str) -> None:
+        service, self.service = self.service, None
+        if service is not None:
+            await service.close()  # stops deciding before its first await
+
+    async def _close_nats(self) -> None:
+        if self._nc is None:
+            return
+        try:
+            await self._nc.close()
+        except OSError as err:
+            # nats-py flushes what it buffered while disconnected and fails if the
+            # server is gone; nothing is left to do for a connection we are dropping.
+            log.warning("NATS connection closed uncleanly: %s", err)
 
     async def _start_local_node(self) -> None:
         """A cluster of one: a node in this process with built-in python and ./skills."""

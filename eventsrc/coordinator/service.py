@@ -1,5 +1,8 @@
 """The leading coordinator: the command API, the control loop, the stale sweep.
 
+One instance per leader term (``leadership`` elects and decides when it ends); it
+decides with its term's epoch and stops deciding at once when closed or deposed.
+
 - API: a NATS micro service (``$SRV.PING/INFO/STATS`` work with standard tooling);
   handlers validate, run a pure decide function, append, and reply after the local
   projection applied the result.
@@ -54,17 +57,12 @@ from eventsrc.commands.views import (
 from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError
-from eventsrc.events import (
-    CURRENT_SCHEMA_VERSIONS,
-    ClusterSettingsChanged,
-    LeaderElected,
-    new_event_id,
-)
+from eventsrc.events import CURRENT_SCHEMA_VERSIONS
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore
-from eventsrc.writer import EventWriter, utc_now
+from eventsrc.writer import EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +90,12 @@ class CoordinatorService:
         runner: ProjectionRunner,
         *,
         coordinator_id: str,
+        epoch: int,
         stale_after: float,
         sweep_interval: float,
         limits: Limits | None = None,
+        on_deposed: Callable[[str], None] | None = None,
+        holds_lease: Callable[[], bool] | None = None,
     ) -> None:
         self._nc = nc
         self._store = store
@@ -103,8 +104,14 @@ class CoordinatorService:
         self._stale_after = stale_after
         self._sweep_interval = sweep_interval
         self._limits = limits or Limits()
-        self._writer = EventWriter(store, runner, origin=Origin(producer=coordinator_id))
+        self._writer = EventWriter(
+            store,
+            runner,
+            origin=Origin(producer=coordinator_id, epoch=epoch),
+            holds_lease=holds_lease,
+        )
         self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
+        self._on_deposed = on_deposed
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._service: Service | None = None
@@ -114,7 +121,7 @@ class CoordinatorService:
         self._waiting = asyncio.Semaphore(MAX_WAITING_REQUESTS)
         self._requests: set[asyncio.Task[None]] = set()
         self._deposed = False
-        self.epoch = 0
+        self.epoch = epoch
 
     def mark_dirty(self, state: ClusterState | None = None) -> None:
         """Called after every applied batch: the control loop should look again, and
@@ -122,24 +129,27 @@ class CoordinatorService:
         self._dirty.set()
         if state is not None:
             self._desk.on_applied(state)
-        if self.epoch and self._runner.state.epoch > self.epoch and not self._deposed:
+        if self._runner.state.epoch > self.epoch and not self._deposed:
             # A newer leader's LeaderElected was applied: stop deciding at once.
-            self._deposed = True
-            log.error(
-                "deposed by leader epoch %d; this coordinator stops serving",
-                self._runner.state.epoch,
-            )
-            self._tasks.append(asyncio.create_task(self._step_down(), name="step-down"))
+            reason = f"deposed by leader epoch {self._runner.state.epoch}"
+            self._halt()
+            if self._on_deposed is not None:
+                self._on_deposed(reason)
+            else:
+                log.error("%s; this coordinator stops serving", reason)
+                self._tasks.append(asyncio.create_task(self.close(), name="step-down"))
 
-    async def _step_down(self) -> None:
-        if self._service is not None:
-            service, self._service = self._service, None
-            with contextlib.suppress(Exception):
-                await service.stop()
+    def _halt(self) -> None:
+        """Stop deciding now, before any await: refuse appends, cancel the loops. Requests
+        in flight may finish: their writes are refused, so callers hear "retry"."""
+        self._deposed = True
+        self._writer.revoke()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
 
     async def start(self) -> None:
-        """Take the lead (new epoch), serve the API, start the loops."""
-        await self._elect()
+        """Serve the API and start the loops; the caller elected ``epoch`` already."""
         self._service = await add_service(
             self._nc,
             name=api.SERVICE_NAME,
@@ -196,13 +206,14 @@ class CoordinatorService:
         return spawn
 
     async def close(self) -> None:
-        """Stop serving and looping; idempotent."""
+        """Stop deciding at once, then stop serving; idempotent."""
+        self._halt()
         if self._service is not None:
             service, self._service = self._service, None
             with contextlib.suppress(Exception):
                 await service.stop()
         tasks, self._tasks = self._tasks, []
-        tasks += list(self._requests)
+        tasks = [t for t in [*tasks, *self._requests] if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -215,45 +226,16 @@ class CoordinatorService:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _elect(self) -> None:
-        async with self._runner.reading() as state:
-            epoch = state.epoch + 1
-            expected = state.aggregate_seq.get("evt.cluster", 0)
-        event = LeaderElected(
-            event_id=new_event_id(),
-            time=utc_now(),
-            producer=self._id,
-            epoch=epoch,
-            coordinator_id=self._id,
-        )
-        seq = await self._store.append(event, expected_seq=expected)
-        await self._runner.wait_for(seq)
-        self.epoch = epoch
-        self._writer.origin = Origin(producer=self._id, epoch=epoch)
-        log.info("%s leads from epoch %d", self._id, epoch)
-        await self._record_settings()
-
-    async def _record_settings(self) -> None:
-        """Put the liveness settings in the history, so replays (what-if) know them."""
-        settings = {"stale_after_s": self._stale_after, "sweep_interval_s": self._sweep_interval}
-        async with self._runner.reading() as state:
-            if all(state.settings.get(key) == value for key, value in settings.items()):
-                return
-            expected = state.aggregate_seq.get("evt.cluster", 0)
-        event = ClusterSettingsChanged(
-            **self._writer.origin.envelope(now=utc_now(), new_id=new_event_id),
-            settings=settings,
-        )
-        await self._runner.wait_for(await self._store.append(event, expected_seq=expected))
-
     async def _control_loop(self) -> None:
         # Waiting tasks are looked at after every applied batch; the full pass (run and
         # queue deadlines, tasks of lost nodes) runs on the tick.
         loop = asyncio.get_running_loop()
         next_full = loop.time()
-        while True:
+        while not self._deposed:  # not only cancellation: nats-py may swallow one (3.11)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), max(0.0, next_full - loop.time()))
+                # asyncio.timeout: 3.11's wait_for can swallow the cancel of a step-down.
+                async with asyncio.timeout(max(0.0, next_full - loop.time())):
+                    await self._dirty.wait()
             self._dirty.clear()
             full = loop.time() >= next_full
             if full:

@@ -1,4 +1,5 @@
-"""Leader epochs, capacity under concurrent submits, rejoining, an aged-out stream."""
+"""Leadership (lease and epochs) in process, capacity under concurrent submits, rejoining,
+an aged-out stream."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import pytest
 import eventsrc
 from eventsrc.config import CoordinatorConfig
 from eventsrc.coordinator.app import Coordinator
+from eventsrc.errors import ServerUnavailableError
+from eventsrc.events import LeaderElected
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings
+from eventsrc.store.lease import LEADER_BUCKET, LEADER_KEY, encode_holder
 from tests.conftest import MakeServer
 from tests.factories import envelope
 from tests.waiting import until
@@ -41,26 +45,135 @@ async def start_node(url: str, node_id: str, **options: Any) -> tuple[Any, NodeA
     return nc, agent
 
 
-async def test_an_older_coordinator_steps_down_and_the_new_one_serves(
+LEASE_S = 1.0
+
+
+def lease_config(url: str) -> CoordinatorConfig:
+    return CoordinatorConfig(nats_url=url, stale_after=30, sweep_interval=5, lease_s=LEASE_S)
+
+
+async def run_work(url: str, count: int) -> list[str]:
+    """Submit ``count`` tasks through whichever coordinator leads; their end states."""
+    async with eventsrc.connect(url, project=False) as cluster:
+        infos = [await cluster.submit(["search"], task_type="work") for _ in range(count)]
+        return [(await cluster.wait(info.task_id, 20)).state for info in infos]
+
+
+async def api_status(url: str) -> Any:
+    async with eventsrc.connect(url, project=False) as cluster:
+        return await cluster.api.call("status", timeout=2)
+
+
+async def test_a_second_coordinator_stands_by_and_takes_over_when_the_first_stops(
     make_server: MakeServer,
 ) -> None:
     server = make_server()
     assert server.url is not None
-    config = CoordinatorConfig(nats_url=server.url, stale_after=30, sweep_interval=5)
-    async with Coordinator(config) as first:
-        assert first.service is not None
-        async with Coordinator(config) as second:
-            assert second.service is not None and second.service.epoch == first.service.epoch + 1
-            await until(lambda: first.service is not None and first.service._deposed)
-            nc, agent = await start_node(server.url, "n1")
-            try:
-                async with eventsrc.connect(server.url, project=False) as cluster:
-                    infos = [await cluster.submit(["search"], task_type="work") for _ in range(8)]
-                    done = [await cluster.wait(info.task_id, 20) for info in infos]
-                assert [d.state for d in done] == ["succeeded"] * 8
-            finally:
-                await agent.close(leave=True)
-                await nc.close()
+    first = Coordinator(lease_config(server.url))
+    second = Coordinator(lease_config(server.url))
+    await first.start()
+    await second.start()
+    nc, agent = await start_node(server.url, "n1")
+    try:
+        assert first.leading and first.service is not None
+        assert not second.leading and second.service is None
+        assert second.leadership is not None and second.leadership.holder is not None
+        assert second.leadership.holder.coordinator_id == first.coordinator_id
+        assert (await api_status(server.url))["leader"] == first.coordinator_id
+        epoch = first.service.epoch
+        # The standby's projection follows the stream (warm): it sees the leader's work.
+        assert await run_work(server.url, 3) == ["succeeded"] * 3
+        await until(lambda: len(second.runner.state.tasks) == 3 if second.runner else False)
+
+        await first.close()  # a clean stop releases the lease: no need to wait for the TTL
+        await until(lambda: second.leading, "the standby to lead", timeout=LEASE_S + 10)
+        assert second.service is not None and second.service.epoch == epoch + 1
+        assert (await api_status(server.url))["leader"] == second.coordinator_id
+        assert await run_work(server.url, 3) == ["succeeded"] * 3
+    finally:
+        await agent.close(leave=True)
+        await nc.close()
+        await second.close()
+        await first.close()
+
+
+async def test_a_leader_deposed_by_a_newer_epoch_steps_down_and_contests_again(
+    make_server: MakeServer,
+) -> None:
+    server = make_server()
+    assert server.url is not None
+    async with Coordinator(lease_config(server.url)) as coordinator:
+        service = coordinator.service
+        assert service is not None and coordinator.runner is not None
+        async with coordinator.runner.reading() as state:
+            expected = state.aggregate_seq["evt.cluster"]
+        # A writer that ignores the lease (an old version, a hand-made event).
+        rogue = LeaderElected(**envelope("rogue"), epoch=service.epoch + 1, coordinator_id="rogue")
+        await coordinator.store.append(rogue, expected_seq=expected)
+
+        await until(lambda: service._deposed, "the leader to stop deciding")
+        # It gave the lease up, contested again and leads from the epoch after the rogue's.
+        await until(
+            lambda: (
+                coordinator.service is not None and coordinator.service.epoch == service.epoch + 2
+            ),
+            "a new term",
+        )
+        assert coordinator.service is not service
+
+
+async def test_a_leader_that_loses_its_lease_stops_serving_at_once(
+    make_server: MakeServer,
+) -> None:
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        async with Coordinator(lease_config(server.url)) as coordinator:
+            service = coordinator.service
+            assert service is not None
+            kv = await nc.jetstream().key_value(LEADER_BUCKET)
+            await kv.purge(LEADER_KEY)
+            await kv.create(LEADER_KEY, encode_holder("intruder", 0))
+            lost = asyncio.get_running_loop().time()
+
+            # The next renewal (every lease/3) is refused: it stops deciding and serving.
+            await until(lambda: not coordinator.leading, "the leader to step down", timeout=5)
+            assert asyncio.get_running_loop().time() - lost < LEASE_S
+            assert service._deposed
+            with pytest.raises(ServerUnavailableError):
+                await api_status(server.url)  # a standby does not answer the API
+
+            # The intruder does not renew: its lease runs out and the coordinator leads again.
+            await until(lambda: coordinator.leading, "the lease to come back", timeout=10)
+            assert coordinator.service is not None
+            assert coordinator.service.epoch == service.epoch + 1
+            assert (await api_status(server.url))["leader"] == coordinator.coordinator_id
+    finally:
+        await nc.close()
+
+
+async def test_a_leader_cut_off_from_nats_steps_down_and_leads_again_after(
+    make_server: MakeServer,
+) -> None:
+    server = make_server()
+    assert server.url is not None and server.port is not None
+    async with Coordinator(lease_config(server.url)) as coordinator:
+        service = coordinator.service
+        assert service is not None
+        server.stop()
+        stopped = asyncio.get_running_loop().time()
+        await until(lambda: not coordinator.leading, "the leader to step down", timeout=10)
+        # Its last renewal was sent before the server stopped, so it stopped deciding
+        # before its lease could have run out on the server.
+        assert asyncio.get_running_loop().time() - stopped < LEASE_S
+        assert service._deposed
+
+        make_server(server.data_dir, port=server.port)
+        # Behaviour, not speed: the projection's consumer has to come back first.
+        await until(lambda: coordinator.leading, "leading again after NATS is back", timeout=60)
+        assert coordinator.service is not None
+        assert coordinator.service.epoch > service.epoch
 
 
 async def test_concurrent_submits_never_overcommit_a_node(coordinator_url: str) -> None:
@@ -134,4 +247,4 @@ async def test_a_projection_starts_on_a_stream_whose_events_aged_out(
 
 @pytest.fixture(autouse=True)
 def _quiet_deposed_logs(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("CRITICAL", logger="eventsrc.coordinator.service")
+    caplog.set_level("CRITICAL", logger="eventsrc.coordinator")

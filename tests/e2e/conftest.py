@@ -139,7 +139,7 @@ class E2E:
         self.nodes: dict[str, Program] = {}
         self._strays: list[psutil.Process] = []
 
-    def start_coordinator(self) -> Program:
+    def start_coordinator(self, *, extra: Sequence[str] = ()) -> Program:
         """A coordinator process on this server; returns once it says it is ready."""
         args = [
             "-m",
@@ -150,6 +150,7 @@ class E2E:
             STALE_AFTER_S,
             "--sweep-interval",
             SWEEP_INTERVAL_S,
+            *extra,
         ]
         child = self._stack.enter_context(program(args, cwd=self.workdir, env=CLEAN_ENV))
         child.wait_for_line("ready", timeout=DEADLINE_S)
