@@ -29,12 +29,13 @@ async def test_the_compose_topology_runs_tasks_on_r3_streams(
         second = topology.start_coordinator("coordinator-2")
         await topology.start_nodes(NODES)
 
-        # Today the later coordinator takes the next epoch and the first one steps down.
+        # The first coordinator holds the lease; the second one follows as a standby.
         status = (await topology.cli("status", "--json")).json
-        assert status["epoch"] == 2, status
-        assert status["leader"].endswith(f"-{second.proc.pid}"), status
+        assert status["epoch"] == 1, status
+        assert f"-{first.proc.pid}-" in status["leader"], status
         assert status["nodes"] == {"alive": 3}, status
-        assert first.proc.poll() is None, "the deposed coordinator must stay up as a standby"
+        assert any("standby" in line for line in second.stderr_lines), second.stderr_lines
+        assert second.proc.poll() is None, "the standby stays up, ready to take over"
 
         async with eventsrc.connect(topology.urls, project=False) as cluster:
             submitted = await asyncio.gather(

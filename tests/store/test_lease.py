@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -58,7 +59,8 @@ async def test_an_unrenewed_lease_expires_and_the_old_holder_cannot_renew(nc: Cl
     taken = None
     deadline = sent + LEASE_S + 5
     while taken is None and time.monotonic() < deadline:
-        taken = await second.acquire(encode_holder("c2", 0))
+        with contextlib.suppress(StoreError):  # a slow answer on a loaded machine: ask again
+            taken = await second.acquire(encode_holder("c2", 0))
         if taken is None:
             await asyncio.sleep(0.02)
     assert taken is not None, "the lease never expired"
