@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,17 +21,10 @@ from eventsrc.errors import (
     StoreError,
 )
 from eventsrc.events import (
-    TaskAssigned,
-    TaskCancelled,
-    TaskFailed,
-    TaskRejected,
-    TaskRequeued,
     TaskSubmitted,
-    TaskSucceeded,
-    TaskTimedOut,
 )
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
-from tests.deploy.topology import REPLICAS, Topology
+from tests.deploy.topology import REPLICAS, Topology, check_one_end
 from tests.e2e.conftest import TERMINAL, poll, task_events, wait_state
 from tests.nats_cluster import NatsCluster
 
@@ -45,7 +37,6 @@ SUBMIT_DEADLINE_S = 40.0
 # or may not be stored, which the resubmission with the same id sorts out.
 RETRYABLE = (ServerUnavailableError, NotLeaderError, NotCaughtUpError, StoreError)
 NODES = ("node-1", "node-2", "node-3")
-TaskResult = TaskSucceeded | TaskFailed
 
 
 # ~15-30 s: the election takes 4-9 s; nodes keep retrying a result for 20 s before
@@ -110,7 +101,7 @@ async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
                 assert task.state == "succeeded", task
                 assert task.result["words"] == int(task_id.removeprefix("load-")), task
                 events = [r.event for r in await task_events(client, task_id)]
-                late += _check_one_end(task_id, task.attempts, events)
+                late += check_one_end(task_id, task.attempts, events)
         ended_in = time.monotonic() - started
         print(
             f"\nkilled nats-{victim} (events stream leader) at {killed_at:.1f} s, after "
@@ -139,24 +130,3 @@ async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
             return True
 
         await poll(replicas_current, "three current replicas after the restart")
-
-
-def _check_one_end(task_id: str, attempts: int, events: Sequence[object]) -> int:
-    """Assert one terminal event decides the task; return the late results of earlier
-    attempts (a requeued attempt that finished anyway: at-least-once, kept for audit)."""
-    assigned = Counter(e.attempt for e in events if isinstance(e, TaskAssigned))
-    assert set(assigned.values()) == {1}, (task_id, "an attempt assigned twice", assigned)
-    late = [e for e in events if isinstance(e, TaskResult) and e.attempt != attempts]
-    requeued = {e.attempt for e in events if isinstance(e, TaskRequeued)}
-    assert {e.attempt for e in late} <= requeued, (task_id, "a result of a live attempt", late)
-    ends = [e for e in events if _ends(e, events) and e not in late]
-    assert len(ends) == 1, (task_id, [type(e).__name__ for e in events])
-    return len(late)
-
-
-def _ends(event: object, events: Sequence[object]) -> bool:
-    """A terminal event: any result but a retryable failure with attempts left."""
-    if isinstance(event, TaskFailed):
-        spec = next(e.spec for e in events if isinstance(e, TaskSubmitted))
-        return not event.retryable or event.attempt >= spec.max_attempts
-    return isinstance(event, TaskSucceeded | TaskTimedOut | TaskCancelled | TaskRejected)

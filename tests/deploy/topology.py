@@ -8,6 +8,7 @@ heartbeat every 0.5 s, a node expires after 2 s of silence, sweeps every 0.5 s.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from nats.js.api import StreamInfo
 
 import eventsrc
+from eventsrc.events import TaskAssigned, TaskFailed, TaskRequeued, TaskSucceeded
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from tests.e2e.conftest import (
     CLEAN_ENV,
@@ -25,6 +27,7 @@ from tests.e2e.conftest import (
     SWEEP_INTERVAL_S,
     CliResult,
     descendants,
+    ends_task,
     kill_all,
     poll,
     run_cli,
@@ -35,6 +38,7 @@ from tests.processes import Program, program
 EXAMPLE_SKILLS = REPO / "examples" / "skills"
 RUNNABLE_EXAMPLES = ("json-transform", "local-weather", "sha256", "word-count")
 REPLICAS = 3
+TaskResult = TaskSucceeded | TaskFailed
 
 
 class Topology:
@@ -48,13 +52,19 @@ class Topology:
         self.coordinators: dict[str, Program] = {}
         self.nodes: dict[str, Program] = {}
 
-    def start_coordinator(self, name: str) -> Program:
+    def start_coordinator(self, name: str, *, extra: Sequence[str] = ()) -> Program:
         """``python -m eventsrc.coordinator --nats-url a,b,c --replicas 3``, once ready."""
+        child = self.spawn_coordinator(name, extra=extra)
+        child.wait_for_line("ready", timeout=DEADLINE_S)
+        return child
+
+    def spawn_coordinator(self, name: str, *, extra: Sequence[str] = ()) -> Program:
+        """Start a coordinator without waiting for it (it leads or stands by)."""
         args = ["-m", "eventsrc.coordinator", "--nats-url", self.urls]
         args += ["--replicas", str(REPLICAS), "--stale-after", STALE_AFTER_S]
         args += ["--sweep-interval", SWEEP_INTERVAL_S, "--data-dir", str(self.workdir / name)]
+        args += list(extra)
         child = self._stack.enter_context(program(args, cwd=self.workdir, env=CLEAN_ENV))
-        child.wait_for_line("ready", timeout=DEADLINE_S)
         self.coordinators[name] = child
         return child
 
@@ -106,3 +116,16 @@ class Topology:
         async with eventsrc.connect(self.urls, project=False) as cluster:
             js = cluster.store.js
             return {name: await js.stream_info(name) for name in (EVENTS_STREAM, HEARTBEATS_STREAM)}
+
+
+def check_one_end(task_id: str, attempts: int, events: Sequence[object]) -> int:
+    """Assert one terminal event decides the task; return the late results of earlier
+    attempts (a requeued attempt that finished anyway: at-least-once, kept for audit)."""
+    assigned = Counter(e.attempt for e in events if isinstance(e, TaskAssigned))
+    assert set(assigned.values()) == {1}, (task_id, "an attempt assigned twice", assigned)
+    late = [e for e in events if isinstance(e, TaskResult) and e.attempt != attempts]
+    requeued = {e.attempt for e in events if isinstance(e, TaskRequeued)}
+    assert {e.attempt for e in late} <= requeued, (task_id, "a result of a live attempt", late)
+    ends = [e for e in events if ends_task(e, events) and e not in late]
+    assert len(ends) == 1, (task_id, [type(e).__name__ for e in events])
+    return len(late)
