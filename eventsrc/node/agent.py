@@ -404,8 +404,13 @@ class NodeAgent:
                 await recording[0]  # stored before the result, whatever happens next
             elapsed = (time.perf_counter() - started) * 1000
             await self._results.report(event, outcome, elapsed)
-            await msg.ack()
+            # Stored: never run this attempt again, even if the ack is lost (a server
+            # restart can also redeliver what was acked just before it).
             self._remember_done(key)
+            try:
+                await msg.ack()
+            except nats.errors.Error as err:
+                log.info("task %s attempt %d: ack not sent (%s); stored anyway", *key, err)
         finally:
             self._executing -= 1
             timer.cancel()

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from eventsrc.errors import PayloadTooLargeError, ServerUnavailableError
+from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
 from eventsrc.node.executors import ExecutionResult, Executor
 from eventsrc.node.pyskills import CallableExecutor
@@ -117,6 +117,8 @@ class ResultWriter:
             try:
                 await self._append(event)
                 return
+            except DuplicateEventError:
+                return  # an earlier try was stored, its ack lost: stored once, as wanted
             except ServerUnavailableError as err:
                 if loop.time() + delay > give_up:
                     raise

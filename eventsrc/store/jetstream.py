@@ -2,8 +2,9 @@
 
 Appends use ``Nats-Msg-Id`` (= event id) for dedup and, for optimistic concurrency,
 ``Nats-Expected-Last-Subject-Sequence`` with ``...-Subject`` set to the aggregate's
-subject filter (``evt.task.<id>.>``). Reads use ordered push consumers, the fastest way
-nats-py has to replay a stream.
+subject filter (``evt.task.<id>.>``). Reads go through ordered pull consumers
+(``OrderedPull``): as fast as nats-py's ordered push consumer, with what is in flight
+bounded by what was asked for.
 
 Note: the server checks the expected sequence before dedup, so a *retried* conditional
 append whose first try was stored fails with ConcurrencyError, not DuplicateEventError;
