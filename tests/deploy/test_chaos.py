@@ -24,6 +24,7 @@ from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from tests.deploy.topology import Topology, check_one_end
 from tests.e2e.conftest import TERMINAL, poll, task_events, wait_state
 from tests.nats_cluster import NatsCluster
+from tests.processes import Program
 
 TASKS = 80
 PACE_S = 0.12
@@ -51,13 +52,15 @@ async def test_every_task_ends_once_through_leader_node_and_server_kills(
                 return None  # between leaders
             return str(leader) if leader else None
 
+        async def live_leader() -> tuple[str, Program] | None:
+            leader = await current_leader()
+            for name, child in topology.coordinators.items():
+                if leader and child.proc.poll() is None and f"-{child.proc.pid}-" in leader:
+                    return name, child
+            return None  # between leaders, or the answer named one just killed
+
         async def kill_leader() -> None:
-            leader: str = await poll(current_leader, "a leader to kill")
-            name, child = next(
-                (name, child)
-                for name, child in topology.coordinators.items()
-                if child.proc.poll() is None and f"-{child.proc.pid}-" in leader
-            )
+            name, child = await poll(live_leader, "a live leader to kill")
             child.proc.kill()
             topology.spawn_coordinator(f"coordinator-{next(replacements)}", extra=LEASE)
             log.append(f"{time.monotonic() - started:5.1f} s  kill -9 leader {name}")
@@ -86,6 +89,12 @@ async def test_every_task_ends_once_through_leader_node_and_server_kills(
             48: kill_leader,
             64: kill_leader,
         }
+        faults = asyncio.Lock()
+
+        async def one_at_a_time(action: Callable[[], Awaitable[None]]) -> None:
+            async with faults:  # a fault lands once the previous one is done
+                await action()
+
         accepted: set[str] = set()
         retries: Counter[str] = Counter()
         pending: list[asyncio.Task[None]] = []
@@ -103,7 +112,7 @@ async def test_every_task_ends_once_through_leader_node_and_server_kills(
                     assert time.monotonic() < deadline, f"{task_id} never accepted: {err}"
                     await asyncio.sleep(0.2)
             if (action := chaos.pop(len(accepted), None)) is not None:
-                pending.append(asyncio.create_task(action()))
+                pending.append(asyncio.create_task(one_at_a_time(action)))
 
         async with asyncio.TaskGroup() as group:
             for i in range(TASKS):
