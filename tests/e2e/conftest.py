@@ -306,11 +306,13 @@ async def each_task_ends_once(cluster: Cluster, *, timeout: float = DEADLINE_S) 
         task = await wait_state(cluster, task_id, TERMINAL, timeout=timeout)
         events = [r.event for r in await task_events(cluster, task_id)]
         # Execution is at least once: an attempt run twice (a redelivery after a lost
-        # ack) may store its result twice; the projection keeps the first (DESIGN §6).
+        # ack) may store its result twice, and a requeued attempt may still finish; the
+        # projection keeps the first end of the live attempt (DESIGN §6).
         ends = {
             (type(event).__name__, getattr(event, "attempt", None))
             for event in events
             if ends_task(event, events)
+            and getattr(event, "attempt", task.attempts) == task.attempts
         }
         assert len(ends) == 1, (task_id, sorted(ends, key=str))
         outcomes[task_id] = task.state

@@ -271,7 +271,11 @@ async def test_a_stopped_leader_hands_over_without_waiting_for_its_lease(bare: E
     first = bare.start_coordinator(extra=long_lease)
     first_id, epoch = await leader_of(first)
     second = bare.start_coordinator(extra=long_lease)
-    assert any("standby:" in line for line in second.stderr_lines)
+
+    async def says_standby() -> bool:  # its stderr is read by a thread: may lag a little
+        return any("standby:" in line for line in second.stderr_lines)
+
+    await poll(says_standby, "the second coordinator to say it stands by")
 
     stopped = time.monotonic()
     assert first.signal(signal.SIGTERM) == 0  # releases the lease on the way out

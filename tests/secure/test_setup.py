@@ -41,10 +41,12 @@ def test_init_writes_config_and_one_secret_seed_per_identity(tmp_path: Path) -> 
         "reader.nk",
         "submitter.nk",
     ]
+    seeds = []
     for path in (folder / "creds").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         creds = load_credentials(str(path))
         assert creds.seed is not None and creds.seed.startswith("SU") and not creds.jwt
+        seeds.append(creds.seed)
     assert load_credentials(str(folder / "creds" / "node-gpu-1.nk")).role == "node"
     assert not load_credentials(str(folder / "creds" / "reader.nk")).may_create_consumers
     assert load_credentials(str(folder / "creds" / "coordinator.nk")).may_create_consumers
@@ -52,7 +54,9 @@ def test_init_writes_config_and_one_secret_seed_per_identity(tmp_path: Path) -> 
     assert "no_auth_user" not in config.replace("No no_auth_user", "")
     assert '"evt.task.*.from.gpu-1"' in config and '"hb.cpu-2"' in config
     state = json.loads((folder / "secure.json").read_text())
-    assert "SU" not in json.dumps(state)  # public keys only
+    written = json.dumps(state)
+    assert not any(seed in written for seed in seeds)  # public keys only
+    assert all(user["nkey"].startswith("U") for user in state["users"])
     assert len(state["users"]) == 5
 
 
