@@ -19,10 +19,9 @@ from pathlib import Path
 
 import eventsrc
 from eventsrc.errors import EventsrcError
-from eventsrc.events import TaskSubmitted
-from eventsrc.ports import EVENTS_STREAM, StoredEvent
+from eventsrc.ports import EVENTS_STREAM
 from tests.deploy.topology import Topology, check_one_end
-from tests.e2e.conftest import TERMINAL, poll, task_events, wait_state
+from tests.e2e.conftest import TERMINAL, poll, stored_task_ids, task_events, wait_state
 from tests.nats_cluster import NatsCluster
 from tests.processes import Program
 
@@ -122,11 +121,7 @@ async def test_every_task_ends_once_through_leader_node_and_server_kills(
         assert not chaos, f"not every fault was injected: {sorted(chaos)}"
 
         async with eventsrc.connect(topology.urls, project=False) as client:
-            stored = {
-                record.event.task_id
-                for record in [r async for r in client.store.read(subjects="evt.task.*.lifecycle")]
-                if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
-            }
+            stored = await stored_task_ids(client)
             assert accepted <= stored
             states: Counter[str] = Counter()
             late = 0

@@ -20,12 +20,9 @@ from eventsrc.errors import (
     ServerUnavailableError,
     StoreError,
 )
-from eventsrc.events import (
-    TaskSubmitted,
-)
-from eventsrc.ports import EVENTS_STREAM, StoredEvent
+from eventsrc.ports import EVENTS_STREAM
 from tests.deploy.topology import REPLICAS, Topology, check_one_end
-from tests.e2e.conftest import TERMINAL, poll, task_events, wait_state
+from tests.e2e.conftest import TERMINAL, poll, stored_task_ids, task_events, wait_state
 from tests.nats_cluster import NatsCluster
 
 BURST = 60
@@ -89,11 +86,7 @@ async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
         submitted_in = time.monotonic() - started
 
         async with eventsrc.connect(topology.urls, project=False) as client:
-            stored = {
-                record.event.task_id
-                for record in [r async for r in client.store.read(subjects="evt.task.*.lifecycle")]
-                if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
-            }
+            stored = await stored_task_ids(client)
             assert set(accepted) <= stored
             late = 0
             for task_id in sorted(stored):

@@ -293,14 +293,20 @@ def ends_task(event: object, events: Sequence[object]) -> bool:
     return isinstance(event, TaskSucceeded | TaskTimedOut | TaskCancelled | TaskRejected)
 
 
+async def stored_task_ids(cluster: Cluster) -> set[str]:
+    """The tasks whose submission is in the stream: what "accepted" means after a crash
+    (an append may land just before the kill cuts its reply off)."""
+    return {
+        record.event.task_id
+        async for record in cluster.store.read(subjects="evt.task.*.lifecycle")
+        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
+    }
+
+
 async def each_task_ends_once(cluster: Cluster, *, timeout: float = DEADLINE_S) -> dict[str, str]:
     """Every task submitted to the stream reaches exactly one terminal state; returns
     its final state per task id (polled with get, folded from the stream)."""
-    stored = {
-        record.event.task_id
-        for record in [r async for r in cluster.store.read(subjects="evt.task.*.lifecycle")]
-        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
-    }
+    stored = await stored_task_ids(cluster)
     outcomes: dict[str, str] = {}
     for task_id in sorted(stored):
         task = await wait_state(cluster, task_id, TERMINAL, timeout=timeout)
