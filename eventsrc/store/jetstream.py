@@ -40,6 +40,7 @@ from eventsrc.errors import (
 )
 from eventsrc.events import Event, decode, encode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher
 from eventsrc.store.streams import StreamSettings, ensure_streams
@@ -191,8 +192,8 @@ class JetStreamEventStore:
             info = await sub.consumer_info()
             if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
                 return
-            async for msg in inbox.messages():
-                record, pending = _record(msg)
+            async for msg, ack in inbox.messages():
+                record, pending = _record(msg, ack)
                 seq = record.seq
                 if seq > stop:
                     return
@@ -230,8 +231,8 @@ class JetStreamEventStore:
             last_per_subject=last_per_subject,
         )
         try:
-            async for msg in inbox.messages():
-                yield _record(msg)[0]
+            async for msg, ack in inbox.messages():
+                yield _record(msg, ack)[0]
         finally:
             await _unsubscribe(sub)
 
@@ -282,20 +283,21 @@ class _Inbox:
 
     def __init__(self, nc: Client) -> None:
         self._nc = nc
-        self._items: collections.deque[Msg] = collections.deque()
+        self._items: collections.deque[tuple[Msg, AckReply]] = collections.deque()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
-    async def put(self, msg: Msg) -> None:
-        self._items.append(msg)
+    async def put(self, msg: Msg, ack: AckReply) -> None:
+        self._items.append((msg, ack))
         self._ready.set()
         if len(self._items) >= self.HIGH_WATER:
             self._room.clear()
             await self._room.wait()
 
-    async def messages(self) -> AsyncIterator[Msg]:
-        """Yield messages in order until the connection closes."""
+    async def messages(self) -> AsyncIterator[tuple[Msg, AckReply]]:
+        """Yield messages (with their reply subject, read) in order until the connection
+        closes."""
         items = self._items
         while True:
             while not items:
@@ -321,26 +323,9 @@ def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     return list(subjects)
 
 
-def _position(msg: Msg) -> tuple[int, int, datetime]:
-    """(stream sequence, pending, server time) from the JetStream reply subject.
-
-    Split by hand: nats-py's ``msg.metadata`` builds two dataclasses per message, a
-    quarter of a replay's decode cost. v1: ``$JS.ACK.<stream>.<consumer>.<delivered>.
-    <sseq>.<cseq>.<ns>.<pending>``; v2 adds domain and account hash after ``ACK``.
-    """
-    tokens = (msg.reply or "").split(".")
-    if len(tokens) == 9 and tokens[0] == "$JS":
-        seq, stamp, pending = tokens[5], tokens[7], tokens[8]
-    elif len(tokens) >= 11 and tokens[0] == "$JS":
-        seq, stamp, pending = tokens[7], tokens[9], tokens[10]
-    else:
-        meta = msg.metadata  # let nats-py parse (or refuse) anything unexpected
-        return int(meta.sequence.stream), int(meta.num_pending or 0), meta.timestamp
-    return int(seq), int(pending), datetime.fromtimestamp(int(stamp) / 1e9, UTC)
-
-
-def _record(msg: Msg) -> tuple[Record, int]:
-    seq, pending, stored_at = _position(msg)
+def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
+    seq, pending = ack.stream_seq, ack.pending
+    stored_at = datetime.fromtimestamp(ack.timestamp_ns / 1e9, UTC)
     headers = msg.headers
     if headers and HDR_ORIGIN_TIME in headers:
         # Imported history keeps the time it was first stored, so a rebuild of an

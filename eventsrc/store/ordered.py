@@ -27,11 +27,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
-from eventsrc.store.feed import PullFeed
+from eventsrc.store.feed import AckReply, PullFeed, ack_reply
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[Msg], Awaitable[None]]
+Deliver = Callable[[Msg, AckReply], Awaitable[None]]
 
 BATCH = 1000
 INACTIVE_THRESHOLD_S = 60.0
@@ -108,17 +108,14 @@ class OrderedPull:
         await self._feed.start()
 
     async def _on_message(self, msg: Msg) -> None:
-        tokens = (msg.reply or "").split(".")
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>...; v2 has 2 more tokens.
-        offset = 0 if len(tokens) == 9 else 2
-        stream_seq, consumer_seq = int(tokens[5 + offset]), int(tokens[6 + offset])
-        if consumer_seq != self._next_consumer_seq:
+        ack = ack_reply(msg)  # read once; the reader gets it along with the message
+        if ack.consumer_seq != self._next_consumer_seq:
             log.info("ordered read of %s skipped a message; resuming", self._stream)
             self._restart_soon()
             return
         self._next_consumer_seq += 1
-        self._last_stream_seq = stream_seq
-        await self._deliver(msg)
+        self._last_stream_seq = ack.stream_seq
+        await self._deliver(msg, ack)
 
     def _restart_soon(self) -> None:
         """From a callback of the feed: start over in a task of its own (stopping the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import nats
 import pytest
@@ -248,7 +248,7 @@ async def test_reading_fresh_ids_means_unique_event_ids() -> None:
 
 
 async def test_position_parsing_matches_nats_py(store: JetStreamEventStore, nc: Client) -> None:
-    from eventsrc.store.jetstream import _position
+    from eventsrc.store.feed import ack_reply
 
     seq = await store.append(submitted("position-1"))
     sub = await nc.jetstream().pull_subscribe("evt.task.position-1.>", stream=EVENTS_STREAM)
@@ -257,5 +257,8 @@ async def test_position_parsing_matches_nats_py(store: JetStreamEventStore, nc: 
     finally:
         await sub.unsubscribe()
     meta = msg.metadata
-    assert _position(msg) == (seq, meta.num_pending, meta.timestamp)
+    ack = ack_reply(msg)
+    stamp = datetime.fromtimestamp(ack.timestamp_ns / 1e9, UTC)
+    assert (ack.stream_seq, ack.pending, stamp) == (seq, meta.num_pending, meta.timestamp)
+    assert (ack.delivered, ack.consumer_seq) == (meta.num_delivered, meta.sequence.consumer)
     assert meta.sequence.stream == seq
