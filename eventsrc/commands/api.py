@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from eventsrc.commands.base import Command
 from eventsrc.commands.tasks import SubmitTask
@@ -29,6 +29,9 @@ ERR_REFUSED: Final = "refused"
 ERR_UNAVAILABLE: Final = "unavailable"
 ERR_TOO_LARGE: Final = "too_large"
 ERR_INTERNAL: Final = "internal"
+
+CONSUMER_NAME_FORBIDDEN: Final = ("/", "\\")
+"""Characters of a valid id that a JetStream consumer name may not hold."""
 
 MAX_WAIT_S: Final = 3600.0
 """The longest a ``run`` or ``wait`` request is held open; wait again for longer."""
@@ -78,3 +81,16 @@ class NodeHello(Command):
     incarnation: str
     event_schema: int = 1
     eventsrc_version: str = ""
+
+    @field_validator("node_id")
+    @classmethod
+    def _usable_as_a_consumer_name(cls, node_id: str) -> str:
+        # The node's work consumer is named after it, and JetStream refuses '/' and '\'
+        # in consumer names (they would become paths in the server's file store).
+        for bad in CONSUMER_NAME_FORBIDDEN:
+            if bad in node_id:
+                raise ValueError(
+                    f"node id {node_id!r} contains {bad!r}, which a JetStream consumer "
+                    f"name cannot; choose another --node-id"
+                )
+        return node_id

@@ -90,3 +90,18 @@ async def test_run_submits_and_returns_the_result_in_one_call(coordinator_url: s
     finally:
         await agent.close(leave=True)
         await nc.close()
+
+
+@pytest.mark.parametrize("node_id", ["a\\b", "a/b"])
+async def test_a_node_id_that_cannot_name_a_consumer_is_refused(
+    coordinator_url: str, node_id: str
+) -> None:
+    # Found by the API fuzzer: a valid id, but JetStream refuses it as a consumer name.
+    nc = await nats.connect(coordinator_url)
+    try:
+        body = orjson.dumps({"node_id": node_id, "incarnation": "i1"})
+        reply = orjson.loads((await nc.request(api.subject("node_hello"), body, timeout=5)).data)
+    finally:
+        await nc.close()
+    assert reply["ok"] is False and reply["error"]["code"] == api.ERR_INVALID
+    assert "consumer name" in reply["error"]["message"]
