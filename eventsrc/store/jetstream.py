@@ -189,8 +189,8 @@ class JetStreamEventStore:
         inbox = _Inbox(self._nc)
         sub = await self._ordered(stream, subjects, inbox, from_seq=from_seq, from_time=from_time)
         try:
-            info = await sub.consumer_info()
-            if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+            # Nothing matched when the consumer was made: no message will come.
+            if sub.created is not None and not sub.created.num_pending:
                 return
             async for msg, ack in inbox.messages():
                 record, pending = _record(msg, ack)

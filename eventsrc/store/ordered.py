@@ -63,6 +63,8 @@ class OrderedPull:
         self._deliver = deliver
         self._batch = batch
         self._name = ""
+        self.created: ConsumerInfo | None = None
+        """The consumer as created (its pending count then: what a range read expects)."""
         self._feed: PullFeed | None = None
         self._generation = 0
         self._next_consumer_seq = 1
@@ -73,10 +75,6 @@ class OrderedPull:
     async def start(self) -> None:
         """Create the consumer and start asking; raises nats-py's errors."""
         await self._open(self._config)
-
-    async def consumer_info(self) -> ConsumerInfo:
-        info: ConsumerInfo = await self._js.consumer_info(self._stream, self._name)
-        return info
 
     async def unsubscribe(self) -> None:
         """Stop and delete the consumer (it expires by itself if we cannot)."""
@@ -91,6 +89,7 @@ class OrderedPull:
         self._generation += 1
         generation = self._generation
         self._name = info.name
+        self.created = info
         self._next_consumer_seq = 1
 
         async def on_message(msg: Msg) -> None:

@@ -9,7 +9,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from eventsrc.errors import ConcurrencyError
+from eventsrc.errors import ConcurrencyError, ServerUnavailableError
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store import JetStreamEventStore, StreamSettings
 from tests.nats_cluster import NatsCluster, nats_cluster
@@ -59,7 +59,16 @@ async def test_scaling_streams_to_r3_leaves_them_writable(nats_cluster: NatsClus
             await r1.append(submitted(f"scale-{i}"), expected_seq=0)
         r3 = JetStreamEventStore(client, settings=StreamSettings(replicas=3))
         await r3.ensure_streams()
-        await r3.append(submitted("scale-after"), expected_seq=0)
+        # Writable again within moments (the coordinator's election retries likewise); a
+        # retried append that did land is refused by the expectation, so try fresh ids.
+        for attempt in range(20):
+            try:
+                await r3.append(submitted(f"scale-after-{attempt}"), expected_seq=0)
+                break
+            except ServerUnavailableError:
+                await asyncio.sleep(0.5)
+        else:
+            pytest.fail("the scaled streams never took an append")
         info = await r3.js.stream_info(EVENTS_STREAM)
         assert info.config.num_replicas == 3
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2
