@@ -1,4 +1,4 @@
-"""Placement: which node runs a task, or why none can now. Pure, DESIGN §5.
+"""Placement: which node runs a task, or why none can now. Pure.
 
 A node is eligible when it is alive (not draining), holds every required skill, has a
 free slot, carries the requested labels, is the pinned node if one is named, and meets

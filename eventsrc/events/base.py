@@ -44,7 +44,7 @@ class EventBase(BaseModel):
     @property
     @abstractmethod
     def subject(self) -> str:
-        """The subject this event is stored under (see DESIGN §4)."""
+        """The subject this event is stored under (see docs/design.md, Streams and subjects)."""
 
     @property
     def aggregate_subject(self) -> str:
