@@ -58,14 +58,19 @@ def decide_register_skill(
     new_id: NewId,
     origin: Origin = COORDINATOR,
 ) -> tuple[Event, ...]:
-    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing."""
-    current = state.skills.get(command.metadata.name)
-    if current == command.metadata:
+    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing.
+
+    The catalog's created/updated times are its events' times, so they are neither
+    compared nor stored in the event.
+    """
+    proposed = command.metadata.content()
+    current = state.skills.get(proposed.name)
+    if current is not None and current.content() == proposed:
         return ()
     envelope = origin.envelope(now=now, new_id=new_id)
     if current is None:
-        return (SkillRegistered(**envelope, metadata=command.metadata),)
-    return (SkillUpdated(**envelope, metadata=command.metadata),)
+        return (SkillRegistered(**envelope, metadata=proposed),)
+    return (SkillUpdated(**envelope, metadata=proposed),)
 
 
 def decide_register_instance(
