@@ -134,8 +134,10 @@ def decide_expire_stale(
     """Expiry events, each carrying its evidence, so a replay needs no clock.
 
     A member node expires as a whole (``NodeExpired``; its instances go with it). An
-    instance registered for a node that never joined expires on its own. The evidence
-    is the server time of the node's newest heartbeat, else of its join or registration.
+    instance registered through the registry alone (for a node that never joined, or
+    since its node left) expires on its own. The evidence is the server time of the
+    node's newest heartbeat, else of its join (a member) or of the instance's
+    registration (on its own), whichever is later.
     """
     horizon = now - timedelta(seconds=command.stale_after_s)
     events: list[Event] = []
@@ -164,10 +166,14 @@ def decide_expire_stale(
         )
     for skill, holders in sorted(state.instances.items()):
         for node_id, instance in sorted(holders.items()):
-            if instance.status != "active" or node_id in state.nodes:
+            node = state.nodes.get(node_id)
+            if instance.status != "active" or (node is not None and node.state in MEMBER_STATES):
                 continue
             liveness = state.liveness.get(node_id)
-            seen = liveness.last_at if liveness is not None else instance.registered_at
+            seen = max(
+                (t for t in (liveness.last_at if liveness else None, instance.registered_at) if t),
+                default=None,
+            )
             if seen is not None and seen >= horizon:
                 continue
             events.append(

@@ -11,8 +11,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
 
-# bool comes first: in a union pydantic would otherwise read True as the int 1, and a
-# qualitative ``gpu: true`` would become the hard limit ``gpu: 1``.
+# bool must be a member: without it pydantic reads True as the int 1, and a
+# qualitative ``gpu: true`` becomes the hard limit ``gpu: 1``.
 ResourceValue = bool | int | float | str
 """Numbers are hard limits (``memory_mb: 4096``); strings and booleans only rank."""
 
