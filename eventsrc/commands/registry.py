@@ -166,8 +166,9 @@ def decide_expire_stale(
         )
     for skill, holders in sorted(state.instances.items()):
         for node_id, instance in sorted(holders.items()):
-            node = state.nodes.get(node_id)
-            if instance.status != "active" or (node is not None and node.state in MEMBER_STATES):
+            holder = state.nodes.get(node_id)
+            member = holder is not None and holder.state in MEMBER_STATES
+            if instance.status != "active" or member:
                 continue
             liveness = state.liveness.get(node_id)
             seen = max(
