@@ -122,6 +122,7 @@ class Cluster:
         task_id: str | None = None,
         submitted_by: str = "",
         parent_task_id: str | None = None,
+        broadcast_id: str | None = None,
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
@@ -132,6 +133,7 @@ class Cluster:
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
+            broadcast_id=broadcast_id,
         )
         return TaskInfo.model_validate(await self.api.call("submit", command))
 
