@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from eventsrc.events import Candidate, TaskSpec
 from eventsrc.projections.queries import resolve_dependencies
-from eventsrc.projections.state import ClusterState, NodeView
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeView
 
 # Differences in cpu/memory use below this many percentage points do not rank.
 LOAD_TIE_POINTS = 10.0
@@ -91,10 +91,15 @@ def place(
 
 
 def _holders(state: ClusterState, skills: tuple[str, ...]) -> list[str]:
-    """Member nodes holding active instances of every skill, by node id."""
+    """Member nodes holding live instances of every skill, by node id (an instance
+    registered alone for a node id that is no member counts elsewhere, never here)."""
     common: set[str] | None = None
     for skill in skills:
-        nodes = {n for n in state.holders(skill) if n in state.nodes}
+        nodes = {
+            n
+            for n in state.holders(skill)
+            if n in state.nodes and state.nodes[n].state in MEMBER_STATES
+        }
         common = nodes if common is None else common & nodes
     return sorted(common or ())
 
