@@ -10,9 +10,12 @@ keeps a registry up to date for one node id::
     ...
     await discovery.stop()              # stop rescanning, withdraw those instances
 
-Writes go through the registry, so they need a running coordinator. The keyword form
-``SkillDiscovery(env=..., workspace=..., extra_dirs=...)`` is the bare scanner
-(``scan()``), as a node uses it.
+Writes go through the registry, so they need a running coordinator. With no node
+process of that id heartbeating, the coordinator expires the instances after its
+``stale_after`` like any silent node's; each rescan registers them again.
+
+The keyword form ``SkillDiscovery(env=..., workspace=..., extra_dirs=...)`` is the bare
+scanner (``scan()``), as a node uses it.
 """
 
 from __future__ import annotations
@@ -235,7 +238,9 @@ class SkillDiscovery(SkillScanner):
         for name in sorted(gone & self._registered):
             await registry.unregister_skill_instance(name, node_id)
             self._registered.discard(name)
-        for name in sorted({*self._local, *discovered} - self._registered):
+        # Every scan registers all of them again: a no-op for an active instance, and it
+        # brings back one the coordinator expired (no node heartbeats for this id).
+        for name in sorted({*self._local, *discovered}):
             await self._register_instance(registry, name)
         if discovered:
             log.info("discovered %d skills: %s", len(discovered), ", ".join(sorted(discovered)))

@@ -269,3 +269,28 @@ async def test_discovery_keeps_rescanning_and_withdraws_on_stop(week5: E2E, tmp_
         # Leaving the block stopped the service: its instances are withdrawn.
         assert await registry.get_node_skills("node_scan") == set()
         assert not found.running  # the rescan task was cancelled and awaited
+
+
+async def test_a_rescan_brings_back_instances_the_coordinator_expired(
+    e2e: E2E, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The e2e coordinator expires silent instances after 2 s; no node heartbeats here.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    async with eventsrc.connect(e2e.url) as cluster:
+        registry = cluster.registry
+        python = next(entry for entry in BUILTIN_SKILLS if entry["name"] == "python")
+        async with SkillDiscovery(registry, discovery_interval=0.3) as found:
+            assert await found.register_local_skills([python]) == 1
+            await found.start("node_quiet")
+
+            async def expired_then_back() -> bool:
+                # A second registration event: the first instance was expired (nothing
+                # else withdraws it) and a rescan registered it again.
+                stats = await registry.get_stats()
+                back = await registry.get_node_skills("node_quiet") == {"python"}
+                return stats["total_registrations"] >= 2 and back
+
+            await poll(expired_then_back, "the sweep to expire python on node_quiet and a rescan")
+            history = await registry.get_skill_instances("python", include_offline=True)
+            assert [(i.node_id, i.status) for i in history] == [("node_quiet", "active")]
