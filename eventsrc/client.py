@@ -25,7 +25,12 @@ from eventsrc.commands.registry import (
 )
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
-from eventsrc.errors import NotFoundError, NotPermittedError, ServerUnavailableError
+from eventsrc.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    NotPermittedError,
+    ServerUnavailableError,
+)
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
 from eventsrc.projections.runner import ProjectionRunner
@@ -117,15 +122,18 @@ class Cluster:
         task_id: str | None = None,
         submitted_by: str = "",
         parent_task_id: str | None = None,
+        broadcast_id: str | None = None,
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type); an
+        unknown one raises InvalidRequestError."""
         command = SubmitTask(
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
             parent_task_id=parent_task_id,
+            broadcast_id=broadcast_id,
         )
         return TaskInfo.model_validate(await self.api.call("submit", command))
 
@@ -247,6 +255,12 @@ def _task_id(task_id: str | None) -> str:
 def _spec(
     skills: str | list[str] | tuple[str, ...], payload: Any, options: dict[str, Any]
 ) -> TaskSpec:
+    unknown = sorted(set(options) - set(TaskSpec.model_fields))
+    if unknown:
+        known = ", ".join(sorted(set(TaskSpec.model_fields) - {"skills", "payload"}))
+        raise InvalidRequestError(
+            f"unknown task option(s) {', '.join(unknown)}; the options are {known}"
+        )
     names = (skills,) if isinstance(skills, str) else tuple(skills)
     # Ids become subject tokens: refuse a bad one here with the one-line error.
     for name in names:

@@ -58,14 +58,19 @@ def decide_register_skill(
     new_id: NewId,
     origin: Origin = COORDINATOR,
 ) -> tuple[Event, ...]:
-    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing."""
-    current = state.skills.get(command.metadata.name)
-    if current == command.metadata:
+    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing.
+
+    The catalog's created/updated times are its events' times, so they are neither
+    compared nor stored in the event.
+    """
+    proposed = command.metadata.content()
+    current = state.skills.get(proposed.name)
+    if current is not None and current.content() == proposed:
         return ()
     envelope = origin.envelope(now=now, new_id=new_id)
     if current is None:
-        return (SkillRegistered(**envelope, metadata=command.metadata),)
-    return (SkillUpdated(**envelope, metadata=command.metadata),)
+        return (SkillRegistered(**envelope, metadata=proposed),)
+    return (SkillUpdated(**envelope, metadata=proposed),)
 
 
 def decide_register_instance(
@@ -184,8 +189,10 @@ def decide_expire_stale(
     """Expiry events, each carrying its evidence, so a replay needs no clock.
 
     A member node expires as a whole (``NodeExpired``; its instances go with it). An
-    instance registered for a node that never joined expires on its own. The evidence
-    is the server time of the node's newest heartbeat, else of its join or registration.
+    instance registered through the registry alone (for a node that never joined, or
+    since its node left) expires on its own. The evidence is the server time of the
+    node's newest heartbeat, else of its join (a member) or of the instance's
+    registration (on its own), whichever is later.
     """
     horizon = now - timedelta(seconds=command.stale_after_s)
     events: list[Event] = []
@@ -209,10 +216,15 @@ def decide_expire_stale(
         )
     for skill, holders in sorted(state.instances.items()):
         for node_id, instance in sorted(holders.items()):
-            if instance.status != "active" or node_id in state.nodes:
+            holder = state.nodes.get(node_id)
+            member = holder is not None and holder.state in MEMBER_STATES
+            if instance.status != "active" or member:
                 continue
             liveness = state.liveness.get(node_id)
-            seen = liveness.last_at if liveness is not None else instance.registered_at
+            seen = max(
+                (t for t in (liveness.last_at if liveness else None, instance.registered_at) if t),
+                default=None,
+            )
             if seen is not None and seen >= horizon:
                 continue
             events.append(

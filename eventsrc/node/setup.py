@@ -11,7 +11,7 @@ from eventsrc.config import NodeConfig
 from eventsrc.errors import ConfigError
 from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
-from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
+from eventsrc.node.discovery import DiscoveredSkill, SkillScanner
 from eventsrc.node.executors import Executor, executor_for
 from eventsrc.node.pyskills import CallableExecutor, as_discovered, entry_point_skills
 
@@ -55,9 +55,7 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
                 f"--skills-dir {folder} {what}; pass a folder that holds OpenClaw skill "
                 f"folders (each with a SKILL.md)"
             )
-    found = SkillDiscovery(
-        env=env, workspace=config.workspace, extra_dirs=config.skills_dirs
-    ).scan()
+    found = SkillScanner(env=env, workspace=config.workspace, extra_dirs=config.skills_dirs).scan()
     for line in found.errors:
         log.warning("skipped: %s", line)
     skills = dict(found.eligible())

@@ -29,7 +29,12 @@ def skill_registered(
     state: ClusterState, event: SkillRegistered | SkillUpdated, time: datetime
 ) -> Outcome:
     name = event.metadata.name
-    state.skills[name] = event.metadata
+    current = state.skills.get(name)
+    created = current.created_at if current is not None else None
+    # The catalog's times come from its events, whatever a proposal carried.
+    state.skills[name] = event.metadata.model_copy(
+        update={"created_at": created or time, "updated_at": time}
+    )
     state.instances.setdefault(name, {})
     return None
 
@@ -45,6 +50,7 @@ def instance_registered(
     state: ClusterState, event: SkillInstanceRegistered, time: datetime
 ) -> Outcome:
     state.available.clear()
+    state.instance_registrations += 1
     holders = state.instances.setdefault(event.skill, {})
     instance = holders.get(event.node_id)
     if instance is None:
@@ -65,7 +71,11 @@ def instance_gone(
     instance = state.instances.get(event.skill, {}).get(event.node_id)
     if instance is None or instance.status != "active":
         return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
-    instance.status = "unregistered" if isinstance(event, SkillInstanceUnregistered) else "expired"
+    if isinstance(event, SkillInstanceUnregistered):
+        instance.status = "unregistered"
+        state.instance_unregistrations += 1
+    else:
+        instance.status = "expired"
     state.node_skills.get(event.node_id, set()).discard(event.skill)
     return None
 

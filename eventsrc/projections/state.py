@@ -165,6 +165,9 @@ class ClusterState:
     skills: dict[str, SkillMetadata] = field(default_factory=dict)
     instances: dict[str, dict[str, InstanceView]] = field(default_factory=dict)
     node_skills: dict[str, SortedSet] = field(default_factory=dict)
+    # Instance registrations and withdrawals applied over the whole history.
+    instance_registrations: int = 0
+    instance_unregistrations: int = 0
     nodes: dict[str, NodeView] = field(default_factory=dict)
     tasks: dict[str, TaskView] = field(default_factory=dict)
     finished: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
@@ -188,7 +191,7 @@ class ClusterState:
     available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def active_instance_nodes(self, skill: str) -> list[str]:
-        """Node ids holding an active instance of ``skill`` on a member (or unknown) node."""
+        """Node ids holding a live instance of ``skill`` (see ``live``)."""
         return list(self.holders(skill))
 
     def holders(self, skill: str) -> tuple[str, ...]:
@@ -197,11 +200,7 @@ class ClusterState:
         if cached is None:
             holders = self.instances.get(skill, {})
             cached = self.available[skill] = tuple(
-                sorted(
-                    node_id
-                    for node_id, instance in holders.items()
-                    if instance.status == "active" and self._usable(node_id)
-                )
+                sorted(node_id for node_id, instance in holders.items() if self.live(instance))
             )
         return cached
 
@@ -211,8 +210,15 @@ class ClusterState:
         self.waiting = {t for t in self.open_tasks if self.tasks[t].state == "queued"}
         self.available.clear()
 
-    def _usable(self, node_id: str) -> bool:
-        node = self.nodes.get(node_id)
-        # Instances registered for a node that never joined (the seed's registry-only
-        # use) count while active; a known node must be a member.
-        return node is None or node.state in MEMBER_STATES
+    def live(self, instance: InstanceView) -> bool:
+        """An instance that counts: active, and on a member node, or registered through
+        the registry alone (for a node id that never joined, or since its node left)."""
+        if instance.status != "active":
+            return False
+        node = self.nodes.get(instance.node_id)
+        if node is None or node.state in MEMBER_STATES:
+            return True
+        # Leaving or expiring marks a node's instances offline or expired; one active
+        # now was registered for the id afterwards, as the week-5 registry-only use does.
+        registered, left = instance.registered_at, node.left_at
+        return registered is not None and left is not None and registered >= left
