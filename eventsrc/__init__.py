@@ -1,6 +1,6 @@
 """eventsrc: an event-sourced cluster layer for OpenClaw machines on NATS JetStream.
 
-``async with eventsrc.connect(url) as cluster:`` gives ``cluster.registry`` (the seed's
+``async with eventsrc.connect(url) as cluster:`` gives ``cluster.registry`` (the week-5
 SkillRegistry). Errors all derive from ``eventsrc.EventsrcError``.
 """
 

@@ -82,7 +82,7 @@ class Cluster:
 
     @property
     def registry(self) -> SkillRegistry:
-        """The seed's SkillRegistry over this cluster."""
+        """The week-5 SkillRegistry over this cluster."""
         assert self._registry is not None, "connect with project=True to use the registry"
         return self._registry
 

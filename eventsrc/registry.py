@@ -1,4 +1,4 @@
-"""The seed's SkillRegistry: reads from the projection, writes as events.
+"""The week-5 SkillRegistry: reads from the projection, writes as events.
 
 Reads take the runner's reader lock and answer from memory. Writes go through a
 ``RegistryWriter``: in the coordinator ``eventsrc.writer.EventWriter`` decides against
@@ -49,7 +49,7 @@ class RegistryWriter(Protocol):
 
 
 class SkillRegistry:
-    """The seed's registry API, every method async."""
+    """The week-5 registry API, every method async."""
 
     def __init__(self, runner: ProjectionRunner, writer: RegistryWriter) -> None:
         self._runner = runner

@@ -1,4 +1,4 @@
-"""The seed's registry and dependency scenarios through the public API, real server."""
+"""The week-5 registry and dependency scenarios through the public API, real server."""
 
 from __future__ import annotations
 

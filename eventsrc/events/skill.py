@@ -1,4 +1,4 @@
-"""Skill catalog events and the seed's SkillMetadata value."""
+"""Skill catalog events and the week-5 SkillMetadata value."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ResourceValue = bool | int | float | str
 
 
 class SkillCategory(StrEnum):
-    """The seed's skill categories; ``custom`` for skills that name none."""
+    """The week-5 skill categories; ``custom`` for skills that name none."""
 
     SYSTEM = "system"
     NETWORK = "network"
@@ -29,7 +29,7 @@ class SkillCategory(StrEnum):
 
 
 class SkillMetadata(BaseModel):
-    """What a skill is: the seed's metadata record, stored in catalog events."""
+    """What a skill is: the week-5 metadata record, stored in catalog events."""
 
     # Unknown fields are an error here (a caller's typo shows); events embed it
     # ``EMBEDDED``, which drops them, so old code still reads new events.

@@ -1,4 +1,4 @@
-"""Read-only questions about a ClusterState: the seed registry's queries, pure."""
+"""Read-only questions about a ClusterState: the week-5 registry's queries, pure."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def list_skills(
 
 
 def resolve_dependencies(state: ClusterState, skill_names: list[str]) -> dict[str, list[str]]:
-    """``{"direct", "all", "missing"}`` for the asked skills, as in the seed.
+    """``{"direct", "all", "missing"}`` for the asked skills, as in the week-5 API.
 
     ``direct``: dependencies the asked skills name; ``all``: transitive closure; both
     without the asked skills themselves, sorted. ``missing``: asked or needed names not

@@ -32,7 +32,7 @@ MEMBER_STATES = frozenset({"alive", "draining"})
 
 @dataclass(slots=True)
 class InstanceView:
-    """A skill on a node, with the seed's usage statistics."""
+    """A skill on a node, with the week-5 usage statistics."""
 
     skill: str
     node_id: str

@@ -1,4 +1,4 @@
-"""Placement through the real CLI: the seed's scenario, rejection, waiting, queue timeout.
+"""Placement through the real CLI: the week-5 scenario, rejection, waiting, queue timeout.
 
 Placement and "waiting is never silent" (docs/concepts.md); ``eventsrc submit --json``.
 """

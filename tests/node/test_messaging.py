@@ -1,4 +1,4 @@
-"""The seed's messaging API against a real server, coordinator and two nodes."""
+"""The week-5 messaging API against a real server, coordinator and two nodes."""
 
 from __future__ import annotations
 
