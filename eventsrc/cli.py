@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidIdError, InvalidRequestError
 from eventsrc.events import TaskSpec, validate_token
+from eventsrc.lineage import TASK_ID_ENV
+from eventsrc.mcp import command as mcp_command
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
@@ -85,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--limit", type=int, default=1000)
     tasks.add_argument("--json", action="store_true")
     _secure_parser(sub)
+    mcp_command.add_parser(sub)
     return parser
 
 
@@ -144,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "secure":
         return run_program(lambda: _sync(_run_secure, args))
+    if args.command == "mcp":
+        return mcp_command.run(args, os.environ.get(TASK_ID_ENV) or None)
 
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
@@ -217,6 +223,8 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     options = _options(args)
     payload = _payload(args.payload)
+    # Run inside a task on a node (its command or agent turn): a sub-task of that task.
+    parent = os.environ.get(TASK_ID_ENV) or None
     if args.wait:
         task = await cluster.run(
             args.skill,
@@ -224,11 +232,17 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
             timeout=args.timeout,
             task_id=args.task_id,
             submitted_by="cli",
+            parent_task_id=parent,
             **options,
         )
     else:
         task = await cluster.submit(
-            args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
+            args.skill,
+            payload,
+            task_id=args.task_id,
+            submitted_by="cli",
+            parent_task_id=parent,
+            **options,
         )
     if args.wait and not task.terminal:
         _show_task(task, args.json)

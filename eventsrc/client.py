@@ -28,6 +28,7 @@ from eventsrc.commands.views import TaskInfo, task_info
 from eventsrc.errors import NotFoundError, NotPermittedError, ServerUnavailableError
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
+from eventsrc.lineage import running_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
@@ -88,6 +89,13 @@ class Cluster:
         return self._runner
 
     @property
+    def role(self) -> str | None:
+        """The secure-mode role of the credentials (``submitter``, ``reader``, ...), or None
+        without a role-marked credentials file; raises ConfigError for an unusable file."""
+        credentials = self._options.credentials()
+        return credentials.role if credentials is not None else None
+
+    @property
     def store(self) -> JetStreamEventStore:
         assert self._store is not None, "use `async with eventsrc.connect(...)` first"
         return self._store
@@ -120,12 +128,15 @@ class Cluster:
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type).
+
+        Inside a task's attempt on a node, ``parent_task_id`` defaults to that task: the
+        new task is its sub-task."""
         command = SubmitTask(
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
         )
         return TaskInfo.model_validate(await self.api.call("submit", command))
 
@@ -146,7 +157,7 @@ class Cluster:
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
             wait_s=min(max(timeout, 0.0), WAIT_CHUNK_S),
         )
         loop = asyncio.get_running_loop()
