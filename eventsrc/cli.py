@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import secure
+from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidIdError, InvalidRequestError
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--json", action="store_true")
     _secure_parser(sub)
     mcp_command.add_parser(sub)
+    openclaw_install.add_parser(sub)
     return parser
 
 
@@ -148,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "secure":
         return run_program(lambda: _sync(_run_secure, args))
+    if args.command == "openclaw":
+        return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
     if args.command == "mcp":
         return mcp_command.run(args, os.environ.get(TASK_ID_ENV) or None)
 
