@@ -1,6 +1,6 @@
 """``eventsrc openclaw install``: the skill, the MCP entry, and an uninstall that gives
 openclaw.json back byte for byte. (The real OpenClaw reads what it writes in
-tests/openclaw/.)"""
+tests/e2e/test_openclaw.py.)"""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 import eventsrc
@@ -23,6 +24,11 @@ from eventsrc.mcp.tools import DEFAULT_WAIT_S, MAX_WAIT_S, ClusterTools
 T = TypeVar("T")
 
 STATUS_URI = "eventsrc://cluster/status"
+
+READS = ToolAnnotations(read_only_hint=True, open_world_hint=True)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+"""Hints for clients that gate tool calls: reading tools change nothing; the others add
+a task (or stop one) and never delete data."""
 
 INSTRUCTIONS = """\
 eventsrc runs work on a cluster of machines (nodes), each advertising the skills it can
@@ -98,7 +104,7 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
         log_level="WARNING",
     )
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def list_skills() -> dict[str, Any]:
         """List the cluster's skills. Per skill: `holders` (nodes that can run it now),
         `would_be_holders` (nodes that found it but lack something, with `lacks`: bins,
@@ -106,13 +112,13 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
         whether the cluster can run a skill before run_task."""
         return await _guarded(tools.list_skills())
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def list_nodes() -> dict[str, Any]:
         """List the cluster's nodes: state (alive, draining, expired, left), running
         tasks against capacity, skills, labels, cpu and memory load, last heartbeat."""
         return await _guarded(tools.list_nodes())
 
-    @server.tool()
+    @server.tool(annotations=WRITES)
     async def run_task(
         skills: Skills,
         payload: Payload = None,
@@ -145,7 +151,7 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
             )
         )
 
-    @server.tool()
+    @server.tool(annotations=WRITES)
     async def submit_task(
         skills: Skills,
         payload: Payload = None,
@@ -174,17 +180,17 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
             )
         )
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def get_task(task_id: TaskId) -> dict[str, Any]:
         """A task's current state, node, attempts, result or error, and why it waits."""
         return await _guarded(tools.get_task(task_id))
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def wait_task(task_id: TaskId, wait_s: WaitS = DEFAULT_WAIT_S) -> dict[str, Any]:
         """Wait until a task ends (or wait_s passes) and return it as get_task does."""
         return await _guarded(tools.wait_task(task_id, wait_s))
 
-    @server.tool()
+    @server.tool(annotations=WRITES)
     async def cancel_task(
         task_id: TaskId,
         reason: Annotated[str, Field(max_length=500, description="why, kept in the log")] = "",
@@ -192,7 +198,7 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
         """Cancel a task that has not ended; a running attempt is stopped on its node."""
         return await _guarded(tools.cancel_task(task_id, reason))
 
-    @server.tool()
+    @server.tool(annotations=READS)
     async def audit_task(task_id: TaskId) -> str:
         """The task's timeline as text: every event (submitted, assigned, started,
         succeeded or failed, retries, requeues) with time, producer and cause; and the

@@ -20,7 +20,8 @@ from replay_tools import tree
 
 MAX_WAIT_S = 600.0
 """The longest one run_task or wait_task call waits; past it the task id comes back."""
-DEFAULT_WAIT_S = 60.0
+DEFAULT_WAIT_S = 30.0
+"""Below the 60 s an MCP client (OpenClaw among them) waits for one call by default."""
 
 
 class ClusterTools:
