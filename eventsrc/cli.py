@@ -22,7 +22,7 @@ from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidIdError, InvalidRequestError
 from eventsrc.events import TaskSpec, validate_token
-from eventsrc.lineage import TASK_ID_ENV
+from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
 from eventsrc.runtime import (
     EXIT_FAILED,
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "openclaw":
         return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
     if args.command == "mcp":
-        return mcp_command.run(args, os.environ.get(TASK_ID_ENV) or None)
+        return mcp_command.run(args, inherited_task_id(os.environ))
 
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
@@ -227,7 +227,7 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     options = _options(args)
     payload = _payload(args.payload)
     # Run inside a task on a node (its command or agent turn): a sub-task of that task.
-    parent = os.environ.get(TASK_ID_ENV) or None
+    parent = inherited_task_id(os.environ)
     if args.wait:
         task = await cluster.run(
             args.skill,

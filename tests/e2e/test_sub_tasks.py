@@ -68,3 +68,49 @@ async def test_a_run_command_s_eventsrc_submit_is_a_sub_task(e2e: E2E, tmp_path:
     assert audit.returncode == 0, audit.stderr
     assert f"outer [delegate]  <- this task\n└─ {inner['task_id']} [python]" in audit.stdout
     assert "attempt 1 succeeded on crunch" in audit.stdout
+
+
+async def test_eventsrc_mcp_under_a_minimal_environment_still_makes_a_sub_task(
+    e2e: E2E, tmp_path: Path
+) -> None:
+    # As in an OpenClaw agent turn on a node: an MCP client starts `eventsrc mcp` with
+    # only HOME, PATH and a few more (here the SDK's own client, with its default
+    # environment), so EVENTSRC_TASK_ID is not passed on; the server finds it above.
+    skills = tmp_path / "skills"
+    folder = write_skill(
+        skills,
+        "agentic",
+        "name: agentic\ndescription: asks an MCP client to run python on the cluster\n"
+        'metadata: {"eventsrc": {"run": "./run.py"}}',
+    )
+    write_executable(
+        folder,
+        "run.py",
+        python_script(
+            "import asyncio, json, os, sys\n"
+            "from mcp import Client\n"
+            "from mcp.client.stdio import StdioServerParameters\n"
+            "async def main():\n"
+            "    payload = json.load(sys.stdin)\n"
+            "    url = os.environ['EVENTSRC_NATS_URL']\n"
+            "    args = ['-m', 'eventsrc.cli', '--nats-url', url, 'mcp']\n"
+            "    server = StdioServerParameters(command=sys.executable, args=args)\n"
+            "    async with Client(server) as client:\n"
+            "        done = await client.call_tool('run_task', {'skills': ['python'],"
+            " 'payload': payload})\n"
+            "    print(json.dumps(done.structured_content))\n"
+            "asyncio.run(main())\n"
+        ),
+    )
+    await e2e.start_node("agent-node", extra=["--skills-dir", str(skills)])
+    await e2e.start_node("crunch", "python")
+
+    run = await e2e.cli(
+        "submit", "--skill", "agentic", "--payload", json.dumps(SIX_TIMES_SEVEN),
+        "--task-id", "turn", "--wait", "--json",
+    )  # fmt: skip
+    assert run.code == 0, run
+    inner = run.json["result"]
+    assert (inner["state"], inner["node_id"]) == ("succeeded", "crunch")
+    assert inner["result"]["stdout"] == "42\n"
+    assert inner["parent_task_id"] == "turn"
