@@ -21,7 +21,7 @@ from eventsrc.errors import (
     ServerUnavailableError,
     StoreError,
 )
-from eventsrc.store.connection import refused
+from eventsrc.store.publisher import Requester, SubjectRefusedError
 
 _ERRORS: dict[str, type[EventsrcError]] = {
     api.ERR_INVALID: InvalidRequestError,
@@ -41,8 +41,8 @@ class ApiClient:
     """Request/reply to ``eventsrc.api.<endpoint>``; returns the reply's ``data``."""
 
     def __init__(self, nc: Client, *, timeout: float = 10.0) -> None:
-        self._nc = nc
         self._timeout = timeout
+        self._requests = Requester(nc, timeout=timeout)
 
     async def call(
         self,
@@ -58,9 +58,14 @@ class ApiClient:
         else:
             body = orjson.dumps(request or {})
         try:
-            reply = await self._nc.request(
+            reply = await self._requests.request(
                 api.subject(endpoint), body, timeout=timeout or self._timeout
             )
+        except SubjectRefusedError as err:
+            raise NotPermittedError(
+                f"NATS refused {endpoint} to these credentials ({err.text}); use credentials "
+                f"of a role that may (secure mode: submitter for submit/cancel/drain)"
+            ) from err
         except nats.errors.NoRespondersError as err:
             raise ServerUnavailableError(
                 "no coordinator answers on this NATS server; start one with "
@@ -72,11 +77,6 @@ class ApiClient:
                 f"accepts in one message; send a reference to the data instead"
             ) from err
         except nats.errors.TimeoutError as err:
-            if (why := refused(self._nc, api.subject(endpoint))) is not None:
-                raise NotPermittedError(
-                    f"NATS refused {endpoint} to these credentials ({why}); use credentials "
-                    f"of a role that may (secure mode: submitter for submit/cancel/drain)"
-                ) from err
             raise RequestTimeoutError(
                 f"the coordinator did not answer {endpoint} within "
                 f"{timeout or self._timeout:g} s; check that it is running"

@@ -7,10 +7,12 @@ timed out, or the request was refused; 2 usage; 3 cannot reach the cluster.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,9 @@ from eventsrc.runtime import (
     format_table,
     parse_labels,
     run_program,
+    stop_event_on_signals,
 )
+from eventsrc.store.server import EmbeddedServer
 
 
 def _payload(text: str | None) -> Any:
@@ -73,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("task_id")
         cmd.add_argument("--json", action="store_true")
-    drain = sub.add_parser("drain", help="stop placing work on a node")
+    drain = sub.add_parser("drain", help="stop placing work on a node (holds across its restarts)")
     drain.add_argument("node_id")
+    drain.add_argument("--off", action="store_true", help="undo a drain (as undrain)")
     drain.add_argument("--json", action="store_true")
+    undrain = sub.add_parser("undrain", help="place work on a drained node again")
+    undrain.add_argument("node_id")
+    undrain.add_argument("--json", action="store_true")
     for name, what in (
         ("nodes", "list nodes"),
         ("skills", "list catalog skills"),
@@ -88,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--limit", type=int, default=1000)
     tasks.add_argument("--json", action="store_true")
     _secure_parser(sub)
+    server = sub.add_parser(
+        "server",
+        help="run a bare nats-server with JetStream on a data dir (no coordinator), e.g. a "
+        "scratch server to import a backup into",
+    )
+    server.add_argument("--data-dir", type=Path, required=True, help="its store folder")
+    server.add_argument("--port", type=int, default=0, help="client port (default: any free)")
     mcp_command.add_parser(sub)
     openclaw_install.add_parser(sub)
     return parser
@@ -149,16 +164,61 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "secure":
         return run_program(lambda: _sync(_run_secure, args))
+    if args.command == "server":
+        return run_program(lambda: _serve(args.data_dir, args.port))
     if args.command == "openclaw":
         return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
     if args.command == "mcp":
         return mcp_command.run(args, inherited_task_id(os.environ))
 
     async def run() -> int:
-        async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
+        # A task's own run time is expected waiting; anything else is said after a while.
+        quiet = args.command == "submit" and args.wait
+        async with (
+            _notice_if_slow(args.command, enabled=not quiet),
+            connect(args.nats_url, creds=args.creds, project=False) as cluster,
+        ):
             return await _dispatch(cluster, args)
 
     return run_program(run)
+
+
+SLOW_NOTICE_S = 3.0
+"""After this long without an answer a command says that it is still waiting."""
+
+
+@contextlib.asynccontextmanager
+async def _notice_if_slow(command: str, *, enabled: bool) -> AsyncIterator[None]:
+    """Say once on stderr when ``command`` has had no answer for SLOW_NOTICE_S: while a
+    NATS server is lost, a stream or the leader lease elects a new leader and requests
+    wait seconds for it instead of failing."""
+
+    async def notice() -> None:
+        await asyncio.sleep(SLOW_NOTICE_S)
+        print(
+            f"eventsrc: {command}: no answer for {SLOW_NOTICE_S:g} s, still waiting (a NATS "
+            f"server may be down and a stream or the coordinator lease electing a new "
+            f"leader; see `eventsrc status`); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    task = asyncio.create_task(notice()) if enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+
+
+async def _serve(data_dir: Path, port: int) -> int:
+    """Run an embedded nats-server until SIGINT/SIGTERM; its URL goes to stdout."""
+    stop = stop_event_on_signals()
+    with EmbeddedServer(data_dir, port=port) as server:
+        print(f"nats-server with JetStream at {server.url} (data dir {data_dir}); Ctrl-C stops it")
+        print(f"use it: export EVENTSRC_NATS_URL={server.url}", flush=True)
+        await stop.wait()
+    return EXIT_OK
 
 
 async def _sync(function: Any, args: argparse.Namespace) -> int:
@@ -211,8 +271,9 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
         return _show_task(await cluster.get(args.task_id), args.json)
     if args.command == "cancel":
         return _show_task(await cluster.cancel(args.task_id), args.json)
-    if args.command == "drain":
-        return _show(await cluster.drain(args.node_id), args.json, _node_table)
+    if args.command in ("drain", "undrain"):
+        off = args.command == "undrain" or args.off
+        return _show(await cluster.drain(args.node_id, off=off), args.json, _drained_text)
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
         return _show(data, args.json, _tasks_table)
@@ -322,21 +383,31 @@ def _nodes_table(data: dict[str, Any]) -> str:
             n["node_id"],
             n["state"],
             f"{n['running']}/{n['capacity']}",
-            ",".join(n["skills"]),
+            ",".join(n["skills"]) or "-",
+            "; ".join(
+                f"{name} ({', '.join(lacks) or '?'})"
+                for name, lacks in sorted(n["cannot_run"].items())
+            )
+            or "-",
             f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None else "-",
             str(n["last_heartbeat_at"] or "-"),
         ]
         for n in data["nodes"]
     ]
-    return (
-        format_table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"])
-        if rows
-        else "no nodes have joined"
-    )
+    header = ["NODE", "STATE", "RUNNING", "SKILLS", "CANNOT RUN (LACKS)", "CPU", "LAST HEARTBEAT"]
+    return format_table(rows, header) if rows else "no nodes have joined"
 
 
-def _node_table(node: dict[str, Any]) -> str:
-    return _nodes_table({"nodes": [node]})
+def _drained_text(node: dict[str, Any]) -> str:
+    node_id = node["node_id"]
+    if node["drained"]:
+        said = "draining" if node["changed"] else "was already draining"
+        return (
+            f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
+            f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
+        )
+    said = "takes work again" if node["changed"] else "was not drained"
+    return f"node {node_id} {said} (state: {node['state']})"
 
 
 def _skills_table(data: dict[str, Any]) -> str:
@@ -369,6 +440,9 @@ def _status_text(data: dict[str, Any]) -> str:
         f"skills: {data['skills']}",
         f"problems: {data['problems']}",
     ]
+    if data.get("stream_leaders"):
+        lines.append("NATS leaders (stream: server; a stream without one cannot store):")
+        lines += [f"  {name}: {where}" for name, where in data["stream_leaders"].items()]
     lines += [f"  {line}" for line in data["recent_problems"]]
     return "\n".join(lines)
 

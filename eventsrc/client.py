@@ -219,10 +219,17 @@ class Cluster:
         command = CancelTask(task_id=validate_token(task_id, what="task id"), reason=reason)
         return TaskInfo.model_validate(await self.api.call("cancel", command))
 
-    async def drain(self, node_id: str) -> Any:
-        return await self.api.call(
-            "drain", DrainNode(node_id=validate_token(node_id, what="node id"))
-        )
+    async def drain(self, node_id: str, *, off: bool = False) -> Any:
+        """Drain a node (no new work placed there, in force across its re-joins) or, with
+        ``off``, undo that. The node's view, with ``changed`` False when it already was so."""
+        command = DrainNode(node_id=validate_token(node_id, what="node id"), off=off)
+        if off:
+            command = command.model_copy(update={"reason": "undrain requested"})
+        return await self.api.call("drain", command)
+
+    async def undrain(self, node_id: str) -> Any:
+        """Place work on a drained node again."""
+        return await self.drain(node_id, off=True)
 
     async def close(self) -> None:
         """Disconnect; idempotent."""

@@ -23,7 +23,8 @@ print ``str(err)`` and exit without a traceback.
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
     ├── NotPermittedError         NATS refused a subject to these credentials (secure mode)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
-    │   └── NotFoundError         no such task, node or skill
+    │   ├── NotFoundError         no such task, node or skill
+    │   └── NodeIdInUseError      a live process already holds this node id
     └── EmbeddedServerError       the embedded nats-server could not be found or started
 
 This module imports nothing of ours so that every layer, ``eventsrc.events`` included,
@@ -124,6 +125,10 @@ class NotCaughtUpError(EventsrcError):
 
 class DomainError(EventsrcError):
     """A command was refused by the domain rules; the message says which and why."""
+
+
+class NodeIdInUseError(DomainError):
+    """Another live process is a member under this node id."""
 
 
 class NotFoundError(DomainError, LookupError):

@@ -110,11 +110,11 @@ def test_json5_and_foreign_entries_are_refused_with_one_line(home: Path) -> None
     config = home / ".openclaw" / "openclaw.json"
     config.write_text("{\n  // my model\n  agents: {},\n}\n")
     refused = run(home, "openclaw", "install", "--mcp")
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a config that cannot be used as it is: exit 2
     assert "not plain JSON" in refused.stderr and "openclaw mcp set" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert config.read_text().startswith("{\n  // my model")
 
     config.write_text(json.dumps({"mcp": {"servers": {"eventsrc": {"command": "x"}}}}))
     clash = run(home, "openclaw", "install", "--mcp")
-    assert clash.returncode == 1 and "openclaw mcp unset eventsrc" in clash.stderr
+    assert clash.returncode == 2 and "openclaw mcp unset eventsrc" in clash.stderr

@@ -19,7 +19,7 @@ from eventsrc.events import (
     SkillUpdated,
     Token,
 )
-from eventsrc.projections.state import MEMBER_STATES, ClusterState
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, Liveness, NodeView
 
 
 class RegisterSkill(Command):
@@ -118,6 +118,61 @@ def decide_unregister_instance(
     )
 
 
+def _own_liveness(state: ClusterState, node: NodeView) -> Liveness | None:
+    liveness = state.liveness.get(node.node_id)
+    if liveness is not None and liveness.incarnation not in ("", node.incarnation):
+        return None  # a heartbeat of the previous incarnation says nothing now
+    return liveness
+
+
+def last_seen(state: ClusterState, node: NodeView) -> datetime | None:
+    """The server time of the node's newest sign of life: its live incarnation's newest
+    heartbeat, else its join."""
+    liveness = _own_liveness(state, node)
+    return max(
+        (t for t in (node.joined_at, liveness.last_at if liveness else None) if t),
+        default=None,
+    )
+
+
+def live_holder(
+    state: ClusterState,
+    *,
+    node_id: str,
+    incarnation: str,
+    replaces: str,
+    now: datetime,
+    stale_after_s: float,
+) -> NodeView | None:
+    """The member that holds ``node_id`` for another live process, if any.
+
+    A process is taken for live while its signs of life are younger than
+    ``stale_after_s`` (the rule that expires nodes). ``replaces`` names an incarnation
+    the newcomer knows to be dead (its pid is gone on the same host): that one yields.
+    """
+    node = state.nodes.get(node_id)
+    if node is None or node.state not in MEMBER_STATES:
+        return None
+    if node.incarnation in (incarnation, replaces):
+        return None
+    seen = last_seen(state, node)
+    if seen is None or seen < now - timedelta(seconds=stale_after_s):
+        return None
+    return node
+
+
+def in_use_message(state: ClusterState, holder: NodeView) -> str:
+    """The one line a process is refused with when its node id is held by a live one."""
+    joined = holder.joined_at.strftime("%Y-%m-%d %H:%M:%S UTC") if holder.joined_at else "?"
+    seen = last_seen(state, holder)
+    where = f"host {holder.hostname or '?'}" + (f" (pid {holder.pid})" if holder.pid else "")
+    return (
+        f"node id {holder.node_id} is in use by a live process on {where}, joined {joined}"
+        f"{', last seen ' + seen.strftime('%H:%M:%S UTC') if seen else ''}; give this node "
+        f"its own id with --node-id NAME, or stop that process first"
+    )
+
+
 def decide_expire_stale(
     state: ClusterState,
     command: ExpireStale,
@@ -137,13 +192,8 @@ def decide_expire_stale(
     for node_id, node in sorted(state.nodes.items()):
         if node.state not in MEMBER_STATES:
             continue
-        liveness = state.liveness.get(node_id)
-        if liveness is not None and liveness.incarnation not in ("", node.incarnation):
-            liveness = None  # a heartbeat of the previous incarnation says nothing now
-        seen = max(
-            (t for t in (node.joined_at, liveness.last_at if liveness else None) if t),
-            default=None,
-        )
+        liveness = _own_liveness(state, node)
+        seen = last_seen(state, node)
         if seen is not None and seen >= horizon:
             continue
         events.append(

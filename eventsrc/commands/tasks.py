@@ -19,6 +19,7 @@ from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
     Event,
+    NodeDrainCancelled,
     NodeDrainRequested,
     TaskAssigned,
     TaskCancelled,
@@ -78,8 +79,11 @@ class CancelTask(Command):
 
 
 class DrainNode(Command):
+    """Drain a node (no new work placed on it) or, with ``off``, undo a drain."""
+
     node_id: Token
     reason: str = Field(default="drain requested", max_length=MAX_REASON)
+    off: bool = False
 
 
 class Limits(Command):
@@ -205,13 +209,24 @@ def decide_drain(
     new_id: NewId,
     origin: Origin = COORDINATOR,
 ) -> tuple[Event, ...]:
-    """Stop placing work on a node; nothing if it already drains."""
+    """Stop placing work on a node (``off``: place work on it again); nothing if it is
+    already so. A drain holds across the node's re-joins until undone."""
     node = state.nodes.get(command.node_id)
     if node is None:
         raise NotFoundError(f"no node {command.node_id}; see `eventsrc nodes`")
+    if command.off:
+        if not node.drained:
+            return ()
+        return (
+            NodeDrainCancelled(
+                **origin.envelope(now=now, new_id=new_id),
+                node_id=command.node_id,
+                reason=command.reason,
+            ),
+        )
     if node.state not in MEMBER_STATES:
         raise DomainError(f"node {command.node_id} is {node.state}, not a member")
-    if node.state == "draining":
+    if node.drained:
         return ()
     return (
         NodeDrainRequested(

@@ -46,6 +46,9 @@ class NodeInfo(View):
     labels: dict[str, str]
     skills: tuple[str, ...]
     unavailable: tuple[str, ...]
+    # Skills found on the node but not runnable there -> what it lacks for each.
+    cannot_run: dict[str, tuple[str, ...]]
+    drained: bool
     last_heartbeat_at: datetime | None
     cpu_percent: float | None
     memory_percent: float | None
@@ -77,6 +80,9 @@ class StatusInfo(View):
     skills: int
     problems: dict[str, int]
     recent_problems: tuple[str, ...]
+    # Which NATS server leads each stream (and the lease bucket); filled in by the
+    # coordinator that answers, empty where nobody asked the servers.
+    stream_leaders: dict[str, str] = {}
 
 
 def task_info(task: TaskView) -> TaskInfo:
@@ -112,6 +118,8 @@ def node_info(state: ClusterState, node: NodeView) -> NodeInfo:
         labels=node.labels,
         skills=tuple(sorted(state.node_skills.get(node.node_id, ()))),
         unavailable=tuple(u.name for u in node.unavailable),
+        cannot_run={u.name: u.lacks() for u in node.unavailable},
+        drained=node.drained,
         last_heartbeat_at=liveness.last_at if liveness else None,
         cpu_percent=liveness.cpu_percent if liveness else None,
         memory_percent=liveness.memory_percent if liveness else None,
@@ -139,18 +147,8 @@ def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
         if node.state not in {"alive", "draining"}:
             continue
         for skill in node.unavailable:
-            lacks = (
-                *(f"bin:{b}" for b in skill.missing_bins),
-                *(
-                    f"anyBin:{'|'.join(skill.missing_any_bins)}"
-                    for _ in [0]
-                    if skill.missing_any_bins
-                ),
-                *(f"env:{e}" for e in skill.missing_env),
-                *(f"config:{c}" for c in skill.missing_config),
-                *(f"os:{'|'.join(skill.unsupported_os)}" for _ in [0] if skill.unsupported_os),
-            )
-            would.setdefault(skill.name, []).append(Holder(node_id=node_id, lacks=lacks))
+            holder = Holder(node_id=node_id, lacks=skill.lacks())
+            would.setdefault(skill.name, []).append(holder)
     for name, meta in sorted(state.skills.items()):
         infos.append(
             SkillInfo(

@@ -17,7 +17,7 @@ from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
 from eventsrc.coordinator.leadership import Leadership, elect
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.node.agent import NodeAgent
-from eventsrc.node.setup import discover, node_id_of
+from eventsrc.node.setup import discover, local_node_id, node_id_of
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
@@ -167,7 +167,9 @@ class Coordinator:
     async def _start_local_node(self) -> None:
         """A cluster of one: a node in this process with built-in python and ./skills."""
         assert self._nc is not None and self._store is not None
-        config = NodeConfig(node_id=self.config.local_node_id, skills=("python",))
+        config = NodeConfig(
+            node_id=self.config.local_node_id or local_node_id(), skills=("python",)
+        )
         found = discover(config, os.environ)
         self.local_node = NodeAgent(
             self._nc,

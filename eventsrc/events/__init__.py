@@ -18,6 +18,7 @@ from eventsrc.events.ids import (
 )
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -57,6 +58,7 @@ __all__ = [
     "Heartbeat",
     "LeaderElected",
     "NodeCapabilitiesReported",
+    "NodeDrainCancelled",
     "NodeDrainRequested",
     "NodeExpired",
     "NodeJoined",

@@ -31,6 +31,9 @@ class NodeJoined(_NodeEvent):
     capacity: int = Field(default=1, ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
     hostname: str = ""
+    # The node process's pid on ``hostname``: lets a new process with the same id tell a
+    # dead predecessor on its own host from a live one.
+    pid: int = 0
     platform: str = ""
     cpu_count: int = 0
     memory_total_mb: int = 0
@@ -62,9 +65,17 @@ class NodeExpired(_NodeEvent):
 
 
 class NodeDrainRequested(_NodeEvent):
-    """Stop placing work on a node; the node finishes what it runs and leaves."""
+    """Stop placing work on a node; what it runs finishes. In force across the node's
+    re-joins until a NodeDrainCancelled."""
 
     type: Literal["NodeDrainRequested"] = "NodeDrainRequested"
+    reason: str = ""
+
+
+class NodeDrainCancelled(_NodeEvent):
+    """Place work on a drained node again (``eventsrc undrain``)."""
+
+    type: Literal["NodeDrainCancelled"] = "NodeDrainCancelled"
     reason: str = ""
 
 
@@ -109,6 +120,16 @@ class UnavailableSkill(BaseModel):
     missing_config: tuple[str, ...] = ()
     unsupported_os: tuple[str, ...] = ()
     install: tuple[dict[str, str], ...] = ()
+
+    def lacks(self) -> tuple[str, ...]:
+        """What is missing, one item each: ``bin:ffmpeg``, ``env:KEY``, ``os:darwin``, ..."""
+        return (
+            *(f"bin:{b}" for b in self.missing_bins),
+            *([f"anyBin:{'|'.join(self.missing_any_bins)}"] if self.missing_any_bins else []),
+            *(f"env:{e}" for e in self.missing_env),
+            *(f"config:{c}" for c in self.missing_config),
+            *([f"os:{'|'.join(self.unsupported_os)}"] if self.unsupported_os else []),
+        )
 
 
 class NodeCapabilitiesReported(_NodeEvent):

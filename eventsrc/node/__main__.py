@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
+from eventsrc.errors import NotPermittedError
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
@@ -86,7 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 drain_timeout=config.drain_timeout,
                 max_result_bytes=config.max_result_bytes,
             )
-            await agent.start()
+            try:
+                await agent.start()
+            except NotPermittedError as err:
+                raise NotPermittedError(
+                    f"these credentials do not allow node id {node_id} (NATS refused its "
+                    f"events); start the node with the --node-id its credentials were made "
+                    f"for (secure mode: DIR/creds/node-<ID>.nk is for node <ID>)"
+                ) from err
             print(
                 f"eventsrc node {node_id} ready with skills: "
                 f"{', '.join(sorted(found.skills)) or 'none'}",

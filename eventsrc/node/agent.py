@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections import OrderedDict
@@ -29,6 +31,7 @@ from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
 from eventsrc.errors import (
     EventsrcError,
+    NodeIdInUseError,
     UndecodableEventError,
 )
 from eventsrc.events import (
@@ -58,6 +61,7 @@ from eventsrc.node.host import (
     heartbeat_event,
     joined_event,
     prime_cpu_meter,
+    process_is_gone,
 )
 from eventsrc.node.pyskills import CancelSignal
 from eventsrc.node.setup import NodeSkills
@@ -76,6 +80,13 @@ DONE_MEMORY = 10_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _when(text: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
 
 
 class NodeAgent:
@@ -138,13 +149,7 @@ class NodeAgent:
 
     async def start(self) -> None:
         """Introduce ourselves, join, advertise, then heartbeat and take work."""
-        hello = api.NodeHello(
-            node_id=self.node_id,
-            incarnation=self.incarnation,
-            event_schema=EVENT_SCHEMA,
-            eventsrc_version=eventsrc.__version__,
-        )
-        reply = await self._call_until_answered("node_hello", hello)
+        reply = await self._hello()
         own = [s.metadata for s in self._skills.values()]
         if own:
             await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
@@ -169,6 +174,39 @@ class NodeAgent:
             asyncio.create_task(self._watch_membership(joined_seq + 1), name="membership")
         )
         log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
+
+    async def _hello(self) -> Any:
+        """Introduce ourselves; refused (NodeIdInUseError) while a live process holds our
+        id, except a predecessor on this host whose process is gone, which we replace."""
+        hello = api.NodeHello(
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            event_schema=EVENT_SCHEMA,
+            eventsrc_version=eventsrc.__version__,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        reply = await self._call_until_answered("node_hello", hello)
+        holder = reply.get("in_use")
+        if holder is None:
+            return reply
+        gone = process_is_gone(
+            hostname=str(holder.get("hostname", "")),
+            pid=int(holder.get("pid") or 0),
+            started_before=_when(holder.get("joined_at")),
+        )
+        if not gone:
+            raise NodeIdInUseError(str(reply.get("message")))
+        log.warning(
+            "node id %s was held by pid %s on this host, which is gone; replacing it",
+            self.node_id,
+            holder.get("pid"),
+        )
+        replacing = hello.model_copy(update={"replaces": str(holder.get("incarnation", ""))})
+        reply = await self._call_until_answered("node_hello", replacing)
+        if "in_use" in reply:
+            raise NodeIdInUseError(str(reply.get("message")))
+        return reply
 
     async def _join(self) -> int:
         """Append NodeJoined, our instances and what we cannot run; the join's sequence."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ def joined_event(
         capacity=capacity,
         labels=labels,
         hostname=socket.gethostname(),
+        pid=os.getpid(),
         platform=platform.system().lower(),
         cpu_count=psutil.cpu_count() or 0,
         memory_total_mb=psutil.virtual_memory().total // MB,
@@ -66,6 +68,23 @@ def heartbeat_event(
         capacity=capacity,
         skills=skills,
     )
+
+
+def process_is_gone(*, hostname: str, pid: int, started_before: datetime | None) -> bool:
+    """True when the process ``pid`` on ``hostname`` is this host's and certainly dead:
+    no such pid, a pid that is ours (a restarted container), or a pid reused by a
+    process started after ``started_before``."""
+    if hostname != socket.gethostname() or not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        created = datetime.fromtimestamp(psutil.Process(pid).create_time(), UTC)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False  # e.g. access denied: it exists, so assume it lives
+    return started_before is not None and created > started_before
 
 
 def prime_cpu_meter() -> None:

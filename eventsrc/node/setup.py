@@ -33,6 +33,13 @@ def node_id_of(config: NodeConfig) -> str:
     return validate_token(config.node_id or socket.gethostname(), what="node id")
 
 
+def local_node_id() -> str:
+    """The embedded coordinator's own node: ``<host>-local``, so that a node started on
+    the same machine with no ``--node-id`` (the host name) is another member, not a
+    second process under one id."""
+    return f"{socket.gethostname()}-local"
+
+
 def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     """Scan skill folders and add the named built-ins.
 
@@ -41,6 +48,13 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     entries a handler or OpenClaw may serve). Folder skills are advertised when
     OpenClaw's gating says they can run here.
     """
+    for folder in config.skills_dirs:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(
+                f"--skills-dir {folder} {what}; pass a folder that holds OpenClaw skill "
+                f"folders (each with a SKILL.md)"
+            )
     found = SkillDiscovery(
         env=env, workspace=config.workspace, extra_dirs=config.skills_dirs
     ).scan()

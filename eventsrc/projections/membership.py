@@ -9,6 +9,7 @@ from eventsrc.events import (
     Heartbeat,
     LeaderElected,
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -77,11 +78,13 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
     elif node.incarnation != event.incarnation:
         # A new incarnation re-registers what it has; old instances are not vouched for.
         _set_instances(state, event.node_id, "offline")
-    node.state = "alive"
+    # A drain outlives the process it was meant for: a node that re-joins stays drained.
+    node.state = "draining" if node.drained else "alive"
     node.incarnation = event.incarnation
     node.capacity = event.capacity
     node.labels = dict(event.labels)
     node.hostname = event.hostname
+    node.pid = event.pid
     node.platform = event.platform
     node.cpu_count = event.cpu_count
     node.memory_total_mb = event.memory_total_mb
@@ -134,6 +137,20 @@ def drain_requested(state: ClusterState, event: NodeDrainRequested, time: dateti
     if isinstance(node, tuple):
         return node
     node.state = "draining"
+    node.drained = True
+    return None
+
+
+def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> Outcome:
+    state.available.clear()
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        return ("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
+    if not node.drained:
+        return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
+    node.drained = False
+    if node.state == "draining":
+        node.state = "alive"
     return None
 
 

@@ -20,7 +20,7 @@ from eventsrc.events import SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 2
+STATE_SCHEMA_VERSION = 3
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -55,10 +55,13 @@ class NodeView:
 
     node_id: str
     state: str = "alive"  # alive | draining | left | expired
+    # An operator's drain (``eventsrc drain``): in force across re-joins until undrained.
+    drained: bool = False
     incarnation: str = ""
     capacity: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
+    pid: int = 0
     platform: str = ""
     cpu_count: int = 0
     memory_total_mb: int = 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,42 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "nats://127.0.0.1:4222"
 PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -ERR text
 
-_DENIED: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
+
+class Refusals:
+    """The permission errors NATS sent one connection, and who wants to hear of them.
+
+    NATS reports a refused publish asynchronously (``-ERR 'Permissions Violation for
+    Publish to "subj"'``) and drops the message, so a request to a refused subject would
+    just time out. Requesters register a listener and fail their pending requests on
+    that subject at once.
+    """
+
+    def __init__(self) -> None:
+        self.texts: collections.deque[str] = collections.deque(maxlen=20)
+        self._listeners: list[Callable[[str, str], None]] = []
+
+    def add(self, text: str) -> None:
+        self.texts.append(text)
+        subject = refused_subject(text)
+        if subject is not None:
+            for listener in self._listeners:
+                listener(subject, text)
+
+    def listen(self, listener: Callable[[str, str], None]) -> None:
+        """Call ``listener(subject, text)`` (subject lower-cased, as NATS' text is) on
+        each refusal of a publish."""
+        self._listeners.append(listener)
+
+
+def refused_subject(text: str) -> str | None:
+    """The subject in a publish permission error's text (lower-cased by nats-py)."""
+    head, sep, rest = text.partition("for publish to ")
+    if not sep or PERMISSION_ERROR not in head:
+        return None
+    return rest.strip().strip('"').strip("'").lower()
+
+
+_REFUSALS: weakref.WeakKeyDictionary[Client, Refusals] = weakref.WeakKeyDictionary()
 DEFAULT_DATA_DIR = Path(".eventsrc")
 URL_FILE = "url"
 
@@ -97,7 +133,13 @@ async def connect_nats(
     before connecting.
     """
     creds = options.credentials()
-    refusals: list[str] = []
+    refusals = Refusals()
+    events = _ConnectionLog(options.servers, loud=long_running, refusals=refusals)
+    nc = Client()
+
+    async def reconnected() -> None:
+        await events.on_reconnected(nc)
+
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),
         "name": options.name,
@@ -113,9 +155,9 @@ async def connect_nats(
         "password": options.password,
         "token": options.token,
         "tls": _tls_context(options),
-        "error_cb": _error_logger(options.servers, loud=long_running, refusals=refusals),
+        "error_cb": events.on_error,
+        "reconnected_cb": reconnected,
     }
-    nc = Client()
     try:
         await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
@@ -123,7 +165,8 @@ async def connect_nats(
         with contextlib.suppress(Exception):
             await nc.close()
         raise unavailable(options.servers, err) from err
-    _DENIED[nc] = refusals
+    _REFUSALS[nc] = refusals
+    events.connected(nc)
     if not long_running:
         # Failing fast was for the first connect; from now on, reconnect (nats-py reads
         # these options on every disconnect).
@@ -133,11 +176,13 @@ async def connect_nats(
     return nc
 
 
-def refused(nc: Client, subject: str) -> str | None:
-    """The server's permission error for a publish to ``subject`` on this connection, if
-    it sent one (NATS reports them asynchronously; a request just times out)."""
-    quoted = f'"{subject.lower()}"'
-    return next((text for text in _DENIED.get(nc, ()) if text.endswith(quoted)), None)
+def refusals_of(nc: Client) -> Refusals:
+    """The permission errors of a connection opened by ``connect_nats`` (an empty record,
+    never told of any, for another connection)."""
+    found = _REFUSALS.get(nc)
+    if found is None:
+        found = _REFUSALS[nc] = Refusals()
+    return found
 
 
 def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:
@@ -155,27 +200,47 @@ def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailab
     )
 
 
-def _error_logger(
-    servers: tuple[str, ...], *, loud: bool, refusals: list[str]
-) -> Callable[[Exception], Awaitable[None]]:
-    """nats-py's error callback: one warning per distinct problem, not a traceback each.
+class _ConnectionLog:
+    """nats-py's callbacks for one connection: one warning per distinct problem, never a
+    traceback each, naming the server that was lost once we had one.
 
     One-shot commands (``loud=False``) report the final error themselves. Permission
-    errors are kept (the newest few) for ``refused``.
+    errors go to ``refusals`` so that waiting requests end at once.
     """
-    last = ""
 
-    async def on_error(err: Exception) -> None:
-        nonlocal last
+    def __init__(self, servers: tuple[str, ...], *, loud: bool, refusals: Refusals) -> None:
+        self._servers = servers
+        self._loud = loud
+        self._refusals = refusals
+        self._last = ""
+        self.connected_to = ""  # the server we last had; "" before the first connect
+
+    async def on_error(self, err: Exception) -> None:
         if PERMISSION_ERROR in str(err):
-            refusals.append(str(err))
-            del refusals[:-20]
-            if loud:
+            self._refusals.add(str(err))
+            if self._loud:
                 log.warning("NATS refused: %s (check the credentials' role)", err)
             return
-        message = str(unavailable(servers, err))
-        if loud and message != last:
-            last = message
-            log.warning("%s; retrying", message)
+        if not self._loud:
+            return
+        if self.connected_to:
+            # Running, and a server went away: say which; the others may well be up.
+            others = [u for u in self._servers if u.rstrip("/") != self.connected_to.rstrip("/")]
+            target = ", ".join(others) if len(self._servers) > 1 else "it"
+            reason = str(err) or type(err).__name__
+            message = f"lost NATS at {self.connected_to} ({reason}); reconnecting to {target}"
+        else:
+            message = f"{unavailable(self._servers, err)}; retrying"
+        if message != self._last:
+            self._last = message
+            log.warning("%s", message)
 
-    return on_error
+    def connected(self, nc: Client) -> None:
+        url = nc.connected_url
+        self.connected_to = url.geturl() if url is not None else self.connected_to
+        self._last = ""
+
+    async def on_reconnected(self, nc: Client) -> None:
+        self.connected(nc)
+        if self._loud:
+            log.warning("reconnected to NATS at %s", self.connected_to)

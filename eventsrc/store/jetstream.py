@@ -32,6 +32,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from eventsrc.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    EventsrcError,
+    NotPermittedError,
     PayloadTooLargeError,
     ServerUnavailableError,
     StoreError,
@@ -42,7 +44,7 @@ from eventsrc.events import Event, decode, encode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
-from eventsrc.store.publisher import AckedPublisher
+from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -142,7 +144,7 @@ class JetStreamEventStore:
         except nats.errors.Error as err:
             raise _map_error(err, subject="(batch)") from err
         seqs: list[int] = []
-        failure: StoreError | None = None
+        failure: EventsrcError | None = None
         for future in futures:
             try:
                 ack = await future
@@ -353,8 +355,13 @@ async def _unsubscribe(sub: Any) -> None:
         await sub.unsubscribe()
 
 
-def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> StoreError:
+def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> EventsrcError:
     """Turn a nats-py error into ours, with a message a person can act on."""
+    if isinstance(err, SubjectRefusedError):
+        return NotPermittedError(
+            f"NATS refused writing to {subject} to these credentials ({err.text}); a node's "
+            f"credentials allow only its own node id"
+        )
     if isinstance(err, nats.js.errors.APIError):
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)

@@ -144,3 +144,28 @@ def _settled(info: StreamInfo, replicas: int) -> bool:
         return False
     peers = cluster.replicas or []
     return len(peers) == replicas - 1 and all(peer.current for peer in peers)
+
+
+async def stream_leaders(
+    js: JetStreamContext, names: tuple[str, ...], *, timeout: float = 1.0
+) -> dict[str, str]:
+    """Per stream, the server that leads it and its replicas (``nats-2; replicas nats-1
+    (current), nats-3 (current)``), or why that is unknown now (e.g. electing a leader).
+    A stream on a single server names that server."""
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            info = await asyncio.wait_for(js.stream_info(name), timeout)
+        except (TimeoutError, nats.errors.Error) as err:
+            found[name] = f"no answer ({err or type(err).__name__}): electing a leader?"
+            continue
+        cluster = info.cluster
+        if cluster is None or not cluster.leader:
+            found[name] = "no leader"
+            continue
+        peers = ", ".join(
+            f"{peer.name} ({'current' if peer.current else 'catching up'})"
+            for peer in cluster.replicas or []
+        )
+        found[name] = f"{cluster.leader}" + (f"; replicas {peers}" if peers else "")
+    return found
