@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from eventsrc.errors import ConfigError
-from eventsrc.node.discovery import SkillDiscovery
+from eventsrc.node.discovery import CLUSTER_SKILL, SkillDiscovery
 from eventsrc.store import resolve_servers
 
-SKILL_NAME = "eventsrc-cluster"
+SKILL_NAME = CLUSTER_SKILL
 SERVER_NAME = "eventsrc"
 MARKER = "<!-- written by `eventsrc openclaw install`; removed by --uninstall -->"
 

@@ -118,3 +118,21 @@ def test_json5_and_foreign_entries_are_refused_with_one_line(home: Path) -> None
     config.write_text(json.dumps({"mcp": {"servers": {"eventsrc": {"command": "x"}}}}))
     clash = run(home, "openclaw", "install", "--mcp")
     assert clash.returncode == 2 and "openclaw mcp unset eventsrc" in clash.stderr
+
+
+def test_a_node_on_the_machine_does_not_offer_the_skill_to_the_cluster(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventsrc.config import NodeConfig
+    from eventsrc.node.discovery import SkillDiscovery
+    from eventsrc.node.setup import discover
+
+    assert run(home, "--nats-url", URL, "openclaw", "install").returncode == 0
+    monkeypatch.setenv("HOME", str(home))
+    scripts = Path(sys.executable).parent
+    env = {"HOME": str(home), "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+    seen = SkillDiscovery(env=env, home=home, workspace=home).scan().skills
+    assert seen[SKILL_NAME].eligible  # OpenClaw's view: a skill for this machine's agent
+    node = discover(NodeConfig(workspace=home), env)
+    assert SKILL_NAME not in node.skills
+    assert SKILL_NAME not in {skill.name for skill in node.unavailable}
