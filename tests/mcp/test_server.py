@@ -106,3 +106,12 @@ async def test_over_http_submit_then_wait(e2e: E2E, tmp_path: Path) -> None:
             assert refused.is_error
             assert data_of(await client.call_tool("list_nodes", {}))["nodes"]
         assert server.proc.poll() is None, "the server stopped after a bad request"
+
+
+async def test_an_unreachable_cluster_is_a_tool_error_not_a_dead_server(tmp_path: Path) -> None:
+    async with stdio_client("nats://127.0.0.1:1", cwd=tmp_path) as client:
+        assert tool_names((await client.list_tools()).tools) >= TOOLS
+        for _ in range(2):  # the server stays up and tries again on the next call
+            failed = await client.call_tool("list_nodes", {})
+            assert failed.is_error
+            assert "cannot reach NATS at nats://127.0.0.1:1" in text_of(failed)
