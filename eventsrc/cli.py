@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -18,11 +19,13 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import secure
+from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidIdError, InvalidRequestError
 from eventsrc.events import TaskSpec, validate_token
+from eventsrc.lineage import inherited_task_id
+from eventsrc.mcp import command as mcp_command
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--data-dir", type=Path, required=True, help="its store folder")
     server.add_argument("--port", type=int, default=0, help="client port (default: any free)")
+    mcp_command.add_parser(sub)
+    openclaw_install.add_parser(sub)
     return parser
 
 
@@ -161,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_program(lambda: _sync(_run_secure, args))
     if args.command == "server":
         return run_program(lambda: _serve(args.data_dir, args.port))
+    if args.command == "openclaw":
+        return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
+    if args.command == "mcp":
+        return mcp_command.run(args, inherited_task_id(os.environ))
 
     async def run() -> int:
         # A task's own run time is expected waiting; anything else is said after a while.
@@ -278,6 +287,8 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     options = _options(args)
     payload = _payload(args.payload)
+    # Run inside a task on a node (its command or agent turn): a sub-task of that task.
+    parent = inherited_task_id(os.environ)
     if args.wait:
         task = await cluster.run(
             args.skill,
@@ -285,11 +296,17 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
             timeout=args.timeout,
             task_id=args.task_id,
             submitted_by="cli",
+            parent_task_id=parent,
             **options,
         )
     else:
         task = await cluster.submit(
-            args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
+            args.skill,
+            payload,
+            task_id=args.task_id,
+            submitted_by="cli",
+            parent_task_id=parent,
+            **options,
         )
     if args.wait and not task.terminal:
         _show_task(task, args.json)

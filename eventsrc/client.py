@@ -33,6 +33,7 @@ from eventsrc.errors import (
 )
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
+from eventsrc.lineage import running_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
@@ -93,6 +94,13 @@ class Cluster:
         return self._runner
 
     @property
+    def role(self) -> str | None:
+        """The secure-mode role of the credentials (``submitter``, ``reader``, ...), or None
+        without a role-marked credentials file; raises ConfigError for an unusable file."""
+        credentials = self._options.credentials()
+        return credentials.role if credentials is not None else None
+
+    @property
     def store(self) -> JetStreamEventStore:
         assert self._store is not None, "use `async with eventsrc.connect(...)` first"
         return self._store
@@ -127,12 +135,15 @@ class Cluster:
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
         node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type); an
-        unknown one raises InvalidRequestError."""
+        unknown one raises InvalidRequestError.
+
+        Inside a task's attempt on a node, ``parent_task_id`` defaults to that task: the
+        new task is its sub-task."""
         command = SubmitTask(
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
             broadcast_id=broadcast_id,
         )
         return TaskInfo.model_validate(await self.api.call("submit", command))
@@ -154,7 +165,7 @@ class Cluster:
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
             wait_s=min(max(timeout, 0.0), WAIT_CHUNK_S),
         )
         loop = asyncio.get_running_loop()

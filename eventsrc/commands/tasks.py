@@ -136,7 +136,7 @@ def decide_submit(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
         )
     submitted = TaskSubmitted(
-        **origin.envelope(now=now, new_id=new_id),
+        **origin.envelope(now=now, new_id=new_id, **_lineage(state, command.parent_task_id)),
         task_id=command.task_id,
         spec=command.spec,
         submitted_by=command.submitted_by,
@@ -156,6 +156,13 @@ def decide_submit(
         causation_id=submitted.event_id,
     )
     return (submitted, followup) if followup is not None else (submitted,)
+
+
+def _lineage(state: ClusterState, parent_task_id: str | None) -> dict[str, str]:
+    """A sub-task's causation: its parent's submission, when the parent is known (the
+    ``parent_task_id`` itself is kept either way)."""
+    parent = state.tasks.get(parent_task_id) if parent_task_id else None
+    return {"causation_id": parent.submit_event_id} if parent is not None else {}
 
 
 def decide_cancel(

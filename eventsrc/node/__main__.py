@@ -63,9 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         configure_logging(config.log_level)
         node_id = node_id_of(config)
-        found = discover(config, os.environ)
-        stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
+        # What a task starts here reaches this cluster (`eventsrc submit`, `eventsrc mcp`
+        # in a skill's command or agent turn) unless the environment says otherwise.
+        env = dict(os.environ)
+        if not env.get("EVENTSRC_NATS_URL"):
+            env["EVENTSRC_NATS_URL"] = ",".join(servers)
+        found = discover(config, env)
+        stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
         nc = await connect_nats(options, long_running=True)
         try:

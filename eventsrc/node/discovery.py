@@ -57,6 +57,11 @@ MAX_SKILL_FILE_BYTES = 256_000
 _SKIPPED_DIRS = {"node_modules"}
 
 
+CLUSTER_SKILL = "eventsrc-cluster"
+"""The skill ``eventsrc openclaw install`` writes: it tells an agent how to use the
+cluster, so a node never offers it to the cluster as a capability."""
+
+
 @dataclass(frozen=True)
 class DiscoveredSkill:
     """One skill a node found: its catalog metadata, how to run it, whether it can.

@@ -11,7 +11,7 @@ from eventsrc.config import NodeConfig
 from eventsrc.errors import ConfigError
 from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
-from eventsrc.node.discovery import DiscoveredSkill, SkillScanner
+from eventsrc.node.discovery import CLUSTER_SKILL, DiscoveredSkill, SkillScanner
 from eventsrc.node.executors import Executor, executor_for
 from eventsrc.node.pyskills import CallableExecutor, as_discovered, entry_point_skills
 
@@ -58,7 +58,7 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     found = SkillScanner(env=env, workspace=config.workspace, extra_dirs=config.skills_dirs).scan()
     for line in found.errors:
         log.warning("skipped: %s", line)
-    skills = dict(found.eligible())
+    skills = {name: s for name, s in found.eligible().items() if name != CLUSTER_SKILL}
     errors = list(found.errors)
     packaged = entry_point_skills(errors) if config.skills else {}
     executors: dict[str, Executor] = {}
@@ -79,4 +79,5 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     for name, skill in skills.items():
         if name not in executors and (executor := executor_for(skill, env)) is not None:
             executors[name] = executor
-    return NodeSkills(skills, executors, found.unavailable(), tuple(errors))
+    unavailable = tuple(u for u in found.unavailable() if u.name != CLUSTER_SKILL)
+    return NodeSkills(skills, executors, unavailable, tuple(errors))
