@@ -1,7 +1,8 @@
 """``replay_tools``: rebuild, audit, verify, what-if, export/import, schema, stats.
 
 Exit codes: 0 ok; 1 a finding or a refused request (verify found problems, an unknown
-id, a corrupt file); 2 usage; 3 NATS cannot be reached.
+id, a corrupt file); 2 usage (a malformed id too); 3 NATS cannot be reached; 4 the
+credentials do not allow it.
 """
 
 from __future__ import annotations

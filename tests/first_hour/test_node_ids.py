@@ -17,12 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "skills"
 
 
-async def _nodes(cwd: Path) -> dict[str, dict[str, object]]:
-    listed = await run_cli(["nodes", "--json"], cwd=cwd, url=None)
-    assert listed.code == 0, listed
-    return {n["node_id"]: n for n in listed.json["nodes"]}
-
-
 async def test_a_default_node_beside_the_coordinator_gets_its_own_id(tmp_path: Path) -> None:
     coordinator_args = ["-m", "eventsrc.coordinator", "--embedded-port", "0"]
     with program(coordinator_args, cwd=tmp_path, env=CLEAN_ENV) as coordinator:
@@ -32,15 +26,19 @@ async def test_a_default_node_beside_the_coordinator_gets_its_own_id(tmp_path: P
             node.wait_for_line("ready", timeout=DEADLINE_S)
 
             async def both_joined() -> dict[str, dict[str, object]] | None:
-                nodes = await _nodes(tmp_path)
+                nodes = await _nodes_at(tmp_path, None)
                 return nodes if len(nodes) == 2 else None
 
             nodes = await poll(both_joined, "the local node and the new node")
             local = next(n for n in nodes if n.endswith("-local"))
             other = next(n for n in nodes if n != local)
-            assert "python" in nodes[local]["skills"]  # type: ignore[operator]
-            assert "word-count" in nodes[other]["skills"]  # type: ignore[operator]
+            assert "python" in nodes[local]["skills"]
+            assert "word-count" in nodes[other]["skills"]
             assert all(n["state"] == "alive" for n in nodes.values())
+            # What a node found but cannot run shows in the table, with what it lacks.
+            table = await run_cli(["nodes"], cwd=tmp_path, url=None)
+            assert "speech-to-text (bin:whisper-cli)" in table.out, table
+            assert nodes[other]["cannot_run"] == {"speech-to-text": ["bin:whisper-cli"]}
 
             # Each process pulls its own work: 20 of 20 for each, never "no executor".
             for i in range(20):
@@ -161,3 +159,43 @@ def test_a_skills_dir_that_does_not_exist_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2, result
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"--skills-dir {missing} does not exist" in result.stderr
+
+
+async def test_a_drain_says_what_it_did_and_holds_across_a_restart(
+    tmp_path: Path, nats_url: str
+) -> None:
+    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
+    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node"]
+    node_args = ["-m", "eventsrc.node", "--node-id", "gamma", "--skill", "python"]
+
+    async def cli(*args: str) -> str:
+        done = await run_cli(list(args), cwd=tmp_path, url=nats_url)
+        assert done.code == 0, done
+        return done.out.strip()
+
+    async def state() -> object:
+        return (await _nodes_at(tmp_path, nats_url))["gamma"]["state"]
+
+    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
+        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+        with program(node_args, cwd=tmp_path, env=env) as node:
+            node.wait_for_line("ready", timeout=DEADLINE_S)
+            said = await cli("drain", "gamma")
+            assert said.startswith("node gamma draining: no new work is placed on it"), said
+            assert "eventsrc undrain gamma" in said
+            assert "was already draining" in await cli("drain", "gamma")
+            assert node.signal() == 0
+        with program(node_args, cwd=tmp_path, env=env) as node:
+            node.wait_for_line("ready", timeout=DEADLINE_S)
+            assert await state() == "draining", "a restart undid the drain"
+            assert await cli("undrain", "gamma") == "node gamma takes work again (state: alive)"
+            assert (
+                await cli("drain", "--off", "gamma") == "node gamma was not drained (state: alive)"
+            )
+            assert await state() == "alive"
+
+
+async def _nodes_at(cwd: Path, url: str | None) -> dict[str, dict[str, object]]:
+    listed = await run_cli(["nodes", "--json"], cwd=cwd, url=url)
+    assert listed.code == 0, listed
+    return {n["node_id"]: n for n in listed.json["nodes"]}
