@@ -59,6 +59,8 @@ JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with dis
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
+# Set by ``replay_tools import`` on each copied message: where and when it was first stored.
+HDR_ORIGIN_SEQ: Final = "Eventsrc-Origin-Seq"
 HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 """Set by ``replay_tools import``: the server time the event was first stored at."""
 
