@@ -19,22 +19,27 @@ from eventsrc.errors import (
     NotPermittedError,
     PayloadTooLargeError,
     ServerUnavailableError,
-    StoreError,
 )
 from eventsrc.store.publisher import Requester, SubjectRefusedError
+
+
+class RequestTimeoutError(ServerUnavailableError):
+    """The request reached a coordinator (or might have) but no answer came in time."""
+
+
+class CoordinatorUnavailableError(ServerUnavailableError):
+    """The coordinator answered that it cannot do it now: a stream electing a leader, a
+    leader stepping down. The same request may succeed a few seconds later."""
+
 
 _ERRORS: dict[str, type[EventsrcError]] = {
     api.ERR_INVALID: InvalidRequestError,
     api.ERR_NOT_FOUND: NotFoundError,
     api.ERR_QUEUE_FULL: QueueFullError,
     api.ERR_CONFLICT: DomainError,
-    api.ERR_UNAVAILABLE: StoreError,
+    api.ERR_UNAVAILABLE: CoordinatorUnavailableError,
     api.ERR_TOO_LARGE: PayloadTooLargeError,
 }
-
-
-class RequestTimeoutError(ServerUnavailableError):
-    """The request reached a coordinator (or might have) but no answer came in time."""
 
 
 class ApiClient:

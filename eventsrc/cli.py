@@ -1,7 +1,8 @@
 """``eventsrc``: submit, inspect and steer a cluster from a shell.
 
 Exit codes: 0 ok (or succeeded with ``--wait``); 1 the task failed, was rejected or
-timed out, or the request was refused; 2 usage; 3 cannot reach the cluster.
+timed out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the
+credentials do not allow it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
-from eventsrc.errors import InvalidIdError, InvalidRequestError
+from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
@@ -172,13 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return mcp_command.run(args, inherited_task_id(os.environ))
 
     async def run() -> int:
-        # A task's own run time is expected waiting; anything else is said after a while.
-        quiet = args.command == "submit" and args.wait
-        async with (
-            _notice_if_slow(args.command, enabled=not quiet),
-            connect(args.nats_url, creds=args.creds, project=False) as cluster,
-        ):
-            return await _dispatch(cluster, args)
+        async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
+            try:
+                # submit says it itself: a task's own run time is expected waiting.
+                async with _notice_if_slow(args.command, enabled=args.command != "submit"):
+                    return await _dispatch(cluster, args)
+            except NotPermittedError as err:
+                # Name the command the user typed, not the API endpoint behind it.
+                raise NotPermittedError(f"eventsrc {args.command}: {err}") from err
 
     return run_program(run)
 
@@ -289,17 +291,9 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     payload = _payload(args.payload)
     # Run inside a task on a node (its command or agent turn): a sub-task of that task.
     parent = inherited_task_id(os.environ)
-    if args.wait:
-        task = await cluster.run(
-            args.skill,
-            payload,
-            timeout=args.timeout,
-            task_id=args.task_id,
-            submitted_by="cli",
-            parent_task_id=parent,
-            **options,
-        )
-    else:
+    # Until the task is accepted, a wait is the cluster's (a stream electing a leader):
+    # said after a while. Waiting for the task itself after that is what --wait asks.
+    async with _notice_if_slow("submit", enabled=True):
         task = await cluster.submit(
             args.skill,
             payload,
@@ -308,6 +302,8 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
             parent_task_id=parent,
             **options,
         )
+    if args.wait and not task.terminal:
+        task = await cluster.wait(task.task_id, timeout=args.timeout)
     if args.wait and not task.terminal:
         _show_task(task, args.json)
         print(
@@ -400,12 +396,20 @@ def _nodes_table(data: dict[str, Any]) -> str:
 
 def _drained_text(node: dict[str, Any]) -> str:
     node_id = node["node_id"]
+    if node["drained"] and node["state"] not in ("alive", "draining"):
+        return (
+            f"node {node_id} is {node['state']} and drained: it takes no work when it joins "
+            f"again; `eventsrc undrain {node_id}` undoes it"
+        )
     if node["drained"]:
         said = "draining" if node["changed"] else "was already draining"
         return (
             f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
             f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
         )
+    if node["state"] not in ("alive", "draining"):
+        said = "will take work when it joins" if node["changed"] else "was not drained"
+        return f"node {node_id} {said} (state: {node['state']})"
     said = "takes work again" if node["changed"] else "was not drained"
     return f"node {node_id} {said} (state: {node['state']})"
 

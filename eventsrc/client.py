@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from eventsrc.api_client import ApiClient, RequestTimeoutError
+from eventsrc.api_client import ApiClient, CoordinatorUnavailableError, RequestTimeoutError
 from eventsrc.commands import api
 from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
@@ -46,6 +46,10 @@ WAIT_FIRST_S = 2.0
 """The first wait request's wait: a frozen coordinator costs no more before the stream
 is followed instead."""
 WAIT_CHUNK_S = 20.0
+PATIENCE_S = 30.0
+"""How long a submission keeps asking while the cluster cannot take it yet: a NATS
+stream elects a new leader within about 10 s of losing one, a coordinator lease
+within its lease time."""
 """The longest one run/wait request is held open; a longer wait asks again."""
 
 _ROUTES: dict[type[Command], str] = {
@@ -146,7 +150,26 @@ class Cluster:
             parent_task_id=parent_task_id or running_task.get(),
             broadcast_id=broadcast_id,
         )
-        return TaskInfo.model_validate(await self.api.call("submit", command))
+        return TaskInfo.model_validate(await self._patiently("submit", command))
+
+    async def _patiently(
+        self, endpoint: str, command: Command, *, timeout: float | None = None
+    ) -> Any:
+        """Call ``endpoint``; while the cluster cannot answer yet (no reply, or "not now"
+        while a stream elects a leader or a leader changes) ask again, for up to
+        PATIENCE_S. Safe for submissions: the task id is fixed, so a repeat returns the
+        stored task instead of a second one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE_S
+        delay = 0.25
+        while True:
+            try:
+                return await self.api.call(endpoint, command, timeout=timeout)
+            except (RequestTimeoutError, CoordinatorUnavailableError):
+                if loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def run(
         self,
@@ -174,11 +197,13 @@ class Cluster:
             try:
                 reply = await self.api.call("run", command, timeout=command.wait_s + REPLY_MARGIN_S)
                 break
-            except RequestTimeoutError:
-                # No answer (a coordinator frozen or failing over): the same request
-                # again is safe, resubmitting is idempotent; another may answer.
+            except (RequestTimeoutError, CoordinatorUnavailableError):
+                # No answer, or "not now" (a coordinator frozen or failing over, a stream
+                # electing a leader): the same request again is safe, resubmitting is
+                # idempotent; another may answer.
                 if loop.time() >= deadline:
                     return await self.get(command.task_id)
+                await asyncio.sleep(0.25)
         info = TaskInfo.model_validate(reply)
         if info.terminal or loop.time() >= deadline:
             return info

@@ -140,7 +140,12 @@ class InvalidRequestError(EventsrcError, ValueError):
 
 
 class NotPermittedError(EventsrcError):
-    """The NATS server refused a publish to these credentials (a secure-mode role)."""
+    """The NATS server refused a publish to these credentials (a secure-mode role);
+    ``subject`` is the refused subject where known."""
+
+    def __init__(self, message: str, *, subject: str = "") -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 class NotLeaderError(EventsrcError):

@@ -81,8 +81,8 @@ class NodeHello(Command):
     incarnation: str
     event_schema: int = 1
     eventsrc_version: str = ""
-    hostname: str = ""
-    pid: int = 0
+    # The node reads an ``in_use`` answer (older nodes get an error instead).
+    answers_in_use: bool = False
     # An incarnation of this id whose process the node found dead on its own host.
     replaces: str = ""
 

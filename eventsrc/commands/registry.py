@@ -166,15 +166,19 @@ def live_holder(
     return node
 
 
-def in_use_message(state: ClusterState, holder: NodeView) -> str:
+def in_use_message(state: ClusterState, holder: NodeView, *, stale_after_s: float) -> str:
     """The one line a process is refused with when its node id is held by a live one."""
     joined = holder.joined_at.strftime("%Y-%m-%d %H:%M:%S UTC") if holder.joined_at else "?"
     seen = last_seen(state, holder)
     where = f"host {holder.hostname or '?'}" + (f" (pid {holder.pid})" if holder.pid else "")
+    free = ""
+    if seen is not None:
+        at = (seen + timedelta(seconds=stale_after_s)).strftime("%H:%M:%S UTC")
+        last = seen.strftime("%H:%M:%S UTC")
+        free = f" (last seen {last}; if it is gone, the id is free at {at})"
     return (
         f"node id {holder.node_id} is in use by a live process on {where}, joined {joined}"
-        f"{', last seen ' + seen.strftime('%H:%M:%S UTC') if seen else ''}; give this node "
-        f"its own id with --node-id NAME, or stop that process first"
+        f"{free}; give this node its own id with --node-id NAME, or stop that process first"
     )
 
 

@@ -215,7 +215,7 @@ def decide_drain(
     if node is None:
         raise NotFoundError(f"no node {command.node_id}; see `eventsrc nodes`")
     if command.off:
-        if not node.drained:
+        if not node.drain_in_force:
             return ()
         return (
             NodeDrainCancelled(
@@ -224,8 +224,6 @@ def decide_drain(
                 reason=command.reason,
             ),
         )
-    if node.state not in MEMBER_STATES:
-        raise DomainError(f"node {command.node_id} is {node.state}, not a member")
     if node.drained:
         return ()
     return (

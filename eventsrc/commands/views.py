@@ -119,7 +119,7 @@ def node_info(state: ClusterState, node: NodeView) -> NodeInfo:
         skills=tuple(sorted(state.node_skills.get(node.node_id, ()))),
         unavailable=tuple(u.name for u in node.unavailable),
         cannot_run={u.name: u.lacks() for u in node.unavailable},
-        drained=node.drained,
+        drained=node.drain_in_force,
         last_heartbeat_at=liveness.last_at if liveness else None,
         cpu_percent=liveness.cpu_percent if liveness else None,
         memory_percent=liveness.memory_percent if liveness else None,

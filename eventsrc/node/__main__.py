@@ -9,6 +9,7 @@ from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
 from eventsrc.errors import NotPermittedError
+from eventsrc.events.subjects import heartbeat_subject, node_subject
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
@@ -90,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 await agent.start()
             except NotPermittedError as err:
+                if not _own_subject(err.subject, node_id):
+                    raise
                 raise NotPermittedError(
                     f"these credentials do not allow node id {node_id} (NATS refused its "
                     f"events); start the node with the --node-id its credentials were made "
@@ -107,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     return run_program(run)
+
+
+def _own_subject(subject: str, node_id: str) -> bool:
+    """A subject only this node's credentials may write (what a wrong --node-id hits)."""
+    return subject in (node_subject(node_id), heartbeat_subject(node_id)) or (
+        subject.startswith("evt.task.") and subject.endswith(f".from.{node_id}")
+    )
 
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
     node.capacity = event.capacity
     node.labels = dict(event.labels)
     node.hostname = event.hostname
+    node.host_id = event.host_id
     node.pid = event.pid
+    node.process_started = event.process_started
     node.platform = event.platform
     node.cpu_count = event.cpu_count
     node.memory_total_mb = event.memory_total_mb
@@ -143,11 +145,15 @@ def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Out
 
 def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
     state.available.clear()
-    node = _member(state, event.node_id, None, "NodeDrainRequested")
-    if isinstance(node, tuple):
-        return node
-    node.state = "draining"
-    node.drained = True
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        return ("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
+    if node.state not in MEMBER_STATES and not event.until_undrained:
+        return ("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
+    # A node that left or expired may be drained too: it joins again drained.
+    if node.state in MEMBER_STATES:
+        node.state = "draining"
+    node.drained = event.until_undrained
     return None
 
 
@@ -156,7 +162,7 @@ def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: dateti
     node = state.nodes.get(event.node_id)
     if node is None:
         return ("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
-    if not node.drained:
+    if not node.drain_in_force:
         return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
     node.drained = False
     if node.state == "draining":

@@ -20,7 +20,7 @@ from eventsrc.events import SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 3
+STATE_SCHEMA_VERSION = 4
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -61,7 +61,9 @@ class NodeView:
     capacity: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
+    host_id: str = ""
     pid: int = 0
+    process_started: float = 0.0
     platform: str = ""
     cpu_count: int = 0
     memory_total_mb: int = 0
@@ -74,6 +76,12 @@ class NodeView:
     success_count: int = 0
     failure_count: int = 0
     unavailable: tuple[UnavailableSkill, ...] = ()
+
+    @property
+    def drain_in_force(self) -> bool:
+        """An operator's drain holds now: across re-joins, or (a drain from before that
+        rule) until this incarnation leaves."""
+        return self.drained or self.state == "draining"
 
     @property
     def success_rate(self) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import ssl
@@ -25,29 +24,32 @@ PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -
 
 
 class Refusals:
-    """The permission errors NATS sent one connection, and who wants to hear of them.
+    """The permission errors NATS sends one connection, told to whoever waits on them.
 
     NATS reports a refused publish asynchronously (``-ERR 'Permissions Violation for
     Publish to "subj"'``) and drops the message, so a request to a refused subject would
-    just time out. Requesters register a listener and fail their pending requests on
-    that subject at once.
+    just time out. Requesters listen and fail their pending requests on that subject at
+    once. Listeners are held weakly: a requester that is gone is never called, and none
+    keeps its connection alive.
     """
 
     def __init__(self) -> None:
-        self.texts: collections.deque[str] = collections.deque(maxlen=20)
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._listeners: list[weakref.WeakMethod[Callable[[str, str], None]]] = []
 
     def add(self, text: str) -> None:
-        self.texts.append(text)
         subject = refused_subject(text)
-        if subject is not None:
-            for listener in self._listeners:
+        if subject is None:
+            return
+        live = [(ref, ref()) for ref in self._listeners]
+        self._listeners = [ref for ref, listener in live if listener is not None]
+        for _, listener in live:
+            if listener is not None:
                 listener(subject, text)
 
     def listen(self, listener: Callable[[str, str], None]) -> None:
-        """Call ``listener(subject, text)`` (subject lower-cased, as NATS' text is) on
-        each refusal of a publish."""
-        self._listeners.append(listener)
+        """Call the bound method ``listener(subject, text)`` (subject lower-cased, as
+        NATS' text is) on each refusal of a publish, while its object lives."""
+        self._listeners.append(weakref.WeakMethod(listener))
 
 
 def refused_subject(text: str) -> str | None:
@@ -134,12 +136,8 @@ async def connect_nats(
     """
     creds = options.credentials()
     refusals = Refusals()
-    events = _ConnectionLog(options.servers, loud=long_running, refusals=refusals)
     nc = Client()
-
-    async def reconnected() -> None:
-        await events.on_reconnected(nc)
-
+    events = _ConnectionLog(nc, options.servers, loud=long_running, refusals=refusals)
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),
         "name": options.name,
@@ -156,7 +154,8 @@ async def connect_nats(
         "token": options.token,
         "tls": _tls_context(options),
         "error_cb": events.on_error,
-        "reconnected_cb": reconnected,
+        "disconnected_cb": events.on_disconnected,
+        "reconnected_cb": events.on_reconnected,
     }
     try:
         await nc.connect(**kwargs)
@@ -166,7 +165,7 @@ async def connect_nats(
             await nc.close()
         raise unavailable(options.servers, err) from err
     _REFUSALS[nc] = refusals
-    events.connected(nc)
+    events.connected()
     if not long_running:
         # Failing fast was for the first connect; from now on, reconnect (nats-py reads
         # these options on every disconnect).
@@ -202,17 +201,21 @@ def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailab
 
 class _ConnectionLog:
     """nats-py's callbacks for one connection: one warning per distinct problem, never a
-    traceback each, naming the server that was lost once we had one.
+    traceback each, and once it was connected, which server was lost.
 
     One-shot commands (``loud=False``) report the final error themselves. Permission
     errors go to ``refusals`` so that waiting requests end at once.
     """
 
-    def __init__(self, servers: tuple[str, ...], *, loud: bool, refusals: Refusals) -> None:
+    def __init__(
+        self, nc: Client, servers: tuple[str, ...], *, loud: bool, refusals: Refusals
+    ) -> None:
+        self._nc = nc
         self._servers = servers
         self._loud = loud
         self._refusals = refusals
         self._last = ""
+        self._why_lost = ""
         self.connected_to = ""  # the server we last had; "" before the first connect
 
     async def on_error(self, err: Exception) -> None:
@@ -221,26 +224,53 @@ class _ConnectionLog:
             if self._loud:
                 log.warning("NATS refused: %s (check the credentials' role)", err)
             return
+        reason = str(err) or type(err).__name__
+        if self.connected_to and not self._nc.is_reconnecting and _is_connection_loss(err):
+            self._why_lost = reason  # said with the disconnect, which follows
+            return
         if not self._loud:
             return
-        if self.connected_to:
-            # Running, and a server went away: say which; the others may well be up.
-            others = [u for u in self._servers if u.rstrip("/") != self.connected_to.rstrip("/")]
-            target = ", ".join(others) if len(self._servers) > 1 else "it"
-            reason = str(err) or type(err).__name__
-            message = f"lost NATS at {self.connected_to} ({reason}); reconnecting to {target}"
+        # One line per kind of failure, not one per attempt and server.
+        kind = type(err).__name__
+        if not self.connected_to:
+            self._say(f"{unavailable(self._servers, err)}; retrying", key=f"connect {kind}")
+        elif self._nc.is_reconnecting:
+            servers = ", ".join(self._servers)
+            self._say(f"still reconnecting to NATS ({servers}): {reason}", key=f"retry {kind}")
         else:
-            message = f"{unavailable(self._servers, err)}; retrying"
-        if message != self._last:
-            self._last = message
-            log.warning("%s", message)
+            self._say(f"NATS error: {reason}", key=f"error {reason}")
 
-    def connected(self, nc: Client) -> None:
-        url = nc.connected_url
+    async def on_disconnected(self) -> None:
+        if self._nc.is_closed or not self.connected_to:
+            return  # a clean close, or never connected
+        others = [u for u in self._servers if u.rstrip("/") != self.connected_to.rstrip("/")]
+        target = ", ".join(others) if others else "it"
+        why, self._why_lost = self._why_lost or "connection lost", ""
+        if self._loud:
+            message = f"lost NATS at {self.connected_to} ({why}); reconnecting to {target}"
+            self._say(message, key=message)
+
+    def connected(self) -> None:
+        url = self._nc.connected_url
         self.connected_to = url.geturl() if url is not None else self.connected_to
         self._last = ""
 
-    async def on_reconnected(self, nc: Client) -> None:
-        self.connected(nc)
+    async def on_reconnected(self) -> None:
+        self.connected()
         if self._loud:
             log.warning("reconnected to NATS at %s", self.connected_to)
+
+    def _say(self, message: str, *, key: str) -> None:
+        if key != self._last:
+            self._last = key
+            log.warning("%s", message)
+
+
+def _is_connection_loss(err: Exception) -> bool:
+    return isinstance(
+        err,
+        OSError
+        | nats.errors.UnexpectedEOF
+        | nats.errors.ConnectionClosedError
+        | nats.errors.StaleConnectionError,
+    )

@@ -158,6 +158,18 @@ class JetStreamEventStore:
             raise failure
         return seqs
 
+    async def last_subject_seq(self, subject: str) -> int:
+        """The sequence of the newest event stored under ``subject`` (0: none), read
+        from the stream itself: what an append guarded on that subject is checked
+        against."""
+        try:
+            msg = await self._js.get_last_msg(EVENTS_STREAM, subject)
+        except nats.js.errors.NotFoundError:
+            return 0
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=subject) from err
+        return int(msg.seq or 0)
+
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
         """The last sequence stored in a stream (0 when it holds no message).
 
@@ -361,8 +373,9 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
     """Turn a nats-py error into ours, with a message a person can act on."""
     if isinstance(err, SubjectRefusedError):
         return NotPermittedError(
-            f"NATS refused writing to {subject} to these credentials ({err.text}); a node's "
-            f"credentials allow only its own node id"
+            f"NATS refused writing to {err.subject} to these credentials ({err.text}); use "
+            f"credentials of a role that may write there",
+            subject=err.subject,
         )
     if isinstance(err, nats.js.errors.APIError):
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
@@ -385,8 +398,9 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
         )
     if isinstance(err, nats.js.errors.NoStreamResponseError):
         return ServerUnavailableError(
-            f"no JetStream stream answers for {subject}; start the coordinator once so it "
-            f"creates the streams, and check that JetStream is enabled"
+            f"no JetStream stream answers for {subject}: the stream may be electing a new "
+            f"leader (a NATS server was lost; retry in a few seconds), or not exist yet "
+            f"(start the coordinator once so it creates the streams)"
         )
     reason = str(err) or type(err).__name__
     return ServerUnavailableError(

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (
+    DiscardPolicy,
+    PeerInfo,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
@@ -151,21 +158,24 @@ async def stream_leaders(
 ) -> dict[str, str]:
     """Per stream, the server that leads it and its replicas (``nats-2; replicas nats-1
     (current), nats-3 (current)``), or why that is unknown now (e.g. electing a leader).
-    A stream on a single server names that server."""
-    found: dict[str, str] = {}
-    for name in names:
-        try:
-            info = await asyncio.wait_for(js.stream_info(name), timeout)
-        except (TimeoutError, nats.errors.Error) as err:
-            found[name] = f"no answer ({err or type(err).__name__}): electing a leader?"
-            continue
-        cluster = info.cluster
-        if cluster is None or not cluster.leader:
-            found[name] = "no leader"
-            continue
-        peers = ", ".join(
-            f"{peer.name} ({'current' if peer.current else 'catching up'})"
-            for peer in cluster.replicas or []
-        )
-        found[name] = f"{cluster.leader}" + (f"; replicas {peers}" if peers else "")
-    return found
+    A stream on a single server names that server. Asks for all streams at once."""
+    found = await asyncio.gather(*(_stream_leader(js, name, timeout) for name in names))
+    return dict(zip(names, found, strict=True))
+
+
+async def _stream_leader(js: JetStreamContext, name: str, timeout: float) -> str:
+    try:
+        info = await asyncio.wait_for(js.stream_info(name), timeout)
+    except (TimeoutError, nats.errors.Error) as err:
+        return f"no answer ({str(err) or type(err).__name__}): electing a leader?"
+    cluster = info.cluster
+    if cluster is None or not cluster.leader:
+        return "no leader"
+    peers = ", ".join(f"{peer.name} ({_peer_state(peer)})" for peer in cluster.replicas or [])
+    return f"{cluster.leader}" + (f"; replicas {peers}" if peers else "")
+
+
+def _peer_state(peer: PeerInfo) -> str:
+    if peer.offline:
+        return "offline"
+    return "current" if peer.current else "catching up"

@@ -8,10 +8,11 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, poll, run_cli
-from tests.processes import program
+from tests.processes import Program, program
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "skills"
@@ -123,6 +124,7 @@ async def test_a_node_restarted_after_a_crash_replaces_its_dead_predecessor(
             crashed.kill()  # SIGKILL: no NodeLeft; the member looks alive for 30 s
         with program(node_args, cwd=tmp_path, env=env) as restarted:
             restarted.wait_for_line("ready", timeout=DEADLINE_S)
+            assert any("which is gone; replacing it" in line for line in restarted.stderr_lines)
             done = await run_cli(
                 [
                     "submit",
@@ -199,3 +201,33 @@ async def _nodes_at(cwd: Path, url: str | None) -> dict[str, dict[str, object]]:
     listed = await run_cli(["nodes", "--json"], cwd=cwd, url=url)
     assert listed.code == 0, listed
     return {n["node_id"]: n for n in listed.json["nodes"]}
+
+
+async def test_two_processes_starting_at_once_under_one_id_end_with_one_member(
+    tmp_path: Path, nats_url: str
+) -> None:
+    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
+    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node"]
+    node_args = ["-m", "eventsrc.node", "--node-id", "delta", "--skill", "python"]
+    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
+        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+        with (
+            program(node_args, cwd=tmp_path, env=env) as one,
+            program(node_args, cwd=tmp_path, env=env) as two,
+        ):
+
+            def outcome(node: Program) -> str:
+                deadline = time.monotonic() + DEADLINE_S
+                while time.monotonic() < deadline:
+                    if node.proc.poll() is not None:
+                        return "refused"
+                    if any("ready" in line for line in list(node.lines.queue)):
+                        return "ready"
+                    time.sleep(0.05)
+                raise AssertionError(f"neither ready nor refused: {node.stderr_lines}")
+
+            outcomes = sorted([outcome(one), outcome(two)])
+            assert outcomes == ["ready", "refused"], (one.stderr_lines, two.stderr_lines)
+            refused = one if one.proc.poll() is not None else two
+            assert refused.proc.returncode == 1
+            assert any("node id delta" in line for line in refused.stderr_lines)

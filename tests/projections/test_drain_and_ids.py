@@ -83,7 +83,7 @@ def test_a_live_holder_keeps_its_id(
     )
     assert (holder is not None) == refused
     if holder is not None:
-        message = in_use_message(run.state, holder)
+        message = in_use_message(run.state, holder, stale_after_s=30.0)
         assert message.startswith("node id n1 is in use by a live process on host")
         assert "--node-id" in message
 
