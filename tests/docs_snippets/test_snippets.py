@@ -25,7 +25,14 @@ from tests.processes import program
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
-LANGUAGES = {"python": "python", "bash": "bash", "sh": "bash", "shell": "bash"}
+LANGUAGES = {
+    "python": "python",
+    "bash": "bash",
+    "sh": "bash",
+    "shell": "bash",
+    "console": "bash",
+    "shell-session": "bash",
+}
 FENCE = re.compile(r"^(?P<indent>\s*)```(?P<lang>\w+)\s*$")
 MARK = re.compile(r"^\s*<!-- snippet: (?P<verdict>run|skip \((?P<why>.+)\)) -->\s*$")
 
@@ -76,6 +83,22 @@ def test_every_snippet_is_run_or_says_why_not() -> None:
     )
     assert all(s.why.strip() for s in ALL if s.verdict == "skip")
     assert len(RUNNABLE) >= 5
+
+
+def test_every_shell_block_sets_what_it_uses() -> None:
+    """A block meant for a terminal of its own works there: it sets the variables it
+    reads, and one that talks to the loopback cluster of the operations guide says
+    which URLs (each terminal starts with nothing set)."""
+    for snippet in ALL:
+        if snippet.language != "bash":
+            continue
+        code = snippet.code
+        for name in ("REPO", "NATS_SERVER", "N"):
+            if re.search(rf"\$\{{?{name}\b", code):
+                assert re.search(rf"\b{name}=", code), f"{snippet.where} uses ${name} unset"
+        cluster_programs = ("eventsrc ", "python -m eventsrc.", "replay_tools ")
+        if "127.0.0.1:1422" in code and any(p in code for p in cluster_programs):
+            assert "EVENTSRC_NATS_URL=" in code or "--nats-url" in code, snippet.where
 
 
 @pytest.fixture(scope="module")

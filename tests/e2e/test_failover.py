@@ -99,8 +99,13 @@ async def test_the_standby_takes_over_when_the_leader_is_killed(bare: E2E) -> No
     first = start_coordinator(bare)
     first_id, first_epoch = await leader_of(first)
     second = start_coordinator(bare)
-    standby_lines = [line for line in second.stderr_lines if "standby:" in line]
-    assert len(standby_lines) == 1 and first_id in standby_lines[0], second.stderr_lines
+
+    async def standby_lines() -> list[str]:
+        # stderr is read by a thread of its own: the line may trail the ready line.
+        return [line for line in second.stderr_lines if "standby:" in line]
+
+    lines = await poll(standby_lines, "the standby's log line")
+    assert len(lines) == 1 and first_id in lines[0], second.stderr_lines
     assert await api_responders(bare.url) == 1, "a standby answers the API"
 
     await bare.start_nodes({"node_a": ["python"], "node_b": ["python"]})

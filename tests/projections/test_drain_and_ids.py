@@ -10,7 +10,7 @@ import pytest
 from eventsrc.commands.base import Origin
 from eventsrc.commands.registry import in_use_message, live_holder
 from eventsrc.commands.tasks import DrainNode, decide_drain
-from eventsrc.events import NodeDrainCancelled, NodeDrainRequested, new_event_id
+from eventsrc.events import NodeDrainCancelled, NodeDrainRequested, decode, new_event_id
 from eventsrc.projections.state import ClusterState
 from tests.factories import T0, envelope
 from tests.projections.builders import Fold, joined, leader, left, node_expired
@@ -97,3 +97,20 @@ def test_the_same_process_saying_hello_again_is_not_refused() -> None:
         )
         is None
     )
+
+
+def test_a_drain_written_before_drains_held_ends_at_the_next_join() -> None:
+    # A version 1 drain as an older eventsrc stored it: it meant "until the node leaves".
+    old = NodeDrainRequested(**envelope("coordinator", epoch=1), node_id="n1")
+    raw = old.model_dump_json(exclude={"until_undrained"}).replace(
+        '"schema_version":2', '"schema_version":1'
+    )
+    upcast = decode(raw.encode())
+    assert isinstance(upcast, NodeDrainRequested) and upcast.schema_version == 2
+    assert upcast.until_undrained is False
+
+    run = Fold()
+    run.fold(leader(1), joined("n1", "i1"), upcast)
+    assert run.state.nodes["n1"].state == "draining"
+    run.fold(left("n1", "i1"), joined("n1", "i2"))
+    assert run.state.nodes["n1"].state == "alive"

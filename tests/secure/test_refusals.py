@@ -54,8 +54,13 @@ async def test_the_cli_names_the_refused_command_with_its_own_exit_code(
     took = time.monotonic() - started
     assert refused.returncode == EXIT_NOT_PERMITTED, refused
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
-    assert "refused cancel to these credentials" in refused.stderr
+    assert refused.stderr.startswith("error: eventsrc cancel: NATS refused cancel")
     assert took < 10, f"{took:.1f} s"  # a process start; the refusal itself is immediate
+
+    submit = ["submit", "--skill", "python", "--payload", '{"code": "print(1)"}', "--wait"]
+    waited = await _run([*args, secure_cluster.creds("reader"), *submit], tmp_path)
+    assert waited.returncode == EXIT_NOT_PERMITTED, waited
+    assert waited.stderr.startswith("error: eventsrc submit: NATS refused"), waited.stderr
 
 
 async def test_a_node_on_another_nodes_credentials_says_so(
