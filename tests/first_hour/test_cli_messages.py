@@ -17,6 +17,7 @@ import pytest
 from eventsrc.store import NatsOptions, connect_nats
 from tests.conftest import MakeServer
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, run_cli
+from tests.first_hour.conftest import coordinator_on
 from tests.processes import program
 
 
@@ -52,10 +53,7 @@ async def test_a_running_program_names_the_server_it_lost(
 async def test_status_names_the_leaders_and_a_frozen_coordinator_is_said_to_be_awaited(
     tmp_path: Path, nats_url: str
 ) -> None:
-    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
-    args = ["-m", "eventsrc.coordinator", "--no-local-node"]
-    with program(args, cwd=tmp_path, env=env) as coordinator:
-        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+    with coordinator_on(nats_url, tmp_path) as (_, coordinator):
         status = await run_cli(["status", "--json"], cwd=tmp_path, url=nats_url)
         assert status.code == 0, status
         leaders = status.json["stream_leaders"]

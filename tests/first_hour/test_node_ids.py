@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, poll, run_cli
+from tests.first_hour.conftest import coordinator_on
 from tests.processes import Program, program
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,10 +81,7 @@ async def test_a_default_node_beside_the_coordinator_gets_its_own_id(tmp_path: P
 async def test_a_second_process_under_a_live_node_id_is_refused(
     tmp_path: Path, nats_url: str
 ) -> None:
-    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
-    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node"]
-    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
-        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+    with coordinator_on(nats_url, tmp_path) as (env, _):
         node_args = ["-m", "eventsrc.node", "--node-id", "alpha", "--skill", "python"]
         with program(node_args, cwd=tmp_path, env=env) as first:
             first.wait_for_line("ready", timeout=DEADLINE_S)
@@ -114,10 +112,7 @@ async def test_a_second_process_under_a_live_node_id_is_refused(
 async def test_a_node_restarted_after_a_crash_replaces_its_dead_predecessor(
     tmp_path: Path, nats_url: str
 ) -> None:
-    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
-    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node", "--stale-after", "30"]
-    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
-        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+    with coordinator_on(nats_url, tmp_path, "--stale-after", "30") as (env, _):
         node_args = ["-m", "eventsrc.node", "--node-id", "beta", "--skill", "python"]
         with program(node_args, cwd=tmp_path, env=env) as crashed:
             crashed.wait_for_line("ready", timeout=DEADLINE_S)
@@ -166,8 +161,6 @@ def test_a_skills_dir_that_does_not_exist_is_refused(tmp_path: Path) -> None:
 async def test_a_drain_says_what_it_did_and_holds_across_a_restart(
     tmp_path: Path, nats_url: str
 ) -> None:
-    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
-    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node"]
     node_args = ["-m", "eventsrc.node", "--node-id", "gamma", "--skill", "python"]
 
     async def cli(*args: str) -> str:
@@ -178,8 +171,7 @@ async def test_a_drain_says_what_it_did_and_holds_across_a_restart(
     async def state() -> object:
         return (await _nodes_at(tmp_path, nats_url))["gamma"]["state"]
 
-    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
-        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
+    with coordinator_on(nats_url, tmp_path) as (env, _):
         with program(node_args, cwd=tmp_path, env=env) as node:
             node.wait_for_line("ready", timeout=DEADLINE_S)
             said = await cli("drain", "gamma")
@@ -206,28 +198,26 @@ async def _nodes_at(cwd: Path, url: str | None) -> dict[str, dict[str, object]]:
 async def test_two_processes_starting_at_once_under_one_id_end_with_one_member(
     tmp_path: Path, nats_url: str
 ) -> None:
-    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
-    coordinator_args = ["-m", "eventsrc.coordinator", "--no-local-node"]
     node_args = ["-m", "eventsrc.node", "--node-id", "delta", "--skill", "python"]
-    with program(coordinator_args, cwd=tmp_path, env=env) as coordinator:
-        coordinator.wait_for_line("ready", timeout=DEADLINE_S)
-        with (
-            program(node_args, cwd=tmp_path, env=env) as one,
-            program(node_args, cwd=tmp_path, env=env) as two,
-        ):
+    env = {**CLEAN_ENV, "EVENTSRC_NATS_URL": nats_url}
+    with (
+        coordinator_on(nats_url, tmp_path),
+        program(node_args, cwd=tmp_path, env=env) as one,
+        program(node_args, cwd=tmp_path, env=env) as two,
+    ):
 
-            def outcome(node: Program) -> str:
-                deadline = time.monotonic() + DEADLINE_S
-                while time.monotonic() < deadline:
-                    if node.proc.poll() is not None:
-                        return "refused"
-                    if any("ready" in line for line in list(node.lines.queue)):
-                        return "ready"
-                    time.sleep(0.05)
-                raise AssertionError(f"neither ready nor refused: {node.stderr_lines}")
+        def outcome(node: Program) -> str:
+            deadline = time.monotonic() + DEADLINE_S
+            while time.monotonic() < deadline:
+                if node.proc.poll() is not None:
+                    return "refused"
+                if any("ready" in line for line in list(node.lines.queue)):
+                    return "ready"
+                time.sleep(0.05)
+            raise AssertionError(f"neither ready nor refused: {node.stderr_lines}")
 
-            outcomes = sorted([outcome(one), outcome(two)])
-            assert outcomes == ["ready", "refused"], (one.stderr_lines, two.stderr_lines)
-            refused = one if one.proc.poll() is not None else two
-            assert refused.proc.returncode == 1
-            assert any("node id delta" in line for line in refused.stderr_lines)
+        outcomes = sorted([outcome(one), outcome(two)])
+        assert outcomes == ["ready", "refused"], (one.stderr_lines, two.stderr_lines)
+        refused = one if one.proc.poll() is not None else two
+        assert refused.proc.returncode == 1
+        assert any("node id delta" in line for line in refused.stderr_lines)
