@@ -12,6 +12,9 @@ import pytest
 
 from eventsrc.store.server import EmbeddedServer
 
+# The real OpenClaw (``openclaw``) and the scripted model server behind it (``model_server``).
+pytest_plugins = ["tests.openclaw_toolchain", "tests.model_server"]
+
 MakeServer = Callable[..., EmbeddedServer]
 
 
