@@ -106,21 +106,7 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
         for unavailable in node.unavailable:
             if unavailable.name not in skills:
                 continue
-            lacks = [
-                *(f"bin {b}" for b in unavailable.missing_bins),
-                *(
-                    f"one of {'/'.join(unavailable.missing_any_bins)}"
-                    for _ in [0]
-                    if unavailable.missing_any_bins
-                ),
-                *(f"env {e}" for e in unavailable.missing_env),
-                *(f"config {c}" for c in unavailable.missing_config),
-                *(
-                    f"os {'/'.join(unavailable.unsupported_os)}"
-                    for _ in [0]
-                    if unavailable.unsupported_os
-                ),
-            ]
+            lacks = unavailable.lacks()
             install = "; ".join(
                 " ".join(f"{k}={v}" for k, v in sorted(spec.items()))
                 for spec in unavailable.install

@@ -139,17 +139,7 @@ def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
         if node.state not in {"alive", "draining"}:
             continue
         for skill in node.unavailable:
-            lacks = (
-                *(f"bin:{b}" for b in skill.missing_bins),
-                *(
-                    f"anyBin:{'|'.join(skill.missing_any_bins)}"
-                    for _ in [0]
-                    if skill.missing_any_bins
-                ),
-                *(f"env:{e}" for e in skill.missing_env),
-                *(f"config:{c}" for c in skill.missing_config),
-                *(f"os:{'|'.join(skill.unsupported_os)}" for _ in [0] if skill.unsupported_os),
-            )
+            lacks = skill.lacks()
             would.setdefault(skill.name, []).append(Holder(node_id=node_id, lacks=lacks))
     for name, meta in sorted(state.skills.items()):
         infos.append(

@@ -108,7 +108,23 @@ class UnavailableSkill(BaseModel):
     missing_env: tuple[str, ...] = ()
     missing_config: tuple[str, ...] = ()
     unsupported_os: tuple[str, ...] = ()
+    # Turned off in openclaw.json: skills.entries.<key>.enabled is false.
+    disabled: bool = False
+    # A bundled OpenClaw skill left out of skills.allowBundled.
+    blocked_by_allowlist: bool = False
     install: tuple[dict[str, str], ...] = ()
+
+    def lacks(self) -> tuple[str, ...]:
+        """What stops the skill, one short item each (``bin:jq``, ``env:KEY``, ``disabled``)."""
+        return (
+            *(("disabled",) if self.disabled else ()),
+            *(("not in skills.allowBundled",) if self.blocked_by_allowlist else ()),
+            *(f"os:{'|'.join(self.unsupported_os)}" for _ in [0] if self.unsupported_os),
+            *(f"bin:{b}" for b in self.missing_bins),
+            *(f"anyBin:{'|'.join(self.missing_any_bins)}" for _ in [0] if self.missing_any_bins),
+            *(f"env:{e}" for e in self.missing_env),
+            *(f"config:{c}" for c in self.missing_config),
+        )
 
 
 class NodeCapabilitiesReported(_NodeEvent):
