@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--label", action="append", help="K=V a node must carry")
     submit.add_argument("--node", help="pin to this node")
     submit.add_argument("--run-timeout", type=float, help="seconds an attempt may run")
-    submit.add_argument("--queue-timeout", type=float, help="seconds it may wait for a node")
+    submit.add_argument(
+        "--queue-timeout", type=float, help="seconds it may wait for a node (0: never wait)"
+    )
     submit.add_argument("--max-attempts", type=int)
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
@@ -326,7 +328,9 @@ def _skills_table(data: dict[str, Any]) -> str:
     rows = []
     for skill in data["skills"]:
         would = "; ".join(
-            f"{h['node_id']} lacks {', '.join(h['lacks'])}" for h in skill["would_be_holders"]
+            f"{h['node_id']} lacks {', '.join(h['lacks'])}"
+            + (f" (install: {h['install']})" if h.get("install") else "")
+            for h in skill["would_be_holders"]
         )
         rows.append(
             [

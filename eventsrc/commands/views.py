@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from eventsrc.events import SkillMetadata
 from eventsrc.projections.state import ClusterState, NodeView, TaskView
 
 
@@ -56,6 +57,7 @@ class NodeInfo(View):
 class Holder(View):
     node_id: str
     lacks: tuple[str, ...] = ()
+    install: str = ""
 
 
 class SkillInfo(View):
@@ -132,16 +134,20 @@ def list_nodes(state: ClusterState) -> list[NodeInfo]:
 
 
 def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
-    """Per catalog skill: who holds it, and who would with what installed."""
+    """Every skill in the catalog or reported by a node: who holds it, who would with what."""
     infos: list[SkillInfo] = []
     would: dict[str, list[Holder]] = {}
+    found: dict[str, SkillMetadata] = {}
     for node_id, node in sorted(state.nodes.items()):
         if node.state not in {"alive", "draining"}:
             continue
         for skill in node.unavailable:
-            lacks = skill.lacks()
-            would.setdefault(skill.name, []).append(Holder(node_id=node_id, lacks=lacks))
-    for name, meta in sorted(state.skills.items()):
+            holder = Holder(node_id=node_id, lacks=skill.lacks(), install=skill.install_text())
+            would.setdefault(skill.name, []).append(holder)
+            found.setdefault(
+                skill.name, SkillMetadata(name=skill.name, description=skill.description)
+            )
+    for name, meta in sorted({**found, **state.skills}.items()):
         infos.append(
             SkillInfo(
                 name=name,

@@ -30,7 +30,8 @@ class TaskSpec(BaseModel):
     node_id: Token | None = None
     # Upper bounds keep every deadline computable (a year of seconds, not 1e12).
     run_timeout_s: float = Field(default=600.0, gt=0, le=30 * DAY)
-    queue_timeout_s: float = Field(default=3600.0, gt=0, le=365 * DAY)
+    # 0: run now or be rejected, never wait in the queue.
+    queue_timeout_s: float = Field(default=3600.0, ge=0, le=365 * DAY)
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=1.0, ge=0, le=DAY)
     backoff_factor: float = Field(default=2.0, ge=1, le=10)

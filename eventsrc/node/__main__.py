@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
-from eventsrc.node.agent import NodeAgent
+from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
     EXIT_OK,
@@ -33,6 +35,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, help="tasks run at once (default 4)")
     parser.add_argument("--heartbeat-interval", type=float, help="seconds (default 5)")
     parser.add_argument("--label", action="append", help="K=V label for placement")
+    parser.add_argument(
+        "--rescan-interval", type=float, help="seconds between skill rescans (default 60, 0: off)"
+    )
+    parser.add_argument("--openclaw-agent", help="the OpenClaw agent served (default: its default)")
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
@@ -56,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "capacity": args.capacity,
                 "heartbeat_interval": args.heartbeat_interval,
                 "labels": parse_labels(args.label) or None,
+                "rescan_interval": args.rescan_interval,
+                "openclaw_agent": args.openclaw_agent,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "log_level": args.log_level,
             },
@@ -68,19 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
         nc = await connect_nats(options, long_running=True)
         try:
-            agent = NodeAgent(
+            agent = build_node_agent(
                 nc,
                 event_store(nc, consumers=options.may_create_consumers()),
+                config,
+                env=os.environ,
                 node_id=node_id,
-                skills=found.skills,
-                executors=found.executors,
-                unavailable=found.unavailable,
-                capacity=config.capacity,
-                heartbeat_interval=config.heartbeat_interval,
-                labels=config.labels,
-                drain_timeout=config.drain_timeout,
-                max_result_bytes=config.max_result_bytes,
+                found=found,
             )
+            # SIGHUP: look for new or lost skills now (a binary just installed).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, agent.rescan_now)
             await agent.start()
             print(
                 f"eventsrc node {node_id} ready with skills: "

@@ -215,12 +215,14 @@ class OpenClawExecutor:
         return ExecutionResult(ok=True, result=_agent_reply(child.stdout.text()))
 
 
-def executor_for(skill: DiscoveredSkill, env: Mapping[str, str]) -> Executor | None:
+def executor_for(
+    skill: DiscoveredSkill, env: Mapping[str, str], *, openclaw_agent: str | None = None
+) -> Executor | None:
     """The executor for a skill this node may run, or None ("no executor").
 
     Built-in ``python`` → PythonExecutor; a ``run`` command → CommandExecutor; else the
-    local OpenClaw agent when ``openclaw`` is on the PATH in ``env``. Ineligible skills
-    get None.
+    local OpenClaw agent (``openclaw_agent``, default OpenClaw's) when ``openclaw`` is on
+    the PATH in ``env``. Ineligible skills get None.
     """
     if not skill.eligible:
         return None
@@ -230,7 +232,7 @@ def executor_for(skill: DiscoveredSkill, env: Mapping[str, str]) -> Executor | N
         return CommandExecutor(skill.folder, skill.run, skill.timeout_s, env=env)
     openclaw = shutil.which("openclaw", path=env.get("PATH", ""))
     if openclaw is not None:
-        return OpenClawExecutor(skill.name, openclaw=openclaw, env=env)
+        return OpenClawExecutor(skill.name, openclaw=openclaw, env=env, agent=openclaw_agent)
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
 from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
 from eventsrc.node.executors import Executor, executor_for
+from eventsrc.node.openclaw import OpenClawListError, OpenClawSkills, list_skills, merge
 from eventsrc.node.pyskills import CallableExecutor, as_discovered, entry_point_skills
 
 log = logging.getLogger(__name__)
@@ -34,16 +36,22 @@ def node_id_of(config: NodeConfig) -> str:
 
 
 def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
-    """Scan skill folders and add the named built-ins.
+    """Find the node's skills: OpenClaw's own when its CLI is here, folders, built-ins.
 
-    ``--skill NAME`` advertises a skill from an installed package (``eventsrc.skills``
-    entry points) or a built-in (only ``python`` executes; the others are catalog
-    entries a handler or OpenClaw may serve). Folder skills are advertised when
-    OpenClaw's gating says they can run here.
+    Where ``openclaw`` is on the PATH, ``openclaw skills list`` names every skill it
+    has (bundled, custodian, plugin, managed, workspace) with its verdict, for the
+    agent ``config.openclaw_agent`` (default: OpenClaw's default agent) and that
+    agent's workspace; the folder scan adds ``metadata.eventsrc`` and the
+    ``--skills-dir`` folders. Without OpenClaw the scan alone decides, as OpenClaw
+    would. ``--skill NAME`` advertises a skill from an installed package
+    (``eventsrc.skills`` entry points) or a built-in (only ``python`` executes; the
+    others are catalog entries a handler or OpenClaw may serve).
     """
-    found = SkillDiscovery(
-        env=env, workspace=config.workspace, extra_dirs=config.skills_dirs
-    ).scan()
+    listed = openclaw_skills(config, env)
+    workspace = listed.workspace if listed and listed.workspace else config.workspace
+    found = SkillDiscovery(env=env, workspace=workspace, extra_dirs=config.skills_dirs).scan()
+    if listed is not None:
+        found = merge(found, listed)
     for line in found.errors:
         log.warning("skipped: %s", line)
     skills = dict(found.eligible())
@@ -65,6 +73,19 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
             )
         skills[name] = builtin_skill(name)
     for name, skill in skills.items():
-        if name not in executors and (executor := executor_for(skill, env)) is not None:
+        executor = executor_for(skill, env, openclaw_agent=config.openclaw_agent)
+        if name not in executors and executor is not None:
             executors[name] = executor
     return NodeSkills(skills, executors, found.unavailable(), tuple(errors))
+
+
+def openclaw_skills(config: NodeConfig, env: Mapping[str, str]) -> OpenClawSkills | None:
+    """OpenClaw's answer, or None without an ``openclaw`` CLI (or when it fails: logged)."""
+    openclaw = shutil.which("openclaw", path=env.get("PATH", ""))
+    if openclaw is None:
+        return None
+    try:
+        return list_skills(openclaw, env=env, agent=config.openclaw_agent)
+    except OpenClawListError as err:
+        log.warning("OpenClaw's skills not offered: %s; only skill folders are scanned", err)
+        return None

@@ -269,7 +269,10 @@ def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outco
         task.state not in ACTIVE_TASK_STATES or event.attempt != task.attempt
     ):
         return ("late", f"run timeout for {task.task_id} attempt {event.attempt}: not live")
-    task.reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
+    reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
+    if event.phase == "queue" and task.reason and task.reason != AWAITING_PLACEMENT:
+        reason = f"{reason} while waiting: {task.reason}"
+    task.reason = reason
     _finish(state, task, "timed_out", time)
     return None
 
