@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--json", action="store_true")
     for name, what in (
         ("nodes", "list nodes"),
-        ("skills", "list catalog skills"),
+        ("skills", "list skills: the catalog and what nodes found"),
         ("status", "cluster status"),
     ):
         cmd = sub.add_parser(name, help=what)
@@ -263,6 +263,8 @@ def _show_task(task: TaskInfo, as_json: bool) -> int:
         print(f"  would qualify: {hint}")
     if task.error:
         print(f"  error: {task.error}")
+    if task.agent is not None:
+        print(f"  agent: {task.agent.summary()}")
     if task.result is not None:
         result = task.result
         if isinstance(result, dict) and "stdout" in result:

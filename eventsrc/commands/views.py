@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from eventsrc.events import SkillMetadata
+from eventsrc.events import AgentRun, SkillMetadata
 from eventsrc.projections.state import ClusterState, NodeView, TaskView
 
 
@@ -23,6 +23,7 @@ class TaskInfo(View):
     attempts: int
     result: Any = None
     error: str | None = None
+    agent: AgentRun | None = None
     reason: str = ""
     skills: tuple[str, ...] = ()
     priority: int = 0
@@ -90,6 +91,7 @@ def task_info(task: TaskView) -> TaskInfo:
         attempts=task.attempt,
         result=task.result,
         error=task.error,
+        agent=task.agent,
         reason=task.reason,
         skills=task.spec.skills,
         priority=task.spec.priority,

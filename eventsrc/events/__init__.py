@@ -29,6 +29,7 @@ from eventsrc.events.node import (
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
+    AgentRun,
     Candidate,
     TaskAssigned,
     TaskCancelled,
@@ -50,6 +51,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "MAX_TOKEN_LENGTH",
+    "AgentRun",
     "Candidate",
     "ClusterSettingsChanged",
     "Event",

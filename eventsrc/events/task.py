@@ -134,12 +134,40 @@ class TaskStarted(_FromNode):
     type: Literal["TaskStarted"] = "TaskStarted"
 
 
+class AgentRun(BaseModel):
+    """What one OpenClaw agent turn used, so a person sees what each task cost."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    model: str | None = None
+    provider: str | None = None
+    session_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+    tools: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: ``provider/model, session S, 120 in + 8 out tokens, $0.0021``."""
+        parts = ["/".join(p for p in (self.provider, self.model) if p) or "model unknown"]
+        if self.session_id:
+            parts.append(f"session {self.session_id}")
+        parts.append(f"{self.input_tokens} in + {self.output_tokens} out tokens")
+        if self.cost_usd is not None:
+            parts.append(f"${self.cost_usd:.4f}")
+        if self.tools:
+            parts.append(f"tools {', '.join(self.tools)}")
+        return ", ".join(parts)
+
+
 class TaskSucceeded(_FromNode):
     """Terminal for the task when it ends the current attempt first."""
 
     type: Literal["TaskSucceeded"] = "TaskSucceeded"
     result: Any = None
     duration_ms: float = 0.0
+    agent: AgentRun | None = None
 
 
 class TaskFailed(_FromNode):
@@ -149,6 +177,7 @@ class TaskFailed(_FromNode):
     error: str
     retryable: bool = False
     duration_ms: float = 0.0
+    agent: AgentRun | None = None
 
 
 class TaskRetried(_TaskEvent):

@@ -39,6 +39,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rescan-interval", type=float, help="seconds between skill rescans (default 60, 0: off)"
     )
     parser.add_argument("--openclaw-agent", help="the OpenClaw agent served (default: its default)")
+    parser.add_argument("--openclaw-model", help="provider/model for OpenClaw agent turns")
+    parser.add_argument("--openclaw-max-turns", type=int, help="agent turns at once (1 per GB)")
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
@@ -64,13 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "labels": parse_labels(args.label) or None,
                 "rescan_interval": args.rescan_interval,
                 "openclaw_agent": args.openclaw_agent,
+                "openclaw_model": args.openclaw_model,
+                "openclaw_max_turns": args.openclaw_max_turns,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "log_level": args.log_level,
             },
         )
         configure_logging(config.log_level)
         node_id = node_id_of(config)
-        found = discover(config, os.environ)
+        found = discover(config, os.environ, node_id=node_id)
         stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")

@@ -28,11 +28,13 @@ def build_node_agent(
     now. Raises ConfigError for a configured skill that does not exist.
     """
     environment = dict(env)
-    found = found if found is not None else discover(config, environment)
+    node_id = node_id or node_id_of(config)
+    found = found if found is not None else discover(config, environment, node_id=node_id)
+    turns = found.turns
     return NodeAgent(
         nc,
         store,
-        node_id=node_id or node_id_of(config),
+        node_id=node_id,
         skills=found.skills,
         executors=found.executors,
         unavailable=found.unavailable,
@@ -40,7 +42,7 @@ def build_node_agent(
         heartbeat_interval=config.heartbeat_interval,
         labels=dict(config.labels),
         drain_timeout=config.drain_timeout,
-        rescan=lambda: discover(config, environment),
+        rescan=lambda: discover(config, environment, node_id=node_id, turns=turns),
         rescan_interval=config.rescan_interval,
         max_result_bytes=config.max_result_bytes,
     )

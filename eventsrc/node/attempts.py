@@ -89,7 +89,9 @@ class ResultWriter:
         if outcome.ok:
             try:
                 await self._store(
-                    TaskSucceeded(**self._envelope(), **common, result=outcome.result)
+                    TaskSucceeded(
+                        **self._envelope(), **common, result=outcome.result, agent=outcome.agent
+                    )
                 )
                 return
             except PayloadTooLargeError:
@@ -103,7 +105,13 @@ class ResultWriter:
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 1] + "…"
         await self._store(
-            TaskFailed(**self._envelope(), **common, error=error, retryable=outcome.retryable)
+            TaskFailed(
+                **self._envelope(),
+                **common,
+                error=error,
+                retryable=outcome.retryable,
+                agent=outcome.agent,
+            )
         )
 
     async def _store(self, event: Event) -> None:

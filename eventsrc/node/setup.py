@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from eventsrc.config import NodeConfig
 from eventsrc.errors import ConfigError
 from eventsrc.events import UnavailableSkill, validate_token
+from eventsrc.node.agent_turn import TurnLimit
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
 from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
 from eventsrc.node.executors import Executor, executor_for
@@ -28,6 +29,8 @@ class NodeSkills:
     executors: dict[str, Executor]
     unavailable: tuple[UnavailableSkill, ...]
     errors: tuple[str, ...]
+    turns: TurnLimit | None = None
+    """The node's limit on OpenClaw agent turns at once, kept across rescans."""
 
 
 def node_id_of(config: NodeConfig) -> str:
@@ -35,7 +38,13 @@ def node_id_of(config: NodeConfig) -> str:
     return validate_token(config.node_id or socket.gethostname(), what="node id")
 
 
-def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
+def discover(
+    config: NodeConfig,
+    env: Mapping[str, str],
+    *,
+    node_id: str | None = None,
+    turns: TurnLimit | None = None,
+) -> NodeSkills:
     """Find the node's skills: OpenClaw's own when its CLI is here, folders, built-ins.
 
     Where ``openclaw`` is on the PATH, ``openclaw skills list`` names every skill it
@@ -45,7 +54,8 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
     ``--skills-dir`` folders. Without OpenClaw the scan alone decides, as OpenClaw
     would. ``--skill NAME`` advertises a skill from an installed package
     (``eventsrc.skills`` entry points) or a built-in (only ``python`` executes; the
-    others are catalog entries a handler or OpenClaw may serve).
+    others are catalog entries a handler or OpenClaw may serve). ``node_id`` names the
+    node in OpenClaw failure messages; ``turns`` is kept from an earlier discovery.
     """
     listed = openclaw_skills(config, env)
     workspace = listed.workspace if listed and listed.workspace else config.workspace
@@ -72,11 +82,19 @@ def discover(config: NodeConfig, env: Mapping[str, str]) -> NodeSkills:
                 f"{', '.join(BUILTIN_SKILLS)}); put a SKILL.md folder in --skills-dir instead"
             )
         skills[name] = builtin_skill(name)
+    turns = turns or TurnLimit(config.openclaw_max_turns)
     for name, skill in skills.items():
-        executor = executor_for(skill, env, openclaw_agent=config.openclaw_agent)
+        executor = executor_for(
+            skill,
+            env,
+            workspace=listed.workspace if listed else None,
+            model=config.openclaw_model,
+            node_id=node_id,
+            turns=turns,
+        )
         if name not in executors and executor is not None:
             executors[name] = executor
-    return NodeSkills(skills, executors, found.unavailable(), tuple(errors))
+    return NodeSkills(skills, executors, found.unavailable(), tuple(errors), turns)
 
 
 def openclaw_skills(config: NodeConfig, env: Mapping[str, str]) -> OpenClawSkills | None:
