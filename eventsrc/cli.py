@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--queue-timeout", type=float, help="seconds it may wait for a node (0: never wait)"
     )
     submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--model", help="provider/model for an OpenClaw agent turn")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
     submit.add_argument("--json", action="store_true")
@@ -186,6 +187,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "labels": parse_labels(args.label),
         "node_id": args.node,
         "task_type": args.task_type,
+        "model": args.model,
     }
     for flag, field in (
         ("run_timeout", "run_timeout_s"),

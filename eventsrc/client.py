@@ -120,7 +120,7 @@ class Cluster:
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type)."""
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model)."""
         command = SubmitTask(
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),

@@ -394,6 +394,7 @@ def _placement_event(
             task_type=spec.task_type,
             run_timeout_s=spec.run_timeout_s,
             run_deadline=now + timedelta(seconds=spec.run_timeout_s),
+            model=spec.model,
             candidates=placement.candidates,
         )
     if isinstance(placement, Reject):

@@ -36,6 +36,8 @@ class TaskSpec(BaseModel):
     backoff_s: float = Field(default=1.0, ge=0, le=DAY)
     backoff_factor: float = Field(default=2.0, ge=1, le=10)
     backoff_max_s: float = Field(default=60.0, ge=0, le=DAY)
+    # provider/model for an OpenClaw agent turn (default: the node's, else OpenClaw's).
+    model: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^\S+$")
 
 
 class Candidate(BaseModel):
@@ -119,6 +121,7 @@ class TaskAssigned(_ToNode):
     run_timeout_s: float
     run_deadline: datetime
     candidates: tuple[Candidate, ...] = ()
+    model: str | None = None
 
 
 class TaskCancelRequested(_ToNode):

@@ -25,6 +25,7 @@ available memory allows (``TurnLimit``), unless its settings say otherwise.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import math
 import re
@@ -108,6 +109,12 @@ class OpenClawExecutor:
         self._node = f"node {node_id}" if node_id else "this node"
         self._turns = turns or TurnLimit()
         self._limits = _Limits(env, output_cap, kill_grace)
+
+    def with_model(self, model: str) -> OpenClawExecutor:
+        """This executor with another model (a task's own), sharing the turn limit."""
+        other = copy.copy(self)
+        other._model = model
+        return other
 
     def message(self, payload: Any) -> str:
         """The agent's instructions for one task."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
-from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.executors import ExecutionResult, Executor, OpenClawExecutor
 from eventsrc.node.pyskills import CallableExecutor
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ async def run_assignment(
         payload: Any = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
     else:
         executor, payload = executors.get(event.skills[0]), event.payload
+        if event.model and isinstance(executor, OpenClawExecutor):
+            executor = executor.with_model(event.model)
     if executor is None:
         return ExecutionResult(
             ok=False,

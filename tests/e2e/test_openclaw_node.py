@@ -13,7 +13,16 @@ from pathlib import Path
 import psutil
 
 from tests.e2e.conftest import E2E, TERMINAL, descendants, poll
-from tests.model_server import MODEL, PROVIDER, ModelServer, Reply, Status, ToolCall, tool_outputs
+from tests.model_server import (
+    MODEL,
+    OTHER_MODEL,
+    PROVIDER,
+    ModelServer,
+    Reply,
+    Status,
+    ToolCall,
+    tool_outputs,
+)
 from tests.openclaw_toolchain import OpenClawToolchain
 
 
@@ -78,11 +87,14 @@ async def test_openclaw_skill_tasks_run_as_agent_turns_end_to_end(
     assert f"agent: {PROVIDER}/{MODEL}, session {agent['session_id']}" in shown.out
     assert "$healthcheck" in json.dumps(model_server.requests[0]["messages"])
 
+    # A task may pick its model; this one also meets a rate limit, which OpenClaw retries.
     model_server.set_script([Status(429, "slow down"), Reply("after the rate limit")])
-    limited = await e2e.cli(*submit, "--wait", "--json", timeout=120)
+    other = f"{PROVIDER}/{OTHER_MODEL}"
+    limited = await e2e.cli(*submit, "--model", other, "--wait", "--json", timeout=120)
     assert limited.json["state"] == "succeeded", limited
     assert limited.json["result"] == "after the rate limit"
-    assert len(model_server.requests) == 2  # the 429 was asked again, not the end
+    assert limited.json["agent"]["model"] == OTHER_MODEL
+    assert [r["model"] for r in model_server.requests] == [OTHER_MODEL, OTHER_MODEL]
 
     model_server.set_script([Status(429, "slow down", headers=(("Retry-After", "600"),))])
     late = await e2e.cli(*submit, "--run-timeout", "3", "--wait", "--json", timeout=120)

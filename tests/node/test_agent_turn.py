@@ -85,6 +85,9 @@ def test_the_turn_references_the_skill_and_carries_the_payload(tmp_path: Path) -
     assert argv[argv.index("--timeout") + 1] == "13"
     assert argv[argv.index("--model") + 1] == "p/m"
     assert argv[argv.index("--message-file") + 1] == "-"
+    task_model = executor.with_model("p/other").argv(tmp_path, 1)
+    assert task_model[task_model.index("--model") + 1] == "p/other"
+    assert "--model" not in OpenClawExecutor("weather").argv(tmp_path, 1)
 
 
 async def test_the_turn_limit_holds_turns_back() -> None:
