@@ -6,7 +6,8 @@ Per task:
 
 - the message starts with ``$<skill>``, which makes OpenClaw tell the model to read that
   skill's SKILL.md first, and carries the payload as JSON (on stdin);
-- the turn works in a fresh folder (``--cwd``), removed afterwards; the served agent
+- the turn works in a fresh folder (``--cwd``) with its own state (``--state-dir``),
+  both removed afterwards with OpenClaw's lock files for them; the served agent
   workspace's ``skills`` and ``.agents`` folders are linked into it, so OpenClaw finds
   workspace skills there as well as its bundled, managed and plugin ones;
 - the node enforces the run timeout by killing the turn's process group: OpenClaw keeps
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -51,6 +54,7 @@ TURN_MEMORY_MB = 1024
 """What one ``agent exec`` turn needs (0.85-0.97 GB measured with openclaw 2026.9.6)."""
 EXIT_TIMEOUT = 2
 """``agent exec`` exits 2 when its own deadline passed."""
+_LOCK_FAMILIES = ("gateway-lifecycle", "state-handles", "state-lifecycle")
 
 _FINAL = (
     re.compile(r"\b(401|403)\b|authenticat|unauthori[sz]ed|invalid api key|forbidden", re.I),
@@ -125,9 +129,11 @@ class OpenClawExecutor:
             "Reply with the result only: JSON if it is structured, else plain text."
         )
 
-    def argv(self, work: Path, timeout: float) -> list[str]:
-        """The command line of one turn in the folder ``work``."""
+    def argv(self, work: Path, timeout: float, state: Path | None = None) -> list[str]:
+        """The command line of one turn in the folder ``work`` (its state in ``state``)."""
         argv = [self._openclaw, "agent", "exec", "--json", "--cwd", str(work)]
+        if state is not None:
+            argv += ["--state-dir", str(state)]
         argv += ["--timeout", str(max(1, math.ceil(timeout))), "--message-file", "-"]
         return [*argv, "--model", self._model] if self._model else argv
 
@@ -151,17 +157,22 @@ class OpenClawExecutor:
             )
         try:
             with tempfile.TemporaryDirectory(prefix=f"eventsrc-{self.skill}-") as folder:
-                work = Path(folder)
+                work, state = Path(folder) / "work", Path(folder) / "state"
+                work.mkdir()
+                state.mkdir()
                 self._link_workspace(work)
                 left = max(deadline - loop.time(), 0.0)
-                child = await _run_child(
-                    self.argv(work, left),
-                    cwd=folder,
-                    stdin=message,
-                    timeout=left,
-                    cancel=cancel,
-                    limits=self._limits,
-                )
+                try:
+                    child = await _run_child(
+                        self.argv(work, left, state),
+                        cwd=str(work),
+                        stdin=message,
+                        timeout=left,
+                        cancel=cancel,
+                        limits=self._limits,
+                    )
+                finally:
+                    remove_state_locks(state)
         finally:
             await self._turns.__aexit__()
         if isinstance(child, ExecutionResult):
@@ -210,6 +221,20 @@ class OpenClawExecutor:
             source = self._workspace / name
             if source.is_dir():
                 (work / name).symlink_to(source, target_is_directory=True)
+
+
+def remove_state_locks(state_dir: Path) -> None:
+    """Delete the lock files OpenClaw left in the system's temporary folder for a state dir.
+
+    OpenClaw keeps three empty lock files per state database under
+    ``/tmp/openclaw-state-locks-<uid>/`` (named by a hash of the database's path) and
+    never removes them; one state dir per task would leave three per task forever.
+    """
+    database = (state_dir / "state" / "openclaw.sqlite").resolve()
+    digest = hashlib.sha256(str(database).encode()).hexdigest()[:8]
+    folder = Path("/tmp") / f"openclaw-state-locks-{os.getuid()}"
+    for family in _LOCK_FAMILIES:
+        (folder / f"{family}.{digest}.lock.sqlite").unlink(missing_ok=True)
 
 
 def agent_run(envelope: Mapping[str, Any]) -> AgentRun:
