@@ -1,10 +1,12 @@
 """A skill a node found but cannot run, end to end: listed with what it lacks, a task for
 it waits saying so and times out with that reason; once the binary is on the PATH the
-node's rescan makes it held, without a restart."""
+node's rescan (its timer, or SIGHUP) makes it held, without a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -74,3 +76,20 @@ async def test_ghost_tool_is_listed_waits_times_out_and_is_held_after_a_rescan(
     done = await e2e.cli("submit", "--skill", "ghost-tool", "--wait", "--json")
     assert done.code == 0, done
     assert done.json["result"] == "boo"
+
+
+async def test_sighup_rescans_at_once_when_the_timer_is_off(e2e: E2E, tmp_path: Path) -> None:
+    skills_dir = ghost_folder(tmp_path / "skills")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    node = await e2e.start_node(
+        "alpha", extra=["--skills-dir", str(skills_dir), "--rescan-interval", "0"], env=env
+    )
+    (bindir / "ghost-bin").write_text("#!/bin/sh\necho boo\n")
+    (bindir / "ghost-bin").chmod(0o755)
+    await asyncio.sleep(1.5)  # a timer, were one on, would have fired by now
+    view = await e2e.node_view("alpha")
+    assert view is not None and "ghost-tool" not in view["skills"]
+    node.proc.send_signal(signal.SIGHUP)
+    await e2e.wait_node("alpha", "alive", skills=["ghost-tool"])
