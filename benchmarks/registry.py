@@ -3,7 +3,7 @@
 The state is built in memory by folding events with ``apply`` into a runner's state
 (no stream: the figure is about reads): a catalog of ``SKILLS`` skills and N nodes,
 each joined and holding ``SKILLS_PER_NODE`` of them, so every skill has
-``N * SKILLS_PER_NODE / SKILLS`` holders. Raw is what DESIGN §8 calls the floor of a
+``N * SKILLS_PER_NODE / SKILLS`` holders. Raw is the floor of a
 read: take an ``aiorwlock`` reader lock, look one key up in a dict, release.
 """
 

@@ -19,30 +19,35 @@ from eventsrc.errors import (
     NotPermittedError,
     PayloadTooLargeError,
     ServerUnavailableError,
-    StoreError,
 )
-from eventsrc.store.connection import refused
-
-_ERRORS: dict[str, type[EventsrcError]] = {
-    api.ERR_INVALID: InvalidRequestError,
-    api.ERR_NOT_FOUND: NotFoundError,
-    api.ERR_QUEUE_FULL: QueueFullError,
-    api.ERR_CONFLICT: DomainError,
-    api.ERR_UNAVAILABLE: StoreError,
-    api.ERR_TOO_LARGE: PayloadTooLargeError,
-}
+from eventsrc.store.publisher import Requester, SubjectRefusedError
 
 
 class RequestTimeoutError(ServerUnavailableError):
     """The request reached a coordinator (or might have) but no answer came in time."""
 
 
+class CoordinatorUnavailableError(ServerUnavailableError):
+    """The coordinator answered that it cannot do it now: a stream electing a leader, a
+    leader stepping down. The same request may succeed a few seconds later."""
+
+
+_ERRORS: dict[str, type[EventsrcError]] = {
+    api.ERR_INVALID: InvalidRequestError,
+    api.ERR_NOT_FOUND: NotFoundError,
+    api.ERR_QUEUE_FULL: QueueFullError,
+    api.ERR_CONFLICT: DomainError,
+    api.ERR_UNAVAILABLE: CoordinatorUnavailableError,
+    api.ERR_TOO_LARGE: PayloadTooLargeError,
+}
+
+
 class ApiClient:
     """Request/reply to ``eventsrc.api.<endpoint>``; returns the reply's ``data``."""
 
     def __init__(self, nc: Client, *, timeout: float = 10.0) -> None:
-        self._nc = nc
         self._timeout = timeout
+        self._requests = Requester(nc, timeout=timeout)
 
     async def call(
         self,
@@ -58,9 +63,14 @@ class ApiClient:
         else:
             body = orjson.dumps(request or {})
         try:
-            reply = await self._nc.request(
+            reply = await self._requests.request(
                 api.subject(endpoint), body, timeout=timeout or self._timeout
             )
+        except SubjectRefusedError as err:
+            raise NotPermittedError(
+                f"NATS refused {endpoint} to these credentials ({err.text}); use credentials "
+                f"of a role that may (secure mode: submitter for submit/cancel/drain)"
+            ) from err
         except nats.errors.NoRespondersError as err:
             raise ServerUnavailableError(
                 "no coordinator answers on this NATS server; start one with "
@@ -72,11 +82,6 @@ class ApiClient:
                 f"accepts in one message; send a reference to the data instead"
             ) from err
         except nats.errors.TimeoutError as err:
-            if (why := refused(self._nc, api.subject(endpoint))) is not None:
-                raise NotPermittedError(
-                    f"NATS refused {endpoint} to these credentials ({why}); use credentials "
-                    f"of a role that may (secure mode: submitter for submit/cancel/drain)"
-                ) from err
             raise RequestTimeoutError(
                 f"the coordinator did not answer {endpoint} within "
                 f"{timeout or self._timeout:g} s; check that it is running"

@@ -1,26 +1,32 @@
 """``eventsrc``: submit, inspect and steer a cluster from a shell.
 
 Exit codes: 0 ok (or succeeded with ``--wait``); 1 the task failed, was rejected or
-timed out, or the request was refused; 2 usage; 3 cannot reach the cluster.
+timed out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the
+credentials do not allow it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import secure
+from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
-from eventsrc.errors import InvalidIdError, InvalidRequestError
+from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError
 from eventsrc.events import TaskSpec, validate_token
+from eventsrc.lineage import inherited_task_id
+from eventsrc.mcp import command as mcp_command
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
@@ -28,7 +34,9 @@ from eventsrc.runtime import (
     format_table,
     parse_labels,
     run_program,
+    stop_event_on_signals,
 )
+from eventsrc.store.server import EmbeddedServer
 
 
 def _payload(text: str | None) -> Any:
@@ -73,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=what)
         cmd.add_argument("task_id")
         cmd.add_argument("--json", action="store_true")
-    drain = sub.add_parser("drain", help="stop placing work on a node")
+    drain = sub.add_parser("drain", help="stop placing work on a node (holds across its restarts)")
     drain.add_argument("node_id")
+    drain.add_argument("--off", action="store_true", help="undo a drain (as undrain)")
     drain.add_argument("--json", action="store_true")
+    undrain = sub.add_parser("undrain", help="place work on a drained node again")
+    undrain.add_argument("node_id")
+    undrain.add_argument("--json", action="store_true")
     for name, what in (
         ("nodes", "list nodes"),
         ("skills", "list skills: the catalog and what nodes found"),
@@ -88,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--limit", type=int, default=1000)
     tasks.add_argument("--json", action="store_true")
     _secure_parser(sub)
+    server = sub.add_parser(
+        "server",
+        help="run a bare nats-server with JetStream on a data dir (no coordinator), e.g. a "
+        "scratch server to import a backup into",
+    )
+    server.add_argument("--data-dir", type=Path, required=True, help="its store folder")
+    server.add_argument("--port", type=int, default=0, help="client port (default: any free)")
+    mcp_command.add_parser(sub)
+    openclaw_install.add_parser(sub)
     return parser
 
 
@@ -147,12 +168,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "secure":
         return run_program(lambda: _sync(_run_secure, args))
+    if args.command == "server":
+        return run_program(lambda: _serve(args.data_dir, args.port))
+    if args.command == "openclaw":
+        return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
+    if args.command == "mcp":
+        return mcp_command.run(args, inherited_task_id(os.environ))
 
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
-            return await _dispatch(cluster, args)
+            try:
+                # submit says it itself: a task's own run time is expected waiting.
+                async with _notice_if_slow(args.command, enabled=args.command != "submit"):
+                    return await _dispatch(cluster, args)
+            except NotPermittedError as err:
+                # Name the command the user typed, not the API endpoint behind it.
+                raise NotPermittedError(f"eventsrc {args.command}: {err}") from err
 
     return run_program(run)
+
+
+SLOW_NOTICE_S = 3.0
+"""After this long without an answer a command says that it is still waiting."""
+
+
+@contextlib.asynccontextmanager
+async def _notice_if_slow(command: str, *, enabled: bool) -> AsyncIterator[None]:
+    """Say once on stderr when ``command`` has had no answer for SLOW_NOTICE_S: while a
+    NATS server is lost, a stream or the leader lease elects a new leader and requests
+    wait seconds for it instead of failing."""
+
+    async def notice() -> None:
+        await asyncio.sleep(SLOW_NOTICE_S)
+        print(
+            f"eventsrc: {command}: no answer for {SLOW_NOTICE_S:g} s, still waiting (a NATS "
+            f"server may be down and a stream or the coordinator lease electing a new "
+            f"leader; see `eventsrc status`); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    task = asyncio.create_task(notice()) if enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+
+
+async def _serve(data_dir: Path, port: int) -> int:
+    """Run an embedded nats-server until SIGINT/SIGTERM; its URL goes to stdout."""
+    stop = stop_event_on_signals()
+    with EmbeddedServer(data_dir, port=port) as server:
+        print(f"nats-server with JetStream at {server.url} (data dir {data_dir}); Ctrl-C stops it")
+        print(f"use it: export EVENTSRC_NATS_URL={server.url}", flush=True)
+        await stop.wait()
+    return EXIT_OK
 
 
 async def _sync(function: Any, args: argparse.Namespace) -> int:
@@ -206,8 +277,9 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
         return _show_task(await cluster.get(args.task_id), args.json)
     if args.command == "cancel":
         return _show_task(await cluster.cancel(args.task_id), args.json)
-    if args.command == "drain":
-        return _show(await cluster.drain(args.node_id), args.json, _node_table)
+    if args.command in ("drain", "undrain"):
+        off = args.command == "undrain" or args.off
+        return _show(await cluster.drain(args.node_id, off=off), args.json, _drained_text)
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
         return _show(data, args.json, _tasks_table)
@@ -221,19 +293,21 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     options = _options(args)
     payload = _payload(args.payload)
-    if args.wait:
-        task = await cluster.run(
+    # Run inside a task on a node (its command or agent turn): a sub-task of that task.
+    parent = inherited_task_id(os.environ)
+    # Until the task is accepted, a wait is the cluster's (a stream electing a leader):
+    # said after a while. Waiting for the task itself after that is what --wait asks.
+    async with _notice_if_slow("submit", enabled=True):
+        task = await cluster.submit(
             args.skill,
             payload,
-            timeout=args.timeout,
             task_id=args.task_id,
             submitted_by="cli",
+            parent_task_id=parent,
             **options,
         )
-    else:
-        task = await cluster.submit(
-            args.skill, payload, task_id=args.task_id, submitted_by="cli", **options
-        )
+    if args.wait and not task.terminal:
+        task = await cluster.wait(task.task_id, timeout=args.timeout)
     if args.wait and not task.terminal:
         _show_task(task, args.json)
         print(
@@ -311,21 +385,39 @@ def _nodes_table(data: dict[str, Any]) -> str:
             n["node_id"],
             n["state"],
             f"{n['running']}/{n['capacity']}",
-            ",".join(n["skills"]),
+            ",".join(n["skills"]) or "-",
+            "; ".join(
+                f"{name} ({', '.join(lacks) or '?'})"
+                for name, lacks in sorted(n["cannot_run"].items())
+            )
+            or "-",
             f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None else "-",
             str(n["last_heartbeat_at"] or "-"),
         ]
         for n in data["nodes"]
     ]
-    return (
-        format_table(rows, ["NODE", "STATE", "RUNNING", "SKILLS", "CPU", "LAST HEARTBEAT"])
-        if rows
-        else "no nodes have joined"
-    )
+    header = ["NODE", "STATE", "RUNNING", "SKILLS", "CANNOT RUN (LACKS)", "CPU", "LAST HEARTBEAT"]
+    return format_table(rows, header) if rows else "no nodes have joined"
 
 
-def _node_table(node: dict[str, Any]) -> str:
-    return _nodes_table({"nodes": [node]})
+def _drained_text(node: dict[str, Any]) -> str:
+    node_id = node["node_id"]
+    if node["drained"] and node["state"] not in ("alive", "draining"):
+        return (
+            f"node {node_id} is {node['state']} and drained: it takes no work when it joins "
+            f"again; `eventsrc undrain {node_id}` undoes it"
+        )
+    if node["drained"]:
+        said = "draining" if node["changed"] else "was already draining"
+        return (
+            f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
+            f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
+        )
+    if node["state"] not in ("alive", "draining"):
+        said = "will take work when it joins" if node["changed"] else "was not drained"
+        return f"node {node_id} {said} (state: {node['state']})"
+    said = "takes work again" if node["changed"] else "was not drained"
+    return f"node {node_id} {said} (state: {node['state']})"
 
 
 def _skills_table(data: dict[str, Any]) -> str:
@@ -360,6 +452,9 @@ def _status_text(data: dict[str, Any]) -> str:
         f"skills: {data['skills']}",
         f"problems: {data['problems']}",
     ]
+    if data.get("stream_leaders"):
+        lines.append("NATS leaders (stream: server; a stream without one cannot store):")
+        lines += [f"  {name}: {where}" for name, where in data["stream_leaders"].items()]
     lines += [f"  {line}" for line in data["recent_problems"]]
     return "\n".join(lines)
 

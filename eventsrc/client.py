@@ -14,7 +14,7 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
-from eventsrc.api_client import ApiClient, RequestTimeoutError
+from eventsrc.api_client import ApiClient, CoordinatorUnavailableError, RequestTimeoutError
 from eventsrc.commands import api
 from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
@@ -25,9 +25,15 @@ from eventsrc.commands.registry import (
 )
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
-from eventsrc.errors import NotFoundError, NotPermittedError, ServerUnavailableError
+from eventsrc.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    NotPermittedError,
+    ServerUnavailableError,
+)
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
+from eventsrc.lineage import running_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
@@ -40,6 +46,10 @@ WAIT_FIRST_S = 2.0
 """The first wait request's wait: a frozen coordinator costs no more before the stream
 is followed instead."""
 WAIT_CHUNK_S = 20.0
+PATIENCE_S = 30.0
+"""How long a submission keeps asking while the cluster cannot take it yet: a NATS
+stream elects a new leader within about 10 s of losing one, a coordinator lease
+within its lease time."""
 """The longest one run/wait request is held open; a longer wait asks again."""
 
 _ROUTES: dict[type[Command], str] = {
@@ -77,7 +87,7 @@ class Cluster:
 
     @property
     def registry(self) -> SkillRegistry:
-        """The seed's SkillRegistry over this cluster."""
+        """The week-5 SkillRegistry over this cluster."""
         assert self._registry is not None, "connect with project=True to use the registry"
         return self._registry
 
@@ -86,6 +96,13 @@ class Cluster:
         """The local projection (state, reader lock, wait_for)."""
         assert self._runner is not None, "connect with project=True for a local projection"
         return self._runner
+
+    @property
+    def role(self) -> str | None:
+        """The secure-mode role of the credentials (``submitter``, ``reader``, ...), or None
+        without a role-marked credentials file; raises ConfigError for an unusable file."""
+        credentials = self._options.credentials()
+        return credentials.role if credentials is not None else None
 
     @property
     def store(self) -> JetStreamEventStore:
@@ -117,17 +134,42 @@ class Cluster:
         task_id: str | None = None,
         submitted_by: str = "",
         parent_task_id: str | None = None,
+        broadcast_id: str | None = None,
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model)."""
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model); an
+        unknown one raises InvalidRequestError.
+
+        Inside a task's attempt on a node, ``parent_task_id`` defaults to that task: the
+        new task is its sub-task."""
         command = SubmitTask(
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
+            broadcast_id=broadcast_id,
         )
-        return TaskInfo.model_validate(await self.api.call("submit", command))
+        return TaskInfo.model_validate(await self._patiently("submit", command))
+
+    async def _patiently(
+        self, endpoint: str, command: Command, *, timeout: float | None = None
+    ) -> Any:
+        """Call ``endpoint``; while the cluster cannot answer yet (no reply, or "not now"
+        while a stream elects a leader or a leader changes) ask again, for up to
+        PATIENCE_S. Safe for submissions: the task id is fixed, so a repeat returns the
+        stored task instead of a second one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE_S
+        delay = 0.25
+        while True:
+            try:
+                return await self.api.call(endpoint, command, timeout=timeout)
+            except (RequestTimeoutError, CoordinatorUnavailableError):
+                if loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def run(
         self,
@@ -146,7 +188,7 @@ class Cluster:
             task_id=_task_id(task_id),
             spec=_spec(skills, payload, options),
             submitted_by=submitted_by,
-            parent_task_id=parent_task_id,
+            parent_task_id=parent_task_id or running_task.get(),
             wait_s=min(max(timeout, 0.0), WAIT_CHUNK_S),
         )
         loop = asyncio.get_running_loop()
@@ -155,11 +197,13 @@ class Cluster:
             try:
                 reply = await self.api.call("run", command, timeout=command.wait_s + REPLY_MARGIN_S)
                 break
-            except RequestTimeoutError:
-                # No answer (a coordinator frozen or failing over): the same request
-                # again is safe, resubmitting is idempotent; another may answer.
+            except (RequestTimeoutError, CoordinatorUnavailableError):
+                # No answer, or "not now" (a coordinator frozen or failing over, a stream
+                # electing a leader): the same request again is safe, resubmitting is
+                # idempotent; another may answer.
                 if loop.time() >= deadline:
                     return await self.get(command.task_id)
+                await asyncio.sleep(0.25)
         info = TaskInfo.model_validate(reply)
         if info.terminal or loop.time() >= deadline:
             return info
@@ -208,10 +252,17 @@ class Cluster:
         command = CancelTask(task_id=validate_token(task_id, what="task id"), reason=reason)
         return TaskInfo.model_validate(await self.api.call("cancel", command))
 
-    async def drain(self, node_id: str) -> Any:
-        return await self.api.call(
-            "drain", DrainNode(node_id=validate_token(node_id, what="node id"))
-        )
+    async def drain(self, node_id: str, *, off: bool = False) -> Any:
+        """Drain a node (no new work placed there, in force across its re-joins) or, with
+        ``off``, undo that. The node's view, with ``changed`` False when it already was so."""
+        command = DrainNode(node_id=validate_token(node_id, what="node id"), off=off)
+        if off:
+            command = command.model_copy(update={"reason": "undrain requested"})
+        return await self.api.call("drain", command)
+
+    async def undrain(self, node_id: str) -> Any:
+        """Place work on a drained node again."""
+        return await self.drain(node_id, off=True)
 
     async def close(self) -> None:
         """Disconnect; idempotent."""
@@ -240,6 +291,12 @@ def _task_id(task_id: str | None) -> str:
 def _spec(
     skills: str | list[str] | tuple[str, ...], payload: Any, options: dict[str, Any]
 ) -> TaskSpec:
+    unknown = sorted(set(options) - set(TaskSpec.model_fields))
+    if unknown:
+        known = ", ".join(sorted(set(TaskSpec.model_fields) - {"skills", "payload"}))
+        raise InvalidRequestError(
+            f"unknown task option(s) {', '.join(unknown)}; the options are {known}"
+        )
     names = (skills,) if isinstance(skills, str) else tuple(skills)
     # Ids become subject tokens: refuse a bad one here with the one-line error.
     for name in names:

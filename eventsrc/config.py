@@ -51,7 +51,7 @@ class CoordinatorConfig(CommonConfig):
     local_node: bool | None = Field(
         default=None, description="run a node in-process; default: only with embedded server"
     )
-    local_node_id: str | None = Field(default=None, description="default: the host name")
+    local_node_id: str | None = Field(default=None, description="default: <host name>-local")
     replicas: int = Field(default=1, ge=1, le=5)
     max_queued: int = Field(default=100_000, ge=1, description="waiting tasks before refusal")
     max_payload_bytes: int = Field(

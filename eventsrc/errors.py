@@ -23,7 +23,8 @@ print ``str(err)`` and exit without a traceback.
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
     ├── NotPermittedError         NATS refused a subject to these credentials (secure mode)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
-    │   └── NotFoundError         no such task, node or skill
+    │   ├── NotFoundError         no such task, node or skill
+    │   └── NodeIdInUseError      a live process already holds this node id
     └── EmbeddedServerError       the embedded nats-server could not be found or started
 
 This module imports nothing of ours so that every layer, ``eventsrc.events`` included,
@@ -126,6 +127,10 @@ class DomainError(EventsrcError):
     """A command was refused by the domain rules; the message says which and why."""
 
 
+class NodeIdInUseError(DomainError):
+    """Another live process is a member under this node id."""
+
+
 class NotFoundError(DomainError, LookupError):
     """No task, node or skill with that id."""
 
@@ -135,7 +140,12 @@ class InvalidRequestError(EventsrcError, ValueError):
 
 
 class NotPermittedError(EventsrcError):
-    """The NATS server refused a publish to these credentials (a secure-mode role)."""
+    """The NATS server refused a publish to these credentials (a secure-mode role);
+    ``subject`` is the refused subject where known."""
+
+    def __init__(self, message: str, *, subject: str = "") -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 class NotLeaderError(EventsrcError):

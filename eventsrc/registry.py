@@ -1,4 +1,4 @@
-"""The seed's SkillRegistry: reads from the projection, writes as events.
+"""The week-5 SkillRegistry: reads from the projection, writes as events.
 
 Reads take the runner's reader lock and answer from memory. Writes go through a
 ``RegistryWriter``: in the coordinator ``eventsrc.writer.EventWriter`` decides against
@@ -24,6 +24,7 @@ from eventsrc.commands.registry import (
     decide_register_skill,
     decide_unregister_instance,
 )
+from eventsrc.errors import NotFoundError
 from eventsrc.events import (
     Event,
     NodeExpired,
@@ -48,25 +49,31 @@ class RegistryWriter(Protocol):
 
 
 class SkillRegistry:
-    """The seed's registry API, every method async."""
+    """The week-5 registry API, every method async."""
 
     def __init__(self, runner: ProjectionRunner, writer: RegistryWriter) -> None:
         self._runner = runner
         self._writer = writer
 
     async def register_skill(self, metadata: SkillMetadata) -> bool:
-        """Add or update a catalog skill; False when it was already exactly so."""
-        return bool(
-            await self._writer.execute(decide_register_skill, RegisterSkill(metadata=metadata))
-        )
+        """Add or update a catalog skill; True once the catalog holds it as given (also
+        when it already did). Errors (a bad name, no coordinator) raise."""
+        await self._writer.execute(decide_register_skill, RegisterSkill(metadata=metadata))
+        return True
 
     async def register_skill_instance(self, skill_name: str, node_id: str) -> bool:
-        """Record that ``node_id`` runs ``skill_name``; raises NotFoundError for unknown skills."""
+        """Record that ``node_id`` runs ``skill_name``; True once it is registered (also
+        when it already was), False for a skill not in the catalog (logged with why)."""
         command = RegisterInstance(
             skill=validate_token(skill_name, what="skill name"),
             node_id=validate_token(node_id, what="node id"),
         )
-        return bool(await self._writer.execute(decide_register_instance, command))
+        try:
+            await self._writer.execute(decide_register_instance, command)
+        except NotFoundError as err:
+            log.warning("instance of %s on %s not registered: %s", skill_name, node_id, err)
+            return False
+        return True
 
     async def unregister_skill_instance(self, skill_name: str, node_id: str) -> bool:
         """Withdraw an instance; False when it was not active."""
@@ -100,9 +107,13 @@ class SkillRegistry:
         async with self._runner.reading() as state:
             return state.skills.get(skill_name)
 
-    async def get_skill_instances(self, skill_name: str) -> list[SkillInstance]:
+    async def get_skill_instances(
+        self, skill_name: str, *, include_offline: bool = False
+    ) -> list[SkillInstance]:
+        """Live instances (active, on a member node or registered here alone); with
+        ``include_offline`` also unregistered, expired and left ones."""
         async with self._runner.reading() as state:
-            return queries.skill_instances(state, skill_name)
+            return queries.skill_instances(state, skill_name, include_offline=include_offline)
 
     async def get_available_nodes_for_skill(self, skill_name: str) -> list[str]:
         async with self._runner.reading() as state:
@@ -123,6 +134,8 @@ class SkillRegistry:
             return queries.resolve_dependencies(state, list(skill_names))
 
     async def get_stats(self) -> dict[str, Any]:
+        """``total_skills``, ``total_instances`` (live), ``offline_instances``,
+        ``category_counts``, ``total_registrations`` and more (``registry_stats``)."""
         async with self._runner.reading() as state:
             return queries.registry_stats(state)
 

@@ -9,9 +9,11 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from eventsrc.errors import (
+    ConfigError,
     EventsrcError,
     InvalidIdError,
     InvalidRequestError,
+    NotPermittedError,
     ServerUnavailableError,
 )
 
@@ -19,6 +21,18 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_NOT_PERMITTED = 4
+"""The NATS server refused a subject to these credentials (secure mode roles)."""
+
+# Which exit code an error ends a program with; the first matching class wins.
+_EXIT_CODES: tuple[tuple[type[EventsrcError], int], ...] = (
+    (ServerUnavailableError, EXIT_UNREACHABLE),
+    (NotPermittedError, EXIT_NOT_PERMITTED),
+    # An id, flag, config file or environment value given by the user: a usage error.
+    (InvalidIdError, EXIT_USAGE),
+    (ConfigError, EXIT_USAGE),
+    (EventsrcError, EXIT_FAILED),
+)
 
 
 def configure_logging(level: str) -> None:
@@ -50,15 +64,14 @@ def run_program(main: Callable[[], Awaitable[int]]) -> int:
 async def _guarded(main: Callable[[], Awaitable[int]]) -> int:
     try:
         return await main()
-    except ServerUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except InvalidIdError as err:  # an id given on the command line: a usage error
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
     except EventsrcError as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILED
+        return exit_code(err)
+
+
+def exit_code(err: EventsrcError) -> int:
+    """The exit code a program ends with on ``err``."""
+    return next(code for kind, code in _EXIT_CODES if isinstance(err, kind))
 
 
 def parse_labels(values: list[str] | None, *, flag: str = "--label") -> dict[str, str]:

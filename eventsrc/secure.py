@@ -8,7 +8,8 @@
     DIR/creds/<name>.nk       one seed per identity (mode 0600): coordinator, submitter,
                               reader, node-<id> for each node
 
-Permissions (DESIGN §6) are subject rules; JetStream publishes are plain publishes, so
+Permissions (docs/design.md, Who writes what) are subject rules; JetStream publishes
+are plain publishes, so
 the subject is the gate. Only the coordinator may create consumers: a consumer's
 deliver subject is not checked against its creator's permissions, so anyone who could
 create one could push stored messages back into the streams under other subjects.

@@ -1,7 +1,8 @@
 """``replay_tools``: rebuild, audit, verify, what-if, export/import, schema, stats.
 
 Exit codes: 0 ok; 1 a finding or a refused request (verify found problems, an unknown
-id, a corrupt file); 2 usage; 3 NATS cannot be reached.
+id, a corrupt file); 2 usage (a malformed id too); 3 NATS cannot be reached; 4 the
+credentials do not allow it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import orjson
 from eventsrc.events.schema import event_schemas
 from eventsrc.projections.runner import CATCH_UP_GC_THRESHOLD
 from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, run_program
-from eventsrc.store import resolve_servers
-from replay_tools import audit, backup, rebuild, stats, verify, whatif_report
+from eventsrc.store import JetStreamEventStore, resolve_servers
+from replay_tools import audit, backup, rebuild, stats, tree, verify, whatif_report
 from replay_tools.common import Target, UsageError, open_store, parse_time
 from replay_tools.render import print_json
 from replay_tools.whatif import Options
@@ -148,6 +149,9 @@ async def _dispatch(args: argparse.Namespace, target: Target) -> int:
             )
             _show(args.json, rebuild.to_json(rebuilt), rebuild.to_text(rebuilt))
             return EXIT_OK
+        if args.command == "audit" and args.kind == "task":
+            await _audit_task(store, args.id, args.json)
+            return EXIT_OK
         if args.command == "audit":
             entries = await audit.audit(store, args.kind, args.id)
             _show(
@@ -180,6 +184,17 @@ async def _dispatch(args: argparse.Namespace, target: Target) -> int:
         result = await stats.stats(store)
         _show(args.json, stats.to_json(result), stats.to_text(result))
         return EXIT_OK
+
+
+async def _audit_task(store: JetStreamEventStore, task_id: str, as_json: bool) -> None:
+    """A task's timeline and the tree of tasks it belongs to."""
+    if not as_json:
+        print(await tree.task_tree_text(store, task_id))
+        return
+    entries = await audit.audit(store, "task", task_id)
+    document = audit.to_json("task", task_id, entries)
+    document["tree"] = tree.to_json(await tree.task_tree(store, task_id))
+    print_json(document)
 
 
 def _show(as_json: bool, document: object, text: str) -> None:

@@ -38,6 +38,7 @@ from eventsrc.errors import InvalidRequestError, StoreError, UndecodableEventErr
 from eventsrc.events import decode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.store import JetStreamEventStore, StreamSettings
+from eventsrc.store.jetstream import HDR_MSG_ID, HDR_ORIGIN_SEQ, HDR_ORIGIN_TIME
 from eventsrc.store.streams import events_config, heartbeats_config
 from replay_tools.common import iso, require_stream, stream_state
 from replay_tools.raw import RawMessage, read_raw
@@ -45,9 +46,6 @@ from replay_tools.raw import RawMessage, read_raw
 FORMAT: Final = "eventsrc-export"
 VERSION: Final = 1
 STREAMS: Final = (EVENTS_STREAM, HEARTBEATS_STREAM)
-HDR_MSG_ID: Final = "Nats-Msg-Id"
-HDR_ORIGIN_SEQ: Final = "Eventsrc-Origin-Seq"
-HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 BATCH: Final = 500
 
 

@@ -60,6 +60,16 @@ class Rebuilt:
     last_time: datetime | None = None
     liveness: Liveness = field(default_factory=Liveness)
 
+    @property
+    def note(self) -> str:
+        """What a person must know about the point shown (one asked past the end)."""
+        if self.until_seq is not None and self.until_seq > self.stream_last_seq:
+            return (
+                f"--until-seq {self.until_seq} is past the end of {EVENTS_STREAM} (its last "
+                f"sequence is {self.stream_last_seq}): showing the end"
+            )
+        return ""
+
 
 async def rebuild(
     store: JetStreamEventStore,
@@ -186,6 +196,7 @@ def to_json(rebuilt: Rebuilt) -> dict[str, Any]:
         "until_time": iso(rebuilt.until_time),
         "last_event_time": iso(rebuilt.last_time),
         "start": rebuilt.start,
+        "note": rebuilt.note,
         "snapshot_seq": rebuilt.snapshot_seq,
         "leader": state.leader,
         "epoch": state.epoch,
@@ -219,6 +230,8 @@ def to_text(rebuilt: Rebuilt) -> str:
         f"(last event {short_time(rebuilt.last_time)}); {rebuilt.start}",
         f"leader: {state.leader or '-'} (epoch {state.epoch})",
     ]
+    if rebuilt.note:
+        lines.insert(0, f"note: {rebuilt.note}")
     if rebuilt.liveness.note:
         lines.append(f"heartbeats: {rebuilt.liveness.note}")
     lines += ["", "SKILLS"]

@@ -14,6 +14,7 @@ from eventsrc.events import (
     Heartbeat,
     LeaderElected,
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -123,6 +124,7 @@ _SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
     NodeLeft: lambda e: f"{e.node_id} left{_reason(e.reason)}",
     NodeExpired: _expired,
     NodeDrainRequested: lambda e: f"drain {e.node_id}{_reason(e.reason)}",
+    NodeDrainCancelled: lambda e: f"undrain {e.node_id}{_reason(e.reason)}",
     SkillInstanceRegistered: lambda e: f"{e.node_id} offers {e.skill}",
     SkillInstanceUnregistered: lambda e: f"{e.node_id} withdrew {e.skill}{_reason(e.reason)}",
     SkillInstanceExpired: lambda e: (

@@ -9,7 +9,7 @@ Checks, in one pass over ``EVENTSRC_EVENTS``:
   design keeps for audit);
 - the stored snapshot: the hash of its canonical state equals the hash of a full replay
   up to the snapshot's sequence, and snapshot + the events after it equals the full
-  replay at the end (DESIGN §6: restart = snapshot + tail).
+  replay at the end (docs/design.md: restart = snapshot + tail).
 
 Heartbeats are checked for undecodable (e.g. forged) messages; their bounded history
 makes gaps normal.

@@ -13,6 +13,7 @@ from eventsrc.events import (
     Heartbeat,
     LeaderElected,
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -182,6 +183,7 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
             stale_after_s=15,
         ),
         NodeDrainRequested(**envelope("coordinator", epoch=1), node_id=node_id),
+        NodeDrainCancelled(**envelope("coordinator", epoch=1), node_id=node_id),
         NodeExpired(
             **envelope("coordinator", epoch=1),
             node_id=node_id,

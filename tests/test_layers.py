@@ -1,4 +1,4 @@
-"""Layers point inward (STYLE rule 1) and the public names stay put."""
+"""Layers point inward (docs/design.md, Layers) and the public names stay put."""
 
 from __future__ import annotations
 

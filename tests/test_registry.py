@@ -1,14 +1,15 @@
-"""The seed's registry and dependency scenarios through the public API, real server."""
+"""The week-5 registry and dependency scenarios through the public API, real server."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
 import eventsrc
 from eventsrc import SkillCategory, SkillMetadata
-from eventsrc.errors import InvalidIdError, NotFoundError, ServerUnavailableError
+from eventsrc.errors import InvalidIdError, ServerUnavailableError
 from tests.conftest import MakeServer
 
 
@@ -48,7 +49,7 @@ async def test_seed_registry_scenario(cluster: eventsrc.Cluster) -> None:
     }
     stats = await registry.get_stats()
     assert stats["total_skills"] == 3 and stats["total_instances"] == 3
-    assert stats["categories"] == {"network": 2, "system": 1}
+    assert stats["category_counts"] == {"network": 2, "system": 1}
     assert [m.name for m in await registry.list_skills(SkillCategory.NETWORK)] == [
         "search",
         "weather",
@@ -89,12 +90,19 @@ async def test_registering_the_same_metadata_twice_stores_nothing(
 ) -> None:
     meta = skill("python", SkillCategory.SYSTEM)
     assert await cluster.registry.register_skill(meta)
+    first = await cluster.registry.get_skill_metadata("python")
+    assert first is not None and first.created_at is not None
+    assert first.updated_at == first.created_at
     before = await cluster.store.last_seq()
-    assert not await cluster.registry.register_skill(meta)
+    # Success, as in week 5, though nothing changed: nothing is stored.
+    assert await cluster.registry.register_skill(meta)
+    assert await cluster.registry.register_skill(first)  # its catalog times are no change
     assert await cluster.store.last_seq() == before
     assert await cluster.registry.register_skill(meta.model_copy(update={"version": "2.0"}))
     updated = await cluster.registry.get_skill_metadata("python")
     assert updated is not None and updated.version == "2.0"
+    assert updated.created_at == first.created_at
+    assert updated.updated_at is not None and updated.updated_at > first.created_at
 
 
 async def test_registry_writes_need_a_coordinator(make_server: MakeServer) -> None:
@@ -106,9 +114,14 @@ async def test_registry_writes_need_a_coordinator(make_server: MakeServer) -> No
             await alone.registry.register_skill(skill("python", SkillCategory.SYSTEM))
 
 
-async def test_bad_input_is_refused_clearly(cluster: eventsrc.Cluster) -> None:
-    with pytest.raises(NotFoundError, match="register it first"):
-        await cluster.registry.register_skill_instance("nope", "node_001")
+async def test_bad_input_is_refused_clearly(
+    cluster: eventsrc.Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An unknown skill: False, as in week 5, and the log says why.
+    with caplog.at_level(logging.WARNING, logger="eventsrc.registry"):
+        assert await cluster.registry.register_skill_instance("nope", "node_001") is False
+    assert "'nope' is not in the catalog; register it first" in caplog.text
+    assert await cluster.registry.get_skill_instances("nope") == []
     with pytest.raises(InvalidIdError, match="node id"):
         await cluster.registry.register_skill_instance("python", "bad.id")
 

@@ -81,6 +81,10 @@ class NodeHello(Command):
     incarnation: str
     event_schema: int = 1
     eventsrc_version: str = ""
+    # The node reads an ``in_use`` answer (older nodes get an error instead).
+    answers_in_use: bool = False
+    # An incarnation of this id whose process the node found dead on its own host.
+    replaces: str = ""
 
     @field_validator("node_id")
     @classmethod

@@ -19,7 +19,7 @@ from eventsrc.events import (
     SkillUpdated,
     Token,
 )
-from eventsrc.projections.state import MEMBER_STATES, ClusterState
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, Liveness, NodeView
 
 
 class RegisterSkill(Command):
@@ -58,14 +58,19 @@ def decide_register_skill(
     new_id: NewId,
     origin: Origin = COORDINATOR,
 ) -> tuple[Event, ...]:
-    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing."""
-    current = state.skills.get(command.metadata.name)
-    if current == command.metadata:
+    """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing.
+
+    The catalog's created/updated times are its events' times, so they are neither
+    compared nor stored in the event.
+    """
+    proposed = command.metadata.content()
+    current = state.skills.get(proposed.name)
+    if current is not None and current.content() == proposed:
         return ()
     envelope = origin.envelope(now=now, new_id=new_id)
     if current is None:
-        return (SkillRegistered(**envelope, metadata=command.metadata),)
-    return (SkillUpdated(**envelope, metadata=command.metadata),)
+        return (SkillRegistered(**envelope, metadata=proposed),)
+    return (SkillUpdated(**envelope, metadata=proposed),)
 
 
 def decide_register_instance(
@@ -118,6 +123,65 @@ def decide_unregister_instance(
     )
 
 
+def _own_liveness(state: ClusterState, node: NodeView) -> Liveness | None:
+    liveness = state.liveness.get(node.node_id)
+    if liveness is not None and liveness.incarnation not in ("", node.incarnation):
+        return None  # a heartbeat of the previous incarnation says nothing now
+    return liveness
+
+
+def last_seen(state: ClusterState, node: NodeView) -> datetime | None:
+    """The server time of the node's newest sign of life: its live incarnation's newest
+    heartbeat, else its join."""
+    liveness = _own_liveness(state, node)
+    return max(
+        (t for t in (node.joined_at, liveness.last_at if liveness else None) if t),
+        default=None,
+    )
+
+
+def live_holder(
+    state: ClusterState,
+    *,
+    node_id: str,
+    incarnation: str,
+    replaces: str,
+    now: datetime,
+    stale_after_s: float,
+) -> NodeView | None:
+    """The member that holds ``node_id`` for another live process, if any.
+
+    A process is taken for live while its signs of life are younger than
+    ``stale_after_s`` (the rule that expires nodes). ``replaces`` names an incarnation
+    the newcomer knows to be dead (its pid is gone on the same host): that one yields.
+    """
+    node = state.nodes.get(node_id)
+    if node is None or node.state not in MEMBER_STATES:
+        return None
+    if node.incarnation in (incarnation, replaces):
+        return None
+    seen = last_seen(state, node)
+    if seen is None or seen < now - timedelta(seconds=stale_after_s):
+        return None
+    return node
+
+
+def in_use_message(state: ClusterState, holder: NodeView, *, stale_after_s: float) -> str:
+    """The one line a process is refused with when its node id is held by a live one."""
+    joined = holder.joined_at.strftime("%Y-%m-%d %H:%M:%S UTC") if holder.joined_at else "?"
+    seen = last_seen(state, holder)
+    where = f"host {holder.hostname or '?'}" + (f" (pid {holder.pid})" if holder.pid else "")
+    free = ""
+    if seen is not None:
+        at = (seen + timedelta(seconds=stale_after_s)).strftime("%H:%M:%S UTC")
+        last = seen.strftime("%H:%M:%S UTC")
+        free = f" (last seen {last}; if it is gone, the id is free at {at})"
+    return (
+        f"node id {holder.node_id} is in use by a live process on {where}, joined {joined}"
+        f"{free}; give this node its own id with --node-id NAME, or stop that process first"
+    )
+
+
 def decide_expire_stale(
     state: ClusterState,
     command: ExpireStale,
@@ -129,21 +193,18 @@ def decide_expire_stale(
     """Expiry events, each carrying its evidence, so a replay needs no clock.
 
     A member node expires as a whole (``NodeExpired``; its instances go with it). An
-    instance registered for a node that never joined expires on its own. The evidence
-    is the server time of the node's newest heartbeat, else of its join or registration.
+    instance registered through the registry alone (for a node that never joined, or
+    since its node left) expires on its own. The evidence is the server time of the
+    node's newest heartbeat, else of its join (a member) or of the instance's
+    registration (on its own), whichever is later.
     """
     horizon = now - timedelta(seconds=command.stale_after_s)
     events: list[Event] = []
     for node_id, node in sorted(state.nodes.items()):
         if node.state not in MEMBER_STATES:
             continue
-        liveness = state.liveness.get(node_id)
-        if liveness is not None and liveness.incarnation not in ("", node.incarnation):
-            liveness = None  # a heartbeat of the previous incarnation says nothing now
-        seen = max(
-            (t for t in (node.joined_at, liveness.last_at if liveness else None) if t),
-            default=None,
-        )
+        liveness = _own_liveness(state, node)
+        seen = last_seen(state, node)
         if seen is not None and seen >= horizon:
             continue
         events.append(
@@ -159,10 +220,15 @@ def decide_expire_stale(
         )
     for skill, holders in sorted(state.instances.items()):
         for node_id, instance in sorted(holders.items()):
-            if instance.status != "active" or node_id in state.nodes:
+            holder = state.nodes.get(node_id)
+            member = holder is not None and holder.state in MEMBER_STATES
+            if instance.status != "active" or member:
                 continue
             liveness = state.liveness.get(node_id)
-            seen = liveness.last_at if liveness is not None else instance.registered_at
+            seen = max(
+                (t for t in (liveness.last_at if liveness else None, instance.registered_at) if t),
+                default=None,
+            )
             if seen is not None and seen >= horizon:
                 continue
             events.append(

@@ -1,9 +1,11 @@
-"""Placement: which node runs a task, or why none can now. Pure, DESIGN §5.
+"""Placement: which node runs a task, or why none can now. Pure.
 
 A node is eligible when it is alive (not draining), holds every required skill, has a
 free slot, carries the requested labels, is the pinned node if one is named, and meets
-the skills' numeric resource limits. Among eligible nodes: lowest running/capacity,
-then highest success rate, then lower cpu and memory use where they differ by more
+the skills' numeric resource limits. Qualitative requirements (strings, booleans: the
+week-5 ``gpu: "recommended"`` or ``gpu: true``) never exclude. Among eligible nodes:
+lowest running/capacity, then highest success rate, then the node with a GPU where a
+skill wants one qualitatively, then lower cpu and memory use where they differ by more
 than 10 points (nodes on one host tie), then node id.
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from eventsrc.events import Candidate, TaskSpec
 from eventsrc.projections.queries import reported_skills, resolve_dependencies
-from eventsrc.projections.state import ClusterState, NodeView
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeView
 
 # Differences in cpu/memory use below this many percentage points do not rank.
 LOAD_TIE_POINTS = 10.0
@@ -87,17 +89,22 @@ def place(
         return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node", busy=busy)
     best = eligible[0]
     for node in eligible[1:]:
-        if _better(state, node, best, planned):
+        if _better(state, spec, node, best, planned):
             best = node
     ranked = sorted(eligible, key=lambda n: _load(n, planned))[:MAX_EVIDENCE]
     return Assign(best.node_id, tuple(_candidate(state, n, planned) for n in ranked))
 
 
 def _holders(state: ClusterState, skills: tuple[str, ...]) -> list[str]:
-    """Member nodes holding active instances of every skill, by node id."""
+    """Member nodes holding live instances of every skill, by node id (an instance
+    registered alone for a node id that is no member counts elsewhere, never here)."""
     common: set[str] | None = None
     for skill in skills:
-        nodes = {n for n in state.holders(skill) if n in state.nodes}
+        nodes = {
+            n
+            for n in state.holders(skill)
+            if n in state.nodes and state.nodes[n].state in MEMBER_STATES
+        }
         common = nodes if common is None else common & nodes
     return sorted(common or ())
 
@@ -136,14 +143,14 @@ def _resource_shortfall(state: ClusterState, node: NodeView, spec: TaskSpec) -> 
     liveness = state.liveness.get(node.node_id)
     memory = node.memory_total_mb or (liveness.memory_total_mb if liveness else 0)
     cpus = node.cpu_count or (liveness.cpu_count if liveness else 0)
-    gpus = max(node.gpu_count, liveness.gpu_count if liveness else 0)
+    gpus = _gpus(state, node)
     for skill in spec.skills:
         meta = state.skills.get(skill)
         if meta is None:
             continue
         for key, need in meta.resources.items():
             if isinstance(need, str | bool):
-                continue  # qualitative: ranks, never excludes
+                continue  # qualitative: ranks (_gpu_fit), never excludes
             if key == "memory_mb" and memory and memory < need:
                 return f"has {memory} MB memory, {skill} needs {need}"
             if key == "cpu" and cpus and cpus < need:
@@ -151,6 +158,28 @@ def _resource_shortfall(state: ClusterState, node: NodeView, spec: TaskSpec) -> 
             if key == "gpu" and gpus < need:
                 return f"has {gpus} gpus, {skill} needs {need}"
     return ""
+
+
+def _gpus(state: ClusterState, node: NodeView) -> int:
+    liveness = state.liveness.get(node.node_id)
+    return max(node.gpu_count, liveness.gpu_count if liveness else 0)
+
+
+NO_WANT = frozenset({"", "none", "no", "false", "0"})
+"""Qualitative values that ask for nothing (``gpu: "none"``)."""
+
+
+def _gpu_fit(state: ClusterState, node: NodeView, spec: TaskSpec) -> int:
+    """How many required skills want a GPU qualitatively and find one on ``node``."""
+    if not _gpus(state, node):
+        return 0
+    fit = 0
+    for skill in spec.skills:
+        meta = state.skills.get(skill)
+        need = meta.resources.get("gpu") if meta is not None else None
+        if need is True or (isinstance(need, str) and need.strip().lower() not in NO_WANT):
+            fit += 1
+    return fit
 
 
 def _load(node: NodeView, planned: Mapping[str, int]) -> float:
@@ -162,13 +191,18 @@ def _usage(state: ClusterState, node_id: str) -> tuple[float, float]:
     return (liveness.cpu_percent, liveness.memory_percent) if liveness else (0.0, 0.0)
 
 
-def _better(state: ClusterState, a: NodeView, b: NodeView, planned: Mapping[str, int]) -> bool:
+def _better(
+    state: ClusterState, spec: TaskSpec, a: NodeView, b: NodeView, planned: Mapping[str, int]
+) -> bool:
     """True when ``a`` ranks before ``b``."""
     load_a, load_b = _load(a, planned), _load(b, planned)
     if load_a != load_b:
         return load_a < load_b
     if a.success_rate != b.success_rate:
         return a.success_rate > b.success_rate
+    fit_a, fit_b = _gpu_fit(state, a, spec), _gpu_fit(state, b, spec)
+    if fit_a != fit_b:
+        return fit_a > fit_b
     # Nodes on one host read the same machine's load at different instants: a tie.
     same_host = bool(a.hostname) and a.hostname == b.hostname
     (cpu_a, mem_a), (cpu_b, mem_b) = _usage(state, a.node_id), _usage(state, b.node_id)

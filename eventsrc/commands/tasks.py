@@ -19,6 +19,7 @@ from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
     Event,
+    NodeDrainCancelled,
     NodeDrainRequested,
     TaskAssigned,
     TaskCancelled,
@@ -78,8 +79,11 @@ class CancelTask(Command):
 
 
 class DrainNode(Command):
+    """Drain a node (no new work placed on it) or, with ``off``, undo a drain."""
+
     node_id: Token
     reason: str = Field(default="drain requested", max_length=MAX_REASON)
+    off: bool = False
 
 
 class Limits(Command):
@@ -132,7 +136,7 @@ def decide_submit(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
         )
     submitted = TaskSubmitted(
-        **origin.envelope(now=now, new_id=new_id),
+        **origin.envelope(now=now, new_id=new_id, **_lineage(state, command.parent_task_id)),
         task_id=command.task_id,
         spec=command.spec,
         submitted_by=command.submitted_by,
@@ -155,6 +159,13 @@ def decide_submit(
         causation_id=submitted.event_id,
     )
     return (submitted, followup) if followup is not None else (submitted,)
+
+
+def _lineage(state: ClusterState, parent_task_id: str | None) -> dict[str, str]:
+    """A sub-task's causation: its parent's submission, when the parent is known (the
+    ``parent_task_id`` itself is kept either way)."""
+    parent = state.tasks.get(parent_task_id) if parent_task_id else None
+    return {"causation_id": parent.submit_event_id} if parent is not None else {}
 
 
 def decide_cancel(
@@ -201,13 +212,22 @@ def decide_drain(
     new_id: NewId,
     origin: Origin = COORDINATOR,
 ) -> tuple[Event, ...]:
-    """Stop placing work on a node; nothing if it already drains."""
+    """Stop placing work on a node (``off``: place work on it again); nothing if it is
+    already so. A drain holds across the node's re-joins until undone."""
     node = state.nodes.get(command.node_id)
     if node is None:
         raise NotFoundError(f"no node {command.node_id}; see `eventsrc nodes`")
-    if node.state not in MEMBER_STATES:
-        raise DomainError(f"node {command.node_id} is {node.state}, not a member")
-    if node.state == "draining":
+    if command.off:
+        if not node.drain_in_force:
+            return ()
+        return (
+            NodeDrainCancelled(
+                **origin.envelope(now=now, new_id=new_id),
+                node_id=command.node_id,
+                reason=command.reason,
+            ),
+        )
+    if node.drained:
         return ()
     return (
         NodeDrainRequested(

@@ -48,6 +48,9 @@ class NodeInfo(View):
     labels: dict[str, str]
     skills: tuple[str, ...]
     unavailable: tuple[str, ...]
+    # Skills found on the node but not runnable there -> what it lacks for each.
+    cannot_run: dict[str, tuple[str, ...]]
+    drained: bool
     last_heartbeat_at: datetime | None
     cpu_percent: float | None
     memory_percent: float | None
@@ -80,6 +83,9 @@ class StatusInfo(View):
     skills: int
     problems: dict[str, int]
     recent_problems: tuple[str, ...]
+    # Which NATS server leads each stream (and the lease bucket); filled in by the
+    # coordinator that answers, empty where nobody asked the servers.
+    stream_leaders: dict[str, str] = {}
 
 
 def task_info(task: TaskView) -> TaskInfo:
@@ -116,6 +122,8 @@ def node_info(state: ClusterState, node: NodeView) -> NodeInfo:
         labels=node.labels,
         skills=tuple(sorted(state.node_skills.get(node.node_id, ()))),
         unavailable=tuple(u.name for u in node.unavailable),
+        cannot_run={u.name: u.lacks() for u in node.unavailable},
+        drained=node.drain_in_force,
         last_heartbeat_at=liveness.last_at if liveness else None,
         cpu_percent=liveness.cpu_percent if liveness else None,
         memory_percent=liveness.memory_percent if liveness else None,

@@ -18,6 +18,7 @@ from eventsrc.coordinator.leadership import Leadership, elect
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.assemble import build_node_agent
+from eventsrc.node.setup import local_node_id
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
@@ -167,7 +168,9 @@ class Coordinator:
     async def _start_local_node(self) -> None:
         """A cluster of one: a node in this process with built-in python and ./skills."""
         assert self._nc is not None and self._store is not None
-        config = NodeConfig(node_id=self.config.local_node_id, skills=("python",))
+        config = NodeConfig(
+            node_id=self.config.local_node_id or local_node_id(), skills=("python",)
+        )
         self.local_node = build_node_agent(self._nc, self._store, config, env=os.environ)
         await self._stack.enter_async_context(self.local_node)
 

@@ -28,6 +28,7 @@ from eventsrc.errors import (
     NotLeaderError,
     PayloadTooLargeError,
     StoreError,
+    StoreFullError,
 )
 from eventsrc.events import canonical_json
 
@@ -46,6 +47,7 @@ _CODES: tuple[tuple[type[EventsrcError], str], ...] = (
     (QueueFullError, api.ERR_QUEUE_FULL),
     (DomainError, api.ERR_CONFLICT),
     (PayloadTooLargeError, api.ERR_TOO_LARGE),
+    (StoreFullError, api.ERR_REFUSED),  # full until someone acts: asking again is no help
     (StoreError, api.ERR_UNAVAILABLE),
     (NotLeaderError, api.ERR_UNAVAILABLE),
     (EventsrcError, api.ERR_REFUSED),

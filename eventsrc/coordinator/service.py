@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import nats.js.errors
@@ -39,6 +40,8 @@ from eventsrc.commands.registry import (
     decide_register_instance,
     decide_register_skill,
     decide_unregister_instance,
+    in_use_message,
+    live_holder,
 )
 from eventsrc.commands.tasks import (
     CancelTask,
@@ -58,10 +61,13 @@ from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
-from eventsrc.ports import EVENTS_STREAM
+from eventsrc.events.subjects import node_subject
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.lease import LEADER_BUCKET_STREAM
+from eventsrc.store.streams import stream_leaders
 from eventsrc.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -292,12 +298,16 @@ class CoordinatorService:
 
     async def _status(self, command: api.Empty) -> Any:
         async with self._runner.reading() as state:
-            return status_info(state)
+            info = status_info(state)
+        names = (EVENTS_STREAM, HEARTBEATS_STREAM, LEADER_BUCKET_STREAM)
+        leaders = await stream_leaders(self._store.js, names)
+        return info.model_copy(update={"stream_leaders": leaders})
 
     async def _drain(self, command: DrainNode) -> Any:
-        await self._writer.execute(decide_drain, command)
+        events = await self._writer.execute(decide_drain, command)
         async with self._runner.reading() as state:
-            return node_info(state, state.nodes[command.node_id])
+            info = node_info(state, state.nodes[command.node_id])
+        return {**info.model_dump(mode="json"), "changed": bool(events)}
 
     async def _register_skills(self, command: api.RegisterSkills) -> Any:
         changed = []
@@ -322,6 +332,33 @@ class CoordinatorService:
                 f"node {command.node_id} writes event schema {command.event_schema}, newer "
                 f"than this coordinator's {EVENT_SCHEMA}; upgrade the coordinator first"
             )
+        # Decide on the state up to the newest event of this node id, and hand the node
+        # that sequence: its join is appended only if nothing was written there since.
+        node_seq = await self._store.last_subject_seq(node_subject(command.node_id))
+        await self._runner.wait_for(node_seq)
+        holder = live_holder(
+            self._runner.state,
+            node_id=command.node_id,
+            incarnation=command.incarnation,
+            replaces=command.replaces,
+            now=datetime.now(UTC),
+            stale_after_s=self._stale_after,
+        )
+        if holder is not None:
+            message = in_use_message(self._runner.state, holder, stale_after_s=self._stale_after)
+            if not command.answers_in_use:  # a node too old to read the answer below
+                raise DomainError(message)
+            # The node decides: a holder on its own host whose pid is gone is a crashed
+            # predecessor it may replace; anything else refuses this process.
+            return {
+                "in_use": {
+                    "host_id": holder.host_id,
+                    "pid": holder.pid,
+                    "process_started": holder.process_started,
+                    "incarnation": holder.incarnation,
+                },
+                "message": message,
+            }
         name = consumer_name(command.node_id)
         config = ConsumerConfig(
             durable_name=name,
@@ -336,4 +373,9 @@ class CoordinatorService:
             await self._store.js.consumer_info(EVENTS_STREAM, name)
         except nats.js.errors.NotFoundError:
             await self._store.js.add_consumer(EVENTS_STREAM, config)
-        return {"stream": EVENTS_STREAM, "consumer": name, "epoch": self.epoch}
+        return {
+            "stream": EVENTS_STREAM,
+            "consumer": name,
+            "epoch": self.epoch,
+            "node_seq": node_seq,
+        }

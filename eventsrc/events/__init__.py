@@ -18,6 +18,7 @@ from eventsrc.events.ids import (
 )
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -35,6 +36,7 @@ from eventsrc.events.task import (
     TaskCancelled,
     TaskCancelRequested,
     TaskFailed,
+    TaskPriority,
     TaskQueued,
     TaskRejected,
     TaskRequeued,
@@ -59,6 +61,7 @@ __all__ = [
     "Heartbeat",
     "LeaderElected",
     "NodeCapabilitiesReported",
+    "NodeDrainCancelled",
     "NodeDrainRequested",
     "NodeExpired",
     "NodeJoined",
@@ -74,6 +77,7 @@ __all__ = [
     "TaskCancelRequested",
     "TaskCancelled",
     "TaskFailed",
+    "TaskPriority",
     "TaskQueued",
     "TaskRejected",
     "TaskRequeued",

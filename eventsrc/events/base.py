@@ -8,9 +8,48 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
+
+
+class Embedded:
+    """Marks a value model carried inside events: ``Annotated[SkillMetadata, EMBEDDED]``.
+
+    Value models such as ``SkillMetadata`` and ``TaskSpec`` forbid unknown fields, so a
+    caller's typo is an error. Inside an event they must not be (old code reads new
+    events): keys the model does not know are dropped before it validates the value.
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: type[BaseModel], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        known: set[str] = set()
+        for name, info in source.model_fields.items():
+            known.add(name)
+            if info.alias:
+                known.add(info.alias)
+            choices = getattr(info.validation_alias, "choices", ())
+            known.update(c for c in choices if isinstance(c, str))
+            if isinstance(info.validation_alias, str):
+                known.add(info.validation_alias)
+
+        def known_keys_only(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {key: item for key, item in value.items() if key in known}
+            return value
+
+        return core_schema.no_info_before_validator_function(known_keys_only, handler(source))
+
+
+EMBEDDED = Embedded()
+
+
+def open_schema(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of embedded value models: their published JSON Schema (that
+    of the events) does not forbid unknown fields, since readers must ignore them."""
+    schema.pop("additionalProperties", None)
 
 
 class EventBase(BaseModel):
@@ -44,7 +83,7 @@ class EventBase(BaseModel):
     @property
     @abstractmethod
     def subject(self) -> str:
-        """The subject this event is stored under (see DESIGN §4)."""
+        """The subject this event is stored under (see docs/design.md, Streams and subjects)."""
 
     @property
     def aggregate_subject(self) -> str:

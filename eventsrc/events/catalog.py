@@ -10,6 +10,7 @@ from eventsrc.events.base import EventBase
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -41,6 +42,7 @@ Event = Annotated[
     | NodeLeft
     | NodeExpired
     | NodeDrainRequested
+    | NodeDrainCancelled
     | SkillInstanceRegistered
     | SkillInstanceUnregistered
     | SkillInstanceExpired
@@ -75,6 +77,7 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         NodeLeft,
         NodeExpired,
         NodeDrainRequested,
+        NodeDrainCancelled,
         SkillInstanceRegistered,
         SkillInstanceUnregistered,
         SkillInstanceExpired,

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from eventsrc.events.base import EventBase
 from eventsrc.events.ids import Token
+from eventsrc.events.subjects import heartbeat_subject
 
 
 class LeaderElected(EventBase):
@@ -51,4 +52,4 @@ class Heartbeat(EventBase):
 
     @property
     def subject(self) -> str:
-        return f"hb.{self.node_id}"
+        return heartbeat_subject(self.node_id)

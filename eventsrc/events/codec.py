@@ -25,9 +25,18 @@ from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, Even
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the JSON dict of (type, version) into the dict of version + 1."""
 
-# (event type, version it upcasts from) -> upcaster. Empty until a schema changes;
-# add an entry here, never migrate stored events.
-UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {}
+
+def _drain_v1(data: dict[str, Any]) -> dict[str, Any]:
+    # A drain written before drains held across re-joins still ends at the next join:
+    # the history means what it meant when it was written.
+    return {**data, "until_undrained": False}
+
+
+# (event type, version it upcasts from) -> upcaster; add an entry here when a schema
+# changes, never migrate stored events.
+UPCASTERS: Final[dict[tuple[str, int], Upcaster]] = {
+    ("NodeDrainRequested", 1): _drain_v1,
+}
 
 # Only a number of 19 or more digits can exceed 64 bits; mapping every digit to "0"
 # finds such a run in ~0.3 µs per event, so the exact check runs only on suspects.

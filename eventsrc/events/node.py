@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from eventsrc.events.base import EventBase
 from eventsrc.events.ids import Token
+from eventsrc.events.subjects import node_subject
 
 
 class _NodeEvent(EventBase):
@@ -16,7 +17,7 @@ class _NodeEvent(EventBase):
 
     @property
     def subject(self) -> str:
-        return f"evt.node.{self.node_id}"
+        return node_subject(self.node_id)
 
 
 class NodeJoined(_NodeEvent):
@@ -31,6 +32,12 @@ class NodeJoined(_NodeEvent):
     capacity: int = Field(default=1, ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
     hostname: str = ""
+    # Which process this is: a new process under the same id tells a dead predecessor on
+    # its own host (same host_id: machine, boot and pid namespace) from a live one by
+    # the pid and its start time (the host's clock, seconds since the epoch).
+    host_id: str = ""
+    pid: int = 0
+    process_started: float = 0.0
     platform: str = ""
     cpu_count: int = 0
     memory_total_mb: int = 0
@@ -62,9 +69,20 @@ class NodeExpired(_NodeEvent):
 
 
 class NodeDrainRequested(_NodeEvent):
-    """Stop placing work on a node; the node finishes what it runs and leaves."""
+    """Stop placing work on a node; what it runs finishes. In force across the node's
+    re-joins until a NodeDrainCancelled (``until_undrained``; version 1 drains, from
+    before that rule, ended at the node's next join)."""
 
     type: Literal["NodeDrainRequested"] = "NodeDrainRequested"
+    schema_version: int = 2
+    reason: str = ""
+    until_undrained: bool = True
+
+
+class NodeDrainCancelled(_NodeEvent):
+    """Place work on a drained node again (``eventsrc undrain``)."""
+
+    type: Literal["NodeDrainCancelled"] = "NodeDrainCancelled"
     reason: str = ""
 
 

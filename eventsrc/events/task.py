@@ -7,20 +7,47 @@ The coordinator writes ``.lifecycle`` and ``.to.<node>``; the node writes
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import IntEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eventsrc.events.base import EventBase
+from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
 
 DAY = 86_400.0
 
 
-class TaskSpec(BaseModel):
-    """What was asked for; two submissions with the same id must carry an equal spec."""
+class TaskPriority(IntEnum):
+    """The week-5 API's priorities, with its numbers: there a lower number runs first.
 
-    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+    eventsrc's own scale is the other way round (a higher ``priority`` runs first, 0 is
+    the default), so a ``TaskSpec`` given one of these stores its ``rank`` instead:
+    CRITICAL 20, HIGH 10, NORMAL 0, LOW -10.
+    """
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+    @property
+    def rank(self) -> int:
+        """This priority on eventsrc's scale, where higher runs first."""
+        return (TaskPriority.NORMAL - self) * 10
+
+
+class TaskSpec(BaseModel):
+    """What was asked for; two submissions with the same id must carry an equal spec.
+
+    ``priority``: higher runs first among waiting tasks, 0 by default; a
+    ``TaskPriority`` is stored as its ``rank`` on this scale.
+    """
+
+    # Unknown fields are an error (a misspelt option shows); events embed it EMBEDDED.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, json_schema_extra=open_schema
+    )
 
     skills: tuple[Token, ...] = Field(min_length=1)
     payload: Any = None
@@ -38,6 +65,12 @@ class TaskSpec(BaseModel):
     backoff_max_s: float = Field(default=60.0, ge=0, le=DAY)
     # provider/model for an OpenClaw agent turn (default: the node's, else OpenClaw's).
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^\S+$")
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _rank_of_a_week5_priority(cls, value: Any) -> Any:
+        # A TaskPriority is an int too: read as one, CRITICAL (0) would rank below LOW.
+        return value.rank if isinstance(value, TaskPriority) else value
 
 
 class Candidate(BaseModel):
@@ -88,7 +121,7 @@ class TaskSubmitted(_TaskEvent):
     """A task was accepted; from here on it must reach exactly one terminal state."""
 
     type: Literal["TaskSubmitted"] = "TaskSubmitted"
-    spec: TaskSpec
+    spec: Annotated[TaskSpec, EMBEDDED]
     submitted_by: str = ""
     parent_task_id: str | None = None
     broadcast_id: str | None = None

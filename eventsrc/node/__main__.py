@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
+from eventsrc.errors import NotPermittedError
+from eventsrc.events.subjects import heartbeat_subject, node_subject
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
@@ -74,9 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         configure_logging(config.log_level)
         node_id = node_id_of(config)
-        found = discover(config, os.environ, node_id=node_id)
-        stop = stop_event_on_signals()
         servers = resolve_servers(config.nats_url, os.environ)
+        # What a task starts here reaches this cluster (`eventsrc submit`, `eventsrc mcp`
+        # in a skill's command or agent turn) unless the environment says otherwise.
+        env = dict(os.environ)
+        if not env.get("EVENTSRC_NATS_URL"):
+            env["EVENTSRC_NATS_URL"] = ",".join(servers)
+        found = discover(config, env, node_id=node_id)
+        stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
         nc = await connect_nats(options, long_running=True)
         try:
@@ -84,13 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 nc,
                 event_store(nc, consumers=options.may_create_consumers()),
                 config,
-                env=os.environ,
+                env=env,
                 node_id=node_id,
                 found=found,
             )
             # SIGHUP: look for new or lost skills now (a binary just installed).
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, agent.rescan_now)
-            await agent.start()
+            try:
+                await agent.start()
+            except NotPermittedError as err:
+                if not _own_subject(err.subject, node_id):
+                    raise
+                raise NotPermittedError(
+                    f"these credentials do not allow node id {node_id} (NATS refused its "
+                    f"events); start the node with the --node-id its credentials were made "
+                    f"for (secure mode: DIR/creds/node-<ID>.nk is for node <ID>)"
+                ) from err
             print(
                 f"eventsrc node {node_id} ready with skills: "
                 f"{', '.join(sorted(found.skills)) or 'none'}",
@@ -103,6 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     return run_program(run)
+
+
+def _own_subject(subject: str, node_id: str) -> bool:
+    """A subject only this node's credentials may write (what a wrong --node-id hits)."""
+    return subject in (node_subject(node_id), heartbeat_subject(node_id)) or (
+        subject.startswith("evt.task.") and subject.endswith(f".from.{node_id}")
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ import eventsrc
 from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
 from eventsrc.errors import (
+    ConcurrencyError,
     EventsrcError,
+    NodeIdInUseError,
     UndecodableEventError,
 )
 from eventsrc.events import (
@@ -58,6 +60,7 @@ from eventsrc.node.host import (
     heartbeat_event,
     joined_event,
     prime_cpu_meter,
+    process_is_gone,
 )
 from eventsrc.node.pyskills import CancelSignal
 from eventsrc.node.setup import NodeSkills
@@ -76,6 +79,10 @@ DONE_MEMORY = 10_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+JOIN_ATTEMPTS = 5
+"""Hellos before a node gives up on an id that other processes keep joining under."""
 
 
 class NodeAgent:
@@ -139,17 +146,7 @@ class NodeAgent:
 
     async def start(self) -> None:
         """Introduce ourselves, join, advertise, then heartbeat and take work."""
-        hello = api.NodeHello(
-            node_id=self.node_id,
-            incarnation=self.incarnation,
-            event_schema=EVENT_SCHEMA,
-            eventsrc_version=eventsrc.__version__,
-        )
-        reply = await self._call_until_answered("node_hello", hello)
-        own = [s.metadata for s in self._skills.values()]
-        if own:
-            await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
-        joined_seq = await self._join()
+        reply, joined_seq = await self._hello_and_join()
         self._joined = True
         # Fetching is not gated on free slots: a cancel request arrives on the same
         # consumer and must be seen while every slot is busy. The coordinator never
@@ -171,16 +168,70 @@ class NodeAgent:
         )
         log.info("node %s joined with %s", self.node_id, ", ".join(sorted(self._skills)))
 
-    async def _join(self) -> int:
-        """Append NodeJoined, our instances and what we cannot run; the join's sequence."""
-        joined_seq = await self._append(
+    async def _hello_and_join(self) -> tuple[Any, int]:
+        """Say hello and join, the join guarded by the sequence of our node's subject that
+        the hello was decided on: a process that joined under our id in between makes it
+        fail, and the next hello sees that process. The hello's reply and the join's
+        sequence."""
+        for attempt in range(1, JOIN_ATTEMPTS + 1):
+            reply = await self._hello()  # waits for a coordinator to answer
+            if attempt == 1 and (own := [s.metadata for s in self._skills.values()]):
+                await self._api.call("register_skills", {"skills": [m.model_dump() for m in own]})
+            try:
+                return reply, await self._join(expected_seq=reply.get("node_seq"))
+            except ConcurrencyError:
+                log.info(
+                    "node id %s was written meanwhile (try %d); asking again", self.node_id, attempt
+                )
+        raise NodeIdInUseError(
+            f"node id {self.node_id} keeps being taken by another process while this one "
+            f"joins; give this node its own id with --node-id NAME"
+        )
+
+    async def _hello(self) -> Any:
+        """Introduce ourselves; refused (NodeIdInUseError) while a live process holds our
+        id, except a predecessor on this host whose process is gone, which we replace."""
+        hello = api.NodeHello(
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            event_schema=EVENT_SCHEMA,
+            eventsrc_version=eventsrc.__version__,
+            answers_in_use=True,
+        )
+        reply = await self._call_until_answered("node_hello", hello)
+        holder = reply.get("in_use")
+        if holder is None:
+            return reply
+        gone = process_is_gone(
+            host_id=str(holder.get("host_id") or ""),
+            pid=int(holder.get("pid") or 0),
+            started=float(holder.get("process_started") or 0.0),
+        )
+        if not gone:
+            raise NodeIdInUseError(str(reply.get("message")))
+        log.warning(
+            "node id %s was held by pid %s on this host, which is gone; replacing it",
+            self.node_id,
+            holder.get("pid"),
+        )
+        replacing = hello.model_copy(update={"replaces": str(holder.get("incarnation", ""))})
+        reply = await self._call_until_answered("node_hello", replacing)
+        if "in_use" in reply:
+            raise NodeIdInUseError(str(reply.get("message")))
+        return reply
+
+    async def _join(self, *, expected_seq: int | None = None) -> int:
+        """Append NodeJoined (guarded by ``expected_seq`` of our node's subject when given),
+        our instances and what we cannot run; the join's sequence."""
+        joined_seq = await self._store.append(
             joined_event(
                 self.producer,
                 node_id=self.node_id,
                 incarnation=self.incarnation,
                 capacity=self.capacity,
                 labels=self._labels,
-            )
+            ),
+            expected_seq=expected_seq,
         )
         for name in sorted(self._skills):
             await self._append(

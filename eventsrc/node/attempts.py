@@ -15,6 +15,7 @@ from typing import Any
 
 from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
+from eventsrc.lineage import running_task
 from eventsrc.node.executors import ExecutionResult, Executor, OpenClawExecutor
 from eventsrc.node.pyskills import CallableExecutor
 
@@ -58,9 +59,13 @@ async def run_assignment(
         )
     # The coordinator owns the run deadline (it cancels at it); the node's own limit
     # is a backstop a little later, so one timeout ends one way: timed_out.
-    return await executor.run(
-        payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
-    )
+    token = running_task.set(event.task_id)
+    try:
+        return await executor.run(
+            payload, timeout=event.run_timeout_s + RUN_TIMEOUT_GRACE_S, cancel=cancel
+        )
+    finally:
+        running_task.reset(token)
 
 
 class ResultWriter:

@@ -1,4 +1,4 @@
-"""The seed's six built-in catalog skills.
+"""The week-5 six built-in catalog skills.
 
 Only ``python`` runs built in (``eventsrc.node.executors.PythonExecutor``), and only on
 nodes that enable it (code execution is opt-in). The others are catalog entries a node

@@ -45,8 +45,8 @@ __all__ = [
     "MAX_SKILL_FILE_BYTES",
     "DiscoveredSkill",
     "DiscoveryResult",
-    "SkillDiscovery",
     "SkillFileError",
+    "SkillScanner",
     "diff",
     "load_skill",
     "read_openclaw_config",
@@ -56,6 +56,11 @@ BUILTIN_SOURCE = "builtin"
 # OpenClaw skips larger SKILL.md files (maxSkillFileBytes).
 MAX_SKILL_FILE_BYTES = 256_000
 _SKIPPED_DIRS = {"node_modules"}
+
+
+CLUSTER_SKILL = "eventsrc-cluster"
+"""The skill ``eventsrc openclaw install`` writes: it tells an agent how to use the
+cluster, so a node never offers it to the cluster as a capability."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,11 @@ class DiscoveryResult:
         return tuple(s.missing for _, s in sorted(self.skills.items()) if s.missing is not None)
 
 
-class SkillDiscovery:
+class SkillScanner:
     """Scans a node's OpenClaw skill folders; ``scan()`` again to see changes.
+
+    ``eventsrc.skills.SkillDiscovery`` is this scanner with the week-5 registry
+    lifecycle on top (``start``, ``stop``, ``register_local_skills``).
 
     ``env`` is the environment the skills will run with (PATH for ``requires.bins``,
     variables for ``requires.env``); the entry point passes ``os.environ``.
@@ -194,6 +202,16 @@ class SkillDiscovery:
         if value == "~" or value.startswith("~/"):
             return self._home / value[2:]
         return Path(value)
+
+
+def __getattr__(name: str) -> Any:
+    # SkillDiscovery (the scanner plus its registry lifecycle) is defined in
+    # eventsrc.skills, which imports this module: resolved on first use, one class.
+    if name == "SkillDiscovery":
+        from eventsrc.skills.skill_discovery import SkillDiscovery
+
+        return SkillDiscovery
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_skill(

@@ -1,4 +1,4 @@
-"""The seed's messaging API, built on the event store and the coordinator.
+"""The week-5 messaging API, built on the event store and the coordinator.
 
 ``TaskMessaging`` sends tasks as commands (pinned to a node, or one per eligible node
 for a broadcast) and gathers results by following the tasks' events; handlers
@@ -48,7 +48,7 @@ class TaskMessaging:
         self._watchers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Nothing to open beyond the cluster connection (kept for the seed's API)."""
+        """Nothing to open beyond the cluster connection (kept for the week-5 API)."""
 
     async def stop(self) -> None:
         """Stop result watchers; idempotent."""

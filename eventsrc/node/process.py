@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from eventsrc.lineage import TASK_ID_ENV, running_task
+
 __all__ = ["DEFAULT_KILL_GRACE_S", "DEFAULT_OUTPUT_CAP"]
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
@@ -129,6 +131,15 @@ class _ChildProtocol(asyncio.subprocess.SubprocessStreamProtocol):
             self.exited.set_result(None)
 
 
+def _child_env(env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The child's environment: the executor's (None: this process's), with the id of
+    the task being run, so what the child submits is its sub-task."""
+    task_id = running_task.get()
+    if task_id is None:
+        return None if env is None else dict(env)
+    return {**(os.environ if env is None else env), TASK_ID_ENV: task_id}
+
+
 async def _run_child(
     argv: Sequence[str],
     *,
@@ -147,7 +158,7 @@ async def _run_child(
             lambda: _ChildProtocol(loop),
             *argv,
             cwd=cwd,
-            env=None if limits.env is None else dict(limits.env),
+            env=_child_env(limits.env),
             stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

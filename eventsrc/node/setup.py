@@ -13,7 +13,7 @@ from eventsrc.errors import ConfigError
 from eventsrc.events import UnavailableSkill, validate_token
 from eventsrc.node.agent_turn import TurnLimit
 from eventsrc.node.builtins import BUILTIN_SKILLS, builtin_skill
-from eventsrc.node.discovery import DiscoveredSkill, SkillDiscovery
+from eventsrc.node.discovery import CLUSTER_SKILL, DiscoveredSkill, SkillScanner
 from eventsrc.node.executors import Executor, executor_for
 from eventsrc.node.openclaw import OpenClawListError, OpenClawSkills, list_skills, merge
 from eventsrc.node.pyskills import CallableExecutor, as_discovered, entry_point_skills
@@ -38,6 +38,13 @@ def node_id_of(config: NodeConfig) -> str:
     return validate_token(config.node_id or socket.gethostname(), what="node id")
 
 
+def local_node_id() -> str:
+    """The embedded coordinator's own node: ``<host>-local``, so that a node started on
+    the same machine with no ``--node-id`` (the host name) is another member, not a
+    second process under one id."""
+    return f"{socket.gethostname()}-local"
+
+
 def discover(
     config: NodeConfig,
     env: Mapping[str, str],
@@ -57,14 +64,21 @@ def discover(
     others are catalog entries a handler or OpenClaw may serve). ``node_id`` names the
     node in OpenClaw failure messages; ``turns`` is kept from an earlier discovery.
     """
+    for folder in config.skills_dirs:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise ConfigError(
+                f"--skills-dir {folder} {what}; pass a folder that holds OpenClaw skill "
+                f"folders (each with a SKILL.md)"
+            )
     listed = openclaw_skills(config, env)
     workspace = listed.workspace if listed and listed.workspace else config.workspace
-    found = SkillDiscovery(env=env, workspace=workspace, extra_dirs=config.skills_dirs).scan()
+    found = SkillScanner(env=env, workspace=workspace, extra_dirs=config.skills_dirs).scan()
     if listed is not None:
         found = merge(found, listed)
     for line in found.errors:
         log.warning("skipped: %s", line)
-    skills = dict(found.eligible())
+    skills = {name: s for name, s in found.eligible().items() if name != CLUSTER_SKILL}
     errors = list(found.errors)
     packaged = entry_point_skills(errors) if config.skills else {}
     executors: dict[str, Executor] = {}
@@ -94,7 +108,8 @@ def discover(
         )
         if name not in executors and executor is not None:
             executors[name] = executor
-    return NodeSkills(skills, executors, found.unavailable(), tuple(errors), turns)
+    unavailable = tuple(u for u in found.unavailable() if u.name != CLUSTER_SKILL)
+    return NodeSkills(skills, executors, unavailable, tuple(errors), turns)
 
 
 def openclaw_skills(config: NodeConfig, env: Mapping[str, str]) -> OpenClawSkills | None:

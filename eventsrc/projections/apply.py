@@ -28,6 +28,7 @@ HANDLERS: dict[str, Handler] = {
     "NodeLeft": membership.node_left,
     "NodeExpired": membership.node_expired,
     "NodeDrainRequested": membership.drain_requested,
+    "NodeDrainCancelled": membership.drain_cancelled,
     "NodeCapabilitiesReported": membership.capabilities,
     "LeaderElected": membership.leader_elected,
     "ClusterSettingsChanged": membership.settings_changed,

@@ -9,6 +9,7 @@ from eventsrc.events import (
     Heartbeat,
     LeaderElected,
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -28,7 +29,12 @@ def skill_registered(
     state: ClusterState, event: SkillRegistered | SkillUpdated, time: datetime
 ) -> Outcome:
     name = event.metadata.name
-    state.skills[name] = event.metadata
+    current = state.skills.get(name)
+    created = current.created_at if current is not None else None
+    # The catalog's times come from its events, whatever a proposal carried.
+    state.skills[name] = event.metadata.model_copy(
+        update={"created_at": created or time, "updated_at": time}
+    )
     state.instances.setdefault(name, {})
     return None
 
@@ -44,6 +50,7 @@ def instance_registered(
     state: ClusterState, event: SkillInstanceRegistered, time: datetime
 ) -> Outcome:
     state.available.clear()
+    state.instance_registrations += 1
     holders = state.instances.setdefault(event.skill, {})
     instance = holders.get(event.node_id)
     if instance is None:
@@ -64,7 +71,11 @@ def instance_gone(
     instance = state.instances.get(event.skill, {}).get(event.node_id)
     if instance is None or instance.status != "active":
         return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
-    instance.status = "unregistered" if isinstance(event, SkillInstanceUnregistered) else "expired"
+    if isinstance(event, SkillInstanceUnregistered):
+        instance.status = "unregistered"
+        state.instance_unregistrations += 1
+    else:
+        instance.status = "expired"
     state.node_skills.get(event.node_id, set()).discard(event.skill)
     return None
 
@@ -77,11 +88,15 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
     elif node.incarnation != event.incarnation:
         # A new incarnation re-registers what it has; old instances are not vouched for.
         _set_instances(state, event.node_id, "offline")
-    node.state = "alive"
+    # A drain outlives the process it was meant for: a node that re-joins stays drained.
+    node.state = "draining" if node.drained else "alive"
     node.incarnation = event.incarnation
     node.capacity = event.capacity
     node.labels = dict(event.labels)
     node.hostname = event.hostname
+    node.host_id = event.host_id
+    node.pid = event.pid
+    node.process_started = event.process_started
     node.platform = event.platform
     node.cpu_count = event.cpu_count
     node.memory_total_mb = event.memory_total_mb
@@ -130,10 +145,28 @@ def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Out
 
 def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
     state.available.clear()
-    node = _member(state, event.node_id, None, "NodeDrainRequested")
-    if isinstance(node, tuple):
-        return node
-    node.state = "draining"
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        return ("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
+    if node.state not in MEMBER_STATES and not event.until_undrained:
+        return ("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
+    # A node that left or expired may be drained too: it joins again drained.
+    if node.state in MEMBER_STATES:
+        node.state = "draining"
+    node.drained = event.until_undrained
+    return None
+
+
+def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> Outcome:
+    state.available.clear()
+    node = state.nodes.get(event.node_id)
+    if node is None:
+        return ("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
+    if not node.drain_in_force:
+        return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
+    node.drained = False
+    if node.state == "draining":
+        node.state = "alive"
     return None
 
 

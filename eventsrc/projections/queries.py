@@ -1,4 +1,4 @@
-"""Read-only questions about a ClusterState: the seed registry's queries, pure."""
+"""Read-only questions about a ClusterState: the week-5 registry's queries, pure."""
 
 from __future__ import annotations
 
@@ -40,10 +40,17 @@ class SkillInstance(BaseModel):
         )
 
 
-def skill_instances(state: ClusterState, skill: str) -> list[SkillInstance]:
-    """Every instance of a skill, whatever its status, by node id."""
+def skill_instances(
+    state: ClusterState, skill: str, *, include_offline: bool = False
+) -> list[SkillInstance]:
+    """The live instances of a skill (see ``ClusterState.live``), by node id; with
+    ``include_offline`` every instance, whatever its status."""
     holders = state.instances.get(skill, {})
-    return [SkillInstance.of(holders[node_id]) for node_id in sorted(holders)]
+    return [
+        SkillInstance.of(holders[node_id])
+        for node_id in sorted(holders)
+        if include_offline or state.live(holders[node_id])
+    ]
 
 
 def node_skills(state: ClusterState, node_id: str) -> set[str]:
@@ -64,7 +71,7 @@ def list_skills(
 
 
 def resolve_dependencies(state: ClusterState, skill_names: list[str]) -> dict[str, list[str]]:
-    """``{"direct", "all", "missing"}`` for the asked skills, as in the seed.
+    """``{"direct", "all", "missing"}`` for the asked skills, as in the week-5 API.
 
     ``direct``: dependencies the asked skills name; ``all``: transitive closure; both
     without the asked skills themselves, sorted. ``missing``: asked or needed names not
@@ -106,17 +113,25 @@ def reported_skills(state: ClusterState) -> set[str]:
 
 
 def registry_stats(state: ClusterState) -> dict[str, Any]:
-    """Counts of the catalog and its instances (the seed's get_stats)."""
-    statuses = Counter(
-        instance.status for holders in state.instances.values() for instance in holders.values()
-    )
+    """Counts of the catalog and its instances, with the week-5 keys.
+
+    ``total_instances`` counts live instances only; ``offline_instances`` the rest
+    (unregistered, expired, or of nodes that left), by status in ``instances_by_status``.
+    ``total_registrations`` / ``total_unregistrations`` count instance registrations and
+    withdrawals over the whole history.
+    """
+    instances = [i for holders in state.instances.values() for i in holders.values()]
+    live = sum(1 for instance in instances if state.live(instance))
+    statuses = Counter(instance.status for instance in instances)
     categories = Counter(meta.category.value for meta in state.skills.values())
     return {
         "total_skills": len(state.skills),
-        "total_instances": sum(statuses.values()),
-        "active_instances": statuses.get("active", 0),
+        "total_instances": live,
+        "offline_instances": len(instances) - live,
         "instances_by_status": dict(sorted(statuses.items())),
-        "categories": dict(sorted(categories.items())),
+        "category_counts": dict(sorted(categories.items())),
+        "total_registrations": state.instance_registrations,
+        "total_unregistrations": state.instance_unregistrations,
         "nodes": len(state.nodes),
         "nodes_with_skills": sum(1 for skills in state.node_skills.values() if skills),
     }

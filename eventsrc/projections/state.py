@@ -20,7 +20,7 @@ from eventsrc.events import AgentRun, SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 3
+STATE_SCHEMA_VERSION = 5
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -32,7 +32,7 @@ MEMBER_STATES = frozenset({"alive", "draining"})
 
 @dataclass(slots=True)
 class InstanceView:
-    """A skill on a node, with the seed's usage statistics."""
+    """A skill on a node, with the week-5 usage statistics."""
 
     skill: str
     node_id: str
@@ -55,10 +55,15 @@ class NodeView:
 
     node_id: str
     state: str = "alive"  # alive | draining | left | expired
+    # An operator's drain (``eventsrc drain``): in force across re-joins until undrained.
+    drained: bool = False
     incarnation: str = ""
     capacity: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
+    host_id: str = ""
+    pid: int = 0
+    process_started: float = 0.0
     platform: str = ""
     cpu_count: int = 0
     memory_total_mb: int = 0
@@ -71,6 +76,12 @@ class NodeView:
     success_count: int = 0
     failure_count: int = 0
     unavailable: tuple[UnavailableSkill, ...] = ()
+
+    @property
+    def drain_in_force(self) -> bool:
+        """An operator's drain holds now: across re-joins, or (a drain from before that
+        rule) until this incarnation leaves."""
+        return self.drained or self.state == "draining"
 
     @property
     def success_rate(self) -> float:
@@ -163,6 +174,9 @@ class ClusterState:
     skills: dict[str, SkillMetadata] = field(default_factory=dict)
     instances: dict[str, dict[str, InstanceView]] = field(default_factory=dict)
     node_skills: dict[str, SortedSet] = field(default_factory=dict)
+    # Instance registrations and withdrawals applied over the whole history.
+    instance_registrations: int = 0
+    instance_unregistrations: int = 0
     nodes: dict[str, NodeView] = field(default_factory=dict)
     tasks: dict[str, TaskView] = field(default_factory=dict)
     finished: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
@@ -186,7 +200,7 @@ class ClusterState:
     available: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def active_instance_nodes(self, skill: str) -> list[str]:
-        """Node ids holding an active instance of ``skill`` on a member (or unknown) node."""
+        """Node ids holding a live instance of ``skill`` (see ``live``)."""
         return list(self.holders(skill))
 
     def holders(self, skill: str) -> tuple[str, ...]:
@@ -195,11 +209,7 @@ class ClusterState:
         if cached is None:
             holders = self.instances.get(skill, {})
             cached = self.available[skill] = tuple(
-                sorted(
-                    node_id
-                    for node_id, instance in holders.items()
-                    if instance.status == "active" and self._usable(node_id)
-                )
+                sorted(node_id for node_id, instance in holders.items() if self.live(instance))
             )
         return cached
 
@@ -209,8 +219,15 @@ class ClusterState:
         self.waiting = {t for t in self.open_tasks if self.tasks[t].state == "queued"}
         self.available.clear()
 
-    def _usable(self, node_id: str) -> bool:
-        node = self.nodes.get(node_id)
-        # Instances registered for a node that never joined (the seed's registry-only
-        # use) count while active; a known node must be a member.
-        return node is None or node.state in MEMBER_STATES
+    def live(self, instance: InstanceView) -> bool:
+        """An instance that counts: active, and on a member node, or registered through
+        the registry alone (for a node id that never joined, or since its node left)."""
+        if instance.status != "active":
+            return False
+        node = self.nodes.get(instance.node_id)
+        if node is None or node.state in MEMBER_STATES:
+            return True
+        # Leaving or expiring marks a node's instances offline or expired; one active
+        # now was registered for the id afterwards, as the week-5 registry-only use does.
+        registered, left = instance.registered_at, node.left_at
+        return registered is not None and left is not None and registered >= left

@@ -1,4 +1,4 @@
-"""Folding task lifecycle events: the state machine of DESIGN §5/§6.
+"""Folding task lifecycle events: the task state machine (docs/design.md, Guarantees).
 
 Each handler returns None when the event changed the state, or a ``(kind, text)``
 problem: ``late`` for events that lost a race and are kept only for audit (a result

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,45 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "nats://127.0.0.1:4222"
 PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -ERR text
 
-_DENIED: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
+
+class Refusals:
+    """The permission errors NATS sends one connection, told to whoever waits on them.
+
+    NATS reports a refused publish asynchronously (``-ERR 'Permissions Violation for
+    Publish to "subj"'``) and drops the message, so a request to a refused subject would
+    just time out. Requesters listen and fail their pending requests on that subject at
+    once. Listeners are held weakly: a requester that is gone is never called, and none
+    keeps its connection alive.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[weakref.WeakMethod[Callable[[str, str], None]]] = []
+
+    def add(self, text: str) -> None:
+        subject = refused_subject(text)
+        if subject is None:
+            return
+        live = [(ref, ref()) for ref in self._listeners]
+        self._listeners = [ref for ref, listener in live if listener is not None]
+        for _, listener in live:
+            if listener is not None:
+                listener(subject, text)
+
+    def listen(self, listener: Callable[[str, str], None]) -> None:
+        """Call the bound method ``listener(subject, text)`` (subject lower-cased, as
+        NATS' text is) on each refusal of a publish, while its object lives."""
+        self._listeners.append(weakref.WeakMethod(listener))
+
+
+def refused_subject(text: str) -> str | None:
+    """The subject in a publish permission error's text (lower-cased by nats-py)."""
+    head, sep, rest = text.partition("for publish to ")
+    if not sep or PERMISSION_ERROR not in head:
+        return None
+    return rest.strip().strip('"').strip("'").lower()
+
+
+_REFUSALS: weakref.WeakKeyDictionary[Client, Refusals] = weakref.WeakKeyDictionary()
 DEFAULT_DATA_DIR = Path(".eventsrc")
 URL_FILE = "url"
 
@@ -97,7 +135,9 @@ async def connect_nats(
     before connecting.
     """
     creds = options.credentials()
-    refusals: list[str] = []
+    refusals = Refusals()
+    nc = Client()
+    events = _ConnectionLog(nc, options.servers, loud=long_running, refusals=refusals)
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),
         "name": options.name,
@@ -113,9 +153,10 @@ async def connect_nats(
         "password": options.password,
         "token": options.token,
         "tls": _tls_context(options),
-        "error_cb": _error_logger(options.servers, loud=long_running, refusals=refusals),
+        "error_cb": events.on_error,
+        "disconnected_cb": events.on_disconnected,
+        "reconnected_cb": events.on_reconnected,
     }
-    nc = Client()
     try:
         await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
@@ -123,7 +164,8 @@ async def connect_nats(
         with contextlib.suppress(Exception):
             await nc.close()
         raise unavailable(options.servers, err) from err
-    _DENIED[nc] = refusals
+    _REFUSALS[nc] = refusals
+    events.connected()
     if not long_running:
         # Failing fast was for the first connect; from now on, reconnect (nats-py reads
         # these options on every disconnect).
@@ -133,11 +175,13 @@ async def connect_nats(
     return nc
 
 
-def refused(nc: Client, subject: str) -> str | None:
-    """The server's permission error for a publish to ``subject`` on this connection, if
-    it sent one (NATS reports them asynchronously; a request just times out)."""
-    quoted = f'"{subject.lower()}"'
-    return next((text for text in _DENIED.get(nc, ()) if text.endswith(quoted)), None)
+def refusals_of(nc: Client) -> Refusals:
+    """The permission errors of a connection opened by ``connect_nats`` (an empty record,
+    never told of any, for another connection)."""
+    found = _REFUSALS.get(nc)
+    if found is None:
+        found = _REFUSALS[nc] = Refusals()
+    return found
 
 
 def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:
@@ -155,27 +199,78 @@ def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailab
     )
 
 
-def _error_logger(
-    servers: tuple[str, ...], *, loud: bool, refusals: list[str]
-) -> Callable[[Exception], Awaitable[None]]:
-    """nats-py's error callback: one warning per distinct problem, not a traceback each.
+class _ConnectionLog:
+    """nats-py's callbacks for one connection: one warning per distinct problem, never a
+    traceback each, and once it was connected, which server was lost.
 
     One-shot commands (``loud=False``) report the final error themselves. Permission
-    errors are kept (the newest few) for ``refused``.
+    errors go to ``refusals`` so that waiting requests end at once.
     """
-    last = ""
 
-    async def on_error(err: Exception) -> None:
-        nonlocal last
+    def __init__(
+        self, nc: Client, servers: tuple[str, ...], *, loud: bool, refusals: Refusals
+    ) -> None:
+        self._nc = nc
+        self._servers = servers
+        self._loud = loud
+        self._refusals = refusals
+        self._last = ""
+        self._why_lost = ""
+        self.connected_to = ""  # the server we last had; "" before the first connect
+
+    async def on_error(self, err: Exception) -> None:
         if PERMISSION_ERROR in str(err):
-            refusals.append(str(err))
-            del refusals[:-20]
-            if loud:
+            self._refusals.add(str(err))
+            if self._loud:
                 log.warning("NATS refused: %s (check the credentials' role)", err)
             return
-        message = str(unavailable(servers, err))
-        if loud and message != last:
-            last = message
-            log.warning("%s; retrying", message)
+        reason = str(err) or type(err).__name__
+        if self.connected_to and not self._nc.is_reconnecting and _is_connection_loss(err):
+            self._why_lost = reason  # said with the disconnect, which follows
+            return
+        if not self._loud:
+            return
+        # One line per kind of failure, not one per attempt and server.
+        kind = type(err).__name__
+        if not self.connected_to:
+            self._say(f"{unavailable(self._servers, err)}; retrying", key=f"connect {kind}")
+        elif self._nc.is_reconnecting:
+            servers = ", ".join(self._servers)
+            self._say(f"still reconnecting to NATS ({servers}): {reason}", key=f"retry {kind}")
+        else:
+            self._say(f"NATS error: {reason}", key=f"error {reason}")
 
-    return on_error
+    async def on_disconnected(self) -> None:
+        if self._nc.is_closed or not self.connected_to:
+            return  # a clean close, or never connected
+        others = [u for u in self._servers if u.rstrip("/") != self.connected_to.rstrip("/")]
+        target = ", ".join(others) if others else "it"
+        why, self._why_lost = self._why_lost or "connection lost", ""
+        if self._loud:
+            message = f"lost NATS at {self.connected_to} ({why}); reconnecting to {target}"
+            self._say(message, key=message)
+
+    def connected(self) -> None:
+        url = self._nc.connected_url
+        self.connected_to = url.geturl() if url is not None else self.connected_to
+        self._last = ""
+
+    async def on_reconnected(self) -> None:
+        self.connected()
+        if self._loud:
+            log.warning("reconnected to NATS at %s", self.connected_to)
+
+    def _say(self, message: str, *, key: str) -> None:
+        if key != self._last:
+            self._last = key
+            log.warning("%s", message)
+
+
+def _is_connection_loss(err: Exception) -> bool:
+    return isinstance(
+        err,
+        OSError
+        | nats.errors.UnexpectedEOF
+        | nats.errors.ConnectionClosedError
+        | nats.errors.StaleConnectionError,
+    )

@@ -32,6 +32,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from eventsrc.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    EventsrcError,
+    NotPermittedError,
     PayloadTooLargeError,
     ServerUnavailableError,
     StoreError,
@@ -42,7 +44,7 @@ from eventsrc.events import Event, decode, encode
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
-from eventsrc.store.publisher import AckedPublisher
+from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with dis
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
+# Set by ``replay_tools import`` on each copied message: where and when it was first stored.
+HDR_ORIGIN_SEQ: Final = "Eventsrc-Origin-Seq"
 HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 """Set by ``replay_tools import``: the server time the event was first stored at."""
 
@@ -142,7 +146,7 @@ class JetStreamEventStore:
         except nats.errors.Error as err:
             raise _map_error(err, subject="(batch)") from err
         seqs: list[int] = []
-        failure: StoreError | None = None
+        failure: EventsrcError | None = None
         for future in futures:
             try:
                 ack = await future
@@ -153,6 +157,18 @@ class JetStreamEventStore:
         if failure is not None:
             raise failure
         return seqs
+
+    async def last_subject_seq(self, subject: str) -> int:
+        """The sequence of the newest event stored under ``subject`` (0: none), read
+        from the stream itself: what an append guarded on that subject is checked
+        against."""
+        try:
+            msg = await self._js.get_last_msg(EVENTS_STREAM, subject)
+        except nats.js.errors.NotFoundError:
+            return 0
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=subject) from err
+        return int(msg.seq or 0)
 
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
         """The last sequence stored in a stream (0 when it holds no message).
@@ -353,8 +369,14 @@ async def _unsubscribe(sub: Any) -> None:
         await sub.unsubscribe()
 
 
-def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> StoreError:
+def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> EventsrcError:
     """Turn a nats-py error into ours, with a message a person can act on."""
+    if isinstance(err, SubjectRefusedError):
+        return NotPermittedError(
+            f"NATS refused writing to {err.subject} to these credentials ({err.text}); use "
+            f"credentials of a role that may write there",
+            subject=err.subject,
+        )
     if isinstance(err, nats.js.errors.APIError):
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)
@@ -376,8 +398,9 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
         )
     if isinstance(err, nats.js.errors.NoStreamResponseError):
         return ServerUnavailableError(
-            f"no JetStream stream answers for {subject}; start the coordinator once so it "
-            f"creates the streams, and check that JetStream is enabled"
+            f"no JetStream stream answers for {subject}: the stream may be electing a new "
+            f"leader (a NATS server was lost; retry in a few seconds), or not exist yet "
+            f"(start the coordinator once so it creates the streams)"
         )
     reason = str(err) or type(err).__name__
     return ServerUnavailableError(

@@ -31,6 +31,8 @@ from eventsrc.errors import LeaseLostError, StoreError
 log = logging.getLogger(__name__)
 
 LEADER_BUCKET: Final = "EVENTSRC_LEADER"
+LEADER_BUCKET_STREAM: Final = f"KV_{LEADER_BUCKET}"
+"""The stream JetStream keeps the bucket in (KV bucket B is stream KV_B)."""
 LEADER_KEY: Final = "leader"
 
 

@@ -1,12 +1,15 @@
-"""JetStream publishes and their acks, lean: the hot path of every append.
+"""Requests over one inbox, and JetStream publishes with their acks: the hot path.
 
 nats-py's ``js.publish`` is a general ``request``: a timer per call through
 ``asyncio.wait_for``, ``json.loads`` of the ack and a ``PubAck`` dataclass built by
 reflection. Appends are our most frequent operation (every task is two or three of
 them), so this keeps one wildcard inbox for all acks, waits with ``asyncio.timeout``
 and reads the two fields we use with orjson: about 15% less per awaited append here.
-Pipelined appends keep nats-py's ``publish_async``, which is already lean. Errors are
-nats-py's own exceptions, so callers map them in one place.
+Pipelined appends keep nats-py's ``publish_async``, which is already lean. The same
+machinery serves the command API, for a second reason: nats-py's ``request`` cannot be
+told that the server refused the subject (NATS says so asynchronously), so a refused
+request would wait out its whole timeout. Errors are nats-py's own exceptions (and
+SubjectRefusedError, one of them), so callers map them in one place.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.nuid import NUID
 
+from eventsrc.store.connection import refusals_of
+
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
@@ -36,8 +41,23 @@ class Ack:
         self.duplicate = duplicate
 
 
-class AckedPublisher:
-    """Publishes to JetStream and resolves each publish with its ack."""
+class SubjectRefusedError(nats.errors.Error):
+    """NATS refused a publish to the request's subject to these credentials."""
+
+    def __init__(self, subject: str, text: str) -> None:
+        super().__init__(text)
+        self.subject = subject
+        self.text = text
+
+
+class Requester:
+    """Request/reply over one wildcard inbox: a future per request, resolved by its reply.
+
+    Used for JetStream publishes (the ack is the reply) and for the command API. Unlike
+    ``nc.request`` a request ends at once with SubjectRefusedError when the server
+    reports that it refused the subject (secure mode), instead of waiting out its
+    timeout. Raises nats-py's own errors otherwise, so callers map them in one place.
+    """
 
     def __init__(self, nc: Client, *, timeout: float) -> None:
         self._nc = nc
@@ -46,23 +66,33 @@ class AckedPublisher:
         self._prefix = ""
         self._sub: Subscription | None = None
         self._subscribing: asyncio.Lock | None = None
-        self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._pending: dict[str, tuple[str, asyncio.Future[Msg]]] = {}
+        refusals_of(nc).listen(self._on_refused)
 
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str], *, timeout: float | None = None
-    ) -> Ack:
-        """Publish and wait for the ack; raises nats-py's errors."""
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Msg:
+        """The reply to ``payload`` sent on ``subject``; raises nats-py's errors
+        (NoRespondersError when nobody listens) or SubjectRefusedError."""
         token, reply = await self._send(subject, payload, headers)
-        return await self._ack(token, reply, timeout or self._timeout)
+        msg = await self._reply(token, reply, timeout or self._timeout)
+        if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+            raise nats.errors.NoRespondersError
+        return msg
 
     async def _send(
-        self, subject: str, payload: bytes, headers: dict[str, str]
+        self, subject: str, payload: bytes, headers: dict[str, str] | None
     ) -> tuple[str, asyncio.Future[Msg]]:
         if self._sub is None:
             await self._subscribe()
         token = self._ids.next().decode()
         reply: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self._pending[token] = reply
+        self._pending[token] = (subject, reply)
         try:
             await self._nc.publish(
                 subject, payload, reply=f"{self._prefix}{token}", headers=headers
@@ -72,15 +102,14 @@ class AckedPublisher:
             raise
         return token, reply
 
-    async def _ack(self, token: str, reply: asyncio.Future[Msg], timeout: float) -> Ack:
+    async def _reply(self, token: str, reply: asyncio.Future[Msg], timeout: float) -> Msg:
         try:
             async with asyncio.timeout(timeout):
-                msg = await reply
+                return await reply
         except TimeoutError as err:
             raise nats.errors.TimeoutError from err
         finally:
             self._pending.pop(token, None)
-        return _read_ack(msg)
 
     async def _subscribe(self) -> None:
         if self._subscribing is None:
@@ -93,14 +122,34 @@ class AckedPublisher:
             self._prefix = prefix
 
     async def _on_reply(self, msg: Msg) -> None:
-        future = self._pending.get(msg.subject[len(self._prefix) :])
-        if future is not None and not future.done():
-            future.set_result(msg)
+        pending = self._pending.get(msg.subject[len(self._prefix) :])
+        if pending is not None and not pending[1].done():
+            pending[1].set_result(msg)
+
+    def _on_refused(self, subject: str, text: str) -> None:
+        for own_subject, reply in self._pending.values():
+            if not reply.done() and own_subject.lower() == subject:
+                reply.set_exception(SubjectRefusedError(own_subject, text))
+
+
+class AckedPublisher:
+    """Publishes to JetStream and resolves each publish with its ack."""
+
+    def __init__(self, nc: Client, *, timeout: float) -> None:
+        self._requests = Requester(nc, timeout=timeout)
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str], *, timeout: float | None = None
+    ) -> Ack:
+        """Publish and wait for the ack; raises nats-py's errors or SubjectRefusedError."""
+        try:
+            msg = await self._requests.request(subject, payload, headers, timeout=timeout)
+        except nats.errors.NoRespondersError as err:
+            raise nats.js.errors.NoStreamResponseError from err
+        return _read_ack(msg)
 
 
 def _read_ack(msg: Msg) -> Ack:
-    if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
-        raise nats.js.errors.NoStreamResponseError
     try:
         document: dict[str, Any] = orjson.loads(msg.data)
     except orjson.JSONDecodeError as err:

@@ -34,6 +34,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from eventsrc.errors import EmbeddedServerError
+from eventsrc.store.connection import URL_FILE
 from eventsrc.store.server_support import (
     POLL_INTERVAL,
     RANDOM_PORT,
@@ -203,6 +204,8 @@ class EmbeddedServer:
                 proc.wait()
             log.info("embedded nats-server stopped (pid %d)", proc.pid)
         self.pid_file.unlink(missing_ok=True)
+        # Programs started in this folder must not dial a server that is gone.
+        (self._data_dir / URL_FILE).unlink(missing_ok=True)
         # A clean shutdown removes the ports file itself; a SIGKILL does not.
         self._clear_ports_files()
 
@@ -308,7 +311,7 @@ class EmbeddedServer:
         assert self._port is not None and self._proc is not None
         self._url = f"nats://{_connect_host(self._host)}:{self._port}"
         _write_atomic(self._data_dir / "port", f"{self._port}\n")
-        _write_atomic(self._data_dir / "url", f"{self._url}\n")
+        _write_atomic(self._data_dir / URL_FILE, f"{self._url}\n")
         log.info(
             "embedded nats-server ready at %s (pid %d, data dir %s)",
             self._url,

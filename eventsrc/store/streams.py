@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
+from nats.js.api import (
+    DiscardPolicy,
+    PeerInfo,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamInfo,
+)
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
@@ -144,3 +151,31 @@ def _settled(info: StreamInfo, replicas: int) -> bool:
         return False
     peers = cluster.replicas or []
     return len(peers) == replicas - 1 and all(peer.current for peer in peers)
+
+
+async def stream_leaders(
+    js: JetStreamContext, names: tuple[str, ...], *, timeout: float = 1.0
+) -> dict[str, str]:
+    """Per stream, the server that leads it and its replicas (``nats-2; replicas nats-1
+    (current), nats-3 (current)``), or why that is unknown now (e.g. electing a leader).
+    A stream on a single server names that server. Asks for all streams at once."""
+    found = await asyncio.gather(*(_stream_leader(js, name, timeout) for name in names))
+    return dict(zip(names, found, strict=True))
+
+
+async def _stream_leader(js: JetStreamContext, name: str, timeout: float) -> str:
+    try:
+        info = await asyncio.wait_for(js.stream_info(name), timeout)
+    except (TimeoutError, nats.errors.Error) as err:
+        return f"no answer ({str(err) or type(err).__name__}): electing a leader?"
+    cluster = info.cluster
+    if cluster is None or not cluster.leader:
+        return "no leader"
+    peers = ", ".join(f"{peer.name} ({_peer_state(peer)})" for peer in cluster.replicas or [])
+    return f"{cluster.leader}" + (f"; replicas {peers}" if peers else "")
+
+
+def _peer_state(peer: PeerInfo) -> str:
+    if peer.offline:
+        return "offline"
+    return "current" if peer.current else "catching up"

@@ -34,6 +34,8 @@ async def test_standard_service_discovery_finds_the_coordinator(coordinator_url:
         (b'{"task_id": "a.b", "spec": {"skills": ["python"]}}', "task_id"),
         (b'{"task_id": "t1", "spec": {"skills": ["python"]}, "surprise": 1}', "surprise"),
         (b'{"task_id": "t1", "spec": {"skills": []}}', "skills"),
+        # Unknown fields inside the request's values are refused too, not dropped.
+        (b'{"task_id": "t1", "spec": {"skills": ["python"], "name": "x"}}', "spec.name"),
     ],
 )
 async def test_bad_requests_get_an_error_reply_and_change_nothing(
@@ -60,6 +62,8 @@ async def test_client_errors_are_typed_and_one_line(coordinator_url: str) -> Non
             await cluster.submit("python", task_id="bad id")
         with pytest.raises(NotFoundError):
             await cluster.drain("ghost")
+        with pytest.raises(InvalidRequestError, match=r"metadata\.owner: Extra inputs"):
+            await cluster.api.call("register_skill", {"metadata": {"name": "x", "owner": "me"}})
 
 
 async def test_run_submits_and_returns_the_result_in_one_call(coordinator_url: str) -> None:

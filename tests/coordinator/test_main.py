@@ -35,6 +35,8 @@ async def test_embedded_server_starts_and_nothing_outlives_it(tmp_path: Path, si
 
         assert coordinator.signal(signum) == 0
     assert pid_gone(server_pid), "the embedded nats-server outlived the coordinator"
+    # A clean stop takes the URL with it: programs started here must not dial a dead server.
+    assert not (tmp_path / ".eventsrc" / "url").exists()
 
 
 async def test_given_url_uses_that_server(tmp_path: Path, nats_url: str) -> None:
@@ -48,6 +50,6 @@ async def test_given_url_uses_that_server(tmp_path: Path, nats_url: str) -> None
 def test_a_bad_config_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("stale_after = 'soon'\n")
     with program(["-m", "eventsrc.coordinator", "--config", "bad.toml"], cwd=tmp_path) as child:
-        assert child.proc.wait(timeout=20) == 1
+        assert child.proc.wait(timeout=20) == 2  # a bad config file is a usage error
     errors = [line for line in child.stderr_lines if line.strip()]
     assert len(errors) == 1 and "stale_after" in errors[0], child.stderr_lines

@@ -1,7 +1,8 @@
 """Issue 8 on the compose topology: ``kill -9`` one of three nats-servers under load.
 
-DESIGN §6: every accepted task reaches exactly one terminal state; the coordinators and
-nodes were given all three URLs and reconnect by themselves; R3 streams keep a quorum.
+docs/design.md, Guarantees: every accepted task reaches exactly one terminal state;
+the coordinators and nodes were given all three URLs and reconnect by themselves; R3
+streams keep a quorum.
 """
 
 from __future__ import annotations

@@ -331,7 +331,7 @@ async def each_task_ends_once(cluster: Cluster, *, timeout: float = DEADLINE_S) 
         events = [r.event for r in await task_events(cluster, task_id)]
         # Execution is at least once: an attempt run twice (a redelivery after a lost
         # ack) may store its result twice, and a requeued attempt may still finish; the
-        # projection keeps the first end of the live attempt (DESIGN §6).
+        # projection keeps the first end of the live attempt (docs/design.md).
         ends = {
             (type(event).__name__, getattr(event, "attempt", None))
             for event in events

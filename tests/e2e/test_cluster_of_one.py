@@ -1,5 +1,6 @@
 """A cluster of one as a new user meets it: ``python -m eventsrc.coordinator`` with no URL
-in an empty folder, then ``eventsrc submit --wait`` from that folder (DESIGN §7)."""
+in an empty folder, then ``eventsrc submit --wait`` from that folder,
+as the README's quick start says."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Coordinator fail-over on real processes: two coordinators, one lease, the leader
 killed with SIGKILL.
 
-DESIGN §6: several coordinators, one leader (lease in JetStream KV, epoch fencing);
+docs/design.md, Leaders: several coordinators, one leader (lease in JetStream KV, epoch fencing);
 standbys keep warm projections and serve the command API only while leading. Issue 8:
 the standby leads within the lease time, no attempt is assigned twice to different
 nodes, and every task submitted before and after the kill finishes.

@@ -1,7 +1,7 @@
 """Crashes on real processes: a node and the coordinator killed with SIGKILL.
 
-DESIGN §6: no accepted task is lost, every task reaches exactly one terminal state; a
-dead node is detected from missing heartbeats and its running tasks are requeued.
+docs/design.md, Guarantees: no accepted task is lost, every task reaches exactly one
+terminal state; a dead node is detected from missing heartbeats and its running tasks are requeued.
 """
 
 from __future__ import annotations

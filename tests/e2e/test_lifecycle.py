@@ -1,6 +1,6 @@
 """A task's life on real processes: retry, run timeout, cancel, idempotent resubmit, drain.
 
-DESIGN §5 "Task lifecycle", §6 (exactly one terminal state), §7 (built-in python).
+The task lifecycle, exactly one terminal state (docs/design.md), the built-in python skill.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Placement through the real CLI: the seed's scenario, rejection, waiting, queue timeout.
+"""Placement through the real CLI: the week-5 scenario, rejection, waiting, queue timeout.
 
-DESIGN §5 "Scheduling" and "Waiting is never silent"; §7 ``eventsrc submit --json``.
+Placement and "waiting is never silent" (docs/concepts.md); ``eventsrc submit --json``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The pure fold: the task state machine of DESIGN §5/§6, membership, fencing, retention."""
+"""The pure fold: the task state machine, membership, fencing, retention."""
 
 from __future__ import annotations
 

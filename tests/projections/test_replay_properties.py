@@ -27,6 +27,7 @@ from eventsrc.events import (
     Heartbeat,
     LeaderElected,
     NodeCapabilitiesReported,
+    NodeDrainCancelled,
     NodeDrainRequested,
     NodeExpired,
     NodeJoined,
@@ -132,6 +133,7 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         stale_after_s=st.just(15.0),
     ),
     NodeDrainRequested: draft(NodeDrainRequested, node_id=nodes),
+    NodeDrainCancelled: draft(NodeDrainCancelled, node_id=nodes),
     SkillInstanceRegistered: draft(SkillInstanceRegistered, node_id=nodes, skill=skills),
     SkillInstanceUnregistered: draft(SkillInstanceUnregistered, node_id=nodes, skill=skills),
     SkillInstanceExpired: draft(
@@ -303,13 +305,16 @@ def node_story(draw: st.DrawFn, node_id: str) -> list[Draft]:
         add(NodeJoined, incarnation=incarnation, capacity=2)
         for skill in draw(st.lists(skills, max_size=3, unique=True)):
             add(SkillInstanceRegistered, skill=skill)
-        match draw(st.sampled_from(("stay", "leave", "expire", "drain", "unregister"))):
+        match draw(st.sampled_from(("stay", "leave", "expire", "drain", "undrain", "unregister"))):
             case "leave":
                 add(NodeLeft, incarnation=incarnation)
             case "expire":
                 add(NodeExpired, incarnation=incarnation, swept_at=LATER, stale_after_s=15.0)
             case "drain":
                 add(NodeDrainRequested)
+            case "undrain":
+                add(NodeDrainRequested)
+                add(NodeDrainCancelled)
             case "unregister":
                 add(SkillInstanceUnregistered, skill=draw(skills))
     return story

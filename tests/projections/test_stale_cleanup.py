@@ -102,7 +102,7 @@ async def test_silent_nodes_expire_with_evidence_and_replay_without_a_clock(
     instances = {
         (i.skill, i.node_id): i.status
         for skill in ("python", "search")
-        for i in await registry.get_skill_instances(skill)
+        for i in await registry.get_skill_instances(skill, include_offline=True)
     }
     assert instances == {
         ("python", "n-beating"): "active",

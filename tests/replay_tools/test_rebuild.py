@@ -127,3 +127,17 @@ def test_no_events_stream_is_a_clear_error(url: str, cli: Run) -> None:
     assert result.code == 1
     assert "no EVENTSRC_EVENTS stream" in result.err
     assert len(result.err.splitlines()) == 1
+
+
+def test_a_sequence_past_the_end_shows_the_end_and_says_so(url: str, cli: Run) -> None:
+    seqs = seed(url, cluster_start())
+    past = seqs[-1] + 1000
+
+    text = cli("rebuild", "--until-seq", str(past), url=url)
+    data = json.loads(cli("rebuild", "--until-seq", str(past), "--json", url=url).out)
+
+    assert text.code == 0, text.err
+    assert text.out.startswith(f"note: --until-seq {past} is past the end of EVENTSRC_EVENTS")
+    assert data["last_seq"] == seqs[-1]
+    assert "past the end" in data["note"]
+    assert json.loads(cli("rebuild", "--json", url=url).out)["note"] == ""

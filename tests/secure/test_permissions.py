@@ -1,5 +1,5 @@
-"""DESIGN §6 against a real server started from the generated config: what a node's
-credentials may and may not publish, and who may connect or submit at all.
+"""Who writes what (docs/design.md) against a real server started from the generated
+config: what a node's credentials may and may not publish, and who may connect or submit at all.
 
 A refused JetStream publish gets no ack (the client times out); the server's refusal
 arrives as an async ``permissions violation`` error. Each test asserts both that error

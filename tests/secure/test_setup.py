@@ -105,7 +105,7 @@ def test_unusable_creds_file_is_one_line(
         path.write_text(content)
     # The URL is never dialled: the file is checked first.
     result = _cli("--nats-url", "nats://127.0.0.1:9", "--creds", str(path), "status")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a bad --creds is a usage error
     assert expected in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     node = subprocess.run(
@@ -125,5 +125,5 @@ def test_unusable_creds_file_is_one_line(
         timeout=60,
         check=False,
     )
-    assert node.returncode == 1 and expected in node.stderr
+    assert node.returncode == 2 and expected in node.stderr
     assert "Traceback" not in node.stderr

@@ -1,0 +1,1 @@
+"""The week-5 module layout for messaging: ``eventsrc.communication.task_messaging``."""

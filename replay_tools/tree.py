@@ -1,0 +1,119 @@
+"""The tree of tasks one task belongs to: its parent chain and the sub-tasks it started.
+
+A sub-task's ``TaskSubmitted`` names its parent (``parent_task_id``), so the tree is
+read from the submissions on ``evt.task.*.lifecycle``. ``audit task`` shows it below
+the task's own timeline, followed by the timelines of its sub-tasks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsrc.events import TaskSubmitted, validate_token
+from eventsrc.ports import StoredEvent
+from eventsrc.store import JetStreamEventStore
+from replay_tools import audit
+from replay_tools.common import read_records
+
+SUBMISSIONS = "evt.task.*.lifecycle"
+
+MAX_SHOWN = 50
+"""Sub-task timelines shown in full below the tree; the tree itself lists every task."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTree:
+    """Who submitted whom, around one task."""
+
+    task_id: str
+    root: str
+    parent: dict[str, str] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    skills: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def descendants(self, task_id: str) -> list[str]:
+        """The sub-tasks of ``task_id``, depth first, in submission order."""
+        found: list[str] = []
+        for child in self.children.get(task_id, []):
+            found += [child, *self.descendants(child)]
+        return found
+
+    @property
+    def size(self) -> int:
+        return 1 + len(self.descendants(self.root))
+
+
+async def task_tree(store: JetStreamEventStore, task_id: str) -> TaskTree:
+    """The tree around ``task_id`` (just the task when it has no parent and no sub-task)."""
+    validate_token(task_id, what="task id")
+    parent: dict[str, str] = {}
+    children: dict[str, list[str]] = {}
+    skills: dict[str, tuple[str, ...]] = {}
+    async with read_records(store, subjects=[SUBMISSIONS]) as records:
+        async for record in records:
+            if not isinstance(record, StoredEvent):
+                continue
+            event = record.event
+            if not isinstance(event, TaskSubmitted) or event.task_id in skills:
+                continue  # a resubmission of the same id repeats nothing new
+            skills[event.task_id] = event.spec.skills
+            if event.parent_task_id:
+                parent[event.task_id] = event.parent_task_id
+                children.setdefault(event.parent_task_id, []).append(event.task_id)
+    root, seen = task_id, {task_id}
+    while root in parent and parent[root] not in seen:  # a cycle of ids ends the walk
+        root = parent[root]
+        seen.add(root)
+    return TaskTree(task_id=task_id, root=root, parent=parent, children=children, skills=skills)
+
+
+def tree_lines(tree: TaskTree) -> list[str]:
+    """The tree drawn from its root, the audited task marked."""
+    lines: list[str] = []
+
+    def draw(task_id: str, prefix: str, last: bool, depth: int, seen: set[str]) -> None:
+        branch = "" if depth == 0 else ("└─ " if last else "├─ ")
+        skills = ", ".join(tree.skills.get(task_id, ())) or "?"
+        mark = "  <- this task" if task_id == tree.task_id else ""
+        lines.append(f"{prefix}{branch}{task_id} [{skills}]{mark}")
+        kids = [kid for kid in tree.children.get(task_id, []) if kid not in seen]
+        below = prefix + ("" if depth == 0 else ("   " if last else "│  "))
+        for index, kid in enumerate(kids):
+            draw(kid, below, index == len(kids) - 1, depth + 1, seen | {kid})
+
+    draw(tree.root, "", True, 0, {tree.root})
+    return lines
+
+
+def to_json(tree: TaskTree) -> dict[str, Any]:
+    """The tree for ``--json``: root, and per task its parent and sub-tasks."""
+    members = [tree.root, *tree.descendants(tree.root)]
+    return {
+        "root": tree.root,
+        "tasks": [
+            {
+                "task_id": member,
+                "parent_task_id": tree.parent.get(member),
+                "sub_tasks": tree.children.get(member, []),
+                "skills": list(tree.skills.get(member, ())),
+            }
+            for member in members
+        ],
+    }
+
+
+async def task_tree_text(store: JetStreamEventStore, task_id: str) -> str:
+    """The task's timeline; with a parent or sub-tasks, the tree and the sub-tasks'
+    timelines after it."""
+    text = audit.to_text("task", task_id, await audit.audit(store, "task", task_id))
+    tree = await task_tree(store, task_id)
+    if tree.size == 1:
+        return text
+    parts = [text, "tree of tasks:\n" + "\n".join(tree_lines(tree))]
+    for sub_task in tree.descendants(task_id)[:MAX_SHOWN]:
+        entries = await audit.audit(store, "task", sub_task)
+        parts.append(
+            f"sub-task of {tree.parent[sub_task]}: " + audit.to_text("task", sub_task, entries)
+        )
+    return "\n\n".join(parts)
