@@ -68,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--label", action="append", help="K=V a node must carry")
     submit.add_argument("--node", help="pin to this node")
     submit.add_argument("--run-timeout", type=float, help="seconds an attempt may run")
-    submit.add_argument("--queue-timeout", type=float, help="seconds it may wait for a node")
+    submit.add_argument(
+        "--queue-timeout", type=float, help="seconds it may wait for a node (0: never wait)"
+    )
     submit.add_argument("--max-attempts", type=int)
+    submit.add_argument("--model", help="provider/model for an OpenClaw agent turn")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
     submit.add_argument("--json", action="store_true")
@@ -87,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     undrain.add_argument("--json", action="store_true")
     for name, what in (
         ("nodes", "list nodes"),
-        ("skills", "list catalog skills"),
+        ("skills", "list skills: the catalog and what nodes found"),
         ("status", "cluster status"),
     ):
         cmd = sub.add_parser(name, help=what)
@@ -255,6 +258,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "labels": parse_labels(args.label),
         "node_id": args.node,
         "task_type": args.task_type,
+        "model": args.model,
     }
     for flag, field in (
         ("run_timeout", "run_timeout_s"),
@@ -335,6 +339,8 @@ def _show_task(task: TaskInfo, as_json: bool) -> int:
         print(f"  would qualify: {hint}")
     if task.error:
         print(f"  error: {task.error}")
+    if task.agent is not None:
+        print(f"  agent: {task.agent.summary()}")
     if task.result is not None:
         result = task.result
         if isinstance(result, dict) and "stdout" in result:
@@ -418,7 +424,9 @@ def _skills_table(data: dict[str, Any]) -> str:
     rows = []
     for skill in data["skills"]:
         would = "; ".join(
-            f"{h['node_id']} lacks {', '.join(h['lacks'])}" for h in skill["would_be_holders"]
+            f"{h['node_id']} lacks {', '.join(h['lacks'])}"
+            + (f" (install: {h['install']})" if h.get("install") else "")
+            for h in skill["would_be_holders"]
         )
         rows.append(
             [

@@ -138,7 +138,7 @@ class Cluster:
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type); an
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model); an
         unknown one raises InvalidRequestError.
 
         Inside a task's attempt on a node, ``parent_task_id`` defaults to that task: the

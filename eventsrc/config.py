@@ -118,6 +118,15 @@ class NodeConfig(CommonConfig):
     workspace: Path = Path(".")
     drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish on SIGTERM")
     rescan_interval: float = Field(default=60.0, ge=0, description="0: never rescan skills")
+    openclaw_agent: str | None = Field(
+        default=None, description="the OpenClaw agent served (default: OpenClaw's default)"
+    )
+    openclaw_model: str | None = Field(
+        default=None, description="provider/model for agent turns (default: OpenClaw's)"
+    )
+    openclaw_max_turns: int | None = Field(
+        default=None, ge=1, le=1000, description="agent turns at once (default: 1 per GB free)"
+    )
     max_result_bytes: int = Field(
         default=512 * 1024, ge=1, description="largest task result (JSON bytes) reported"
     )

@@ -21,6 +21,8 @@ import pytest
 
 PROVIDER = "scripted"
 MODEL = "scripted-model"
+OTHER_MODEL = "scripted-other"
+"""A second model of the same provider, for choosing one per node or per task."""
 API_KEY = "sk-scripted-local"
 
 Request = dict[str, Any]
@@ -239,7 +241,7 @@ def provider_config(server: ModelServer, **agent_defaults: Any) -> dict[str, Any
         "apiKey": API_KEY,
         "api": "openai-completions",
         "timeoutSeconds": 60,
-        "models": [model],
+        "models": [model, {**model, "id": OTHER_MODEL, "name": "Other scripted model"}],
     }
     return {
         "agents": {"defaults": defaults},

@@ -13,6 +13,8 @@ with no OpenClaw or provider variables inherited from the person running the tes
 OpenClaw writes its logs into a fixed folder under the system's temporary directory
 (``/tmp/openclaw``) whatever HOME is, so the test environment sets
 ``OPENCLAW_LOG_LEVEL=silent``: the JSON answers are what tests read, and nothing piles up.
+Its empty lock files under ``/tmp/openclaw-state-locks-<uid>/`` are removed per HOME at
+the end of the session (and per task by the node's executor).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from eventsrc.node.agent_turn import remove_state_locks
 
 VERSION = "2026.9.6"
 PACKAGE = f"openclaw@{VERSION}"
@@ -53,6 +57,8 @@ class OpenClawToolchain:
     bin_dir: Path
     node: Path
     version: str = VERSION
+    homes: set[Path] = field(default_factory=set, compare=False)
+    """Every HOME an environment was made for, so their lock files can be removed."""
 
     @property
     def package_dir(self) -> Path:
@@ -70,6 +76,7 @@ class OpenClawToolchain:
             for name, value in os.environ.items()
             if not name.startswith(_DROPPED_PREFIXES) and not name.endswith(_DROPPED_SUFFIXES)
         }
+        self.homes.add(home)
         env["HOME"] = str(home)
         env["PATH"] = os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", "")])
         env["OPENCLAW_LOG_LEVEL"] = "silent"
@@ -224,6 +231,13 @@ def ensure_openclaw() -> OpenClawToolchain:
 
 
 @pytest.fixture(scope="session")
-def openclaw() -> OpenClawToolchain:
-    """The real OpenClaw CLI for the whole test session."""
-    return ensure_openclaw()
+def openclaw() -> Iterator[OpenClawToolchain]:
+    """The real OpenClaw CLI for the whole test session.
+
+    At the end, the lock files OpenClaw left under the system's temporary folder for the
+    state of each temporary HOME are removed (it never removes them itself).
+    """
+    toolchain = ensure_openclaw()
+    yield toolchain
+    for home in toolchain.homes:
+        remove_state_locks(home / ".openclaw")

@@ -21,14 +21,17 @@ def test_one_agent_exec_turn_returns_the_scripted_text_and_runs_the_scripted_too
 ) -> None:
     work = openclaw_home / "work"
     work.mkdir()
+    state = openclaw_home / ".openclaw"
     model_server.set_script(
         [
             ToolCall("exec", {"command": "echo toolchain-$((6 * 7))"}),
             Reply(lambda request: "the tool said " + " ".join(tool_outputs(request)).strip()),
         ]
     )
+    # The HOME's own state dir: no extra lock files left in /tmp (see the fixture).
+    turn = ["agent", "exec", "--json", "--cwd", str(work), "--state-dir", str(state)]
     done = openclaw.run(
-        ["agent", "exec", "--json", "--cwd", str(work), "--timeout", "60", "run the check"],
+        [*turn, "--timeout", "60", "run the check"],
         home=openclaw_home,
         timeout=120,
     )

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eventsrc.events import Candidate, TaskSpec
-from eventsrc.projections.queries import resolve_dependencies
+from eventsrc.projections.queries import reported_skills, resolve_dependencies
 from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeView
 
 # Differences in cpu/memory use below this many percentage points do not rank.
@@ -48,9 +48,13 @@ Placement = Assign | Wait | Reject
 
 
 def unknown_skills(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, ...]:
-    """Required skills and transitive dependencies that are not in the catalog."""
+    """Required skills and dependencies no node has: not in the catalog, never reported.
+
+    A skill some node found but cannot run is known: a task for it waits, saying
+    what that node lacks.
+    """
     missing = set(resolve_dependencies(state, list(skills))["missing"])
-    return tuple(sorted(missing))
+    return tuple(sorted(missing - reported_skills(state)))
 
 
 def place(
@@ -65,10 +69,11 @@ def place(
             return Wait(f"dependency {dependency} has no live instance in the cluster")
     holders = _holders(state, spec.skills)
     if not holders:
-        return Wait(
-            f"no live node holds {', '.join(spec.skills)}",
-            would_qualify=_would_qualify(state, spec.skills),
-        )
+        would = _would_qualify(state, spec.skills)
+        names = ", ".join(spec.skills)
+        if would:
+            return Wait(f"no node can run {names} now; {'; '.join(would)}", would_qualify=would)
+        return Wait(f"no live node holds {names}")
     planned = planned or {}
     eligible: list[NodeView] = []
     reasons: list[str] = []
@@ -113,12 +118,9 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
         for unavailable in node.unavailable:
             if unavailable.name not in skills:
                 continue
-            lacks = unavailable.lacks()
-            install = "; ".join(
-                " ".join(f"{k}={v}" for k, v in sorted(spec.items()))
-                for spec in unavailable.install
-            )
-            hint = f"{node_id} would run {unavailable.name} with {', '.join(lacks) or '?'}"
+            lacks = ", ".join(unavailable.lacks()) or "?"
+            install = unavailable.install_text()
+            hint = f"{node_id} would run {unavailable.name} with {lacks}"
             hints.append(f"{hint} (install: {install})" if install else hint)
     return tuple(hints)
 

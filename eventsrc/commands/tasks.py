@@ -144,11 +144,14 @@ def decide_submit(
         broadcast_id=command.broadcast_id,
         queue_deadline=now + timedelta(seconds=command.spec.queue_timeout_s),
     )
+    placement = place(state, command.spec, planned=planned)
+    if isinstance(placement, Wait) and command.spec.queue_timeout_s == 0:
+        placement = Reject(f"{placement.reason} (queue timeout 0: not waiting)", ())
     followup = _placement_event(
         command.task_id,
         command.spec,
         attempt=1,
-        placement=place(state, command.spec, planned=planned),
+        placement=placement,
         previous_reason=AWAITING_PLACEMENT,
         now=now,
         new_id=new_id,
@@ -411,6 +414,7 @@ def _placement_event(
             task_type=spec.task_type,
             run_timeout_s=spec.run_timeout_s,
             run_deadline=now + timedelta(seconds=spec.run_timeout_s),
+            model=spec.model,
             candidates=placement.candidates,
         )
     if isinstance(placement, Reject):

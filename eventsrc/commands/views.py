@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from eventsrc.events import AgentRun, SkillMetadata
 from eventsrc.projections.state import ClusterState, NodeView, TaskView
 
 
@@ -22,6 +23,7 @@ class TaskInfo(View):
     attempts: int
     result: Any = None
     error: str | None = None
+    agent: AgentRun | None = None
     reason: str = ""
     skills: tuple[str, ...] = ()
     priority: int = 0
@@ -59,6 +61,7 @@ class NodeInfo(View):
 class Holder(View):
     node_id: str
     lacks: tuple[str, ...] = ()
+    install: str = ""
 
 
 class SkillInfo(View):
@@ -94,6 +97,7 @@ def task_info(task: TaskView) -> TaskInfo:
         attempts=task.attempt,
         result=task.result,
         error=task.error,
+        agent=task.agent,
         reason=task.reason,
         skills=task.spec.skills,
         priority=task.spec.priority,
@@ -140,16 +144,20 @@ def list_nodes(state: ClusterState) -> list[NodeInfo]:
 
 
 def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
-    """Per catalog skill: who holds it, and who would with what installed."""
+    """Every skill in the catalog or reported by a node: who holds it, who would with what."""
     infos: list[SkillInfo] = []
     would: dict[str, list[Holder]] = {}
+    found: dict[str, SkillMetadata] = {}
     for node_id, node in sorted(state.nodes.items()):
         if node.state not in {"alive", "draining"}:
             continue
         for skill in node.unavailable:
-            holder = Holder(node_id=node_id, lacks=skill.lacks())
+            holder = Holder(node_id=node_id, lacks=skill.lacks(), install=skill.install_text())
             would.setdefault(skill.name, []).append(holder)
-    for name, meta in sorted(state.skills.items()):
+            found.setdefault(
+                skill.name, SkillMetadata(name=skill.name, description=skill.description)
+            )
+    for name, meta in sorted({**found, **state.skills}.items()):
         infos.append(
             SkillInfo(
                 name=name,

@@ -17,7 +17,8 @@ from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
 from eventsrc.coordinator.leadership import Leadership, elect
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.node.agent import NodeAgent
-from eventsrc.node.setup import discover, local_node_id, node_id_of
+from eventsrc.node.assemble import build_node_agent
+from eventsrc.node.setup import local_node_id
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
@@ -170,18 +171,7 @@ class Coordinator:
         config = NodeConfig(
             node_id=self.config.local_node_id or local_node_id(), skills=("python",)
         )
-        found = discover(config, os.environ)
-        self.local_node = NodeAgent(
-            self._nc,
-            self._store,
-            node_id=node_id_of(config),
-            skills=found.skills,
-            executors=found.executors,
-            unavailable=found.unavailable,
-            capacity=config.capacity,
-            heartbeat_interval=config.heartbeat_interval,
-            max_result_bytes=config.max_result_bytes,
-        )
+        self.local_node = build_node_agent(self._nc, self._store, config, env=os.environ)
         await self._stack.enter_async_context(self.local_node)
 
     def _on_applied(self, state: ClusterState) -> None:

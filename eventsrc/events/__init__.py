@@ -30,6 +30,7 @@ from eventsrc.events.node import (
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
+    AgentRun,
     Candidate,
     TaskAssigned,
     TaskCancelled,
@@ -52,6 +53,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
     "MAX_TOKEN_LENGTH",
+    "AgentRun",
     "Candidate",
     "ClusterSettingsChanged",
     "Event",

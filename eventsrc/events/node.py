@@ -126,16 +126,32 @@ class UnavailableSkill(BaseModel):
     missing_env: tuple[str, ...] = ()
     missing_config: tuple[str, ...] = ()
     unsupported_os: tuple[str, ...] = ()
+    # Turned off in openclaw.json: skills.entries.<key>.enabled is false.
+    disabled: bool = False
+    # A bundled OpenClaw skill left out of skills.allowBundled.
+    blocked_by_allowlist: bool = False
+    # Left out of the served OpenClaw agent's skills (agents.*.skills).
+    blocked_by_agent: bool = False
     install: tuple[dict[str, str], ...] = ()
 
+    def install_text(self) -> str:
+        """The install hints in one line: each option's label, else its fields."""
+        return "; ".join(
+            spec.get("label") or " ".join(f"{k}={v}" for k, v in sorted(spec.items()))
+            for spec in self.install
+        )
+
     def lacks(self) -> tuple[str, ...]:
-        """What is missing, one item each: ``bin:ffmpeg``, ``env:KEY``, ``os:darwin``, ..."""
+        """What stops the skill, one short item each (``bin:jq``, ``env:KEY``, ``disabled``)."""
         return (
+            *(("disabled",) if self.disabled else ()),
+            *(("not in skills.allowBundled",) if self.blocked_by_allowlist else ()),
+            *(("not in the agent's skills",) if self.blocked_by_agent else ()),
+            *(f"os:{'|'.join(self.unsupported_os)}" for _ in [0] if self.unsupported_os),
             *(f"bin:{b}" for b in self.missing_bins),
-            *([f"anyBin:{'|'.join(self.missing_any_bins)}"] if self.missing_any_bins else []),
+            *(f"anyBin:{'|'.join(self.missing_any_bins)}" for _ in [0] if self.missing_any_bins),
             *(f"env:{e}" for e in self.missing_env),
             *(f"config:{c}" for c in self.missing_config),
-            *([f"os:{'|'.join(self.unsupported_os)}"] if self.unsupported_os else []),
         )
 
 

@@ -57,11 +57,14 @@ class TaskSpec(BaseModel):
     node_id: Token | None = None
     # Upper bounds keep every deadline computable (a year of seconds, not 1e12).
     run_timeout_s: float = Field(default=600.0, gt=0, le=30 * DAY)
-    queue_timeout_s: float = Field(default=3600.0, gt=0, le=365 * DAY)
+    # 0: run now or be rejected, never wait in the queue.
+    queue_timeout_s: float = Field(default=3600.0, ge=0, le=365 * DAY)
     max_attempts: int = Field(default=3, ge=1, le=100)
     backoff_s: float = Field(default=1.0, ge=0, le=DAY)
     backoff_factor: float = Field(default=2.0, ge=1, le=10)
     backoff_max_s: float = Field(default=60.0, ge=0, le=DAY)
+    # provider/model for an OpenClaw agent turn (default: the node's, else OpenClaw's).
+    model: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^\S+$")
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -151,6 +154,7 @@ class TaskAssigned(_ToNode):
     run_timeout_s: float
     run_deadline: datetime
     candidates: tuple[Candidate, ...] = ()
+    model: str | None = None
 
 
 class TaskCancelRequested(_ToNode):
@@ -166,12 +170,40 @@ class TaskStarted(_FromNode):
     type: Literal["TaskStarted"] = "TaskStarted"
 
 
+class AgentRun(BaseModel):
+    """What one OpenClaw agent turn used, so a person sees what each task cost."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    model: str | None = None
+    provider: str | None = None
+    session_id: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+    tools: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """One line: ``provider/model, session S, 120 in + 8 out tokens, $0.0021``."""
+        parts = ["/".join(p for p in (self.provider, self.model) if p) or "model unknown"]
+        if self.session_id:
+            parts.append(f"session {self.session_id}")
+        parts.append(f"{self.input_tokens} in + {self.output_tokens} out tokens")
+        if self.cost_usd is not None:
+            parts.append(f"${self.cost_usd:.4f}")
+        if self.tools:
+            parts.append(f"tools {', '.join(self.tools)}")
+        return ", ".join(parts)
+
+
 class TaskSucceeded(_FromNode):
     """Terminal for the task when it ends the current attempt first."""
 
     type: Literal["TaskSucceeded"] = "TaskSucceeded"
     result: Any = None
     duration_ms: float = 0.0
+    agent: AgentRun | None = None
 
 
 class TaskFailed(_FromNode):
@@ -181,6 +213,7 @@ class TaskFailed(_FromNode):
     error: str
     retryable: bool = False
     duration_ms: float = 0.0
+    agent: AgentRun | None = None
 
 
 class TaskRetried(_TaskEvent):

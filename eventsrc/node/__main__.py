@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
 from eventsrc.errors import NotPermittedError
 from eventsrc.events.subjects import heartbeat_subject, node_subject
-from eventsrc.node.agent import NodeAgent
+from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
     EXIT_OK,
@@ -35,6 +37,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--capacity", type=int, help="tasks run at once (default 4)")
     parser.add_argument("--heartbeat-interval", type=float, help="seconds (default 5)")
     parser.add_argument("--label", action="append", help="K=V label for placement")
+    parser.add_argument(
+        "--rescan-interval", type=float, help="seconds between skill rescans (default 60, 0: off)"
+    )
+    parser.add_argument("--openclaw-agent", help="the OpenClaw agent served (default: its default)")
+    parser.add_argument("--openclaw-model", help="provider/model for OpenClaw agent turns")
+    parser.add_argument("--openclaw-max-turns", type=int, help="agent turns at once (1 per GB)")
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
@@ -58,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "capacity": args.capacity,
                 "heartbeat_interval": args.heartbeat_interval,
                 "labels": parse_labels(args.label) or None,
+                "rescan_interval": args.rescan_interval,
+                "openclaw_agent": args.openclaw_agent,
+                "openclaw_model": args.openclaw_model,
+                "openclaw_max_turns": args.openclaw_max_turns,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "log_level": args.log_level,
             },
@@ -70,24 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = dict(os.environ)
         if not env.get("EVENTSRC_NATS_URL"):
             env["EVENTSRC_NATS_URL"] = ",".join(servers)
-        found = discover(config, env)
+        found = discover(config, env, node_id=node_id)
         stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
         nc = await connect_nats(options, long_running=True)
         try:
-            agent = NodeAgent(
+            agent = build_node_agent(
                 nc,
                 event_store(nc, consumers=options.may_create_consumers()),
+                config,
+                env=env,
                 node_id=node_id,
-                skills=found.skills,
-                executors=found.executors,
-                unavailable=found.unavailable,
-                capacity=config.capacity,
-                heartbeat_interval=config.heartbeat_interval,
-                labels=config.labels,
-                drain_timeout=config.drain_timeout,
-                max_result_bytes=config.max_result_bytes,
+                found=found,
             )
+            # SIGHUP: look for new or lost skills now (a binary just installed).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, agent.rescan_now)
             try:
                 await agent.start()
             except NotPermittedError as err:

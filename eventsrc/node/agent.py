@@ -119,6 +119,7 @@ class NodeAgent:
         self._drain_timeout = drain_timeout
         self._rescan = rescan
         self._rescan_interval = rescan_interval
+        self._rescan_wanted = asyncio.Event()
         self._results = ResultWriter(
             self._append, envelope=self._envelope, node_id=node_id, max_bytes=max_result_bytes
         )
@@ -160,7 +161,7 @@ class NodeAgent:
         await self._feed.start()
         self._loops.append(asyncio.create_task(self._keep_alive_loop(), name="keep-alive"))
         self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeats"))
-        if self._rescan is not None and self._rescan_interval > 0:
+        if self._rescan is not None:
             self._loops.append(asyncio.create_task(self._rescan_loop(), name="rescan"))
         self._loops.append(
             asyncio.create_task(self._watch_membership(joined_seq + 1), name="membership")
@@ -334,10 +335,17 @@ class NodeAgent:
                 log.warning("heartbeat not stored: %s", err)
             await asyncio.sleep(self._heartbeat_interval)
 
+    def rescan_now(self) -> None:
+        """Rescan the skills at once (SIGHUP), whatever the interval."""
+        self._rescan_wanted.set()
+
     async def _rescan_loop(self) -> None:
         assert self._rescan is not None
         while True:
-            await asyncio.sleep(self._rescan_interval)
+            # An interval of 0 turns the timer off; a rescan_now() still wakes the loop.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescan_wanted.wait(), self._rescan_interval or None)
+            self._rescan_wanted.clear()
             try:
                 await self.apply_rescan(await asyncio.to_thread(self._rescan))
             except EventsrcError as err:

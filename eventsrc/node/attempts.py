@@ -16,7 +16,7 @@ from typing import Any
 from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
 from eventsrc.lineage import running_task
-from eventsrc.node.executors import ExecutionResult, Executor
+from eventsrc.node.executors import ExecutionResult, Executor, OpenClawExecutor
 from eventsrc.node.pyskills import CallableExecutor
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ async def run_assignment(
         payload: Any = {"task_id": event.task_id, "skills": event.skills, "payload": event.payload}
     else:
         executor, payload = executors.get(event.skills[0]), event.payload
+        if event.model and isinstance(executor, OpenClawExecutor):
+            executor = executor.with_model(event.model)
     if executor is None:
         return ExecutionResult(
             ok=False,
@@ -94,7 +96,9 @@ class ResultWriter:
         if outcome.ok:
             try:
                 await self._store(
-                    TaskSucceeded(**self._envelope(), **common, result=outcome.result)
+                    TaskSucceeded(
+                        **self._envelope(), **common, result=outcome.result, agent=outcome.agent
+                    )
                 )
                 return
             except PayloadTooLargeError:
@@ -108,7 +112,13 @@ class ResultWriter:
         if len(error) > MAX_ERROR_CHARS:
             error = error[: MAX_ERROR_CHARS - 1] + "…"
         await self._store(
-            TaskFailed(**self._envelope(), **common, error=error, retryable=outcome.retryable)
+            TaskFailed(
+                **self._envelope(),
+                **common,
+                error=error,
+                retryable=outcome.retryable,
+                agent=outcome.agent,
+            )
         )
 
     async def _store(self, event: Event) -> None:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from eventsrc.events import SkillCategory, SkillMetadata, UnavailableSkill, validate_token
 from eventsrc.node.gating import (
+    BUNDLED_SOURCES,
     Gate,
     SkillFileError,
     check,
@@ -241,7 +242,11 @@ def load_skill(
         validate_token(name, what="skill name")
     except ValueError as err:
         raise SkillFileError(str(err)) from err
-    metadata = parse_metadata(front.get("metadata"))
+    try:
+        metadata = parse_metadata(front.get("metadata"))
+    except SkillFileError:
+        # OpenClaw loads a skill whose metadata it cannot read, ungated; so do we.
+        metadata = {}
     ours = metadata.get("eventsrc", {})
     if not isinstance(ours, dict):
         raise SkillFileError("metadata.eventsrc must be a map")
@@ -254,6 +259,7 @@ def load_skill(
         env=env,
         platform=platform,
         config=config,
+        bundled=source in BUNDLED_SOURCES,
     )
     return DiscoveredSkill(
         metadata=skill_metadata,
@@ -269,19 +275,17 @@ def load_skill(
 def read_openclaw_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The parsed ``openclaw.json`` (None if absent) and an error line if unusable.
 
-    An unreadable or unparsable file counts as absent: ``requires.config`` is unmet.
+    An unreadable or unparsable file counts as absent (only OpenClaw's defaults apply).
     """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, None
     except (OSError, UnicodeDecodeError) as err:
-        return None, f"{path}: cannot read it ({err}); requires.config counts as unmet"
+        return None, f"{path}: cannot read it ({err}); it counts as absent"
     config = parse_openclaw_config(text)
     if config is None:
-        return None, (
-            f"{path}: not a JSON5 object this node can read; requires.config counts as unmet"
-        )
+        return None, f"{path}: not a JSON5 object this node can read; it counts as absent"
     return config, None
 
 

@@ -7,29 +7,34 @@ killed as a whole on time-out or cancellation, so no executor leaves a process b
 Failures are results, never exceptions: ``ExecutionResult(ok=False, error=...)``.
 ``retryable`` is true only where another attempt may well succeed: a command that exits
 with 75 (``EX_TEMPFAIL``), a failed OpenClaw agent turn, a spawn refused for lack of
-resources. Time-outs and cancellations are not retryable and say so in ``timed_out``
+resources (an OpenClaw turn's own rules are in ``eventsrc.node.agent_turn``). Time-outs
+and cancellations are not retryable and say so in ``timed_out``
 and ``cancelled``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import shlex
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
+from eventsrc.node.agent_turn import OpenClawExecutor, TurnLimit
 from eventsrc.node.builtins import EXECUTABLE_BUILTINS
 from eventsrc.node.discovery import BUILTIN_SOURCE, DiscoveredSkill
-from eventsrc.node.process import DEFAULT_KILL_GRACE_S, DEFAULT_OUTPUT_CAP, _Limits, _run_child
+from eventsrc.node.process import (
+    DEFAULT_KILL_GRACE_S,
+    DEFAULT_OUTPUT_CAP,
+    _Limits,
+    _run_child,
+    json_or_text,
+)
 from eventsrc.node.process import ExecutionResult as ExecutionResult
 
 __all__ = [
@@ -150,7 +155,7 @@ class CommandExecutor:
         if isinstance(child, ExecutionResult):
             return child
         if child.returncode == 0:
-            return ExecutionResult(ok=True, result=_json_or_text(child.stdout.text()))
+            return ExecutionResult(ok=True, result=json_or_text(child.stdout.text()))
         return child.outcome(
             result=child.streams(),
             what=shlex.join(self.argv),
@@ -158,69 +163,21 @@ class CommandExecutor:
         )
 
 
-class OpenClawExecutor:
-    """Hands a skill without ``run`` to the local OpenClaw agent.
-
-    Runs ``openclaw agent --session-id eventsrc-<skill>-<uuid> --message <text> --json
-    --timeout <s>`` (plus ``--agent ID`` when given): one agent turn through the
-    Gateway, which falls back to the embedded agent. The message names the skill and
-    carries the payload as JSON. The result is the reply text (``payloads[].text``),
-    parsed as JSON when it parses.
-    """
-
-    def __init__(
-        self,
-        skill: str,
-        *,
-        openclaw: str = "openclaw",
-        agent: str | None = None,
-        env: Mapping[str, str] | None = None,
-        output_cap: int = DEFAULT_OUTPUT_CAP,
-        kill_grace: float = DEFAULT_KILL_GRACE_S,
-    ) -> None:
-        self.skill = skill
-        self._openclaw = openclaw
-        self._agent = agent
-        self._limits = _Limits(env, output_cap, kill_grace)
-
-    def message(self, payload: Any) -> str:
-        """The agent's instructions for one task."""
-        body = orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode()
-        return (
-            f'Use your "{self.skill}" skill to carry out this task from an eventsrc '
-            f"cluster.\nTask payload (JSON):\n{body}\n"
-            "Reply with the result only: JSON if it is structured, else plain text."
-        )
-
-    async def run(
-        self, payload: Any, *, timeout: float, cancel: asyncio.Event | None = None
-    ) -> ExecutionResult:
-        try:
-            message = self.message(payload)
-        except TypeError as err:
-            return ExecutionResult(ok=False, error=f"the payload is not JSON: {err}")
-        session = f"eventsrc-{self.skill}-{uuid.uuid4().hex}"
-        argv = [self._openclaw, "agent", "--session-id", session]
-        if self._agent:
-            argv += ["--agent", self._agent]
-        argv += ["--message", message, "--json", "--timeout", str(max(1, math.ceil(timeout)))]
-        child = await _run_child(
-            argv, cwd=None, stdin=None, timeout=timeout, cancel=cancel, limits=self._limits
-        )
-        if isinstance(child, ExecutionResult):
-            return child
-        if child.returncode != 0:
-            # Model and gateway errors are mostly transient (rate limits, restarts).
-            return child.outcome(result=child.streams(), what="openclaw agent", retryable=True)
-        return ExecutionResult(ok=True, result=_agent_reply(child.stdout.text()))
-
-
-def executor_for(skill: DiscoveredSkill, env: Mapping[str, str]) -> Executor | None:
+def executor_for(
+    skill: DiscoveredSkill,
+    env: Mapping[str, str],
+    *,
+    workspace: Path | None = None,
+    model: str | None = None,
+    node_id: str | None = None,
+    turns: TurnLimit | None = None,
+) -> Executor | None:
     """The executor for a skill this node may run, or None ("no executor").
 
-    Built-in ``python`` → PythonExecutor; a ``run`` command → CommandExecutor; else the
-    local OpenClaw agent when ``openclaw`` is on the PATH in ``env``. Ineligible skills
-    get None.
+    Built-in ``python`` → PythonExecutor; a ``run`` command → CommandExecutor; else one
+    OpenClaw agent turn per task when ``openclaw`` is on the PATH in ``env`` (in the
+    served agent's ``workspace``, with ``model`` if set, at most ``turns`` at once).
+    Ineligible skills get None.
     """
     if not skill.eligible:
         return None
@@ -230,37 +187,16 @@ def executor_for(skill: DiscoveredSkill, env: Mapping[str, str]) -> Executor | N
         return CommandExecutor(skill.folder, skill.run, skill.timeout_s, env=env)
     openclaw = shutil.which("openclaw", path=env.get("PATH", ""))
     if openclaw is not None:
-        return OpenClawExecutor(skill.name, openclaw=openclaw, env=env)
+        return OpenClawExecutor(
+            skill.name,
+            openclaw=openclaw,
+            workspace=workspace,
+            model=model,
+            node_id=node_id,
+            turns=turns,
+            env=env,
+        )
     return None
-
-
-def _agent_reply(stdout: str) -> Any:
-    """The reply text of ``openclaw agent --json`` output (log lines may precede it)."""
-    decoder = json.JSONDecoder()
-    starts = [0] + [i + 1 for i, ch in enumerate(stdout) if ch == "\n"]
-    for start in (s for s in starts if stdout.startswith("{", s)):
-        try:
-            parsed, _ = decoder.raw_decode(stdout, start)
-        except ValueError:
-            continue
-        if isinstance(parsed, dict) and isinstance(parsed.get("payloads"), list):
-            texts = [
-                p["text"]
-                for p in parsed["payloads"]
-                if isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"]
-            ]
-            return _json_or_text("\n".join(texts))
-    return _json_or_text(stdout)
-
-
-def _json_or_text(text: str) -> Any:
-    stripped = text.strip()
-    if not stripped:
-        return None
-    try:
-        return orjson.loads(stripped)
-    except orjson.JSONDecodeError:
-        return stripped
 
 
 def _describe(payload: Any) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from eventsrc.lineage import TASK_ID_ENV, running_task
 
 __all__ = ["DEFAULT_KILL_GRACE_S", "DEFAULT_OUTPUT_CAP"]
@@ -35,6 +37,8 @@ class ExecutionResult:
     retryable: bool = False
     timed_out: bool = False
     cancelled: bool = False
+    # An OpenClaw turn's model, session, tokens and cost (an AgentRun), when there was one.
+    agent: Any = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,19 @@ async def _feed(writer: asyncio.StreamWriter, data: bytes) -> None:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def json_or_text(value: object) -> Any:
+    """A command's or a turn's output as a result: parsed JSON when it parses, else text."""
+    if not isinstance(value, str):
+        return value
+    stripped = value.strip()
+    if not stripped:
+        return None
+    try:
+        return orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        return stripped
 
 
 def _last_line(text: str) -> str:

@@ -107,6 +107,11 @@ def resolve_dependencies(state: ClusterState, skill_names: list[str]) -> dict[st
     }
 
 
+def reported_skills(state: ClusterState) -> set[str]:
+    """Skills some node has reported finding without being able to run them."""
+    return {skill.name for node in state.nodes.values() for skill in node.unavailable}
+
+
 def registry_stats(state: ClusterState) -> dict[str, Any]:
     """Counts of the catalog and its instances, with the week-5 keys.
 

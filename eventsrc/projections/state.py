@@ -16,11 +16,11 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer
 
-from eventsrc.events import SkillMetadata, TaskSpec, UnavailableSkill
+from eventsrc.events import AgentRun, SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 4
+STATE_SCHEMA_VERSION = 5
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -126,6 +126,7 @@ class TaskView:
     retry_pending: bool = False
     result: Any = None
     error: str | None = None
+    agent: AgentRun | None = None
     missing_skills: tuple[str, ...] = ()
     would_qualify: tuple[str, ...] = ()
     parent_task_id: str | None = None

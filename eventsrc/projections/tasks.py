@@ -194,6 +194,7 @@ def succeeded(state: ClusterState, event: TaskSucceeded, time: datetime) -> Outc
         return problem
     task.result = event.result
     task.error = None
+    task.agent = event.agent
     _count_result(state, task, event.node_id, ok=True)
     _finish(state, task, "succeeded", time)
     return None
@@ -207,6 +208,7 @@ def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
     if problem is not None:
         return problem
     task.error = event.error
+    task.agent = event.agent
     _count_result(state, task, event.node_id, ok=False)
     if event.retryable and task.attempt < task.spec.max_attempts:
         # Not terminal: the coordinator's TaskRetried follows (the spec decides, so the
@@ -269,7 +271,10 @@ def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outco
         task.state not in ACTIVE_TASK_STATES or event.attempt != task.attempt
     ):
         return ("late", f"run timeout for {task.task_id} attempt {event.attempt}: not live")
-    task.reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
+    reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
+    if event.phase == "queue" and task.reason and task.reason != AWAITING_PLACEMENT:
+        reason = f"{reason} while waiting: {task.reason}"
+    task.reason = reason
     _finish(state, task, "timed_out", time)
     return None
 

@@ -63,7 +63,9 @@ async def test_every_example_skill_runs_through_a_node(e2e: E2E) -> None:
     assert unknown.json["state"] == "failed", unknown.json
     assert "no forecast for 'Atlantis'" in unknown.json["error"], unknown.json
 
-    # Only runnable skills are proposed for the catalog; the gated one is the node's report.
-    skills = {s["name"] for s in (await e2e.cli("skills", "--json")).json["skills"]}
-    assert set(RUNNABLE) <= skills
-    assert "speech-to-text" not in skills
+    # Only runnable skills have holders; the gated one is listed with what the node lacks.
+    skills = {s["name"]: s for s in (await e2e.cli("skills", "--json")).json["skills"]}
+    assert set(RUNNABLE) <= set(skills)
+    assert skills["speech-to-text"]["holders"] == []
+    (would,) = skills["speech-to-text"]["would_be_holders"]
+    assert "bin:whisper-cli" in would["lacks"]

@@ -163,8 +163,14 @@ class E2E:
         self.coordinator.proc.kill()
         self.coordinator.proc.wait(timeout=10)
 
-    def spawn_node(self, node_id: str, *skills: str, extra: Sequence[str] = ()) -> Program:
-        """Start ``python -m eventsrc.node`` without waiting for it."""
+    def spawn_node(
+        self,
+        node_id: str,
+        *skills: str,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> Program:
+        """Start ``python -m eventsrc.node`` without waiting for it (``env`` on top of ours)."""
         args = ["-m", "eventsrc.node", "--nats-url", self.url, "--node-id", node_id]
         args += ["--heartbeat-interval", HEARTBEAT_S]
         for skill in skills:
@@ -173,7 +179,9 @@ class E2E:
         # Executors run in the node's own temp dirs; the node's cwd is only its workspace.
         workspace = self.workdir / f"ws-{node_id}"
         workspace.mkdir(exist_ok=True)
-        child = self._stack.enter_context(program(args, cwd=workspace, env=CLEAN_ENV))
+        child = self._stack.enter_context(
+            program(args, cwd=workspace, env={**CLEAN_ENV, **(env or {})})
+        )
         # Unwinds before the program's own kill (LIFO): its task children are found
         # while the node still runs and killed, so a SIGKILL of the node strands none.
         self._stack.callback(lambda: kill_all(descendants(child)))
@@ -181,12 +189,16 @@ class E2E:
         return child
 
     async def start_nodes(
-        self, specs: dict[str, Sequence[str]], *, extra: Sequence[str] = ()
+        self,
+        specs: dict[str, Sequence[str]],
+        *,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> dict[str, Program]:
         """Start nodes in parallel; return once the coordinator shows each alive with its
         skills (the projection the scheduler decides on, not just the node's word)."""
         started = {
-            node_id: self.spawn_node(node_id, *skills, extra=extra)
+            node_id: self.spawn_node(node_id, *skills, extra=extra, env=env)
             for node_id, skills in specs.items()
         }
         await asyncio.gather(
@@ -199,8 +211,14 @@ class E2E:
             await self.wait_node(node_id, "alive", skills=skills)
         return started
 
-    async def start_node(self, node_id: str, *skills: str, extra: Sequence[str] = ()) -> Program:
-        return (await self.start_nodes({node_id: skills}, extra=extra))[node_id]
+    async def start_node(
+        self,
+        node_id: str,
+        *skills: str,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> Program:
+        return (await self.start_nodes({node_id: skills}, extra=extra, env=env))[node_id]
 
     def kill_node(self, node_id: str) -> None:
         """``kill -9`` a node and its task children: the machine is gone."""

@@ -56,7 +56,7 @@ async def test_over_stdio_run_task_gives_42_and_failures_are_tool_errors(
         assert skills["python"]["holders"] == ["node_b"]
         assert skills["transcode"]["holders"] == ["node_a"]
         would = skills["transcode"]["would_be_holders"]
-        assert would == [{"node_id": "node_b", "lacks": ["bin:no-such-binary-xyz"]}]
+        assert would == [{"node_id": "node_b", "lacks": ["bin:no-such-binary-xyz"], "install": ""}]
 
         nodes = data_of(await client.call_tool("list_nodes", {}))["nodes"]
         assert [(n["node_id"], n["state"]) for n in nodes] == [

@@ -13,7 +13,6 @@ from eventsrc.node.builtins import builtin_skill
 from eventsrc.node.discovery import SkillDiscovery
 from eventsrc.node.executors import (
     CommandExecutor,
-    OpenClawExecutor,
     PythonExecutor,
     executor_for,
 )
@@ -240,68 +239,6 @@ async def test_discovered_run_skill_through_executor_for(echo_skill: Path, tmp_p
     assert isinstance(executor, CommandExecutor)
     outcome = await executor.run({"hello": "world"}, timeout=10)
     assert outcome.result["got"] == {"hello": "world"}
-
-
-STAND_IN = python_script(
-    textwrap.dedent(
-        """
-        import json, sys
-        print("[openclaw] a log line before the result")
-        reply = json.dumps({"argv": sys.argv[1:]})
-        print(json.dumps({"payloads": [{"text": reply}], "meta": {"durationMs": 5}}, indent=2))
-        """
-    )
-)
-
-
-async def test_skill_without_run_goes_to_openclaw_when_installed(tmp_path: Path) -> None:
-    bindir = tmp_path / "bin"
-    write_executable(bindir, "openclaw", STAND_IN)
-    write_skill(tmp_path / "skills", "sum", "name: summarize\ndescription: Summaries")
-    env = {"PATH": f"{bindir}{os.pathsep}{os.defpath}"}
-    skill = (
-        SkillDiscovery(env=env, workspace=tmp_path, home=tmp_path / "home")
-        .scan()
-        .skills["summarize"]
-    )
-
-    executor = executor_for(skill, env)
-    assert isinstance(executor, OpenClawExecutor)
-    outcome = await executor.run({"url": "https://example.com"}, timeout=12.5)
-    assert outcome.ok, outcome.error
-    argv = outcome.result["argv"]
-    assert argv[0] == "agent"
-    assert argv[argv.index("--timeout") + 1] == "13"
-    assert argv[argv.index("--session-id") + 1].startswith("eventsrc-summarize-")
-    assert "--json" in argv
-    message = argv[argv.index("--message") + 1]
-    assert '"summarize" skill' in message and '"url": "https://example.com"' in message
-
-    assert executor_for(skill, {"PATH": os.defpath}) is None
-
-
-@pytest.mark.parametrize(
-    ("printed", "result"),
-    [
-        ('{"payloads": [{"text": "hello"}, {"text": "world"}], "meta": {}}', "hello\nworld"),
-        ('{"payloads": [{"text": "[1, 2]"}]}', [1, 2]),
-        ("no json here", "no json here"),
-    ],
-)
-async def test_openclaw_reply_shapes(tmp_path: Path, printed: str, result: object) -> None:
-    script = python_script(f"print({printed!r})\n")
-    openclaw = write_executable(tmp_path / "bin", "openclaw", script)
-    outcome = await OpenClawExecutor("s", openclaw=str(openclaw), env=ENV).run({}, timeout=10)
-    assert outcome.ok and outcome.result == result
-
-
-async def test_openclaw_failure_is_retryable(tmp_path: Path) -> None:
-    bindir = tmp_path / "bin"
-    script = python_script("import sys; print('gateway down', file=sys.stderr); sys.exit(1)\n")
-    openclaw = write_executable(bindir, "openclaw", script)
-    outcome = await OpenClawExecutor("s", openclaw=str(openclaw), env=ENV).run({}, timeout=10)
-    assert not outcome.ok and outcome.retryable
-    assert outcome.error == "openclaw agent failed with exit code 1: gateway down"
 
 
 def test_executor_for_builtins_and_ineligible_skills(tmp_path: Path) -> None:

@@ -139,6 +139,8 @@ def test_config_paths_must_be_truthy_and_are_unmet_without_the_file() -> None:
     gate = Gate(config=("channels.slack.enabled",))
     missing = unavailable(gate, env={}, config=None)
     assert missing is not None and missing.missing_config == ("channels.slack.enabled",)
+    # Without a file OpenClaw's defaults still apply.
+    assert unavailable(Gate(config=("browser.enabled",)), env={}, config=None) is None
     assert unavailable(gate, env={}, config={"channels": {"slack": {"enabled": True}}}) is None
     off = unavailable(gate, env={}, config={"channels": {"slack": {"enabled": False}}})
     assert off is not None and off.missing_config == ("channels.slack.enabled",)
@@ -155,15 +157,46 @@ def test_config_truthiness_follows_openclaw() -> None:
         False,
     ]
     assert not config_truthy(config, "a.missing")
-    # OpenClaw's defaults for paths the file does not set; no file means unmet.
+    # OpenClaw's defaults for paths the file does not set, or when there is no file.
     assert config_truthy({}, "browser.enabled")
-    assert not config_truthy(None, "browser.enabled")
+    assert config_truthy(None, "browser.enabled")
+    assert not config_truthy({"browser": {"enabled": False}}, "browser.enabled")
+    assert not config_truthy({"__proto__": {"x": 1}}, "__proto__.x")
+    assert config_truthy({"a": [0, {"b": "y"}]}, "a.1.b")
 
 
-def test_skill_disabled_in_openclaw_json() -> None:
+def test_skill_disabled_in_openclaw_json_is_reported_as_disabled() -> None:
     config = {"skills": {"entries": {"s": {"enabled": False}}}}
     missing = unavailable(Gate(), env={}, config=config)
-    assert missing is not None and missing.missing_config == ("skills.entries.s.enabled",)
+    assert missing is not None and missing.disabled and missing.missing_config == ()
+    assert missing.lacks() == ("disabled",)
+    keyed = unavailable(Gate(skill_key="key-of-s"), env={}, config=config)
+    assert keyed is None
+
+
+def test_env_from_the_skill_entry_or_its_api_key_for_primary_env() -> None:
+    gate = Gate(env=("TOKEN", "OTHER"), skill_key="k", primary_env="TOKEN")
+    entry = {"env": {"OTHER": "o"}, "apiKey": "secret"}
+    assert unavailable(gate, env={}, config={"skills": {"entries": {"k": entry}}}) is None
+    blank = {"env": {"OTHER": "  "}, "apiKey": {"source": "env", "id": "X"}}
+    missing = unavailable(gate, env={"OTHER": " "}, config={"skills": {"entries": {"k": blank}}})
+    assert missing is not None and missing.missing_env == ("OTHER",)
+
+
+def test_allow_bundled_blocks_only_bundled_skills_outside_it() -> None:
+    config = {"skills": {"allowBundled": ["other"]}}
+    blocked = check(Gate(), name="s", env={}, platform="linux", config=config, bundled=True)
+    assert blocked is not None and blocked.blocked_by_allowlist
+    assert check(Gate(), name="s", env={}, platform="linux", config=config) is None
+    by_key = check(
+        Gate(skill_key="other"), name="s", env={}, platform="linux", config=config, bundled=True
+    )
+    assert by_key is None
+
+
+def test_yaml_core_schema_keeps_yes_a_string() -> None:
+    gate = gate_of("---\nmetadata:\n  openclaw:\n    always: yes\n    os: [Linux]\n---\n")
+    assert gate.always is False and gate.os == ("Linux",)
 
 
 @pytest.mark.parametrize(
@@ -172,6 +205,8 @@ def test_skill_disabled_in_openclaw_json() -> None:
         (["darwin"], "darwin", True),
         (["macos"], "darwin", True),
         (["macos"], "linux", False),
+        (["mac"], "darwin", False),
+        ([" Linux "], "linux", True),
         (["linux", "win32"], "linux", True),
         (["win32"], "linux", False),
         ([], "linux", True),
@@ -183,7 +218,7 @@ def test_os(skill_os: list[str], platform: str, ok: bool) -> None:
     assert (missing is None) is ok
     if not ok:
         assert missing is not None
-        assert missing.unsupported_os == tuple("darwin" if o == "macos" else o for o in skill_os)
+        assert missing.unsupported_os == tuple(skill_os)
 
 
 def test_always_skips_requirements_but_not_os() -> None:
