@@ -6,8 +6,10 @@ and a node holding it; every method returns the builder, so a case reads as one 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from eventsrc.events import (
     Heartbeat,
@@ -91,12 +93,15 @@ class Cluster:
         cpus: int = 0,
         memory_mb: int = 0,
         gpus: int = 0,
+        at: datetime | None = None,
+        incarnation: str | None = None,
     ) -> Cluster:
-        """A heartbeat of the node's live incarnation (soft state: load, hardware)."""
+        """A heartbeat (soft state: load, hardware) stored at ``at``, of the node's live
+        incarnation unless told."""
         beat = Heartbeat(
             **by_node(node_id),
             node_id=node_id,
-            incarnation=self.state.nodes[node_id].incarnation,
+            incarnation=self._incarnation(node_id) if incarnation is None else incarnation,
             cpu_percent=cpu,
             memory_percent=memory,
             cpu_count=cpus,
@@ -104,7 +109,7 @@ class Cluster:
             gpu_count=gpus,
         )
         seq = self.state.heartbeat_seq + 1
-        apply_heartbeat(self.state, beat, seq=seq, time=T0 + timedelta(seconds=seq))
+        apply_heartbeat(self.state, beat, seq=seq, time=at or T0 + timedelta(seconds=seq))
         return self
 
     def occupy(self, node_id: str, count: int = 1) -> Cluster:
@@ -146,9 +151,19 @@ class Cluster:
         )
         return self
 
+    def _incarnation(self, node_id: str) -> str:
+        node = self.state.nodes.get(node_id)
+        return node.incarnation if node is not None else ""
+
     def _filler(self) -> str:
         self.filler += 1
         return f"filler-{self.filler}"
+
+
+def sequential_ids(prefix: str = "e") -> Callable[[], str]:
+    """An id factory that says in which order a decision made its events: e1, e2, ..."""
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter)}"
 
 
 def _submitted(task_id: str) -> TaskSubmitted:
