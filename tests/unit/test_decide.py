@@ -170,6 +170,17 @@ def test_submit_says_nothing_more_when_only_a_slot_is_missing(
     assert run_submit(build().state, command, planned=planned) == (submitted_event(command),)
 
 
+def test_submit_says_why_when_a_label_is_missing_whatever_its_value_reads() -> None:
+    # A label value with "is busy" in it once passed for a node short of a slot: the
+    # task then waited silently, its reason left at "awaiting placement".
+    command = submit(labels={"note": "never is busy"})
+    events = run_submit(python_on("a").state, command)
+    queued = TaskQueued(
+        **stamp(2, causation_id="e1"), task_id="t1", reason="a lacks label note=never is busy"
+    )
+    assert events == (submitted_event(command), queued)
+
+
 def test_submit_stamps_the_origin_and_keeps_who_and_what_broadcast() -> None:
     command = SubmitTask(
         task_id="t1",

@@ -169,6 +169,13 @@ WAITING = [
         id="label-other-value",
     ),
     pytest.param(
+        lambda: python_on("a"),
+        spec("python", labels={"note": "never is busy"}),
+        None,
+        Wait("a lacks label note=never is busy", busy=False),
+        id="a-label-that-reads-busy-is-no-busy-node",
+    ),
+    pytest.param(
         lambda: python_on("a", labels={"zone": "eu"}),
         spec("python", labels={"zone": "eu", "disk": "ssd"}),
         None,
