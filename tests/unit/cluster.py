@@ -10,7 +10,9 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
+from eventsrc.commands.base import COORDINATOR, Origin
 from eventsrc.events import (
     Heartbeat,
     NodeCapabilitiesReported,
@@ -158,6 +160,28 @@ class Cluster:
     def _filler(self) -> str:
         self.filler += 1
         return f"filler-{self.filler}"
+
+
+def python_on(*node_ids: str, **node: Any) -> Cluster:
+    """The skill python in the catalog and nodes holding it (``node`` as for ``Cluster.node``)."""
+    cluster = Cluster().skill("python")
+    for node_id in node_ids:
+        cluster.node(node_id, "python", **node)
+    return cluster
+
+
+def made(
+    n: int, now: datetime, *, origin: Origin = COORDINATOR, causation_id: str | None = None
+) -> dict[str, Any]:
+    """The envelope of the ``n``-th event a decision made at ``now`` (see sequential_ids)."""
+    return {
+        "event_id": f"e{n}",
+        "time": now,
+        "producer": origin.producer,
+        "epoch": origin.epoch,
+        "causation_id": causation_id,
+        "correlation_id": None,
+    }
 
 
 def sequential_ids(prefix: str = "e") -> Callable[[], str]:

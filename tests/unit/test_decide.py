@@ -64,31 +64,15 @@ from tests.projections.builders import (
     succeeded,
     uninstance,
 )
-from tests.unit.cluster import Cluster, sequential_ids
+from tests.unit.cluster import Cluster, made, python_on, sequential_ids
 
 NOW = T0 + timedelta(hours=2)
 EPOCH_3 = Origin(producer="coordinator", epoch=3)
 
 
-def stamp(
-    n: int, *, origin: Origin = COORDINATOR, causation_id: str | None = None
-) -> dict[str, Any]:
+def stamp(n: int, **options: Any) -> dict[str, Any]:
     """The envelope of the ``n``-th event a decision made at NOW."""
-    return {
-        "event_id": f"e{n}",
-        "time": NOW,
-        "producer": origin.producer,
-        "epoch": origin.epoch,
-        "causation_id": causation_id,
-        "correlation_id": None,
-    }
-
-
-def python_on(*node_ids: str, capacity: int = 2) -> Cluster:
-    cluster = Cluster().skill("python")
-    for node_id in node_ids:
-        cluster.node(node_id, "python", capacity=capacity)
-    return cluster
+    return made(n, NOW, **options)
 
 
 def submit(task_id: str = "t1", **spec: Any) -> SubmitTask:

@@ -17,20 +17,13 @@ from eventsrc.commands.scheduler import (
 )
 from eventsrc.events import Candidate, TaskSpec, UnavailableSkill
 from tests.projections.builders import instance
-from tests.unit.cluster import Cluster
+from tests.unit.cluster import Cluster, python_on
 
 Build = Callable[[], Cluster]
 
 
 def spec(*skills: str, **options: object) -> TaskSpec:
     return TaskSpec.model_validate({"skills": skills or ("python",), **options})
-
-
-def python_on(*node_ids: str, **options: object) -> Cluster:
-    cluster = Cluster().skill("python")
-    for node_id in node_ids:
-        cluster.node(node_id, "python", **options)  # type: ignore[arg-type]
-    return cluster
 
 
 def decide(build: Build, task: TaskSpec, planned: Mapping[str, int] | None = None) -> Placement:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eventsrc.commands.base import COORDINATOR, Origin
+from eventsrc.commands.base import Origin
 from eventsrc.commands.tasks import Decision, reconcile
 from eventsrc.events import (
     Candidate,
@@ -36,25 +36,8 @@ from tests.projections.builders import (
     retried,
     started,
 )
-from tests.unit.cluster import Cluster, sequential_ids
-
-
-def stamp(n: int, now: datetime, origin: Origin = COORDINATOR) -> dict[str, Any]:
-    return {
-        "event_id": f"e{n}",
-        "time": now,
-        "producer": origin.producer,
-        "epoch": origin.epoch,
-        "causation_id": None,
-        "correlation_id": None,
-    }
-
-
-def python_on(*node_ids: str, capacity: int = 2) -> Cluster:
-    cluster = Cluster().skill("python")
-    for node_id in node_ids:
-        cluster.node(node_id, "python", capacity=capacity)
-    return cluster
+from tests.unit.cluster import Cluster, python_on, sequential_ids
+from tests.unit.cluster import made as stamp
 
 
 def submit(cluster: Cluster, task_id: str = "t1", **spec: Any) -> datetime:
