@@ -22,6 +22,7 @@ from eventsrc.events import (
     TaskSpec,
     TaskSubmitted,
     TaskTimedOut,
+    UnavailableSkill,
 )
 from eventsrc.projections.state import ClusterState
 from tests.projections.builders import (
@@ -381,3 +382,21 @@ def test_events_of_one_decision_are_in_aggregate_order() -> None:
     events: tuple[Event, ...] = decisions[0][1]
     assert [type(e).__name__ for e in events] == ["TaskCancelRequested", "TaskTimedOut"]
     assert {e.aggregate_subject for e in events} == {"evt.task.t1.>"}
+
+
+def test_who_would_qualify_is_said_again_when_it_changes() -> None:
+    # The reason stays "no live node holds python"; a node that found the skill but
+    # lacks a binary is news all the same.
+    cluster = Cluster().skill("python").node("a")
+    since = submit(cluster)
+    cluster.run.fold(queued("t1", "no live node holds python"))
+    now = since + timedelta(seconds=1)
+    assert loop(cluster.state, now) == []
+    cluster.cannot_run("a", UnavailableSkill(name="python", missing_bins=("python3",)))
+    hint = "a would run python with bin:python3"
+    expected = TaskQueued(
+        **stamp(1, now), task_id="t1", reason="no live node holds python", would_qualify=(hint,)
+    )
+    assert loop(cluster.state, now) == [("t1", (expected,))]
+    cluster.run.fold(expected.model_copy(update={"epoch": 1}))
+    assert loop(cluster.state, now) == []
