@@ -69,6 +69,7 @@ class Cluster:
         memory_mb: int = 0,
         gpus: int = 0,
         hostname: str = "",
+        pid: int = 0,
         incarnation: str = "i1",
     ) -> Cluster:
         """A joined node holding live instances of ``skills``."""
@@ -82,6 +83,7 @@ class Cluster:
             memory_total_mb=memory_mb,
             gpu_count=gpus,
             hostname=hostname,
+            pid=pid,
         )
         self.run.fold(joined, *(instance(skill, node_id) for skill in skills))
         return self

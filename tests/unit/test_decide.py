@@ -18,6 +18,8 @@ from eventsrc.commands.registry import (
     decide_register_instance,
     decide_register_skill,
     decide_unregister_instance,
+    in_use_message,
+    live_holder,
 )
 from eventsrc.commands.tasks import (
     CancelTask,
@@ -604,3 +606,58 @@ def test_the_sweep_expires_what_stopped_signing_and_carries_the_evidence(
     build: Callable[[], Cluster], expected: tuple[Event, ...]
 ) -> None:
     assert sweep(build()) == expected
+
+
+HOLDERS: list[Any] = [
+    pytest.param(Cluster, "i2", "", None, id="unknown-id"),
+    pytest.param(lambda: python_on("n1").leave("n1"), "i2", "", None, id="departed"),
+    pytest.param(lambda: python_on("n1"), "i1", "", None, id="same-incarnation-returns"),
+    pytest.param(lambda: python_on("n1"), "i2", "i1", None, id="replaces-a-dead-one"),
+    pytest.param(lambda: python_on("n1"), "i2", "", None, id="silent-too-long"),
+    pytest.param(
+        lambda: python_on("n1").beat("n1", at=SWEEP - timedelta(seconds=5)),
+        "i2",
+        "",
+        "n1",
+        id="live-holder",
+    ),
+    pytest.param(
+        lambda: python_on("n1").drain("n1").beat("n1", at=SWEEP),
+        "i2",
+        "",
+        "n1",
+        id="draining-holder-is-live",
+    ),
+    pytest.param(
+        lambda: python_on("n1").beat("n1", at=SWEEP, incarnation="i0"),
+        "i2",
+        "",
+        None,
+        id="a-predecessors-heartbeat-vouches-for-nothing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("build", "incarnation", "replaces", "holder"), HOLDERS)
+def test_a_node_id_is_held_by_a_live_process_only(
+    build: Callable[[], Cluster], incarnation: str, replaces: str, holder: str | None
+) -> None:
+    found = live_holder(
+        build().state,
+        node_id="n1",
+        incarnation=incarnation,
+        replaces=replaces,
+        now=SWEEP,
+        stale_after_s=STALE,
+    )
+    assert (found.node_id if found is not None else None) == holder
+
+
+def test_the_in_use_message_says_where_and_what_to_do() -> None:
+    cluster = Cluster().skill("python").node("n1", hostname="box", pid=4242)
+    cluster.beat("n1", at=T0 + timedelta(hours=1, seconds=3))
+    assert in_use_message(cluster.state, cluster.state.nodes["n1"]) == (
+        "node id n1 is in use by a live process on host box (pid 4242), joined "
+        "2026-01-01 00:00:02 UTC, last seen 01:00:03 UTC; give this node its own id with "
+        "--node-id NAME, or stop that process first"
+    )
