@@ -310,3 +310,31 @@ async def test_an_oversized_event_is_refused_clearly(backend: Backend) -> None:
     with pytest.raises(PayloadTooLargeError, match="max payload"):
         await backend.store.append(big)
     assert await backend.store.last_seq() == 0
+
+
+async def test_a_read_ends_at_the_last_event_stored_when_it_began(backend: Backend) -> None:
+    store = backend.store
+    for i in range(3):
+        await store.append(submitted(f"e{i}"))
+    reading = store.read()
+    first = await anext(reading)
+    await store.append(submitted("late"))
+    rest = [record async for record in reading]
+    assert seqs([first, *rest]) == [1, 2, 3]
+    assert seqs(await collect(store.read())) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("backend", ["memory", "jetstream"], indirect=True)
+async def test_pending_counts_the_matching_records_behind(backend: Backend) -> None:
+    # The consumer-less reader (one message get per record) cannot count what is
+    # behind without reading it: it says 0, or 1 while several filters have records
+    # ready, so a follower batches less but never waits for records that do not come.
+    store = backend.store
+    for i in range(3):
+        await store.append(submitted(f"c{i}"))
+        await store.append(submitted(f"other{i}"))
+    filters = ["evt.task.c0.>", "evt.task.c1.>", "evt.task.c2.>"]
+    records = await collect(store.read(subjects=filters))
+    assert [r.pending for r in records if isinstance(r, StoredEvent)] == [2, 1, 0]
+    followed = await take(store.subscribe(subjects=filters), 3)
+    assert [r.pending for r in followed if isinstance(r, StoredEvent)] == [2, 1, 0]
