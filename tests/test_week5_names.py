@@ -21,7 +21,7 @@ def test_the_week5_modules_hold_eventsrcs_objects() -> None:
     assert task_messaging.TaskMessaging is messaging.TaskMessaging
     assert task_messaging.TaskRequestResponse is messaging.TaskRequestResponse
     # One SkillDiscovery: the scanner's module resolves the name to the same class.
-    assert discovery.SkillDiscovery is eventsrc.SkillDiscovery  # type: ignore[attr-defined]
+    assert discovery.SkillDiscovery is eventsrc.SkillDiscovery
     assert issubclass(eventsrc.SkillDiscovery, discovery.SkillScanner)
 
 

@@ -77,15 +77,18 @@ def place(
     planned = planned or {}
     eligible: list[NodeView] = []
     reasons: list[str] = []
+    busy = True
     for node_id in holders:
         node = state.nodes[node_id]
         why = _ineligible(state, node, spec, planned.get(node_id, 0))
         if why:
             reasons.append(f"{node_id} {why}")
+            # By the start of what the node lacks: a label value may read "is busy" too.
+            busy = busy and why.startswith(BUSY)
         else:
             eligible.append(node)
     if not eligible:
-        busy = bool(reasons) and all(BUSY in reason for reason in reasons)
+        busy = busy and bool(reasons)
         return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node", busy=busy)
     best = eligible[0]
     for node in eligible[1:]:

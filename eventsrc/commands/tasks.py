@@ -377,6 +377,7 @@ def _check_waiting(
         attempt=task.attempt,
         placement=placement,
         previous_reason=task.reason,
+        previous_hints=task.would_qualify,
         now=now,
         new_id=new_id,
         origin=origin,
@@ -391,13 +392,14 @@ def _placement_event(
     attempt: int,
     placement: Placement,
     previous_reason: str,
+    previous_hints: tuple[str, ...] = (),
     now: datetime,
     new_id: NewId,
     origin: Origin,
     causation_id: str | None = None,
 ) -> Event | None:
     if isinstance(placement, Wait) and (
-        placement.reason == previous_reason
+        (placement.reason == previous_reason and placement.would_qualify == previous_hints)
         # Only short of a free slot, as under any load: not worth an event.
         or (placement.busy and previous_reason == AWAITING_PLACEMENT)
     ):

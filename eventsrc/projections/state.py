@@ -19,8 +19,9 @@ from pydantic import PlainSerializer
 from eventsrc.events import AgentRun, SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
-# version are ignored and the state is rebuilt by a full replay.
-STATE_SCHEMA_VERSION = 5
+# version are ignored and the state is rebuilt by a full replay. Stored times are
+# floored to microseconds, so a snapshot from before that can differ from a replay.
+STATE_SCHEMA_VERSION = 6
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -69,8 +70,17 @@ class ConsumerlessEventStore(JetStreamEventStore):
         from_seq: int = 1,
         last_per_subject: bool = False,
     ) -> AsyncIterator[Record]:
-        """Follow by polling; ``last_per_subject`` replays the (bounded) history instead."""
-        merge = _Merge(self, stream, _filters(stream, subjects), max(from_seq, 1))
+        """Follow by polling; ``last_per_subject`` starts with the newest message of each
+        subject, as a consumer with that deliver policy does (``from_seq`` is ignored)."""
+        filters = _filters(stream, subjects)
+        if last_per_subject:
+            until = await self.last_seq(stream)
+            newest = await self._newest_per_subject(stream, filters, until)
+            for i, first in enumerate(newest):
+                behind = len(newest) - i - 1
+                yield replace(first, pending=behind) if isinstance(first, StoredEvent) else first
+            from_seq = until + 1
+        merge = _Merge(self, stream, filters, max(from_seq, 1))
         delay = POLL_MIN_S
         while True:
             record = await merge.next()
@@ -80,6 +90,33 @@ class ConsumerlessEventStore(JetStreamEventStore):
                 continue
             delay = POLL_MIN_S
             yield record
+
+    async def _newest_per_subject(
+        self, stream: str, filters: list[str], until_seq: int
+    ) -> list[Record]:
+        """The newest record of each subject matching ``filters``, in stream order; one
+        newer than ``until_seq`` is left out (the follow delivers it). The subjects come
+        from one stream-info reply per filter, which lists them all for a heartbeat
+        stream (one subject per node)."""
+        found: set[str] = set()
+        for pattern in filters:
+            try:
+                info = await self.js.stream_info(stream, subjects_filter=pattern)
+            except nats.errors.Error as err:
+                raise _map_error(err, subject=pattern) from err
+            found.update(info.state.subjects or {})
+        records: list[Record] = []
+        for subject in found:
+            try:
+                msg = await self.js.get_msg(stream, subject=subject)
+            except nats.js.errors.NotFoundError:
+                continue  # aged out or purged since the stream info
+            except nats.errors.Error as err:
+                raise _map_error(err, subject=subject) from err
+            record = _record(msg, pending=0)
+            if record.seq <= until_seq:
+                records.append(record)
+        return sorted(records, key=lambda record: record.seq)
 
     async def get_next(self, stream: str, subject: str, seq: int) -> Record | None:
         """The first message at or after ``seq`` on ``subject`` (wildcards allowed)."""

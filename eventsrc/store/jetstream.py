@@ -18,7 +18,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final
 
@@ -341,7 +341,7 @@ def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
 
 def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
     seq, pending = ack.stream_seq, ack.pending
-    stored_at = datetime.fromtimestamp(ack.timestamp_ns / 1e9, UTC)
+    stored_at = _server_time(ack.timestamp_ns)
     headers = msg.headers
     if headers and HDR_ORIGIN_TIME in headers:
         # Imported history keeps the time it was first stored, so a rebuild of an
@@ -353,6 +353,16 @@ def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
         err.time = stored_at
         return err, pending
     return StoredEvent(seq, msg.subject, stored_at, event, pending), pending
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _server_time(timestamp_ns: int) -> datetime:
+    """The server's nanosecond timestamp floored to microseconds. Rounded, it fell after
+    the stored time half of the time, and a read from it missed the event it came from;
+    floored, it also equals what a message get reports (its ISO time cut to 6 digits)."""
+    return _UNIX_EPOCH + timedelta(microseconds=timestamp_ns // 1000)
 
 
 def _origin_time(value: str, fallback: datetime) -> datetime:

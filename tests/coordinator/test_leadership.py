@@ -225,6 +225,7 @@ async def test_a_projection_starts_on_a_stream_whose_events_aged_out(
     from eventsrc.events import Heartbeat, SkillMetadata, SkillRegistered
 
     server = make_server()
+    assert server.url is not None
     nc = await nats.connect(server.url)
     try:
         store = JetStreamEventStore(nc, settings=StreamSettings(events_max_age_s=1))

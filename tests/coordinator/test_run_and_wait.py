@@ -17,7 +17,7 @@ from eventsrc.errors import NotFoundError
 from eventsrc.events import TaskQueued, TaskStarted
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
-from eventsrc.store import JetStreamEventStore
+from eventsrc.store import JetStreamEventStore, StoredEvent
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -61,7 +61,10 @@ async def cluster(coordinator_url: str, worker: NodeAgent) -> AsyncIterator[Clus
 
 async def _types(nc: Client, task_id: str) -> list[str]:
     store = JetStreamEventStore(nc)
-    return [type(r.event).__name__ async for r in store.read(subjects=f"evt.task.{task_id}.>")]
+    records = store.read(subjects=f"evt.task.{task_id}.>")
+    return [
+        type(r.event).__name__ if isinstance(r, StoredEvent) else repr(r) async for r in records
+    ]
 
 
 async def test_wait_answers_when_the_task_ends(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 import eventsrc
 from eventsrc.client import Cluster
@@ -70,7 +71,7 @@ async def api_responders(url: str) -> int:
         inbox = nc.new_inbox()
         replies: list[bytes] = []
 
-        async def collect(msg: nats.aio.msg.Msg) -> None:
+        async def collect(msg: Msg) -> None:
             replies.append(msg.data)
 
         sub = await nc.subscribe(inbox, cb=collect)

@@ -9,8 +9,9 @@ the calls answer.
 
 from __future__ import annotations
 
+import functools
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -31,7 +32,7 @@ WEEK5_CATEGORIES = {
     "machine_learning": 1,
     "media_processing": 1,
 }
-NODES = {
+NODES: dict[str, Sequence[str]] = {
     "node_001": ["python", "search"],
     "node_002": ["python", "weather"],
     "node_003": ["python", "ml", "data-analysis"],
@@ -154,7 +155,7 @@ async def scheduling_scenario(e2e: E2E, cluster: eventsrc.Cluster) -> None:
     registry = cluster.registry
     for node_id, skills in NODES.items():
         await poll(
-            lambda n=node_id, s=skills: _holds(registry, n, s),
+            functools.partial(_holds, registry, node_id, skills),
             f"{node_id} with {skills} in the client's projection",
         )
         print(f"{node_id}: {skills}")
@@ -184,7 +185,7 @@ async def scheduling_scenario(e2e: E2E, cluster: eventsrc.Cluster) -> None:
         await e2e.wait_node(node_id, "left")
 
 
-async def _holds(registry: SkillRegistry, node_id: str, skills: list[str]) -> bool:
+async def _holds(registry: SkillRegistry, node_id: str, skills: Sequence[str]) -> bool:
     return set(skills) <= await registry.get_node_skills(node_id)
 
 

@@ -44,7 +44,7 @@ TEMPLATES: list[dict[str, Any]] = [orjson.loads(encode(event)) for event in one_
 
 SUBJECTS = ["", "evt.task.t1.lifecycle", "evt.task.t1.from.n1", "evt.node.n1", "hb.n1"]
 
-plausible = st.sampled_from(
+plausible: st.SearchStrategy[Any] = st.sampled_from(
     ["t1", "n1", "n2", "python", "i1", "", "2026-01-01T00:00:00Z", "coordinator", *EVENT_CLASSES]
 ) | st.sampled_from([0, 1, 2, 3, -1, 10**18, 1e308, 0.5, None, True, False, [], {}])
 """Values that often still validate, so that mutated events reach ``apply``."""

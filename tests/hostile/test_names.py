@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -96,7 +97,7 @@ async def test_the_python_and_registry_apis_refuse_wildcard_names(
 ) -> None:
     async with eventsrc.connect(nats_url) as cluster:
         stored = await cluster.store.last_seq()
-        refusals = {
+        refusals: dict[str, Callable[[], Awaitable[object]]] = {
             "submit task_id": lambda: cluster.submit("python", task_id=bad),
             "submit skill": lambda: cluster.submit(bad),
             "submit skills": lambda: cluster.submit(["python", bad]),

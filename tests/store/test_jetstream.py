@@ -201,6 +201,7 @@ async def test_oversized_event_is_refused_clearly(store: JetStreamEventStore) ->
 
 async def test_a_full_store_refuses_and_keeps_what_it_has(make_server: MakeServer) -> None:
     server = make_server()
+    assert server.url is not None
     client = await nats.connect(server.url)
     try:
         store = JetStreamEventStore(client, settings=StreamSettings(events_max_bytes=4096))
@@ -218,6 +219,7 @@ async def test_a_full_store_refuses_and_keeps_what_it_has(make_server: MakeServe
 
 async def test_events_survive_a_server_restart(make_server: MakeServer) -> None:
     server = make_server()
+    assert server.url is not None
     client = await nats.connect(server.url)
     store = JetStreamEventStore(client)
     await store.ensure_streams()
@@ -225,6 +227,7 @@ async def test_events_survive_a_server_restart(make_server: MakeServer) -> None:
     await store.append_many(events)
     await client.close()
     server.restart()
+    assert server.url is not None
     client = await nats.connect(server.url)
     try:
         items = await collect(JetStreamEventStore(client).read())

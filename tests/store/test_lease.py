@@ -22,6 +22,7 @@ LEASE_S = 1.0
 @pytest.fixture
 async def nc(make_server: MakeServer) -> AsyncIterator[Client]:
     server = make_server()
+    assert server.url is not None
     client = await nats.connect(server.url)
     yield client
     await client.close()
@@ -99,6 +100,7 @@ async def test_an_existing_bucket_keeps_its_lease_time(nc: Client) -> None:
 
 async def test_an_unreachable_server_is_a_store_error(make_server: MakeServer) -> None:
     server = make_server()
+    assert server.url is not None
     client = await nats.connect(server.url, allow_reconnect=False)
     lease = await opened(client)
     revision = await lease.acquire(encode_holder("c1", 1))
