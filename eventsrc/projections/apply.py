@@ -13,6 +13,7 @@ from typing import Any
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
+from eventsrc.events.subjects import task_id_of
 from eventsrc.projections import membership, tasks
 from eventsrc.projections.state import ClusterState
 
@@ -74,13 +75,14 @@ def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
     # stream before accepting them again. Strays on tasks the state does not hold are
     # kept for the newest ``max_finished`` of them only, so junk cannot grow memory
     # without bound (an older stray's id is refused by the server's own check).
-    if aggregate.startswith("evt.task.") and aggregate[9:-2] not in state.tasks:
+    task_id = task_id_of(aggregate)
+    if task_id is not None and task_id not in state.tasks:
         strays = state.strays
         strays[aggregate] = None
         strays.move_to_end(aggregate)
         while len(strays) > state.retention.max_finished:
             oldest, _ = strays.popitem(last=False)
-            if oldest[9:-2] not in state.tasks:
+            if task_id_of(oldest) not in state.tasks:
                 state.aggregate_seq.pop(oldest, None)
     state.aggregate_seq[aggregate] = seq
 

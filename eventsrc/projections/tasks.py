@@ -24,6 +24,7 @@ from eventsrc.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from eventsrc.events.subjects import task_filter
 from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskView
 
 Outcome = tuple[str, str] | None
@@ -84,7 +85,7 @@ def _evict(state: ClusterState, now: datetime) -> None:
             break
         finished.popitem(last=False)
         state.tasks.pop(task_id, None)
-        state.aggregate_seq.pop(f"evt.task.{task_id}.>", None)
+        state.aggregate_seq.pop(task_filter(task_id), None)
         state.evicted += 1
 
 
