@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from eventsrc.events import Candidate, TaskSpec
 from eventsrc.projections.queries import reported_skills, resolve_dependencies
-from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeView
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeState, NodeView
 
 # Differences in cpu/memory use below this many percentage points do not rank.
 LOAD_TIE_POINTS = 10.0
@@ -116,7 +116,7 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
     """Nodes that found a required skill but cannot run it, with what they lack."""
     hints: list[str] = []
     for node_id, node in sorted(state.nodes.items()):
-        if node.state != "alive":
+        if node.state != NodeState.ALIVE:
             continue
         for unavailable in node.unavailable:
             if unavailable.name not in skills:
@@ -129,7 +129,7 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
 
 
 def _ineligible(state: ClusterState, node: NodeView, spec: TaskSpec, planned: int) -> str:
-    if node.state != "alive":
+    if node.state != NodeState.ALIVE:
         return f"is {node.state}"
     if spec.node_id is not None and node.node_id != spec.node_id:
         return f"is not the pinned node {spec.node_id}"

@@ -20,7 +20,14 @@ from eventsrc.events import (
     SkillRegistered,
     SkillUpdated,
 )
-from eventsrc.projections.state import MEMBER_STATES, ClusterState, InstanceView, Liveness, NodeView
+from eventsrc.projections.state import (
+    MEMBER_STATES,
+    ClusterState,
+    InstanceView,
+    Liveness,
+    NodeState,
+    NodeView,
+)
 
 Outcome = tuple[str, str] | None
 
@@ -89,7 +96,7 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
         # A new incarnation re-registers what it has; old instances are not vouched for.
         _set_instances(state, event.node_id, "offline")
     # A drain outlives the process it was meant for: a node that re-joins stays drained.
-    node.state = "draining" if node.drained else "alive"
+    node.state = NodeState.DRAINING if node.drained else NodeState.ALIVE
     node.incarnation = event.incarnation
     node.capacity = event.capacity
     node.labels = dict(event.labels)
@@ -126,7 +133,7 @@ def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
     node = _member(state, event.node_id, event.incarnation, "NodeLeft")
     if isinstance(node, tuple):
         return node
-    node.state = "left"
+    node.state = NodeState.LEFT
     node.left_at = time
     _set_instances(state, event.node_id, "offline")
     return None
@@ -137,7 +144,7 @@ def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Out
     node = _member(state, event.node_id, event.incarnation, "NodeExpired")
     if isinstance(node, tuple):
         return node
-    node.state = "expired"
+    node.state = NodeState.EXPIRED
     node.left_at = time
     _set_instances(state, event.node_id, "expired")
     return None
@@ -152,7 +159,7 @@ def drain_requested(state: ClusterState, event: NodeDrainRequested, time: dateti
         return ("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
     # A node that left or expired may be drained too: it joins again drained.
     if node.state in MEMBER_STATES:
-        node.state = "draining"
+        node.state = NodeState.DRAINING
     node.drained = event.until_undrained
     return None
 
@@ -165,8 +172,8 @@ def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: dateti
     if not node.drain_in_force:
         return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
     node.drained = False
-    if node.state == "draining":
-        node.state = "alive"
+    if node.state == NodeState.DRAINING:
+        node.state = NodeState.ALIVE
     return None
 
 

@@ -25,7 +25,7 @@ from eventsrc.events import (
     TaskTimedOut,
 )
 from eventsrc.events.subjects import task_filter
-from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskView
+from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskState, TaskView
 
 Outcome = tuple[str, str] | None
 
@@ -64,7 +64,7 @@ def _release(state: ClusterState, task: TaskView) -> None:
             node.running.discard(task.task_id)
 
 
-def _finish(state: ClusterState, task: TaskView, new_state: str, time: datetime) -> None:
+def _finish(state: ClusterState, task: TaskView, new_state: TaskState, time: datetime) -> None:
     _release(state, task)
     task.state = new_state
     task.finished_at = time
@@ -128,7 +128,7 @@ def queued(state: ClusterState, event: TaskQueued, time: datetime) -> Outcome:
     task = _task(state, event.task_id, "TaskQueued")
     if isinstance(task, tuple):
         return task
-    if task.state != "queued":
+    if task.state != TaskState.QUEUED:
         return ("illegal", f"TaskQueued for {task.task_id} while {task.state}")
     task.reason = event.reason
     task.would_qualify = event.would_qualify
@@ -139,11 +139,11 @@ def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> Outcom
     task = _task(state, event.task_id, "TaskRejected")
     if isinstance(task, tuple):
         return task
-    if task.state != "queued":
+    if task.state != TaskState.QUEUED:
         return ("illegal", f"TaskRejected for {task.task_id} while {task.state}")
     task.reason = event.reason
     task.missing_skills = event.missing_skills
-    _finish(state, task, "rejected", time)
+    _finish(state, task, TaskState.REJECTED, time)
     return None
 
 
@@ -151,13 +151,13 @@ def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> Outcom
     task = _task(state, event.task_id, "TaskAssigned")
     if isinstance(task, tuple):
         return task
-    if task.state != "queued" or task.retry_pending or event.attempt != task.attempt:
+    if task.state != TaskState.QUEUED or task.retry_pending or event.attempt != task.attempt:
         return (
             "illegal",
             f"TaskAssigned attempt {event.attempt} for {task.task_id} while {task.state} "
             f"at attempt {task.attempt}",
         )
-    task.state = "assigned"
+    task.state = TaskState.ASSIGNED
     state.waiting.discard(task.task_id)
     task.node_id = event.node_id
     task.run_deadline = event.run_deadline
@@ -181,7 +181,7 @@ def started(state: ClusterState, event: TaskStarted, time: datetime) -> Outcome:
     problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskStarted")
     if problem is not None:
         return problem
-    task.state = "running"
+    task.state = TaskState.RUNNING
     task.started = True
     return None
 
@@ -197,7 +197,7 @@ def succeeded(state: ClusterState, event: TaskSucceeded, time: datetime) -> Outc
     task.error = None
     task.agent = event.agent
     _count_result(state, task, event.node_id, ok=True)
-    _finish(state, task, "succeeded", time)
+    _finish(state, task, TaskState.SUCCEEDED, time)
     return None
 
 
@@ -215,13 +215,13 @@ def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
         # Not terminal: the coordinator's TaskRetried follows (the spec decides, so the
         # projection knows it without waiting for that decision).
         _release(state, task)
-        task.state = "queued"
+        task.state = TaskState.QUEUED
         state.waiting.add(task.task_id)
         task.node_id = None
         task.retry_pending = True
         task.reason = f"attempt {task.attempt} failed ({event.error}); retry pending"
         return None
-    _finish(state, task, "failed", time)
+    _finish(state, task, TaskState.FAILED, time)
     return None
 
 
@@ -249,7 +249,7 @@ def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcom
     if problem is not None:
         return problem
     _release(state, task)
-    task.state = "queued"
+    task.state = TaskState.QUEUED
     state.waiting.add(task.task_id)
     task.node_id = None
     task.attempt += 1
@@ -266,7 +266,7 @@ def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outco
         return task
     if task.terminal:
         return ("late", f"TaskTimedOut for {task.task_id} after it ended {task.state}")
-    if event.phase == "queue" and task.state != "queued":
+    if event.phase == "queue" and task.state != TaskState.QUEUED:
         return ("illegal", f"queue timeout for {task.task_id} while {task.state}")
     if event.phase == "run" and (
         task.state not in ACTIVE_TASK_STATES or event.attempt != task.attempt
@@ -276,7 +276,7 @@ def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outco
     if event.phase == "queue" and task.reason and task.reason != AWAITING_PLACEMENT:
         reason = f"{reason} while waiting: {task.reason}"
     task.reason = reason
-    _finish(state, task, "timed_out", time)
+    _finish(state, task, TaskState.TIMED_OUT, time)
     return None
 
 
@@ -298,5 +298,5 @@ def cancelled(state: ClusterState, event: TaskCancelled, time: datetime) -> Outc
     if task.terminal:
         return ("late", f"TaskCancelled for {task.task_id} after it ended {task.state}")
     task.reason = event.reason or "cancelled"
-    _finish(state, task, "cancelled", time)
+    _finish(state, task, TaskState.CANCELLED, time)
     return None
