@@ -15,9 +15,11 @@ from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
 from eventsrc.events.subjects import task_id_of
 from eventsrc.projections import membership, tasks
+from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ClusterState
 
-Handler = Callable[[ClusterState, Any, datetime], tuple[str, str] | None]
+Handler = Callable[[ClusterState, Any, datetime], None]
+"""Folds one event in, or raises Problem before changing anything."""
 
 HANDLERS: dict[str, Handler] = {
     "SkillRegistered": membership.skill_registered,
@@ -53,19 +55,23 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
     if seq <= state.last_seq:
         return
     state.last_seq = seq
-    problem: tuple[str, str] | None
-    if isinstance(event, Heartbeat):
-        problem = ("illegal", "a heartbeat in the events stream")
-    elif type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
-        problem = ("fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}")
-    else:
-        problem = HANDLERS[event.type](state, event, time)
+    try:
+        _fold(state, event, time)
+    except Problem as problem:
+        state.problems.note(problem.kind, f"seq {seq}: {problem.text}")
     # The server compares expected sequences with every stored event of an aggregate,
     # late and fenced ones included, so the position moves whatever the outcome.
     _track_aggregate(state, event.aggregate_subject, seq)
-    if problem is not None:
-        kind, text = problem
-        state.problems.note(kind, f"seq {seq}: {text}")
+
+
+def _fold(state: ClusterState, event: Event, time: datetime) -> None:
+    if isinstance(event, Heartbeat):
+        raise Problem("illegal", "a heartbeat in the events stream")
+    if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
+        raise Problem(
+            "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"
+        )
+    HANDLERS[event.type](state, event, time)
 
 
 def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:

@@ -20,6 +20,7 @@ from eventsrc.events import (
     SkillRegistered,
     SkillUpdated,
 )
+from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import (
     MEMBER_STATES,
     ClusterState,
@@ -29,12 +30,10 @@ from eventsrc.projections.state import (
     NodeView,
 )
 
-Outcome = tuple[str, str] | None
-
 
 def skill_registered(
     state: ClusterState, event: SkillRegistered | SkillUpdated, time: datetime
-) -> Outcome:
+) -> None:
     name = event.metadata.name
     current = state.skills.get(name)
     created = current.created_at if current is not None else None
@@ -43,7 +42,6 @@ def skill_registered(
         update={"created_at": created or time, "updated_at": time}
     )
     state.instances.setdefault(name, {})
-    return None
 
 
 def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
@@ -55,7 +53,7 @@ def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
 
 def instance_registered(
     state: ClusterState, event: SkillInstanceRegistered, time: datetime
-) -> Outcome:
+) -> None:
     state.available.clear()
     state.instance_registrations += 1
     holders = state.instances.setdefault(event.skill, {})
@@ -66,28 +64,26 @@ def instance_registered(
         instance.status = "active"
         instance.registered_at = time
     state.node_skills.setdefault(event.node_id, set()).add(event.skill)
-    return None
 
 
 def instance_gone(
     state: ClusterState,
     event: SkillInstanceUnregistered | SkillInstanceExpired,
     time: datetime,
-) -> Outcome:
+) -> None:
     state.available.clear()
     instance = state.instances.get(event.skill, {}).get(event.node_id)
     if instance is None or instance.status != "active":
-        return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
+        raise Problem("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
     if isinstance(event, SkillInstanceUnregistered):
         instance.status = "unregistered"
         state.instance_unregistrations += 1
     else:
         instance.status = "expired"
     state.node_skills.get(event.node_id, set()).discard(event.skill)
-    return None
 
 
-def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outcome:
+def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
@@ -112,88 +108,74 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
     node.event_schema = event.event_schema
     node.joined_at = time
     node.left_at = None
-    return None
 
 
-def _member(
-    state: ClusterState, node_id: str, incarnation: str | None, what: str
-) -> NodeView | tuple[str, str]:
+def _member(state: ClusterState, node_id: str, incarnation: str | None, what: str) -> NodeView:
     node = state.nodes.get(node_id)
     if node is None:
-        return ("illegal", f"{what} for unknown node {node_id}")
+        raise Problem("illegal", f"{what} for unknown node {node_id}")
     if node.state not in MEMBER_STATES:
-        return ("late", f"{what} for {node_id} while {node.state}")
+        raise Problem("late", f"{what} for {node_id} while {node.state}")
     if incarnation is not None and incarnation != node.incarnation:
-        return ("late", f"{what} for {node_id} incarnation {incarnation}: not the live one")
+        raise Problem("late", f"{what} for {node_id} incarnation {incarnation}: not the live one")
     return node
 
 
-def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
+def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> None:
     state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeLeft")
-    if isinstance(node, tuple):
-        return node
     node.state = NodeState.LEFT
     node.left_at = time
     _set_instances(state, event.node_id, "offline")
-    return None
 
 
-def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Outcome:
+def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> None:
     state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeExpired")
-    if isinstance(node, tuple):
-        return node
     node.state = NodeState.EXPIRED
     node.left_at = time
     _set_instances(state, event.node_id, "expired")
-    return None
 
 
-def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
+def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
+        raise Problem("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
     if node.state not in MEMBER_STATES and not event.until_undrained:
-        return ("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
+        raise Problem("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
     # A node that left or expired may be drained too: it joins again drained.
     if node.state in MEMBER_STATES:
         node.state = NodeState.DRAINING
     node.drained = event.until_undrained
-    return None
 
 
-def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> Outcome:
+def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
+        raise Problem("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
     if not node.drain_in_force:
-        return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
+        raise Problem("late", f"NodeDrainCancelled for {event.node_id}: not drained")
     node.drained = False
     if node.state == NodeState.DRAINING:
         node.state = NodeState.ALIVE
-    return None
 
 
-def capabilities(state: ClusterState, event: NodeCapabilitiesReported, time: datetime) -> Outcome:
+def capabilities(state: ClusterState, event: NodeCapabilitiesReported, time: datetime) -> None:
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"capabilities for unknown node {event.node_id}")
+        raise Problem("illegal", f"capabilities for unknown node {event.node_id}")
     node.unavailable = event.unavailable
-    return None
 
 
-def leader_elected(state: ClusterState, event: LeaderElected, time: datetime) -> Outcome:
+def leader_elected(state: ClusterState, event: LeaderElected, time: datetime) -> None:
     state.epoch = event.epoch or 0
     state.leader = event.coordinator_id
-    return None
 
 
-def settings_changed(state: ClusterState, event: ClusterSettingsChanged, time: datetime) -> Outcome:
+def settings_changed(state: ClusterState, event: ClusterSettingsChanged, time: datetime) -> None:
     state.settings.update(event.settings)
-    return None
 
 
 def heartbeat(state: ClusterState, event: Heartbeat, *, seq: int, time: datetime) -> None:
