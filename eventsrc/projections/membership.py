@@ -24,6 +24,7 @@ from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import (
     MEMBER_STATES,
     ClusterState,
+    InstanceStatus,
     InstanceView,
     Liveness,
     NodeState,
@@ -44,7 +45,7 @@ def skill_registered(
     state.instances.setdefault(name, {})
 
 
-def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
+def _set_instances(state: ClusterState, node_id: str, status: InstanceStatus) -> None:
     for skill in state.node_skills.pop(node_id, set()):
         instance = state.instances.get(skill, {}).get(node_id)
         if instance is not None:
@@ -61,7 +62,7 @@ def instance_registered(
     if instance is None:
         holders[event.node_id] = InstanceView(event.skill, event.node_id, registered_at=time)
     else:
-        instance.status = "active"
+        instance.status = InstanceStatus.ACTIVE
         instance.registered_at = time
     state.node_skills.setdefault(event.node_id, set()).add(event.skill)
 
@@ -73,13 +74,13 @@ def instance_gone(
 ) -> None:
     state.available.clear()
     instance = state.instances.get(event.skill, {}).get(event.node_id)
-    if instance is None or instance.status != "active":
+    if instance is None or instance.status != InstanceStatus.ACTIVE:
         raise Problem("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
     if isinstance(event, SkillInstanceUnregistered):
-        instance.status = "unregistered"
+        instance.status = InstanceStatus.UNREGISTERED
         state.instance_unregistrations += 1
     else:
-        instance.status = "expired"
+        instance.status = InstanceStatus.EXPIRED
     state.node_skills.get(event.node_id, set()).discard(event.skill)
 
 
@@ -90,7 +91,7 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> None:
         node = state.nodes[event.node_id] = NodeView(event.node_id)
     elif node.incarnation != event.incarnation:
         # A new incarnation re-registers what it has; old instances are not vouched for.
-        _set_instances(state, event.node_id, "offline")
+        _set_instances(state, event.node_id, InstanceStatus.OFFLINE)
     # A drain outlives the process it was meant for: a node that re-joins stays drained.
     node.state = NodeState.DRAINING if node.drained else NodeState.ALIVE
     node.incarnation = event.incarnation
@@ -126,7 +127,7 @@ def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> None:
     node = _member(state, event.node_id, event.incarnation, "NodeLeft")
     node.state = NodeState.LEFT
     node.left_at = time
-    _set_instances(state, event.node_id, "offline")
+    _set_instances(state, event.node_id, InstanceStatus.OFFLINE)
 
 
 def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> None:
@@ -134,7 +135,7 @@ def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Non
     node = _member(state, event.node_id, event.incarnation, "NodeExpired")
     node.state = NodeState.EXPIRED
     node.left_at = time
-    _set_instances(state, event.node_id, "expired")
+    _set_instances(state, event.node_id, InstanceStatus.EXPIRED)
 
 
 def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> None:

@@ -50,6 +50,15 @@ class NodeState(StrEnum):
     EXPIRED = "expired"
 
 
+class InstanceStatus(StrEnum):
+    """A skill instance on a node; only an active one can get work."""
+
+    ACTIVE = "active"
+    UNREGISTERED = "unregistered"
+    EXPIRED = "expired"
+    OFFLINE = "offline"
+
+
 TERMINAL_STATES: Final = frozenset(
     {
         TaskState.SUCCEEDED,
@@ -73,7 +82,7 @@ class InstanceView:
 
     skill: str
     node_id: str
-    status: str = "active"  # active | unregistered | expired | offline
+    status: InstanceStatus = InstanceStatus.ACTIVE
     registered_at: datetime | None = None
     usage_count: int = 0
     success_count: int = 0
@@ -259,7 +268,7 @@ class ClusterState:
     def live(self, instance: InstanceView) -> bool:
         """An instance that counts: active, and on a member node, or registered through
         the registry alone (for a node id that never joined, or since its node left)."""
-        if instance.status != "active":
+        if instance.status != InstanceStatus.ACTIVE:
             return False
         node = self.nodes.get(instance.node_id)
         if node is None or node.state in MEMBER_STATES:
