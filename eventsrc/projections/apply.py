@@ -56,22 +56,18 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
         return
     state.last_seq = seq
     try:
-        _fold(state, event, time)
+        if isinstance(event, Heartbeat):
+            raise Problem("illegal", "a heartbeat in the events stream")
+        if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
+            raise Problem(
+                "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"
+            )
+        HANDLERS[event.type](state, event, time)
     except Problem as problem:
         state.problems.note(problem.kind, f"seq {seq}: {problem.text}")
     # The server compares expected sequences with every stored event of an aggregate,
     # late and fenced ones included, so the position moves whatever the outcome.
     _track_aggregate(state, event.aggregate_subject, seq)
-
-
-def _fold(state: ClusterState, event: Event, time: datetime) -> None:
-    if isinstance(event, Heartbeat):
-        raise Problem("illegal", "a heartbeat in the events stream")
-    if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
-        raise Problem(
-            "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"
-        )
-    HANDLERS[event.type](state, event, time)
 
 
 def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
