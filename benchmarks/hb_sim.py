@@ -44,6 +44,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from eventsrc.events import Heartbeat, NodeJoined, encode, new_event_id
+from eventsrc.events.subjects import HEARTBEATS_FILTER
 from eventsrc.ports import HEARTBEATS_STREAM
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.jetstream import HDR_MSG_ID
@@ -214,7 +215,7 @@ async def consume(args: argparse.Namespace) -> None:
     try:
         js = nc.jetstream()
         sub = await js.subscribe(
-            "hb.>",
+            HEARTBEATS_FILTER,
             stream=HEARTBEATS_STREAM,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,

@@ -36,6 +36,7 @@ import psutil
 from benchmarks import hb_sim
 from benchmarks.harness import Benchmark, Context, Figure, figure
 from eventsrc.events import NodeExpired
+from eventsrc.events.subjects import ALL_NODES_FILTER, heartbeat_subject
 from eventsrc.ports import HEARTBEATS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
@@ -235,7 +236,7 @@ async def _detect(
     ids = (await fleet.command(f"stop {plan.dead}", expect="stopped")).split()[1:]
     last: dict[str, datetime] = {}
     for node_id in ids:
-        msg = await store.js.get_last_msg(HEARTBEATS_STREAM, f"hb.{node_id}")
+        msg = await store.js.get_last_msg(HEARTBEATS_STREAM, heartbeat_subject(node_id))
         assert msg.time is not None
         last[node_id] = msg.time
     bound = plan.stale_after_s + plan.sweep_interval_s
@@ -290,7 +291,9 @@ class _ExpiryWatch:
             await asyncio.wait([self._task], timeout=hb_sim.STOP_TIMEOUT_S)
 
     async def _follow(self) -> None:
-        async for record in self._store.subscribe(subjects="evt.node.*", from_seq=self._from_seq):
+        async for record in self._store.subscribe(
+            subjects=ALL_NODES_FILTER, from_seq=self._from_seq
+        ):
             if isinstance(record, StoredEvent) and isinstance(record.event, NodeExpired):
                 self.expired[record.event.node_id] = (record.time, record.event)
                 self._changed.set()

@@ -38,6 +38,7 @@ from eventsrc.events import (
     TaskSucceeded,
     new_event_id,
 )
+from eventsrc.events.subjects import EVENTS_FILTER
 from eventsrc.node.builtins import BUILTIN_SKILLS
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.snapshot import encode_snapshot, snapshot_document
@@ -188,7 +189,7 @@ async def raw_replay(nc: Client, *, from_seq: int = 1) -> int:
 
     from_start = from_seq <= 1
     sub = await nc.jetstream().subscribe(
-        "evt.>",
+        EVENTS_FILTER,
         ordered_consumer=True,
         stream=EVENTS_STREAM,
         cb=on_message,

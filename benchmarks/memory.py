@@ -28,6 +28,7 @@ from benchmarks.children import Child, spawn
 from benchmarks.harness import Benchmark, Context, Figure, figure
 from benchmarks.history import CHUNK_TASKS, prelude, task_lifecycles
 from eventsrc.events import Event, LeaderElected
+from eventsrc.events.subjects import CLUSTER_SUBJECT
 from eventsrc.ports import StoredEvent
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
@@ -48,7 +49,7 @@ async def _leader_epoch(store: JetStreamEventStore) -> int:
     """The epoch of the newest leader: each coordinator start elects the next one, and
     the tasks stored after it must carry it (older epochs are fenced, as they should)."""
     epoch = 1
-    async for record in store.read(subjects="evt.cluster"):
+    async for record in store.read(subjects=CLUSTER_SUBJECT):
         if isinstance(record, StoredEvent) and isinstance(record.event, LeaderElected):
             epoch = max(epoch, record.event.epoch or 1)
     return epoch

@@ -24,6 +24,7 @@ import psutil
 from benchmarks.harness import percentile
 from benchmarks.tasks import TaskCluster, task_cluster
 from benchmarks.worker import SKILL, TASK_TYPE
+from eventsrc.projections.state import TaskState
 
 log = logging.getLogger("benchmarks.soak")
 
@@ -100,7 +101,7 @@ async def _load(cluster: TaskCluster, seconds: float, rate: float, every_s: floa
             done = await cluster.client.run(
                 [SKILL], None, timeout=_TASK_TIMEOUT_S, task_type=TASK_TYPE
             )
-            ok = done.state == "succeeded"
+            ok = done.state == TaskState.SUCCEEDED
         except Exception as err:  # counted and reported, the soak goes on
             log.warning("task failed: %s", err)
             ok = False

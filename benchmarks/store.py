@@ -39,13 +39,12 @@ from eventsrc.events import (
     encode,
     new_event_id,
 )
+from eventsrc.events.subjects import bench_raw_subject, task_filter
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 
 T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
 NODE: Final = "n1"
 SETUP_CHUNK: Final = 5_000
-_OUR_PREFIX: Final = "evt.task."
-_RAW_PREFIX: Final = "evt.bench.raw."
 _SPEC: Final = TaskSpec(skills=("python",))
 
 
@@ -117,7 +116,7 @@ def lifecycle(task_id: str, count: int) -> list[Event]:
 
 def raw_subject(subject: str) -> str:
     """Where raw nats-py stores the counterpart of one of our subjects."""
-    return _RAW_PREFIX + subject.removeprefix(_OUR_PREFIX)
+    return bench_raw_subject(subject)
 
 
 def as_raw(events: Sequence[Event]) -> list[RawMsg]:
@@ -238,8 +237,8 @@ async def read_replay(ctx: Context) -> list[Figure]:
     store = JetStreamEventStore(ctx.nc)
     js = ctx.nc.jetstream()
     ours_task, raw_task = f"{ctx.run_id}-ro", f"{ctx.run_id}-rr"
-    ours_filter = f"{_OUR_PREFIX}{ours_task}.>"
-    raw_filter = f"{_RAW_PREFIX}{raw_task}.>"
+    ours_filter = task_filter(ours_task)
+    raw_filter = raw_subject(task_filter(raw_task))
     # Interleaved chunks, so both filters skip the same amount of the other's data.
     for offset in range(0, n, SETUP_CHUNK):
         count = min(SETUP_CHUNK, n - offset)

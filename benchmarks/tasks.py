@@ -38,7 +38,7 @@ from benchmarks.harness import (
 from benchmarks.history import history_chunks, prelude
 from benchmarks.worker import READY, RESPONDER_SUBJECT, SKILL, TASK_TYPE
 from eventsrc.client import Cluster
-from eventsrc.projections.state import Retention
+from eventsrc.projections.state import Retention, TaskState
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
 
@@ -151,7 +151,7 @@ async def _cluster(ctx: Context) -> TaskCluster:
 async def _submit_and_wait(client: Cluster) -> None:
     # cluster.run: submit and follow the result in one call (what `submit --wait` uses).
     done = await client.run([SKILL], None, timeout=_WAIT_S, task_type=TASK_TYPE)
-    if done.state != "succeeded":
+    if done.state != TaskState.SUCCEEDED:
         raise RuntimeError(f"task {done.task_id} ended {done.state}: {done.error or done.reason}")
 
 
@@ -225,7 +225,7 @@ async def task_throughput(ctx: Context) -> list[Figure]:
         start = start_clock()
         states = await asyncio.gather(*(one() for _ in range(n)))
         elapsed = time.perf_counter() - start
-        failed = [state for state in states if state != "succeeded"]
+        failed = [state for state in states if state != TaskState.SUCCEEDED]
         if failed:
             raise RuntimeError(f"task.throughput: {len(failed)} tasks ended {failed[0]}")
         return rate(n, elapsed)

@@ -27,6 +27,7 @@ from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedErr
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
+from eventsrc.projections.state import MEMBER_STATES, UNSUCCESSFUL_STATES, TaskState
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
@@ -319,7 +320,7 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     code = _show_task(task, args.json)
     # Without --wait, exit 0 means "accepted": a quick task may already have ended,
     # even failed, by the time the answer comes; only a refusal (rejected) is a failure.
-    unsuccessful = {"failed", "rejected", "timed_out", "cancelled"} if args.wait else {"rejected"}
+    unsuccessful = UNSUCCESSFUL_STATES if args.wait else {TaskState.REJECTED}
     if task.state in unsuccessful:
         return EXIT_FAILED
     return code
@@ -402,7 +403,7 @@ def _nodes_table(data: dict[str, Any]) -> str:
 
 def _drained_text(node: dict[str, Any]) -> str:
     node_id = node["node_id"]
-    if node["drained"] and node["state"] not in ("alive", "draining"):
+    if node["drained"] and node["state"] not in MEMBER_STATES:
         return (
             f"node {node_id} is {node['state']} and drained: it takes no work when it joins "
             f"again; `eventsrc undrain {node_id}` undoes it"
@@ -413,7 +414,7 @@ def _drained_text(node: dict[str, Any]) -> str:
             f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
             f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
         )
-    if node["state"] not in ("alive", "draining"):
+    if node["state"] not in MEMBER_STATES:
         said = "will take work when it joins" if node["changed"] else "was not drained"
         return f"node {node_id} {said} (state: {node['state']})"
     said = "takes work again" if node["changed"] else "was not drained"

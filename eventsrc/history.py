@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 
 from eventsrc.errors import UndecodableEventError
+from eventsrc.events.subjects import CLUSTER_SUBJECT, task_filter
 from eventsrc.ports import EventStore, StoredEvent
 from eventsrc.projections.apply import apply, apply_undecodable
 from eventsrc.projections.state import ClusterState, Retention, TaskView
@@ -25,7 +26,7 @@ async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
 
 
 def _subjects(task_id: str) -> list[str]:
-    return ["evt.cluster", f"evt.task.{task_id}.>"]
+    return [CLUSTER_SUBJECT, task_filter(task_id)]
 
 
 async def watch_task(

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event
+from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,11 @@ Record = StoredEvent | UndecodableEventError
 
 EVENTS_STREAM = "EVENTSRC_EVENTS"
 HEARTBEATS_STREAM = "EVENTSRC_HEARTBEATS"
+
+
+def stream_filter(stream: str) -> str:
+    """The subject filter covering one of our streams (``stream`` is one of the two)."""
+    return HEARTBEATS_FILTER if stream == HEARTBEATS_STREAM else EVENTS_FILTER
 
 
 class EventStore(Protocol):

@@ -36,7 +36,7 @@ from eventsrc.events import (
 from eventsrc.projections import queries
 from eventsrc.projections.queries import SkillInstance
 from eventsrc.projections.runner import ProjectionRunner
-from eventsrc.projections.state import ClusterState
+from eventsrc.projections.state import ClusterState, InstanceStatus
 from eventsrc.writer import Decide
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class SkillRegistry:
                         (skill, event.node_id)
                         for skill, holders in sorted(instances.items())
                         if holders.get(event.node_id) is not None
-                        and holders[event.node_id].status == "expired"
+                        and holders[event.node_id].status == InstanceStatus.EXPIRED
                     )
         return expired
 

@@ -28,6 +28,13 @@ import nkeys
 
 from eventsrc.errors import ConfigError
 from eventsrc.events import validate_token
+from eventsrc.events.subjects import (
+    EVENTS_FILTER,
+    HEARTBEATS_FILTER,
+    heartbeat_subject,
+    node_subject,
+    reports_filter,
+)
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.store.credentials import (
     ROLE_COORDINATOR,
@@ -46,8 +53,8 @@ SUBMIT_ENDPOINTS: Final = ("submit", "run", "cancel", "drain")
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 
 COORDINATOR_PUBLISH: Final = (
-    "evt.>",
-    "hb.>",  # a local node running inside the coordinator (--local-node)
+    EVENTS_FILTER,
+    HEARTBEATS_FILTER,  # a local node running inside the coordinator (--local-node)
     "$JS.API.>",
     "$JS.ACK.>",
     "$JS.FC.>",
@@ -90,9 +97,9 @@ def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
         assert node_id is not None
         consumer = f"{EVENTS_STREAM}.node-{node_id}"
         allow = [
-            f"evt.node.{node_id}",
-            f"hb.{node_id}",
-            f"evt.task.*.from.{node_id}",
+            node_subject(node_id),
+            heartbeat_subject(node_id),
+            reports_filter(node_id),
             f"$JS.API.CONSUMER.MSG.NEXT.{consumer}",
             f"$JS.API.CONSUMER.INFO.{consumer}",
             f"$JS.ACK.{consumer}.>",

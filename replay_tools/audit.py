@@ -22,6 +22,16 @@ from eventsrc.events import (
     SkillInstanceUnregistered,
     validate_token,
 )
+from eventsrc.events.subjects import (
+    ALL_NODES_FILTER,
+    CLUSTER_SUBJECT,
+    assignments_filter,
+    node_subject,
+    reports_filter,
+    skill_subject,
+    task_filter,
+    task_id_of,
+)
 from eventsrc.ports import Record
 from eventsrc.projections.runner import apply_record
 from eventsrc.projections.state import ClusterState, Retention
@@ -57,22 +67,22 @@ class Entry:
 def subjects_for(kind: Kind, ident: str) -> list[str]:
     """The subject filters to read (``evt.cluster`` included for fencing)."""
     if kind == "task":
-        return ["evt.cluster", f"evt.task.{ident}.>"]
+        return [CLUSTER_SUBJECT, task_filter(ident)]
     if kind == "node":
         return [
-            "evt.cluster",
-            f"evt.node.{ident}",
-            f"evt.task.*.to.{ident}",
-            f"evt.task.*.from.{ident}",
+            CLUSTER_SUBJECT,
+            node_subject(ident),
+            assignments_filter(ident),
+            reports_filter(ident),
         ]
-    return ["evt.cluster", f"evt.skill.{ident}", "evt.node.*"]
+    return [CLUSTER_SUBJECT, skill_subject(ident), ALL_NODES_FILTER]
 
 
 def _shown(kind: Kind, ident: str) -> Callable[[Record], bool]:
     """Which records belong on the timeline."""
 
     def for_skill(record: Record) -> bool:
-        if record.subject == f"evt.skill.{ident}":
+        if record.subject == skill_subject(ident):
             return True
         if isinstance(record, UndecodableEventError):
             return False
@@ -87,13 +97,13 @@ def _shown(kind: Kind, ident: str) -> Callable[[Record], bool]:
 
     if kind == "skill":
         return for_skill
-    return lambda record: record.subject != "evt.cluster"
+    return lambda record: record.subject != CLUSTER_SUBJECT
 
 
 def _judged(kind: Kind, subject: str) -> bool:
     # A node's timeline holds task events without their tasks' other events, so the
     # projection's verdict on those would be meaningless.
-    return kind != "node" or not subject.startswith("evt.task.")
+    return kind != "node" or task_id_of(subject) is None
 
 
 async def audit(store: JetStreamEventStore, kind: Kind, ident: str) -> list[Entry]:

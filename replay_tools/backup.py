@@ -36,7 +36,8 @@ from nats.js import JetStreamContext
 
 from eventsrc.errors import InvalidRequestError, StoreError, UndecodableEventError
 from eventsrc.events import decode
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.events.subjects import subject_matches
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, stream_filter
 from eventsrc.store import JetStreamEventStore, StreamSettings
 from eventsrc.store.jetstream import HDR_MSG_ID, HDR_ORIGIN_SEQ, HDR_ORIGIN_TIME
 from eventsrc.store.streams import events_config, heartbeats_config
@@ -209,9 +210,7 @@ def _message(path: Path, number: int, value: dict[str, Any]) -> Line:
         raise bad(f"unknown stream {stream!r}")
     if not isinstance(seq, int) or seq < 1:
         raise bad(f"bad sequence {seq!r}")
-    if not isinstance(subject, str) or not subject.startswith(
-        "hb." if stream == HEARTBEATS_STREAM else "evt."
-    ):
+    if not isinstance(subject, str) or not subject_matches(stream_filter(stream), subject):
         raise bad(f"subject {subject!r} does not belong to {stream}")
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()

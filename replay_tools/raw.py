@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 
 from eventsrc.errors import ServerUnavailableError, StoreError
-from eventsrc.ports import HEARTBEATS_STREAM
+from eventsrc.ports import stream_filter
 
 IDLE_TIMEOUT_S: Final = 10.0
 BUFFER: Final = 10_000
@@ -39,7 +39,7 @@ class RawMessage:
 
 def filter_of(stream: str) -> str:
     """The subject filter covering a stream of ours."""
-    return "hb.>" if stream == HEARTBEATS_STREAM else "evt.>"
+    return stream_filter(stream)
 
 
 async def read_raw(

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventsrc.events import TaskSubmitted, validate_token
+from eventsrc.events.subjects import ALL_SUBMISSIONS_FILTER
 from eventsrc.ports import StoredEvent
 from eventsrc.store import JetStreamEventStore
 from replay_tools import audit
 from replay_tools.common import read_records
 
-SUBMISSIONS = "evt.task.*.lifecycle"
+SUBMISSIONS = ALL_SUBMISSIONS_FILTER
 
 MAX_SHOWN = 50
 """Sub-task timelines shown in full below the tree; the tree itself lists every task."""

@@ -22,22 +22,12 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, decode, encode
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.events.subjects import subject_matches
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent, stream_filter
 from eventsrc.store import stream_for
 
 MAX_PAYLOAD = 1024 * 1024
 """The NATS server's default max payload."""
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
-    want, have = pattern.split("."), subject.split(".")
-    for i, token in enumerate(want):
-        if token == ">":
-            return len(have) > i
-        if i >= len(have) or (token != "*" and token != have[i]):
-            return False
-    return len(want) == len(have)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +167,7 @@ class MemoryEventStore:
 
 def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     if subjects is None:
-        return ["hb.>" if stream == HEARTBEATS_STREAM else "evt.>"]
+        return [stream_filter(stream)]
     return [subjects] if isinstance(subjects, str) else list(subjects)
 
 

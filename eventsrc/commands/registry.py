@@ -19,7 +19,13 @@ from eventsrc.events import (
     SkillUpdated,
     Token,
 )
-from eventsrc.projections.state import MEMBER_STATES, ClusterState, Liveness, NodeView
+from eventsrc.projections.state import (
+    MEMBER_STATES,
+    ClusterState,
+    InstanceStatus,
+    Liveness,
+    NodeView,
+)
 
 
 class RegisterSkill(Command):
@@ -88,7 +94,7 @@ def decide_register_instance(
             f"(register_skill) — known: {', '.join(sorted(state.skills)) or 'none'}"
         )
     instance = state.instances.get(command.skill, {}).get(command.node_id)
-    if instance is not None and instance.status == "active":
+    if instance is not None and instance.status == InstanceStatus.ACTIVE:
         return ()
     node = state.nodes.get(command.node_id)
     return (
@@ -111,7 +117,7 @@ def decide_unregister_instance(
 ) -> tuple[Event, ...]:
     """Unregister an active instance; nothing when it is not active (idempotent)."""
     instance = state.instances.get(command.skill, {}).get(command.node_id)
-    if instance is None or instance.status != "active":
+    if instance is None or instance.status != InstanceStatus.ACTIVE:
         return ()
     return (
         SkillInstanceUnregistered(
@@ -222,7 +228,7 @@ def decide_expire_stale(
         for node_id, instance in sorted(holders.items()):
             holder = state.nodes.get(node_id)
             member = holder is not None and holder.state in MEMBER_STATES
-            if instance.status != "active" or member:
+            if instance.status != InstanceStatus.ACTIVE or member:
                 continue
             liveness = state.liveness.get(node_id)
             seen = max(

@@ -13,15 +13,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from eventsrc.events import Candidate, TaskSpec
 from eventsrc.projections.queries import reported_skills, resolve_dependencies
-from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeView
+from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeState, NodeView
 
 # Differences in cpu/memory use below this many percentage points do not rank.
 LOAD_TIE_POINTS = 10.0
 MAX_EVIDENCE = 8
-BUSY = "is busy"
+
+
+class Shortfall(StrEnum):
+    """Why a node holding a task's skills cannot take it now."""
+
+    NOT_ALIVE = "not alive"
+    NOT_PINNED = "not pinned"
+    BUSY = "busy"
+    LABEL = "label"
+    RESOURCES = "resources"
+
+
+@dataclass(frozen=True, slots=True)
+class Ineligible:
+    why: Shortfall
+    text: str
+    """What the node lacks, as the task's reason shows it after the node id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +97,12 @@ def place(
     busy = True
     for node_id in holders:
         node = state.nodes[node_id]
-        why = _ineligible(state, node, spec, planned.get(node_id, 0))
-        if why:
-            reasons.append(f"{node_id} {why}")
-            # By the start of what the node lacks: a label value may read "is busy" too.
-            busy = busy and why.startswith(BUSY)
-        else:
+        ineligible = _ineligible(state, node, spec, planned.get(node_id, 0))
+        if ineligible is None:
             eligible.append(node)
+        else:
+            reasons.append(f"{node_id} {ineligible.text}")
+            busy = busy and ineligible.why is Shortfall.BUSY
     if not eligible:
         busy = busy and bool(reasons)
         return Wait("; ".join(reasons[:MAX_EVIDENCE]) or "no eligible node", busy=busy)
@@ -116,7 +132,7 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
     """Nodes that found a required skill but cannot run it, with what they lack."""
     hints: list[str] = []
     for node_id, node in sorted(state.nodes.items()):
-        if node.state != "alive":
+        if node.state != NodeState.ALIVE:
             continue
         for unavailable in node.unavailable:
             if unavailable.name not in skills:
@@ -128,18 +144,21 @@ def _would_qualify(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
     return tuple(hints)
 
 
-def _ineligible(state: ClusterState, node: NodeView, spec: TaskSpec, planned: int) -> str:
-    if node.state != "alive":
-        return f"is {node.state}"
+def _ineligible(
+    state: ClusterState, node: NodeView, spec: TaskSpec, planned: int
+) -> Ineligible | None:
+    if node.state != NodeState.ALIVE:
+        return Ineligible(Shortfall.NOT_ALIVE, f"is {node.state}")
     if spec.node_id is not None and node.node_id != spec.node_id:
-        return f"is not the pinned node {spec.node_id}"
+        return Ineligible(Shortfall.NOT_PINNED, f"is not the pinned node {spec.node_id}")
     running = len(node.running) + planned
     if running >= node.capacity:
-        return f"{BUSY} ({running}/{node.capacity})"
+        return Ineligible(Shortfall.BUSY, f"is busy ({running}/{node.capacity})")
     for key, value in spec.labels.items():
         if node.labels.get(key) != value:
-            return f"lacks label {key}={value}"
-    return _resource_shortfall(state, node, spec)
+            return Ineligible(Shortfall.LABEL, f"lacks label {key}={value}")
+    shortfall = _resource_shortfall(state, node, spec)
+    return Ineligible(Shortfall.RESOURCES, shortfall) if shortfall else None
 
 
 def _resource_shortfall(state: ClusterState, node: NodeView, spec: TaskSpec) -> str:

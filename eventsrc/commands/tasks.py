@@ -34,7 +34,13 @@ from eventsrc.events import (
     Token,
     canonical_json,
 )
-from eventsrc.projections.state import ACTIVE_TASK_STATES, MEMBER_STATES, ClusterState, TaskView
+from eventsrc.projections.state import (
+    ACTIVE_TASK_STATES,
+    MEMBER_STATES,
+    ClusterState,
+    TaskState,
+    TaskView,
+)
 from eventsrc.projections.tasks import AWAITING_PLACEMENT
 
 MAX_REASON = 1000
@@ -257,7 +263,7 @@ def reconcile(
     waiting: list[TaskView] = []
     for task_id in state.open_tasks if full else state.waiting:
         task = state.tasks[task_id]
-        if task.state == "queued":
+        if task.state == TaskState.QUEUED:
             waiting.append(task)
             continue
         events = _check_active(state, task, now=now, new_id=new_id, origin=origin)

@@ -9,7 +9,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from eventsrc.events import AgentRun, SkillMetadata
-from eventsrc.projections.state import ClusterState, NodeView, TaskView
+from eventsrc.projections.state import (
+    MEMBER_STATES,
+    TERMINAL_STATES,
+    ClusterState,
+    NodeView,
+    TaskView,
+)
 
 
 class View(BaseModel):
@@ -36,7 +42,7 @@ class TaskInfo(View):
 
     @property
     def terminal(self) -> bool:
-        return self.state in {"succeeded", "failed", "timed_out", "cancelled", "rejected"}
+        return self.state in TERMINAL_STATES
 
 
 class NodeInfo(View):
@@ -149,7 +155,7 @@ def list_skill_infos(state: ClusterState) -> list[SkillInfo]:
     would: dict[str, list[Holder]] = {}
     found: dict[str, SkillMetadata] = {}
     for node_id, node in sorted(state.nodes.items()):
-        if node.state not in {"alive", "draining"}:
+        if node.state not in MEMBER_STATES:
             continue
         for skill in node.unavailable:
             holder = Holder(node_id=node_id, lacks=skill.lacks(), install=skill.install_text())

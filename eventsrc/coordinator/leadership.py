@@ -24,6 +24,7 @@ from typing import Any
 
 from eventsrc.errors import ConcurrencyError, LeaseLostError, StoreError
 from eventsrc.events import ClusterSettingsChanged, LeaderElected, new_event_id
+from eventsrc.events.subjects import CLUSTER_SUBJECT
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.lease import KvLease, LeaseHolder, encode_holder
@@ -78,7 +79,7 @@ async def elect(
         await runner.wait_for(await store.last_seq())
         async with runner.reading() as state:
             epoch = state.epoch + 1
-            expected = state.aggregate_seq.get("evt.cluster", 0)
+            expected = state.aggregate_seq.get(CLUSTER_SUBJECT, 0)
         elected = LeaderElected(
             event_id=new_event_id(),
             time=utc_now(),
@@ -94,7 +95,7 @@ async def elect(
         await _record_settings(store, runner, coordinator_id, epoch, settings)
         log.info("%s leads from epoch %d", coordinator_id, epoch)
         return epoch
-    raise StoreError(f"evt.cluster kept moving while {coordinator_id} was electing; retrying")
+    raise StoreError(f"{CLUSTER_SUBJECT} kept moving while {coordinator_id} was electing; retrying")
 
 
 async def _record_settings(
@@ -108,7 +109,7 @@ async def _record_settings(
     async with runner.reading() as state:
         if all(state.settings.get(key) == value for key, value in settings.items()):
             return
-        expected = state.aggregate_seq.get("evt.cluster", 0)
+        expected = state.aggregate_seq.get(CLUSTER_SUBJECT, 0)
     event = ClusterSettingsChanged(
         event_id=new_event_id(),
         time=utc_now(),

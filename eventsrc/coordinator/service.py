@@ -61,7 +61,7 @@ from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
-from eventsrc.events.subjects import node_subject
+from eventsrc.events.subjects import assignments_filter, node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
@@ -362,7 +362,7 @@ class CoordinatorService:
         name = consumer_name(command.node_id)
         config = ConsumerConfig(
             durable_name=name,
-            filter_subject=f"evt.task.*.to.{command.node_id}",
+            filter_subject=assignments_filter(command.node_id),
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.NEW,
             ack_wait=30,

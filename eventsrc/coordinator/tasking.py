@@ -27,6 +27,7 @@ from eventsrc.commands.tasks import (
 from eventsrc.commands.views import TaskInfo, task_info
 from eventsrc.errors import ConcurrencyError, DomainError, NotFoundError, StoreError
 from eventsrc.events import Event, new_event_id
+from eventsrc.events.subjects import task_filter
 from eventsrc.history import fold_task
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
@@ -61,7 +62,7 @@ class TaskDesk:
         # yielding, so no coroutine can see half of one.
         state = self._runner.state
         in_memory = command.task_id in state.tasks
-        has_history = f"evt.task.{command.task_id}.>" in state.aggregate_seq
+        has_history = task_filter(command.task_id) in state.aggregate_seq
         if not in_memory and has_history:
             # Events but no task in memory: finished long ago (evicted) or stray events.
             existing = await self._existing(command)
@@ -169,7 +170,7 @@ class TaskDesk:
             full=full,
         )
         expected = {
-            task_id: state.aggregate_seq.get(f"evt.task.{task_id}.>", 0) for task_id, _ in decisions
+            task_id: state.aggregate_seq.get(task_filter(task_id), 0) for task_id, _ in decisions
         }
         held = self.reservations.hold([e for _, events in decisions for e in events])
         try:
@@ -187,6 +188,6 @@ class TaskDesk:
 
     async def _store_decision(self, task_id: str, events: Sequence[Event], expected: int) -> int:
         try:
-            return await self._writer.append_chain(events, {f"evt.task.{task_id}.>": expected})
+            return await self._writer.append_chain(events, {task_filter(task_id): expected})
         except ConcurrencyError:
             return 0  # the task moved on meanwhile; the next pass decides again

@@ -12,7 +12,6 @@ from eventsrc.events.codec import canonical_hash, canonical_json, decode, encode
 from eventsrc.events.ids import (
     MAX_TOKEN_LENGTH,
     Token,
-    aggregate_of,
     new_event_id,
     validate_token,
 )
@@ -29,6 +28,7 @@ from eventsrc.events.node import (
     UnavailableSkill,
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
+from eventsrc.events.subjects import aggregate_of
 from eventsrc.events.task import (
     AgentRun,
     Candidate,

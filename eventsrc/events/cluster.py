@@ -8,7 +8,7 @@ from pydantic import Field
 
 from eventsrc.events.base import EventBase
 from eventsrc.events.ids import Token
-from eventsrc.events.subjects import heartbeat_subject
+from eventsrc.events.subjects import CLUSTER_SUBJECT, heartbeat_subject
 
 
 class LeaderElected(EventBase):
@@ -19,7 +19,7 @@ class LeaderElected(EventBase):
 
     @property
     def subject(self) -> str:
-        return "evt.cluster"
+        return CLUSTER_SUBJECT
 
 
 class ClusterSettingsChanged(EventBase):
@@ -30,7 +30,7 @@ class ClusterSettingsChanged(EventBase):
 
     @property
     def subject(self) -> str:
-        return "evt.cluster"
+        return CLUSTER_SUBJECT
 
 
 class Heartbeat(EventBase):

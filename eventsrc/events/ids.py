@@ -60,15 +60,3 @@ def new_event_id() -> str:
     repeats its parent's ids even though the counter carries over.
     """
     return f"{random.getrandbits(64):016x}{next(_COUNTER):08x}"
-
-
-def aggregate_of(subject: str) -> str:
-    """The aggregate subject filter a stored subject belongs to.
-
-    ``evt.task.<id>.<anything>`` -> ``evt.task.<id>.>``; every other subject is its
-    own aggregate.
-    """
-    if subject.startswith("evt.task."):
-        task_id = subject[9:].split(".", 1)[0]
-        return f"evt.task.{task_id}.>"
-    return subject

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
+from eventsrc.events.subjects import skill_subject
 
 # bool must be a member: without it pydantic reads True as the int 1, and a
 # qualitative ``gpu: true`` becomes the hard limit ``gpu: 1``.
@@ -72,7 +73,7 @@ class SkillRegistered(EventBase):
 
     @property
     def subject(self) -> str:
-        return f"evt.skill.{self.metadata.name}"
+        return skill_subject(self.metadata.name)
 
 
 class SkillUpdated(EventBase):
@@ -83,4 +84,4 @@ class SkillUpdated(EventBase):
 
     @property
     def subject(self) -> str:
-        return f"evt.skill.{self.metadata.name}"
+        return skill_subject(self.metadata.name)

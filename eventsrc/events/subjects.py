@@ -1,7 +1,40 @@
-"""The subjects events are stored under, made in one place (docs/design.md, Streams and
-subjects). Every id given here is a validated subject token."""
+"""The subjects events are stored under and the filters that read them, made in one
+place (docs/design.md, Streams and subjects). Every id given here is a validated
+subject token.
+
+::
+
+    evt.cluster                         leader elections, cluster settings
+    evt.node.<node>                     membership and instances of one node
+    evt.skill.<name>                    the catalog entry of one skill
+    evt.task.<task>.lifecycle           what the coordinator decides about a task
+    evt.task.<task>.to.<node>           an attempt assigned to a node
+    evt.task.<task>.from.<node>         what the node reports back about it
+    hb.<node>                           heartbeats (EVENTSRC_HEARTBEATS)
+    evt.bench.raw.<task>...             the store benchmark's raw copies (never read)
+
+A task's aggregate is ``evt.task.<task>.>``: every subject of one task; every other
+subject is its own aggregate.
+"""
 
 from __future__ import annotations
+
+from typing import Final
+
+EVENTS_FILTER: Final = "evt.>"
+"""Every subject of EVENTSRC_EVENTS."""
+HEARTBEATS_FILTER: Final = "hb.>"
+"""Every subject of EVENTSRC_HEARTBEATS."""
+CLUSTER_SUBJECT: Final = "evt.cluster"
+"""Leader elections and cluster settings."""
+ALL_NODES_FILTER: Final = "evt.node.*"
+"""Membership and instance events of every node."""
+ALL_SUBMISSIONS_FILTER: Final = "evt.task.*.lifecycle"
+"""The lifecycle subjects of every task (where each TaskSubmitted is)."""
+
+_TASK_PREFIX: Final = "evt.task."
+_HEARTBEAT_PREFIX: Final = "hb."
+_TASK_ID_AT: Final = len(_TASK_PREFIX)
 
 
 def node_subject(node_id: str) -> str:
@@ -11,4 +44,79 @@ def node_subject(node_id: str) -> str:
 
 def heartbeat_subject(node_id: str) -> str:
     """A node's heartbeats in EVENTSRC_HEARTBEATS: ``hb.<node_id>``."""
-    return f"hb.{node_id}"
+    return f"{_HEARTBEAT_PREFIX}{node_id}"
+
+
+def skill_subject(name: str) -> str:
+    """The catalog events of one skill: ``evt.skill.<name>``."""
+    return f"evt.skill.{name}"
+
+
+def task_filter(task_id: str) -> str:
+    """A task's aggregate, every subject of it: ``evt.task.<task_id>.>``."""
+    return f"{_TASK_PREFIX}{task_id}.>"
+
+
+def lifecycle_subject(task_id: str) -> str:
+    """The coordinator's decisions about a task: ``evt.task.<task_id>.lifecycle``."""
+    return f"{_TASK_PREFIX}{task_id}.lifecycle"
+
+
+def to_node_subject(task_id: str, node_id: str) -> str:
+    """An attempt of a task assigned to a node: ``evt.task.<task_id>.to.<node_id>``."""
+    return f"{_TASK_PREFIX}{task_id}.to.{node_id}"
+
+
+def from_node_subject(task_id: str, node_id: str) -> str:
+    """A node's report on a task: ``evt.task.<task_id>.from.<node_id>``."""
+    return f"{_TASK_PREFIX}{task_id}.from.{node_id}"
+
+
+def assignments_filter(node_id: str) -> str:
+    """Every assignment to one node (its work queue): ``evt.task.*.to.<node_id>``."""
+    return to_node_subject("*", node_id)
+
+
+def reports_filter(node_id: str) -> str:
+    """Every report of one node on its tasks: ``evt.task.*.from.<node_id>``."""
+    return from_node_subject("*", node_id)
+
+
+def task_id_of(subject: str) -> str | None:
+    """The task id of a task subject or aggregate (``evt.task.<id>...``), else None."""
+    # Called for every event a projection folds: no split, no len() per call.
+    if subject.startswith(_TASK_PREFIX):
+        return subject[_TASK_ID_AT:].partition(".")[0]
+    return None
+
+
+def aggregate_of(subject: str) -> str:
+    """The aggregate a stored subject belongs to.
+
+    ``evt.task.<id>.<anything>`` -> ``evt.task.<id>.>``; every other subject is its
+    own aggregate.
+    """
+    task_id = task_id_of(subject)
+    return subject if task_id is None else task_filter(task_id)
+
+
+def bench_raw_subject(subject: str) -> str:
+    """Where the store benchmark stores a raw nats-py copy of a task subject or filter:
+    ``evt.task.<rest>`` -> ``evt.bench.raw.<rest>``, outside every filter eventsrc reads."""
+    return f"evt.bench.raw.{subject.removeprefix(_TASK_PREFIX)}"
+
+
+def is_heartbeat_subject(subject: str) -> bool:
+    """Whether a subject belongs to EVENTSRC_HEARTBEATS rather than EVENTSRC_EVENTS."""
+    return subject.startswith(_HEARTBEAT_PREFIX)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, a final ``>`` one or more."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)

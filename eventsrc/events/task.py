@@ -14,6 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
+from eventsrc.events.subjects import (
+    from_node_subject,
+    lifecycle_subject,
+    task_filter,
+    to_node_subject,
+)
 
 DAY = 86_400.0
 
@@ -91,11 +97,11 @@ class _TaskEvent(EventBase):
 
     @property
     def subject(self) -> str:
-        return f"evt.task.{self.task_id}.lifecycle"
+        return lifecycle_subject(self.task_id)
 
     @property
     def aggregate_subject(self) -> str:
-        return f"evt.task.{self.task_id}.>"
+        return task_filter(self.task_id)
 
 
 class _ToNode(_TaskEvent):
@@ -104,7 +110,7 @@ class _ToNode(_TaskEvent):
 
     @property
     def subject(self) -> str:
-        return f"evt.task.{self.task_id}.to.{self.node_id}"
+        return to_node_subject(self.task_id, self.node_id)
 
 
 class _FromNode(_TaskEvent):
@@ -114,7 +120,7 @@ class _FromNode(_TaskEvent):
 
     @property
     def subject(self) -> str:
-        return f"evt.task.{self.task_id}.from.{self.node_id}"
+        return from_node_subject(self.task_id, self.node_id)
 
 
 class TaskSubmitted(_TaskEvent):

@@ -11,7 +11,12 @@ from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
 from eventsrc.errors import NotPermittedError
-from eventsrc.events.subjects import heartbeat_subject, node_subject
+from eventsrc.events.subjects import (
+    heartbeat_subject,
+    node_subject,
+    reports_filter,
+    subject_matches,
+)
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
@@ -123,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _own_subject(subject: str, node_id: str) -> bool:
     """A subject only this node's credentials may write (what a wrong --node-id hits)."""
-    return subject in (node_subject(node_id), heartbeat_subject(node_id)) or (
-        subject.startswith("evt.task.") and subject.endswith(f".from.{node_id}")
+    return subject in (node_subject(node_id), heartbeat_subject(node_id)) or subject_matches(
+        reports_filter(node_id), subject
     )
 
 

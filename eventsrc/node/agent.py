@@ -45,6 +45,7 @@ from eventsrc.events import (
     TaskStarted,
     decode,
 )
+from eventsrc.events.subjects import node_subject
 from eventsrc.history import fold_task
 from eventsrc.node.attempts import (
     DEFAULT_MAX_RESULT,
@@ -253,7 +254,7 @@ class NodeAgent:
     async def _watch_membership(self, from_seq: int) -> None:
         """Rejoin as a new incarnation when the coordinator expired us (e.g. after an
         outage longer than stale_after): an expired member would never get work again."""
-        subject = f"evt.node.{self.node_id}"
+        subject = node_subject(self.node_id)
         async for record in self._store.subscribe(subjects=subject, from_seq=from_seq):
             if not isinstance(record, StoredEvent):
                 continue

@@ -28,6 +28,7 @@ from eventsrc.errors import EventsrcError, InvalidRequestError
 from eventsrc.events import Heartbeat, new_event_id, validate_token
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.attempts import TaskHandler
+from eventsrc.projections.state import NodeState
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ class TaskMessaging:
         skills = set(_skills_of(task))
         nodes = (await self._cluster.api.call("nodes"))["nodes"]
         targets = sorted(
-            n["node_id"] for n in nodes if n["state"] == "alive" and skills <= set(n["skills"])
+            n["node_id"]
+            for n in nodes
+            if n["state"] == NodeState.ALIVE and skills <= set(n["skills"])
         )
         broadcast_id = uuid.uuid4().hex
         infos = [

@@ -13,10 +13,13 @@ from typing import Any
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
+from eventsrc.events.subjects import task_id_of
 from eventsrc.projections import membership, tasks
+from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ClusterState
 
-Handler = Callable[[ClusterState, Any, datetime], tuple[str, str] | None]
+Handler = Callable[[ClusterState, Any, datetime], None]
+"""Folds one event in, or raises Problem before changing anything."""
 
 HANDLERS: dict[str, Handler] = {
     "SkillRegistered": membership.skill_registered,
@@ -52,19 +55,19 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
     if seq <= state.last_seq:
         return
     state.last_seq = seq
-    problem: tuple[str, str] | None
-    if isinstance(event, Heartbeat):
-        problem = ("illegal", "a heartbeat in the events stream")
-    elif type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
-        problem = ("fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}")
-    else:
-        problem = HANDLERS[event.type](state, event, time)
+    try:
+        if isinstance(event, Heartbeat):
+            raise Problem("illegal", "a heartbeat in the events stream")
+        if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
+            raise Problem(
+                "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"
+            )
+        HANDLERS[event.type](state, event, time)
+    except Problem as problem:
+        state.problems.note(problem.kind, f"seq {seq}: {problem.text}")
     # The server compares expected sequences with every stored event of an aggregate,
     # late and fenced ones included, so the position moves whatever the outcome.
     _track_aggregate(state, event.aggregate_subject, seq)
-    if problem is not None:
-        kind, text = problem
-        state.problems.note(kind, f"seq {seq}: {text}")
 
 
 def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
@@ -74,13 +77,14 @@ def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
     # stream before accepting them again. Strays on tasks the state does not hold are
     # kept for the newest ``max_finished`` of them only, so junk cannot grow memory
     # without bound (an older stray's id is refused by the server's own check).
-    if aggregate.startswith("evt.task.") and aggregate[9:-2] not in state.tasks:
+    task_id = task_id_of(aggregate)
+    if task_id is not None and task_id not in state.tasks:
         strays = state.strays
         strays[aggregate] = None
         strays.move_to_end(aggregate)
         while len(strays) > state.retention.max_finished:
             oldest, _ = strays.popitem(last=False)
-            if oldest[9:-2] not in state.tasks:
+            if task_id_of(oldest) not in state.tasks:
                 state.aggregate_seq.pop(oldest, None)
     state.aggregate_seq[aggregate] = seq
 

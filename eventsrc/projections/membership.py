@@ -20,14 +20,21 @@ from eventsrc.events import (
     SkillRegistered,
     SkillUpdated,
 )
-from eventsrc.projections.state import MEMBER_STATES, ClusterState, InstanceView, Liveness, NodeView
-
-Outcome = tuple[str, str] | None
+from eventsrc.projections.problem import Problem
+from eventsrc.projections.state import (
+    MEMBER_STATES,
+    ClusterState,
+    InstanceStatus,
+    InstanceView,
+    Liveness,
+    NodeState,
+    NodeView,
+)
 
 
 def skill_registered(
     state: ClusterState, event: SkillRegistered | SkillUpdated, time: datetime
-) -> Outcome:
+) -> None:
     name = event.metadata.name
     current = state.skills.get(name)
     created = current.created_at if current is not None else None
@@ -36,10 +43,9 @@ def skill_registered(
         update={"created_at": created or time, "updated_at": time}
     )
     state.instances.setdefault(name, {})
-    return None
 
 
-def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
+def _set_instances(state: ClusterState, node_id: str, status: InstanceStatus) -> None:
     for skill in state.node_skills.pop(node_id, set()):
         instance = state.instances.get(skill, {}).get(node_id)
         if instance is not None:
@@ -48,7 +54,7 @@ def _set_instances(state: ClusterState, node_id: str, status: str) -> None:
 
 def instance_registered(
     state: ClusterState, event: SkillInstanceRegistered, time: datetime
-) -> Outcome:
+) -> None:
     state.available.clear()
     state.instance_registrations += 1
     holders = state.instances.setdefault(event.skill, {})
@@ -56,40 +62,38 @@ def instance_registered(
     if instance is None:
         holders[event.node_id] = InstanceView(event.skill, event.node_id, registered_at=time)
     else:
-        instance.status = "active"
+        instance.status = InstanceStatus.ACTIVE
         instance.registered_at = time
     state.node_skills.setdefault(event.node_id, set()).add(event.skill)
-    return None
 
 
 def instance_gone(
     state: ClusterState,
     event: SkillInstanceUnregistered | SkillInstanceExpired,
     time: datetime,
-) -> Outcome:
+) -> None:
     state.available.clear()
     instance = state.instances.get(event.skill, {}).get(event.node_id)
-    if instance is None or instance.status != "active":
-        return ("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
+    if instance is None or instance.status != InstanceStatus.ACTIVE:
+        raise Problem("late", f"{event.type} for {event.skill} on {event.node_id}: not active")
     if isinstance(event, SkillInstanceUnregistered):
-        instance.status = "unregistered"
+        instance.status = InstanceStatus.UNREGISTERED
         state.instance_unregistrations += 1
     else:
-        instance.status = "expired"
+        instance.status = InstanceStatus.EXPIRED
     state.node_skills.get(event.node_id, set()).discard(event.skill)
-    return None
 
 
-def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outcome:
+def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
         node = state.nodes[event.node_id] = NodeView(event.node_id)
     elif node.incarnation != event.incarnation:
         # A new incarnation re-registers what it has; old instances are not vouched for.
-        _set_instances(state, event.node_id, "offline")
+        _set_instances(state, event.node_id, InstanceStatus.OFFLINE)
     # A drain outlives the process it was meant for: a node that re-joins stays drained.
-    node.state = "draining" if node.drained else "alive"
+    node.state = NodeState.DRAINING if node.drained else NodeState.ALIVE
     node.incarnation = event.incarnation
     node.capacity = event.capacity
     node.labels = dict(event.labels)
@@ -105,88 +109,74 @@ def node_joined(state: ClusterState, event: NodeJoined, time: datetime) -> Outco
     node.event_schema = event.event_schema
     node.joined_at = time
     node.left_at = None
-    return None
 
 
-def _member(
-    state: ClusterState, node_id: str, incarnation: str | None, what: str
-) -> NodeView | tuple[str, str]:
+def _member(state: ClusterState, node_id: str, incarnation: str | None, what: str) -> NodeView:
     node = state.nodes.get(node_id)
     if node is None:
-        return ("illegal", f"{what} for unknown node {node_id}")
+        raise Problem("illegal", f"{what} for unknown node {node_id}")
     if node.state not in MEMBER_STATES:
-        return ("late", f"{what} for {node_id} while {node.state}")
+        raise Problem("late", f"{what} for {node_id} while {node.state}")
     if incarnation is not None and incarnation != node.incarnation:
-        return ("late", f"{what} for {node_id} incarnation {incarnation}: not the live one")
+        raise Problem("late", f"{what} for {node_id} incarnation {incarnation}: not the live one")
     return node
 
 
-def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> Outcome:
+def node_left(state: ClusterState, event: NodeLeft, time: datetime) -> None:
     state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeLeft")
-    if isinstance(node, tuple):
-        return node
-    node.state = "left"
+    node.state = NodeState.LEFT
     node.left_at = time
-    _set_instances(state, event.node_id, "offline")
-    return None
+    _set_instances(state, event.node_id, InstanceStatus.OFFLINE)
 
 
-def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> Outcome:
+def node_expired(state: ClusterState, event: NodeExpired, time: datetime) -> None:
     state.available.clear()
     node = _member(state, event.node_id, event.incarnation, "NodeExpired")
-    if isinstance(node, tuple):
-        return node
-    node.state = "expired"
+    node.state = NodeState.EXPIRED
     node.left_at = time
-    _set_instances(state, event.node_id, "expired")
-    return None
+    _set_instances(state, event.node_id, InstanceStatus.EXPIRED)
 
 
-def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> Outcome:
+def drain_requested(state: ClusterState, event: NodeDrainRequested, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
+        raise Problem("illegal", f"NodeDrainRequested for unknown node {event.node_id}")
     if node.state not in MEMBER_STATES and not event.until_undrained:
-        return ("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
+        raise Problem("late", f"NodeDrainRequested for {event.node_id} while {node.state}")
     # A node that left or expired may be drained too: it joins again drained.
     if node.state in MEMBER_STATES:
-        node.state = "draining"
+        node.state = NodeState.DRAINING
     node.drained = event.until_undrained
-    return None
 
 
-def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> Outcome:
+def drain_cancelled(state: ClusterState, event: NodeDrainCancelled, time: datetime) -> None:
     state.available.clear()
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
+        raise Problem("illegal", f"NodeDrainCancelled for unknown node {event.node_id}")
     if not node.drain_in_force:
-        return ("late", f"NodeDrainCancelled for {event.node_id}: not drained")
+        raise Problem("late", f"NodeDrainCancelled for {event.node_id}: not drained")
     node.drained = False
-    if node.state == "draining":
-        node.state = "alive"
-    return None
+    if node.state == NodeState.DRAINING:
+        node.state = NodeState.ALIVE
 
 
-def capabilities(state: ClusterState, event: NodeCapabilitiesReported, time: datetime) -> Outcome:
+def capabilities(state: ClusterState, event: NodeCapabilitiesReported, time: datetime) -> None:
     node = state.nodes.get(event.node_id)
     if node is None:
-        return ("illegal", f"capabilities for unknown node {event.node_id}")
+        raise Problem("illegal", f"capabilities for unknown node {event.node_id}")
     node.unavailable = event.unavailable
-    return None
 
 
-def leader_elected(state: ClusterState, event: LeaderElected, time: datetime) -> Outcome:
+def leader_elected(state: ClusterState, event: LeaderElected, time: datetime) -> None:
     state.epoch = event.epoch or 0
     state.leader = event.coordinator_id
-    return None
 
 
-def settings_changed(state: ClusterState, event: ClusterSettingsChanged, time: datetime) -> Outcome:
+def settings_changed(state: ClusterState, event: ClusterSettingsChanged, time: datetime) -> None:
     state.settings.update(event.settings)
-    return None
 
 
 def heartbeat(state: ClusterState, event: Heartbeat, *, seq: int, time: datetime) -> None:

@@ -122,7 +122,7 @@ def registry_stats(state: ClusterState) -> dict[str, Any]:
     """
     instances = [i for holders in state.instances.values() for i in holders.values()]
     live = sum(1 for instance in instances if state.live(instance))
-    statuses = Counter(instance.status for instance in instances)
+    statuses = Counter(instance.status.value for instance in instances)
     categories = Counter(meta.category.value for meta in state.skills.values())
     return {
         "total_skills": len(state.skills),

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import Annotated, Any, Final
 
 from pydantic import PlainSerializer
 
@@ -26,9 +27,53 @@ STATE_SCHEMA_VERSION = 6
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "rejected"})
-ACTIVE_TASK_STATES = frozenset({"assigned", "running"})
-MEMBER_STATES = frozenset({"alive", "draining"})
+
+class TaskState(StrEnum):
+    """Where a task is. The values are what the API, the CLI and snapshots show."""
+
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+class NodeState(StrEnum):
+    """A node's membership. The values are what the API, the CLI and snapshots show."""
+
+    ALIVE = "alive"
+    DRAINING = "draining"
+    LEFT = "left"
+    EXPIRED = "expired"
+
+
+class InstanceStatus(StrEnum):
+    """A skill instance on a node; only an active one can get work."""
+
+    ACTIVE = "active"
+    UNREGISTERED = "unregistered"
+    EXPIRED = "expired"
+    OFFLINE = "offline"
+
+
+TERMINAL_STATES: Final = frozenset(
+    {
+        TaskState.SUCCEEDED,
+        TaskState.FAILED,
+        TaskState.TIMED_OUT,
+        TaskState.CANCELLED,
+        TaskState.REJECTED,
+    }
+)
+"""A task in one of these is finished: no event moves it on."""
+UNSUCCESSFUL_STATES: Final = TERMINAL_STATES - {TaskState.SUCCEEDED}
+ACTIVE_TASK_STATES: Final = frozenset({TaskState.ASSIGNED, TaskState.RUNNING})
+"""A task in one of these holds a slot on its node."""
+MEMBER_STATES: Final = frozenset({NodeState.ALIVE, NodeState.DRAINING})
+"""A node in one of these belongs to the cluster (a draining one takes no new work)."""
 
 
 @dataclass(slots=True)
@@ -37,7 +82,7 @@ class InstanceView:
 
     skill: str
     node_id: str
-    status: str = "active"  # active | unregistered | expired | offline
+    status: InstanceStatus = InstanceStatus.ACTIVE
     registered_at: datetime | None = None
     usage_count: int = 0
     success_count: int = 0
@@ -55,7 +100,7 @@ class NodeView:
     """A node's membership as the events say (not its soft heartbeat state)."""
 
     node_id: str
-    state: str = "alive"  # alive | draining | left | expired
+    state: NodeState = NodeState.ALIVE
     # An operator's drain (``eventsrc drain``): in force across re-joins until undrained.
     drained: bool = False
     incarnation: str = ""
@@ -82,7 +127,7 @@ class NodeView:
     def drain_in_force(self) -> bool:
         """An operator's drain holds now: across re-joins, or (a drain from before that
         rule) until this incarnation leaves."""
-        return self.drained or self.state == "draining"
+        return self.drained or self.state == NodeState.DRAINING
 
     @property
     def success_rate(self) -> float:
@@ -112,7 +157,7 @@ class TaskView:
 
     task_id: str
     spec: TaskSpec
-    state: str = "queued"
+    state: TaskState = TaskState.QUEUED
     attempt: int = 1
     node_id: str | None = None
     reason: str = ""
@@ -217,13 +262,13 @@ class ClusterState:
     def rebuild_indexes(self) -> None:
         """Recompute the derived indexes (after a restore from the canonical form)."""
         self.open_tasks = {task_id for task_id, task in self.tasks.items() if not task.terminal}
-        self.waiting = {t for t in self.open_tasks if self.tasks[t].state == "queued"}
+        self.waiting = {t for t in self.open_tasks if self.tasks[t].state == TaskState.QUEUED}
         self.available.clear()
 
     def live(self, instance: InstanceView) -> bool:
         """An instance that counts: active, and on a member node, or registered through
         the registry alone (for a node id that never joined, or since its node left)."""
-        if instance.status != "active":
+        if instance.status != InstanceStatus.ACTIVE:
             return False
         node = self.nodes.get(instance.node_id)
         if node is None or node.state in MEMBER_STATES:

@@ -24,36 +24,35 @@ from eventsrc.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
-from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskView
-
-Outcome = tuple[str, str] | None
-
+from eventsrc.events.subjects import task_filter
+from eventsrc.projections.problem import Problem
+from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskState, TaskView
 
 AWAITING_PLACEMENT = "awaiting placement"
 """The reason of a submitted task until a placement says otherwise; a task that only
 waits for a free slot keeps it (no TaskQueued per task under load)."""
 
 
-def _task(state: ClusterState, task_id: str, what: str) -> TaskView | tuple[str, str]:
+def _task(state: ClusterState, task_id: str, what: str) -> TaskView:
     task = state.tasks.get(task_id)
     if task is None:
-        return ("illegal", f"{what} for unknown task {task_id}")
+        raise Problem("illegal", f"{what} for unknown task {task_id}")
     return task
 
 
-def _attempt_mismatch(task: TaskView, attempt: int, node_id: str, what: str) -> Outcome:
-    """Why an event about (attempt, node) does not concern the task's live attempt."""
+def _check_attempt(task: TaskView, attempt: int, node_id: str, what: str) -> None:
+    """Raise Problem when an event about (attempt, node) does not concern the task's
+    live attempt."""
     if task.terminal:
-        return ("late", f"{what} for {task.task_id} after it ended {task.state}")
+        raise Problem("late", f"{what} for {task.task_id} after it ended {task.state}")
     if task.state not in ACTIVE_TASK_STATES:
-        return ("late", f"{what} for {task.task_id} attempt {attempt} while {task.state}")
+        raise Problem("late", f"{what} for {task.task_id} attempt {attempt} while {task.state}")
     if attempt != task.attempt or node_id != task.node_id:
-        return (
+        raise Problem(
             "late",
             f"{what} for {task.task_id} attempt {attempt} on {node_id}; live attempt is "
             f"{task.attempt} on {task.node_id}",
         )
-    return None
 
 
 def _release(state: ClusterState, task: TaskView) -> None:
@@ -63,7 +62,7 @@ def _release(state: ClusterState, task: TaskView) -> None:
             node.running.discard(task.task_id)
 
 
-def _finish(state: ClusterState, task: TaskView, new_state: str, time: datetime) -> None:
+def _finish(state: ClusterState, task: TaskView, new_state: TaskState, time: datetime) -> None:
     _release(state, task)
     task.state = new_state
     task.finished_at = time
@@ -84,7 +83,7 @@ def _evict(state: ClusterState, now: datetime) -> None:
             break
         finished.popitem(last=False)
         state.tasks.pop(task_id, None)
-        state.aggregate_seq.pop(f"evt.task.{task_id}.>", None)
+        state.aggregate_seq.pop(task_filter(task_id), None)
         state.evicted += 1
 
 
@@ -104,9 +103,9 @@ def _count_result(state: ClusterState, task: TaskView, node_id: str, ok: bool) -
                 instance.failure_count += 1
 
 
-def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outcome:
+def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> None:
     if event.task_id in state.tasks:
-        return ("illegal", f"task {event.task_id} submitted twice")
+        raise Problem("illegal", f"task {event.task_id} submitted twice")
     state.tasks[event.task_id] = TaskView(
         task_id=event.task_id,
         spec=event.spec,
@@ -120,43 +119,34 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> Outc
     )
     state.open_tasks.add(event.task_id)
     state.waiting.add(event.task_id)
-    return None
 
 
-def queued(state: ClusterState, event: TaskQueued, time: datetime) -> Outcome:
+def queued(state: ClusterState, event: TaskQueued, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskQueued")
-    if isinstance(task, tuple):
-        return task
-    if task.state != "queued":
-        return ("illegal", f"TaskQueued for {task.task_id} while {task.state}")
+    if task.state != TaskState.QUEUED:
+        raise Problem("illegal", f"TaskQueued for {task.task_id} while {task.state}")
     task.reason = event.reason
     task.would_qualify = event.would_qualify
-    return None
 
 
-def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> Outcome:
+def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskRejected")
-    if isinstance(task, tuple):
-        return task
-    if task.state != "queued":
-        return ("illegal", f"TaskRejected for {task.task_id} while {task.state}")
+    if task.state != TaskState.QUEUED:
+        raise Problem("illegal", f"TaskRejected for {task.task_id} while {task.state}")
     task.reason = event.reason
     task.missing_skills = event.missing_skills
-    _finish(state, task, "rejected", time)
-    return None
+    _finish(state, task, TaskState.REJECTED, time)
 
 
-def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> Outcome:
+def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskAssigned")
-    if isinstance(task, tuple):
-        return task
-    if task.state != "queued" or task.retry_pending or event.attempt != task.attempt:
-        return (
+    if task.state != TaskState.QUEUED or task.retry_pending or event.attempt != task.attempt:
+        raise Problem(
             "illegal",
             f"TaskAssigned attempt {event.attempt} for {task.task_id} while {task.state} "
             f"at attempt {task.attempt}",
         )
-    task.state = "assigned"
+    task.state = TaskState.ASSIGNED
     state.waiting.discard(task.task_id)
     task.node_id = event.node_id
     task.run_deadline = event.run_deadline
@@ -170,43 +160,28 @@ def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> Outcom
         instance = state.instances.get(skill, {}).get(event.node_id)
         if instance is not None:
             instance.usage_count += 1
-    return None
 
 
-def started(state: ClusterState, event: TaskStarted, time: datetime) -> Outcome:
+def started(state: ClusterState, event: TaskStarted, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskStarted")
-    if isinstance(task, tuple):
-        return task
-    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskStarted")
-    if problem is not None:
-        return problem
-    task.state = "running"
+    _check_attempt(task, event.attempt, event.node_id, "TaskStarted")
+    task.state = TaskState.RUNNING
     task.started = True
-    return None
 
 
-def succeeded(state: ClusterState, event: TaskSucceeded, time: datetime) -> Outcome:
+def succeeded(state: ClusterState, event: TaskSucceeded, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskSucceeded")
-    if isinstance(task, tuple):
-        return task
-    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskSucceeded")
-    if problem is not None:
-        return problem
+    _check_attempt(task, event.attempt, event.node_id, "TaskSucceeded")
     task.result = event.result
     task.error = None
     task.agent = event.agent
     _count_result(state, task, event.node_id, ok=True)
-    _finish(state, task, "succeeded", time)
-    return None
+    _finish(state, task, TaskState.SUCCEEDED, time)
 
 
-def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
+def failed(state: ClusterState, event: TaskFailed, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskFailed")
-    if isinstance(task, tuple):
-        return task
-    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskFailed")
-    if problem is not None:
-        return problem
+    _check_attempt(task, event.attempt, event.node_id, "TaskFailed")
     task.error = event.error
     task.agent = event.agent
     _count_result(state, task, event.node_id, ok=False)
@@ -214,41 +189,33 @@ def failed(state: ClusterState, event: TaskFailed, time: datetime) -> Outcome:
         # Not terminal: the coordinator's TaskRetried follows (the spec decides, so the
         # projection knows it without waiting for that decision).
         _release(state, task)
-        task.state = "queued"
+        task.state = TaskState.QUEUED
         state.waiting.add(task.task_id)
         task.node_id = None
         task.retry_pending = True
         task.reason = f"attempt {task.attempt} failed ({event.error}); retry pending"
-        return None
-    _finish(state, task, "failed", time)
-    return None
+        return
+    _finish(state, task, TaskState.FAILED, time)
 
 
-def retried(state: ClusterState, event: TaskRetried, time: datetime) -> Outcome:
+def retried(state: ClusterState, event: TaskRetried, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskRetried")
-    if isinstance(task, tuple):
-        return task
     if task.terminal:
-        return ("late", f"TaskRetried for {task.task_id} after it ended {task.state}")
+        raise Problem("late", f"TaskRetried for {task.task_id} after it ended {task.state}")
     if not task.retry_pending or event.failed_attempt != task.attempt:
-        return ("illegal", f"TaskRetried for {task.task_id} without a pending retry")
+        raise Problem("illegal", f"TaskRetried for {task.task_id} without a pending retry")
     task.retry_pending = False
     task.attempt = event.next_attempt
     task.not_before = event.not_before
     task.queued_since = time
     task.reason = f"retry: attempt {task.attempt} not before {event.not_before.isoformat()}"
-    return None
 
 
-def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcome:
+def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskRequeued")
-    if isinstance(task, tuple):
-        return task
-    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskRequeued")
-    if problem is not None:
-        return problem
+    _check_attempt(task, event.attempt, event.node_id, "TaskRequeued")
     _release(state, task)
-    task.state = "queued"
+    task.state = TaskState.QUEUED
     state.waiting.add(task.task_id)
     task.node_id = None
     task.attempt += 1
@@ -256,46 +223,34 @@ def requeued(state: ClusterState, event: TaskRequeued, time: datetime) -> Outcom
     task.started = False
     task.cancel_requested = False
     task.reason = f"requeued: {event.reason}"
-    return None
 
 
-def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> Outcome:
+def timed_out(state: ClusterState, event: TaskTimedOut, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskTimedOut")
-    if isinstance(task, tuple):
-        return task
     if task.terminal:
-        return ("late", f"TaskTimedOut for {task.task_id} after it ended {task.state}")
-    if event.phase == "queue" and task.state != "queued":
-        return ("illegal", f"queue timeout for {task.task_id} while {task.state}")
+        raise Problem("late", f"TaskTimedOut for {task.task_id} after it ended {task.state}")
+    if event.phase == "queue" and task.state != TaskState.QUEUED:
+        raise Problem("illegal", f"queue timeout for {task.task_id} while {task.state}")
     if event.phase == "run" and (
         task.state not in ACTIVE_TASK_STATES or event.attempt != task.attempt
     ):
-        return ("late", f"run timeout for {task.task_id} attempt {event.attempt}: not live")
+        raise Problem("late", f"run timeout for {task.task_id} attempt {event.attempt}: not live")
     reason = f"{event.phase} deadline {event.deadline.isoformat()} passed"
     if event.phase == "queue" and task.reason and task.reason != AWAITING_PLACEMENT:
         reason = f"{reason} while waiting: {task.reason}"
     task.reason = reason
-    _finish(state, task, "timed_out", time)
-    return None
+    _finish(state, task, TaskState.TIMED_OUT, time)
 
 
-def cancel_requested(state: ClusterState, event: TaskCancelRequested, time: datetime) -> Outcome:
+def cancel_requested(state: ClusterState, event: TaskCancelRequested, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskCancelRequested")
-    if isinstance(task, tuple):
-        return task
-    problem = _attempt_mismatch(task, event.attempt, event.node_id, "TaskCancelRequested")
-    if problem is not None:
-        return problem
+    _check_attempt(task, event.attempt, event.node_id, "TaskCancelRequested")
     task.cancel_requested = True
-    return None
 
 
-def cancelled(state: ClusterState, event: TaskCancelled, time: datetime) -> Outcome:
+def cancelled(state: ClusterState, event: TaskCancelled, time: datetime) -> None:
     task = _task(state, event.task_id, "TaskCancelled")
-    if isinstance(task, tuple):
-        return task
     if task.terminal:
-        return ("late", f"TaskCancelled for {task.task_id} after it ended {task.state}")
+        raise Problem("late", f"TaskCancelled for {task.task_id} after it ended {task.state}")
     task.reason = event.reason or "cancelled"
-    _finish(state, task, "cancelled", time)
-    return None
+    _finish(state, task, TaskState.CANCELLED, time)

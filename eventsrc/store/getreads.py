@@ -22,7 +22,7 @@ from nats.aio.client import Client
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import decode
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent, stream_filter
 from eventsrc.store.jetstream import (
     HDR_ORIGIN_TIME,
     JetStreamEventStore,
@@ -160,7 +160,7 @@ class _Merge:
 
 def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     if subjects is None:
-        return ["hb.>" if stream == HEARTBEATS_STREAM else "evt.>"]
+        return [stream_filter(stream)]
     return [subjects] if isinstance(subjects, str) else list(subjects)
 
 

@@ -41,7 +41,8 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, decode, encode
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
+from eventsrc.events.subjects import is_heartbeat_subject
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent, stream_filter
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
@@ -67,7 +68,7 @@ HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 
 def stream_for(subject: str) -> str:
     """The stream that stores a subject."""
-    return HEARTBEATS_STREAM if subject.startswith("hb.") else EVENTS_STREAM
+    return HEARTBEATS_STREAM if is_heartbeat_subject(subject) else EVENTS_STREAM
 
 
 class JetStreamEventStore:
@@ -333,7 +334,7 @@ class _Inbox:
 
 def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     if subjects is None:
-        return ["hb.>" if stream == HEARTBEATS_STREAM else "evt.>"]
+        return [stream_filter(stream)]
     if isinstance(subjects, str):
         return [subjects]
     return list(subjects)

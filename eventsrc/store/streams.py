@@ -19,6 +19,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
+from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def events_config(settings: StreamSettings) -> StreamConfig:
     return StreamConfig(
         name=EVENTS_STREAM,
         description="eventsrc: registrations, membership, task lifecycle, cluster events",
-        subjects=["evt.>"],
+        subjects=[EVENTS_FILTER],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.NEW,
@@ -73,7 +74,7 @@ def heartbeats_config(settings: StreamSettings) -> StreamConfig:
     return StreamConfig(
         name=HEARTBEATS_STREAM,
         description="eventsrc: node heartbeats (soft state, bounded history)",
-        subjects=["hb.>"],
+        subjects=[HEARTBEATS_FILTER],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,

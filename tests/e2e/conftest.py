@@ -36,6 +36,7 @@ from eventsrc.events import (
     TaskTimedOut,
 )
 from eventsrc.ports import StoredEvent
+from eventsrc.projections.state import TERMINAL_STATES
 from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer
 from tests.processes import Program, program
@@ -47,7 +48,7 @@ HEARTBEAT_S = "0.5"
 STALE_AFTER_S = "2"
 SWEEP_INTERVAL_S = "0.5"
 
-TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled", "rejected"})
+TERMINAL = TERMINAL_STATES
 
 # Our own environment must not steer the children (e.g. a stray EVENTSRC_NATS_URL).
 CLEAN_ENV = {name: "" for name in os.environ if name.startswith("EVENTSRC_")}

@@ -23,11 +23,12 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, Heartbeat, TaskSpec, TaskStarted, TaskSubmitted
+from eventsrc.events.subjects import subject_matches
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, EventStore, Record, StoredEvent
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.getreads import ConsumerlessEventStore
 from tests.factories import T0, envelope, one_of_each
-from tests.memory_store import MemoryEventStore, subject_matches
+from tests.memory_store import MemoryEventStore
 
 STORES = ["memory", "jetstream", "consumerless"]
 
