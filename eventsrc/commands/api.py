@@ -4,8 +4,9 @@ Every request gets one reply, a JSON object: ``{"ok": true, "data": ...}`` or
 ``{"ok": false, "error": {"code": ..., "message": ...}}`` with a one-line message (error
 replies also carry the micro error headers, so standard NATS tooling counts them).
 Codes: ``invalid`` (bad JSON, field or id), ``not_found``, ``conflict``, ``queue_full``,
-``too_large``, ``unavailable``, ``refused``; ``internal`` only for a bug. Requests are
-strict JSON: no NaN/Infinity, no integers beyond 64 bits.
+``too_large``, ``unavailable``, ``refused``; ``internal`` only for a bug. ``ERROR_CODES``
+maps them to our errors both ways (the coordinator sends, the client raises). Requests
+are strict JSON: no NaN/Infinity, no integers beyond 64 bits.
 """
 
 from __future__ import annotations

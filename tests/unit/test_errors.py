@@ -110,7 +110,8 @@ def test_every_code_round_trips_to_an_error_of_the_same_family(row: api.ErrorCod
     for sent in row.sent_for:
         assert api.code_for(sent) == row.code
         assert api.error_for(row.code) is row.raised_as
-        assert _same_family(sent, row.raised_as), (sent, row.raised_as)
+        # A base or a subclass of what was sent, so ``except`` works on both sides.
+        assert issubclass(row.raised_as, sent) or issubclass(sent, row.raised_as), row
 
 
 @pytest.mark.parametrize("kind", OURS, ids=lambda kind: kind.__name__)
