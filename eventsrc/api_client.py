@@ -10,36 +10,17 @@ from nats.aio.client import Client
 from pydantic import BaseModel
 
 from eventsrc.commands import api
-from eventsrc.commands.tasks import QueueFullError
 from eventsrc.errors import (
-    DomainError,
+    CoordinatorUnavailableError,
     EventsrcError,
-    InvalidRequestError,
-    NotFoundError,
     NotPermittedError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServerUnavailableError,
 )
 from eventsrc.store.publisher import Requester, SubjectRefusedError
 
-
-class RequestTimeoutError(ServerUnavailableError):
-    """The request reached a coordinator (or might have) but no answer came in time."""
-
-
-class CoordinatorUnavailableError(ServerUnavailableError):
-    """The coordinator answered that it cannot do it now: a stream electing a leader, a
-    leader stepping down. The same request may succeed a few seconds later."""
-
-
-_ERRORS: dict[str, type[EventsrcError]] = {
-    api.ERR_INVALID: InvalidRequestError,
-    api.ERR_NOT_FOUND: NotFoundError,
-    api.ERR_QUEUE_FULL: QueueFullError,
-    api.ERR_CONFLICT: DomainError,
-    api.ERR_UNAVAILABLE: CoordinatorUnavailableError,
-    api.ERR_TOO_LARGE: PayloadTooLargeError,
-}
+__all__ = ["ApiClient", "CoordinatorUnavailableError", "RequestTimeoutError"]
 
 
 class ApiClient:
@@ -98,5 +79,5 @@ class ApiClient:
             return document.get("data")
         error = document.get("error")
         error = error if isinstance(error, dict) else {}
-        kind = _ERRORS.get(str(error.get("code")), EventsrcError)
+        kind = api.error_for(str(error.get("code")))
         raise kind(str(error.get("message") or "the coordinator refused the request"))

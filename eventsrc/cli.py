@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
-from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError
+from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
@@ -247,9 +247,7 @@ def _check_usage(args: argparse.Namespace) -> None:
     try:
         TaskSpec(skills=tuple(args.skill), payload=_payload(args.payload), **_options(args))
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise InvalidRequestError(f"{where}: {first['msg']}") from err
+        raise InvalidRequestError(str(first_problem(err, root="task"))) from err
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

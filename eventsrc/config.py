@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eventsrc.errors import ConfigError
+from eventsrc.errors import ConfigError, first_problem
 from eventsrc.store.connection import NatsOptions
 
 ENV_PREFIX = "EVENTSRC_"
@@ -88,11 +88,10 @@ def load_config(
     try:
         return model.model_validate(merged)
     except ValidationError as err:
-        first = err.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
+        problem = first_problem(err, root="settings")
         raise ConfigError(
-            f"bad setting {where!r}: {first['msg']} (from flags, EVENTSRC_{where.upper()} "
-            f"or the config file)"
+            f"bad setting {problem.where!r}: {problem.what} (from flags, "
+            f"EVENTSRC_{problem.where.upper()} or the config file)"
         ) from err
 
 

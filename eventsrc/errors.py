@@ -1,12 +1,13 @@
 """The one error root of eventsrc and the tree below it.
 
 Every error says what was wrong and what to do about it, in one line, so a CLI can
-print ``str(err)`` and exit without a traceback.
+print ``str(err)`` and exit without a traceback. Classes defined outside this module
+say where (in brackets); the command API sends each error as a code and the client
+raises it back by the one table in ``eventsrc.commands.api``.
 
 ::
 
     EventsrcError
-    ├── InvalidIdError            an id that would become a subject token is malformed
     ├── ConfigError               a config file, flag or environment value is unusable
     ├── EventError
     │   └── UndecodableEventError a stored message is not a valid event (carries seq, raw)
@@ -15,17 +16,34 @@ print ``str(err)`` and exit without a traceback.
     │   ├── ConcurrencyError      the aggregate moved on since it was read (append refused)
     │   ├── DuplicateEventError   the event id was already stored (publish deduplicated)
     │   ├── StoreFullError        the stream is at its limits; nothing was appended
+    │   │                         (also a RefusedError)
     │   ├── PayloadTooLargeError  an event or payload is bigger than the server or a limit allows
     │   └── ServerUnavailableError no NATS server answers at the given URL
+    │       ├── RequestTimeoutError  a coordinator or node request got no answer in time
+    │       └── CoordinatorUnavailableError  the coordinator cannot do it now; ask again
+    │                                 soon (also a NotLeaderError)
     ├── NotCaughtUpError          a projection did not reach an awaited event in time
     ├── NotLeaderError            this coordinator was deposed by a newer leader epoch
     │   └── LeaseLostError        the leader lease expired or another coordinator holds it
+    ├── RefusedError              the coordinator refused; asking again will not help
     ├── InvalidRequestError       a request is malformed (bad JSON, wrong field)
+    │   ├── InvalidIdError        an id that would become a subject token is malformed
+    │   ├── UsageError            a replay_tools flag value is unusable [replay_tools.common]
+    │   └── ExportFileError       an export file cannot be imported [replay_tools.backup]
     ├── NotPermittedError         NATS refused a subject to these credentials (secure mode)
     ├── DomainError               a command was refused by the rules (unknown skill, ...)
     │   ├── NotFoundError         no such task, node or skill
-    │   └── NodeIdInUseError      a live process already holds this node id
+    │   ├── NodeIdInUseError      a live process already holds this node id
+    │   └── QueueFullError        the waiting queue is at its limit [eventsrc.commands.tasks]
+    ├── SkillFileError            a SKILL.md cannot be used [eventsrc.node.gating]
+    ├── OpenClawListError         ``openclaw skills list`` did not answer usably
+    │                             [eventsrc.node.openclaw]
     └── EmbeddedServerError       the embedded nats-server could not be found or started
+
+Outside the tree, because it never leaves the store: SubjectRefusedError
+[eventsrc.store.publisher], a nats-py error the API client turns into NotPermittedError.
+
+``first_problem`` turns a pydantic ValidationError into the one line these errors carry.
 
 This module imports nothing of ours so that every layer, ``eventsrc.events`` included,
 may raise these errors.
@@ -33,15 +51,16 @@ may raise these errors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class EventsrcError(Exception):
     """Root of every error eventsrc raises on purpose."""
-
-
-class InvalidIdError(EventsrcError, ValueError):
-    """An id (skill name, node id, task id) that cannot become a NATS subject token."""
 
 
 class ConfigError(EventsrcError):
@@ -102,7 +121,12 @@ class DuplicateEventError(StoreError):
         super().__init__(f"event {event_id} was already stored at sequence {seq}")
 
 
-class StoreFullError(StoreError):
+class RefusedError(EventsrcError):
+    """The coordinator refused the request for a reason asking again will not fix
+    (its event stream is full, its own credentials are refused, ...)."""
+
+
+class StoreFullError(StoreError, RefusedError):
     """The stream reached its configured limits and refuses new events."""
 
 
@@ -113,6 +137,11 @@ class PayloadTooLargeError(StoreError):
 
 class ServerUnavailableError(StoreError):
     """No NATS server answered; the one-line message says which URL and what to try."""
+
+
+class RequestTimeoutError(ServerUnavailableError):
+    """A request reached a coordinator or a node (or might have) but no answer came in
+    time."""
 
 
 class EmbeddedServerError(EventsrcError):
@@ -139,6 +168,10 @@ class InvalidRequestError(EventsrcError, ValueError):
     """A request is malformed: bad JSON, a missing or wrong field."""
 
 
+class InvalidIdError(InvalidRequestError):
+    """An id (skill name, node id, task id) that cannot become a NATS subject token."""
+
+
 class NotPermittedError(EventsrcError):
     """The NATS server refused a publish to these credentials (a secure-mode role);
     ``subject`` is the refused subject where known."""
@@ -154,3 +187,29 @@ class NotLeaderError(EventsrcError):
 
 class LeaseLostError(NotLeaderError):
     """The leader lease in JetStream KV is no longer ours (expired, taken or deleted)."""
+
+
+class CoordinatorUnavailableError(ServerUnavailableError, NotLeaderError):
+    """The coordinator answered that it cannot do it now: a stream electing a leader, a
+    leader stepping down. The same request may succeed a few seconds later."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationProblem:
+    """The first problem of a pydantic validation error; ``str()`` is its one line."""
+
+    where: str
+    what: str
+    more: int
+
+    def __str__(self) -> str:
+        others = f" (+{self.more} more)" if self.more else ""
+        return f"{self.where}: {self.what}{others}"
+
+
+def first_problem(err: ValidationError, *, root: str = "value") -> ValidationProblem:
+    """Where and what the first problem is (``root`` when it is the whole value), and how
+    many more there are: ``payload.size: Input should be a valid integer (+1 more)``."""
+    first = err.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or root
+    return ValidationProblem(where=where, what=first["msg"], more=err.error_count() - 1)

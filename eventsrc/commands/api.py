@@ -4,18 +4,30 @@ Every request gets one reply, a JSON object: ``{"ok": true, "data": ...}`` or
 ``{"ok": false, "error": {"code": ..., "message": ...}}`` with a one-line message (error
 replies also carry the micro error headers, so standard NATS tooling counts them).
 Codes: ``invalid`` (bad JSON, field or id), ``not_found``, ``conflict``, ``queue_full``,
-``too_large``, ``unavailable``, ``refused``; ``internal`` only for a bug. Requests are
-strict JSON: no NaN/Infinity, no integers beyond 64 bits.
+``too_large``, ``unavailable``, ``refused``; ``internal`` only for a bug. ``ERROR_CODES``
+maps them to our errors both ways (the coordinator sends, the client raises). Requests
+are strict JSON: no NaN/Infinity, no integers beyond 64 bits.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, NamedTuple
 
 from pydantic import Field, field_validator
 
 from eventsrc.commands.base import Command
-from eventsrc.commands.tasks import SubmitTask
+from eventsrc.commands.tasks import QueueFullError, SubmitTask
+from eventsrc.errors import (
+    CoordinatorUnavailableError,
+    DomainError,
+    EventsrcError,
+    InvalidRequestError,
+    NotFoundError,
+    NotLeaderError,
+    PayloadTooLargeError,
+    RefusedError,
+    StoreError,
+)
 from eventsrc.events import SkillMetadata, Token
 
 SERVICE_NAME: Final = "eventsrc"
@@ -29,6 +41,46 @@ ERR_REFUSED: Final = "refused"
 ERR_UNAVAILABLE: Final = "unavailable"
 ERR_TOO_LARGE: Final = "too_large"
 ERR_INTERNAL: Final = "internal"
+
+
+class ErrorCode(NamedTuple):
+    """One row of the error table: ``code`` is sent for an error of any class in
+    ``sent_for``; the client raises ``raised_as`` for it, a class of the same family (a
+    base or a subclass of each), so ``except`` clauses work on both sides."""
+
+    code: str
+    raised_as: type[EventsrcError]
+    sent_for: tuple[type[EventsrcError], ...]
+
+
+ERROR_CODES: Final = (
+    ErrorCode(ERR_INVALID, InvalidRequestError, (InvalidRequestError,)),
+    ErrorCode(ERR_NOT_FOUND, NotFoundError, (NotFoundError,)),
+    ErrorCode(ERR_QUEUE_FULL, QueueFullError, (QueueFullError,)),
+    ErrorCode(ERR_CONFLICT, DomainError, (DomainError,)),
+    ErrorCode(ERR_TOO_LARGE, PayloadTooLargeError, (PayloadTooLargeError,)),
+    # StoreFullError is a RefusedError: full until someone acts, so asking again is no
+    # help. This row comes before StoreError's.
+    ErrorCode(ERR_REFUSED, RefusedError, (RefusedError,)),
+    ErrorCode(ERR_UNAVAILABLE, CoordinatorUnavailableError, (StoreError, NotLeaderError)),
+)
+"""The one table between our errors and the API's codes. The first row that matches an
+error wins (subclasses before their bases); any other EventsrcError is ``refused``."""
+
+
+def code_for(kind: type[EventsrcError]) -> str:
+    """The code the API sends for an error of class ``kind``."""
+    for row in ERROR_CODES:
+        if issubclass(kind, row.sent_for):
+            return row.code
+    return ERR_REFUSED
+
+
+def error_for(code: str) -> type[EventsrcError]:
+    """The class the client raises for an error reply with ``code`` (``internal`` or a
+    code this version does not know: EventsrcError)."""
+    return next((row.raised_as for row in ERROR_CODES if row.code == code), EventsrcError)
+
 
 CONSUMER_NAME_FORBIDDEN: Final = ("/", "\\")
 """Characters of a valid id that a JetStream consumer name may not hold."""

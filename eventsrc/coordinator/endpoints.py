@@ -18,18 +18,7 @@ from nats.micro.request import Request
 from pydantic import BaseModel, ValidationError
 
 from eventsrc.commands import api
-from eventsrc.commands.tasks import QueueFullError
-from eventsrc.errors import (
-    DomainError,
-    EventsrcError,
-    InvalidIdError,
-    InvalidRequestError,
-    NotFoundError,
-    NotLeaderError,
-    PayloadTooLargeError,
-    StoreError,
-    StoreFullError,
-)
+from eventsrc.errors import EventsrcError, InvalidRequestError, first_problem
 from eventsrc.events import canonical_json
 
 log = logging.getLogger(__name__)
@@ -38,20 +27,6 @@ Handler = Callable[[Any], Awaitable[Any]]
 
 MAX_MESSAGE = 500
 """Error messages are cut to this many characters (they may quote a request)."""
-
-# First match wins: subclasses before their bases.
-_CODES: tuple[tuple[type[EventsrcError], str], ...] = (
-    (InvalidIdError, api.ERR_INVALID),
-    (InvalidRequestError, api.ERR_INVALID),
-    (NotFoundError, api.ERR_NOT_FOUND),
-    (QueueFullError, api.ERR_QUEUE_FULL),
-    (DomainError, api.ERR_CONFLICT),
-    (PayloadTooLargeError, api.ERR_TOO_LARGE),
-    (StoreFullError, api.ERR_REFUSED),  # full until someone acts: asking again is no help
-    (StoreError, api.ERR_UNAVAILABLE),
-    (NotLeaderError, api.ERR_UNAVAILABLE),
-    (EventsrcError, api.ERR_REFUSED),
-)
 
 
 def endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Awaitable[None]]:
@@ -63,12 +38,9 @@ def endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Aw
             data = await handler(command)
             body = orjson.dumps({"ok": True, "data": _jsonable(data)})
         except ValidationError as err:
-            first = err.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"]) or "request"
-            await _error(request, api.ERR_INVALID, f"{where}: {first['msg']}")
+            await _error(request, api.ERR_INVALID, str(first_problem(err, root="request")))
         except EventsrcError as err:
-            code = next(code for kind, code in _CODES if isinstance(err, kind))
-            await _error(request, code, str(err))
+            await _error(request, api.code_for(type(err)), str(err))
         except Exception as err:
             log.exception("API handler failed")
             await _error(request, api.ERR_INTERNAL, f"internal error: {err!r}")

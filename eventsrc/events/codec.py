@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
-from eventsrc.errors import UndecodableEventError, UnknownEventTypeError
+from eventsrc.errors import UndecodableEventError, UnknownEventTypeError, first_problem
 from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, Event
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -123,7 +123,7 @@ def _decode_slow(
     try:
         return EVENT_ADAPTER.validate_json(rewritten)
     except ValidationError as err:
-        raise fail(_first_error(err)) from err
+        raise fail(str(first_problem(err, root="event"))) from err
 
 
 def _check_writable(event: Event, *, seq: int, subject: str, raw: bytes) -> None:
@@ -136,13 +136,6 @@ def _check_writable(event: Event, *, seq: int, subject: str, raw: bytes) -> None
             subject=subject,
             raw=raw,
         ) from err
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "event"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
 
 
 def canonical_json(value: Any) -> bytes:

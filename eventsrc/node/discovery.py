@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from eventsrc.errors import first_problem
 from eventsrc.events import SkillCategory, SkillMetadata, UnavailableSkill, validate_token
 from eventsrc.node.gating import (
     BUNDLED_SOURCES,
@@ -357,10 +358,7 @@ def _skill_metadata(
     try:
         return SkillMetadata(**fields)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise SkillFileError(f"metadata.eventsrc is invalid: {problems}") from err
+        raise SkillFileError(f"metadata.eventsrc is invalid: {first_problem(err)}") from err
 
 
 def _names(value: object, key: str) -> tuple[str, ...]:

@@ -25,6 +25,9 @@ from nats.aio.subscription import Subscription
 from eventsrc.client import Cluster
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import EventsrcError, InvalidRequestError
+
+# Raised by TaskRequestResponse.request; importable from here as documented.
+from eventsrc.errors import RequestTimeoutError as RequestTimeoutError
 from eventsrc.events import Heartbeat, new_event_id, validate_token
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.attempts import TaskHandler
@@ -34,10 +37,6 @@ log = logging.getLogger(__name__)
 
 ResultCallback = Callable[[TaskInfo], Awaitable[None] | None]
 RequestHandler = Callable[[Any], Awaitable[Any]]
-
-
-class RequestTimeoutError(EventsrcError):
-    """A node did not answer a request in time."""
 
 
 class TaskMessaging:

@@ -13,6 +13,7 @@ from typing import Any, Final
 import orjson
 from pydantic import ValidationError
 
+from eventsrc.errors import first_problem
 from eventsrc.events import canonical_hash
 from eventsrc.projections.canonical import from_canonical, to_canonical
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, ClusterState, Retention
@@ -70,7 +71,8 @@ def restore_snapshot(
     try:
         state = from_canonical(canonical, retention=retention)
     except ValidationError as err:
-        return None, f"snapshot content does not fit the state model ({err.error_count()} errors)"
+        problem = first_problem(err, root="state")
+        return None, f"snapshot content does not fit the state model ({problem})"
     if state.last_seq != document.get("seq"):
         return None, "snapshot sequence does not match its content"
     return state, ""

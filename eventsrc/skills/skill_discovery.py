@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from eventsrc.errors import ConfigError, EventsrcError
+from eventsrc.errors import ConfigError, EventsrcError, first_problem
 from eventsrc.events import SkillMetadata, validate_token
 from eventsrc.node.builtins import BUILTIN_SKILLS as BUILTIN_METADATA
 from eventsrc.node.discovery import SkillScanner
@@ -270,9 +270,7 @@ def _name_of(config: SkillConfig) -> str:
 
 def _one_line(err: Exception) -> str:
     if isinstance(err, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in err.errors()
-        )
+        return str(first_problem(err))
     return str(err)
 
 
