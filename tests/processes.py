@@ -91,16 +91,12 @@ def program(
         child.kill()
 
 
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` is no longer a live process (zombies count as gone)."""
+def is_gone(pid: int) -> bool:
+    """Whether ``pid`` is no longer a live process (a zombie counts: our init may not reap
+    orphans). Wait for it with ``tests.waiting``."""
     import psutil
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
