@@ -13,10 +13,17 @@ from eventsrc.client import Cluster
 from eventsrc.errors import EventsrcError
 from tests.conftest import MakeServer
 from tests.e2e.conftest import DEADLINE_S, E2E, each_task_ends_once
+from tests.processes import Program
+from tests.waiting import until
 
 TASKS = 60
 RESTART_AFTER = 15
 IN_FLIGHT = 4
+
+
+def lost(program: Program) -> int:
+    """How often the program has logged losing its NATS connection."""
+    return sum("lost NATS at" in line for line in list(program.stderr_lines))
 
 
 async def test_every_task_ends_once_across_a_server_restart(
@@ -51,8 +58,15 @@ async def test_every_task_ends_once_across_a_server_restart(
     async def restart_server() -> None:
         await half_way.wait()
         data_dir, port = e2e.server.data_dir, e2e.server.port
+        assert e2e.coordinator is not None
+        programs = [e2e.coordinator, *e2e.nodes.values()]
+        before = [lost(p) for p in programs]
         e2e.server.stop()
-        await asyncio.sleep(1.0)  # long enough for every connection to notice
+        await until(
+            lambda: all(lost(p) > n for p, n in zip(programs, before, strict=True)),
+            "the coordinator and every node to log the lost connection",
+            DEADLINE_S,
+        )
         make_server(data_dir, port=port)
         restarted.set()
 
