@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from eventsrc.store.server import _die_with_parent_fn, find_nats_server
+from eventsrc.store.server import die_with_parent_fn, find_nats_server
 from tests.waiting import until_blocking
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,7 +201,7 @@ class NatsCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # A test process killed hard must not strand servers on their stores.
-            preexec_fn=_die_with_parent_fn(),
+            preexec_fn=die_with_parent_fn(),
         )
 
 
