@@ -14,7 +14,7 @@ from eventsrc.errors import EventsrcError
 from tests.conftest import MakeServer
 from tests.e2e.conftest import DEADLINE_S, E2E, each_task_ends_once
 from tests.processes import Program
-from tests.waiting import until
+from tests.waiting import until, until_awaited
 
 TASKS = 60
 RESTART_AFTER = 15
@@ -35,22 +35,22 @@ async def test_every_task_ends_once_across_a_server_restart(
     restarted = asyncio.Event()
     half_way = asyncio.Event()
     gate = asyncio.Semaphore(IN_FLIGHT)
-    loop = asyncio.get_running_loop()
 
     async def submit(i: int) -> None:
-        nonlocal retries
         task_id = f"load-{i:03d}"
+
+        async def taken() -> bool:
+            nonlocal retries
+            try:
+                # The same id again after a failure: resubmitting is idempotent.
+                await client.submit("python", {"code": f"print({i})"}, task_id=task_id)
+            except EventsrcError:
+                retries += 1
+                return False
+            return True
+
         async with gate:
-            deadline = loop.time() + 2 * DEADLINE_S
-            while True:
-                try:
-                    # The same id again after a failure: resubmitting is idempotent.
-                    await client.submit("python", {"code": f"print({i})"}, task_id=task_id)
-                    break
-                except EventsrcError:
-                    retries += 1
-                    assert loop.time() < deadline, f"{task_id} never accepted"
-                    await asyncio.sleep(0.2)
+            await until_awaited(taken, f"{task_id} to be accepted", 2 * DEADLINE_S, 0.2)
             accepted.add(task_id)
             if len(accepted) == RESTART_AFTER:
                 half_way.set()
