@@ -16,7 +16,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from eventsrc.store.server import _die_with_parent_fn, find_nats_server
+from eventsrc.store.server import die_with_parent_fn, find_nats_server
+from tests.waiting import until_blocking
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIGS = REPO / "deploy" / "nats"
@@ -160,16 +160,21 @@ class NatsCluster:
     ) -> None:
         """Until each server's full ``/healthz`` is ok: JetStream on, a meta leader known,
         its streams current. Fails with the log tail of the first one that is not."""
-        deadline = time.monotonic() + timeout
-        for server in servers or self.servers:
-            while not server.health():
-                if not server.running:
-                    raise AssertionError(f"{server.name} exited:\n{server.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"{server.name} not healthy after {timeout:g} s:\n{server.log_tail()}"
-                    )
-                time.sleep(0.1)
+        waiting = list(servers or self.servers)
+
+        def all_healthy() -> bool:
+            while waiting and waiting[0].health():
+                waiting.pop(0)
+            if waiting and not waiting[0].running:
+                raise AssertionError(f"{waiting[0].name} exited:\n{waiting[0].log_tail()}")
+            return not waiting
+
+        until_blocking(
+            all_healthy,
+            lambda: f"{waiting[0].name} to be healthy:\n{waiting[0].log_tail()}",
+            timeout,
+            interval=0.1,
+        )
 
     def _spawn(self, server: ClusterServer) -> None:
         routes = ",".join(s.route_url for s in self.servers if s is not server)
@@ -196,7 +201,7 @@ class NatsCluster:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # A test process killed hard must not strand servers on their stores.
-            preexec_fn=_die_with_parent_fn(),
+            preexec_fn=die_with_parent_fn(),
         )
 
 

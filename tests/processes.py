@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.waiting import until_blocking
 
 
 class Program:
@@ -47,20 +48,27 @@ class Program:
 
     def wait_for_line(self, needle: str, timeout: float = 20.0) -> str:
         """The first stdout line containing ``needle``; fails with stderr on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    break
-                continue
-            if needle in line:
-                return line
-        raise AssertionError(
-            f"no line with {needle!r} (exit {self.proc.poll()}); stderr:\n"
-            + "\n".join(self.stderr_lines[-30:])
-        )
+
+        def why() -> str:
+            return f"a line with {needle!r} (exit {self.proc.poll()}); stderr:\n" + "\n".join(
+                self.stderr_lines[-30:]
+            )
+
+        def found() -> str:
+            while True:
+                # Checked before reading, and only once stdout is read to its end: no
+                # line the program printed before exiting is missed.
+                exited = self.proc.poll() is not None and not self._threads[0].is_alive()
+                try:
+                    line = self.lines.get_nowait()
+                except queue.Empty:
+                    if exited:
+                        raise AssertionError(f"exited before {why()}") from None
+                    return ""
+                if needle in line:
+                    return line
+
+        return until_blocking(found, why, timeout)
 
     def signal(self, signum: int = signal.SIGINT, timeout: float = 20.0) -> int:
         """Send a signal and wait for the exit code."""
@@ -91,16 +99,12 @@ def program(
         child.kill()
 
 
-def pid_gone(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` is no longer a live process (zombies count as gone)."""
+def is_gone(pid: int) -> bool:
+    """Whether ``pid`` is no longer a live process (a zombie counts: our init may not reap
+    orphans). Wait for it with ``tests.waiting``."""
     import psutil
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

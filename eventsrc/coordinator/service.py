@@ -129,6 +129,11 @@ class CoordinatorService:
         self._deposed = False
         self.epoch = epoch
 
+    @property
+    def deposed(self) -> bool:
+        """Whether this service has stopped deciding (deposed or stepped down); final."""
+        return self._deposed
+
     def mark_dirty(self, state: ClusterState | None = None) -> None:
         """Called after every applied batch: the control loop should look again, and
         requests waiting for a task's end may be answered."""

@@ -43,7 +43,7 @@ from eventsrc.store.server_support import (
     reap_predecessor,
 )
 
-__all__ = ["DEFAULT_PORT", "EmbeddedServer", "find_nats_server"]
+__all__ = ["DEFAULT_PORT", "EmbeddedServer", "die_with_parent_fn", "find_nats_server"]
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ class EmbeddedServer:
                 stderr=out,
                 # Ctrl-C in a terminal must reach only us; we stop the server in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent_fn(),
+                preexec_fn=die_with_parent_fn(),
             )
         log.debug("spawned %s (pid %d)", " ".join(args), self._proc.pid)
 
@@ -377,7 +377,7 @@ def _prctl() -> Callable[..., int] | None:
     return None
 
 
-def _die_with_parent_fn() -> Callable[[], None] | None:
+def die_with_parent_fn() -> Callable[[], None] | None:
     """A preexec_fn that makes the child get SIGTERM when we die (Linux), else None."""
     # Resolved before fork: dlopen in the forked child of a threaded parent can deadlock.
     prctl = _prctl()

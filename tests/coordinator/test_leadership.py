@@ -22,7 +22,7 @@ from eventsrc.store import JetStreamEventStore, StreamSettings
 from eventsrc.store.lease import LEADER_BUCKET, LEADER_KEY, encode_holder
 from tests.conftest import MakeServer
 from tests.factories import envelope
-from tests.waiting import until
+from tests.waiting import until, until_awaited
 
 
 async def start_node(url: str, node_id: str, **options: Any) -> tuple[Any, NodeAgent]:
@@ -111,7 +111,7 @@ async def test_a_leader_deposed_by_a_newer_epoch_steps_down_and_contests_again(
         rogue = LeaderElected(**envelope("rogue"), epoch=service.epoch + 1, coordinator_id="rogue")
         await coordinator.store.append(rogue, expected_seq=expected)
 
-        await until(lambda: service._deposed, "the leader to stop deciding")
+        await until(lambda: service.deposed, "the leader to stop deciding")
         # It gave the lease up, contested again and leads from the epoch after the rogue's.
         await until(
             lambda: (
@@ -140,7 +140,7 @@ async def test_a_leader_that_loses_its_lease_stops_serving_at_once(
             # The next renewal (every lease/3) is refused: it stops deciding and serving.
             await until(lambda: not coordinator.leading, "the leader to step down", timeout=5)
             assert asyncio.get_running_loop().time() - lost < LEASE_S
-            assert service._deposed
+            assert service.deposed
             with pytest.raises(ServerUnavailableError):
                 await api_status(server.url)  # a standby does not answer the API
 
@@ -167,7 +167,7 @@ async def test_a_leader_cut_off_from_nats_steps_down_and_leads_again_after(
         # Its last renewal was sent before the server stopped, so it stopped deciding
         # before its lease could have run out on the server.
         assert asyncio.get_running_loop().time() - stopped < LEASE_S
-        assert service._deposed
+        assert service.deposed
 
         make_server(server.data_dir, port=server.port)
         # Behaviour, not speed: the projection's consumer has to come back first.
@@ -233,11 +233,10 @@ async def test_a_projection_starts_on_a_stream_whose_events_aged_out(
         await store.append(SkillRegistered(**envelope(), metadata=SkillMetadata(name="x")))
         await store.append(Heartbeat(**envelope("node:n"), node_id="n"))
 
-        for _ in range(100):
-            if await store.last_seq() == 0:
-                break
-            await asyncio.sleep(0.1)
-        assert await store.last_seq() == 0, "the events did not age out"
+        async def aged_out() -> bool:
+            return await store.last_seq() == 0
+
+        await until_awaited(aged_out, "the events to age out", 10, 0.1)
         runner = ProjectionRunner(store)
         await runner.start(timeout=5)
         await runner.close()

@@ -10,7 +10,8 @@ import nats
 import pytest
 
 from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM
-from tests.processes import pid_gone, program
+from tests.processes import is_gone, program
+from tests.waiting import until
 
 URL = re.compile(r"nats://[\d.]+:\d+")
 
@@ -34,7 +35,7 @@ async def test_embedded_server_starts_and_nothing_outlives_it(tmp_path: Path, si
         assert {EVENTS_STREAM, HEARTBEATS_STREAM} <= names
 
         assert coordinator.signal(signum) == 0
-    assert pid_gone(server_pid), "the embedded nats-server outlived the coordinator"
+    await until(lambda: is_gone(server_pid), "the embedded nats-server to end with it", 10)
     # A clean stop takes the URL with it: programs started here must not dial a dead server.
     assert not (tmp_path / ".eventsrc" / "url").exists()
 

@@ -26,6 +26,7 @@ from tests.deploy.topology import Topology, check_one_end
 from tests.e2e.conftest import TERMINAL, poll, stored_task_ids, task_events, wait_state
 from tests.nats_cluster import NatsCluster
 from tests.processes import Program
+from tests.waiting import until_awaited
 
 TASKS = 80
 PACE_S = 0.12
@@ -110,16 +111,25 @@ async def test_every_task_ends_once_through_leader_node_and_server_kills(
 
         async def submit(i: int) -> None:
             task_id = f"chaos-{i:03d}"
-            deadline = time.monotonic() + SUBMIT_DEADLINE_S
-            while task_id not in accepted:
+            errors: list[EventsrcError] = []
+
+            async def taken() -> bool:
                 try:
                     async with eventsrc.connect(topology.urls, project=False) as client:
                         await client.submit("word-count", {"text": "w " * i}, task_id=task_id)
-                    accepted.add(task_id)
                 except EventsrcError as err:
                     retries[type(err).__name__] += 1
-                    assert time.monotonic() < deadline, f"{task_id} never accepted: {err}"
-                    await asyncio.sleep(0.2)
+                    errors.append(err)
+                    return False
+                return True
+
+            await until_awaited(
+                taken,
+                lambda: f"{task_id} to be accepted (last error: {errors[-1]})",
+                SUBMIT_DEADLINE_S,
+                0.2,
+            )
+            accepted.add(task_id)
             if (action := chaos.pop(len(accepted), None)) is not None:
                 pending.append(asyncio.create_task(one_at_a_time(action)))
 

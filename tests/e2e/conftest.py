@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,6 +39,7 @@ from eventsrc.projections.state import TERMINAL_STATES
 from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer
 from tests.processes import Program, program
+from tests.waiting import until_awaited
 
 DEADLINE_S = 30.0
 """Generous bound on anything a test waits for; a healthy run needs a fraction of it."""
@@ -95,19 +95,12 @@ async def run_cli(
     return CliResult(await asyncio.to_thread(run))
 
 
-async def poll(
+def poll(
     probe: Callable[[], Awaitable[Any]], what: str, *, timeout: float = DEADLINE_S
-) -> Any:
-    """Await ``probe()`` every 0.1 s until it returns something truthy; fail after
-    ``timeout`` saying ``what`` was awaited and the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"gave up after {timeout:g} s waiting for {what}; last: {last!r}")
+) -> Awaitable[Any]:
+    """Await ``probe()`` every 0.1 s until it returns something truthy (the end-to-end
+    tests' pace and deadline for ``until_awaited``)."""
+    return until_awaited(probe, what, timeout, interval=0.1)
 
 
 def descendants(proc: Program) -> list[psutil.Process]:

@@ -10,7 +10,8 @@ from pathlib import Path
 import psutil
 
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, run_cli
-from tests.processes import pid_gone, program
+from tests.processes import is_gone, program
+from tests.waiting import until
 
 
 async def test_a_cluster_of_one_runs_python_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -34,5 +35,7 @@ async def test_a_cluster_of_one_runs_python_and_leaves_nothing_behind(tmp_path: 
         assert "42" in run.out.splitlines(), run
 
         assert coordinator.signal(signal.SIGINT, timeout=DEADLINE_S) == 0, coordinator.stderr_lines
-    assert pid_gone(server_pid), "the embedded nats-server outlived the coordinator"
-    assert [pid for pid in children if not pid_gone(pid)] == [], "a child outlived it"
+    await until(lambda: is_gone(server_pid), "the embedded nats-server to end with it", 10)
+    await until(
+        lambda: [pid for pid in children if not is_gone(pid)] == [], "its children to end", 10
+    )

@@ -31,6 +31,7 @@ from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer
 from tests.e2e.conftest import DEADLINE_S, E2E, poll
 from tests.processes import Program
+from tests.waiting import until
 
 LEASE_S = 2.0
 KILLS = 3
@@ -76,6 +77,9 @@ async def api_responders(url: str) -> int:
 
         sub = await nc.subscribe(inbox, cb=collect)
         await nc.publish("$SRV.PING.eventsrc", b"", reply=inbox)
+        await until(lambda: replies, "an answer to service discovery", DEADLINE_S)
+        # Time passing is the point here: a second responder, were one on, would answer
+        # within this quiet window (no condition can say "nobody else will answer").
         await asyncio.sleep(0.5)
         await sub.unsubscribe()
         return len(replies)

@@ -15,7 +15,8 @@ import pytest
 from eventsrc.client import Cluster
 from eventsrc.events import TaskSubmitted
 from tests.e2e.conftest import DEADLINE_S, E2E, poll, task_events, wait_state
-from tests.processes import pid_gone
+from tests.processes import is_gone
+from tests.waiting import until
 
 
 def _fails_once(marker: Path) -> str:
@@ -91,7 +92,8 @@ async def test_a_run_timeout_ends_the_task_and_its_process(
     if task.state == "failed":
         assert "timed out" in (task.error or ""), task
     assert task.attempts == 1
-    assert pid_gone(await _read_pid(pid_file)), "the timed-out child still runs"
+    pid = await _read_pid(pid_file)
+    await until(lambda: is_gone(pid), f"the timed-out child {pid} to end", 10)
 
 
 @pytest.mark.parametrize("capacity", ["4", "1"], ids=["free-slots", "full-node"])
@@ -110,7 +112,7 @@ async def test_cancelling_a_running_task_stops_its_process(
 
     cancelled = await client.cancel(submitted.task_id)
     assert cancelled.state == "cancelled", cancelled
-    assert pid_gone(pid, timeout=5), f"the cancelled task's python (pid {pid}) runs on"
+    await until(lambda: is_gone(pid), f"the cancelled task's python (pid {pid}) to end", 5)
     assert (await client.get(submitted.task_id)).state == "cancelled"
 
 

@@ -13,10 +13,17 @@ from eventsrc.client import Cluster
 from eventsrc.errors import EventsrcError
 from tests.conftest import MakeServer
 from tests.e2e.conftest import DEADLINE_S, E2E, each_task_ends_once
+from tests.processes import Program
+from tests.waiting import until, until_awaited
 
 TASKS = 60
 RESTART_AFTER = 15
 IN_FLIGHT = 4
+
+
+def lost(program: Program) -> int:
+    """How often the program has logged losing its NATS connection."""
+    return sum("lost NATS at" in line for line in list(program.stderr_lines))
 
 
 async def test_every_task_ends_once_across_a_server_restart(
@@ -28,22 +35,22 @@ async def test_every_task_ends_once_across_a_server_restart(
     restarted = asyncio.Event()
     half_way = asyncio.Event()
     gate = asyncio.Semaphore(IN_FLIGHT)
-    loop = asyncio.get_running_loop()
 
     async def submit(i: int) -> None:
-        nonlocal retries
         task_id = f"load-{i:03d}"
+
+        async def taken() -> bool:
+            nonlocal retries
+            try:
+                # The same id again after a failure: resubmitting is idempotent.
+                await client.submit("python", {"code": f"print({i})"}, task_id=task_id)
+            except EventsrcError:
+                retries += 1
+                return False
+            return True
+
         async with gate:
-            deadline = loop.time() + 2 * DEADLINE_S
-            while True:
-                try:
-                    # The same id again after a failure: resubmitting is idempotent.
-                    await client.submit("python", {"code": f"print({i})"}, task_id=task_id)
-                    break
-                except EventsrcError:
-                    retries += 1
-                    assert loop.time() < deadline, f"{task_id} never accepted"
-                    await asyncio.sleep(0.2)
+            await until_awaited(taken, f"{task_id} to be accepted", 2 * DEADLINE_S, 0.2)
             accepted.add(task_id)
             if len(accepted) == RESTART_AFTER:
                 half_way.set()
@@ -51,8 +58,15 @@ async def test_every_task_ends_once_across_a_server_restart(
     async def restart_server() -> None:
         await half_way.wait()
         data_dir, port = e2e.server.data_dir, e2e.server.port
+        assert e2e.coordinator is not None
+        programs = [e2e.coordinator, *e2e.nodes.values()]
+        before = [lost(p) for p in programs]
         e2e.server.stop()
-        await asyncio.sleep(1.0)  # long enough for every connection to notice
+        await until(
+            lambda: all(lost(p) > n for p, n in zip(programs, before, strict=True)),
+            "the coordinator and every node to log the lost connection",
+            DEADLINE_S,
+        )
         make_server(data_dir, port=port)
         restarted.set()
 

@@ -4,7 +4,6 @@ it is still waiting, and ``eventsrc server`` gives a bare server to restore into
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import signal
@@ -19,6 +18,7 @@ from tests.conftest import MakeServer
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, run_cli
 from tests.first_hour.conftest import coordinator_on
 from tests.processes import program
+from tests.waiting import until
 
 
 async def test_a_running_program_names_the_server_it_lost(
@@ -35,10 +35,12 @@ async def test_a_running_program_names_the_server_it_lost(
         other = second.url if lost is first else first.url
         with caplog.at_level(logging.WARNING, logger="eventsrc.store.connection"):
             lost.stop()
-            deadline = time.monotonic() + DEADLINE_S
-            while (url := nc.connected_url) is None or url.geturl() != other:
-                assert time.monotonic() < deadline, "did not reconnect to the other server"
-                await asyncio.sleep(0.05)
+            await until(
+                lambda: (url := nc.connected_url) is not None and url.geturl() == other,
+                "a reconnect to the other server",
+                DEADLINE_S,
+                0.05,
+            )
         lines = [r.getMessage() for r in caplog.records]
         assert any(
             line.startswith(f"lost NATS at {lost.url} (") and line.endswith(f"to {other}")

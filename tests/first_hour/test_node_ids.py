@@ -8,12 +8,12 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.e2e.conftest import CLEAN_ENV, DEADLINE_S, poll, run_cli
 from tests.first_hour.conftest import coordinator_on
 from tests.processes import Program, program
+from tests.waiting import until_blocking
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "skills"
@@ -207,14 +207,14 @@ async def test_two_processes_starting_at_once_under_one_id_end_with_one_member(
     ):
 
         def outcome(node: Program) -> str:
-            deadline = time.monotonic() + DEADLINE_S
-            while time.monotonic() < deadline:
+            def seen() -> str:
                 if node.proc.poll() is not None:
                     return "refused"
-                if any("ready" in line for line in list(node.lines.queue)):
-                    return "ready"
-                time.sleep(0.05)
-            raise AssertionError(f"neither ready nor refused: {node.stderr_lines}")
+                return "ready" if any("ready" in line for line in list(node.lines.queue)) else ""
+
+            return until_blocking(
+                seen, lambda: f"ready or refused: {node.stderr_lines}", DEADLINE_S, 0.05
+            )
 
         outcomes = sorted([outcome(one), outcome(two)])
         assert outcomes == ["ready", "refused"], (one.stderr_lines, two.stderr_lines)

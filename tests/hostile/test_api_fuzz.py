@@ -10,7 +10,6 @@ its log shows no traceback (checked by the ``coordinator`` fixture).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 import orjson
@@ -69,9 +68,6 @@ ID_FIELDS: dict[str, list[tuple[Any, ...]]] = {
 }
 """Where each endpoint takes an id that becomes a subject token."""
 
-ANSWERED: Counter[str] = Counter()
-"""Requests answered per test kind, printed at the end."""
-
 
 def ask(requester: Requester, endpoint: str, body: bytes) -> dict[str, Any]:
     reply = requester.request(api.subject(endpoint), body)
@@ -94,17 +90,18 @@ def test_the_service_lists_every_endpoint_fuzzed_here(
 def test_junk_gets_an_error_reply(
     coordinator: Program, requester: Requester, endpoint: str
 ) -> None:
+    answered: list[bytes] = []  # this test's own tally: no state outlives a test
+
     @FUZZ
     @given(junk=junk_bodies)
     def fuzz(junk: Any) -> None:
         body = junk_body(junk)
         assume(len(body) < requester.nc.max_payload)  # else NATS refuses it client-side
         ask(requester, endpoint, body)
-        ANSWERED["junk"] += 1
+        answered.append(body)
 
-    before = ANSWERED["junk"]
     fuzz()
-    assert ANSWERED["junk"] - before >= EXAMPLES // 2
+    assert len(answered) >= EXAMPLES // 2
 
 
 @pytest.mark.parametrize("endpoint", sorted(TEMPLATES))
@@ -113,6 +110,7 @@ def test_the_right_shape_with_hostile_values_gets_a_reply(
 ) -> None:
     template = TEMPLATES[endpoint]
     where = paths(template)
+    answered: list[bytes] = []
 
     @FUZZ
     @given(path=st.sampled_from(where), operation=OPERATIONS, value=hostile_values)
@@ -120,11 +118,10 @@ def test_the_right_shape_with_hostile_values_gets_a_reply(
         body = dump(mutated(template, path, operation, value)).encode()
         assume(len(body) < requester.nc.max_payload)
         ask(requester, endpoint, body)
-        ANSWERED["shaped"] += 1
+        answered.append(body)
 
-    before = ANSWERED["shaped"]
     fuzz()
-    assert ANSWERED["shaped"] - before >= EXAMPLES // 2
+    assert len(answered) >= EXAMPLES // 2
 
 
 @pytest.mark.parametrize("endpoint", sorted(ID_FIELDS))
@@ -140,7 +137,6 @@ def test_ids_that_would_be_wildcards_are_refused_and_nothing_is_stored(
         body = dump(mutated(template, path, "replace", token)).encode()
         document = ask(requester, endpoint, body)
         assert document["ok"] is False and document["error"]["code"] == api.ERR_INVALID
-        ANSWERED["bad ids"] += 1
 
     fuzz()
     assert requester.last_seq() == stored_before, "a request with a bad id stored events"
@@ -153,7 +149,6 @@ def test_every_listed_endpoint_answers_the_junk_corpus(
     for endpoint in sorted(list_endpoints(requester)):
         for body in JUNK_LITERALS.values():
             ask(requester, endpoint, body)
-            ANSWERED["corpus"] += 1
 
 
 def test_a_request_without_a_reply_subject_does_no_harm(
@@ -177,7 +172,3 @@ def test_after_the_fuzz_the_coordinator_still_works(
     assert submitted["data"]["state"] == "rejected"  # no node has python in this module
     assert ask(requester, "get", orjson.dumps({"task_id": submitted["data"]["task_id"]}))["ok"]
     assert time.perf_counter() - started < 5
-    total = sum(ANSWERED.values())
-    print(f"\nhostile API requests answered: {dict(ANSWERED)}, total {total}")
-    if len(ANSWERED) == 4:  # the whole module ran, not a selection
-        assert total >= 20 * EXAMPLES

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from eventsrc.events import encode
 from tests.factories import one_of_each
 from tests.hostile.conftest import CLEAN_ENV, Requester, check_reply, tracebacks
 from tests.processes import Program, program
+from tests.waiting import until_blocking
 
 NODE = "good"
 DEADLINE_S = 30.0
@@ -89,29 +91,19 @@ def call(requester: Requester, endpoint: str, request: dict[str, Any] | None = N
     return document["data"]
 
 
-def wait_until(probe: Any, what: str) -> Any:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if found := probe():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"gave up after {DEADLINE_S:g} s waiting for {what}")
-
-
 def run_tasks(requester: Requester, count: int, tag: str) -> None:
     ids = [f"{tag}-{i}-{time.time_ns()}" for i in range(count)]
     for task_id in ids:
         spec = {"skills": ["python"], "payload": {"code": f"print({task_id!r})"}}
         call(requester, "submit", {"task_id": task_id, "spec": spec})
+
+    def ended(task_id: str) -> dict[str, Any]:
+        task: dict[str, Any] = call(requester, "get", {"task_id": task_id})
+        terminal = {"succeeded", "failed", "timed_out", "rejected", "cancelled"}
+        return task if task["state"] in terminal else {}
+
     for task_id in ids:
-        task = wait_until(
-            lambda task_id=task_id: (
-                (t := call(requester, "get", {"task_id": task_id}))["state"]
-                in {"succeeded", "failed", "timed_out", "rejected", "cancelled"}
-                and t
-            ),
-            f"task {task_id} to end",
-        )
+        task = until_blocking(partial(ended, task_id), f"task {task_id} to end", DEADLINE_S, 0.05)
         assert task["state"] == "succeeded", task
         assert task["result"]["stdout"].strip() == task_id
 
@@ -119,9 +111,11 @@ def run_tasks(requester: Requester, count: int, tag: str) -> None:
 def test_garbage_in_the_streams_is_counted_and_the_cluster_carries_on(
     coordinator: Program, node: Program, requester: Requester, nats_url: str, tmp_path: Path
 ) -> None:
-    wait_until(
+    until_blocking(
         lambda: any(n["node_id"] == NODE for n in call(requester, "nodes")["nodes"]),
         "the node to join",
+        DEADLINE_S,
+        0.05,
     )
     run_tasks(requester, 2, "before")
     before = call(requester, "status")["problems"]
@@ -133,14 +127,14 @@ def test_garbage_in_the_streams_is_counted_and_the_cluster_carries_on(
     with pytest.raises(nats.errors.MaxPayloadError):  # NATS refuses it before any stream
         requester.run(js.publish("evt.task.x.lifecycle", b"x" * (requester.nc.max_payload + 1)))
 
-    def counted() -> dict[str, int] | None:
+    def counted() -> dict[str, int]:
         problems: dict[str, int] = call(requester, "status")["problems"]
         grown = {kind: problems[kind] - before.get(kind, 0) for kind in problems}
         events = grown["undecodable"] + grown["illegal"]
         enough = grown["undecodable_heartbeats"] >= len(HEARTBEAT_GARBAGE)
-        return grown if events >= len(published) and enough else None
+        return grown if events >= len(published) and enough else {}
 
-    grown = wait_until(counted, "the coordinator to count the garbage")
+    grown = until_blocking(counted, "the coordinator to count the garbage", DEADLINE_S, 0.05)
     # Everything but the forged result for t1 is undecodable; that one is not: it is a
     # valid TaskSucceeded stored under the wrong subject, which the codec refuses too.
     assert grown["undecodable"] == len(published), grown

@@ -94,7 +94,7 @@ async def test_the_turn_limit_holds_turns_back() -> None:
     limit = TurnLimit(1)
     async with limit:
         waiting = asyncio.create_task(limit.__aenter__())
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # time passing is the point: the second turn stays held
         assert not waiting.done()
     await waiting
     await limit.__aexit__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from eventsrc.node.executors import (
     executor_for,
 )
 from tests.node.helpers import python_script, write_executable, write_skill
-from tests.processes import pid_gone
+from tests.processes import is_gone
+from tests.waiting import until
 
 ENV = {"PATH": os.defpath}
 
@@ -31,12 +33,13 @@ def text_of(path: Path) -> str:
 
 
 async def wait_for_file(path: Path, timeout: float = 10.0) -> str:
-    """The text of a file a child writes once it is ready (bounded polling)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (text := text_of(path)).strip():
-        assert asyncio.get_running_loop().time() < deadline, f"{path} never appeared"
-        await asyncio.sleep(0.02)
-    return text
+    """The text of a file a child writes once it is ready."""
+
+    def written() -> str:
+        text = text_of(path)
+        return text if text.strip() else ""
+
+    return await until(written, f"{path} to appear", timeout)
 
 
 def spawner_code(pid_file: Path) -> str:
@@ -77,7 +80,7 @@ async def test_python_timeout_kills_the_process_group(tmp_path: Path) -> None:
     assert not outcome.ok and outcome.timed_out and not outcome.retryable
     assert outcome.error is not None and "timed out after 1s" in outcome.error
     for pid in map(int, pid_file.read_text(encoding="utf-8").split()):
-        assert pid_gone(pid, timeout=5), f"process {pid} survived the time-out"
+        await until(partial(is_gone, pid), f"process {pid} to end after the time-out", 5)
 
 
 async def test_sigterm_ignored_means_sigkill_after_the_grace(tmp_path: Path) -> None:
@@ -93,7 +96,8 @@ async def test_sigterm_ignored_means_sigkill_after_the_grace(tmp_path: Path) -> 
     )
     outcome = await PythonExecutor(env=ENV, kill_grace=0.2).run({"code": code}, timeout=0.5)
     assert outcome.timed_out and outcome.result["exit_code"] == -9
-    assert pid_gone(int(text_of(pid_file)), timeout=5)
+    pid = int(text_of(pid_file))
+    await until(partial(is_gone, pid), f"process {pid} to end after SIGKILL", 5)
 
 
 async def test_what_a_finished_command_left_running_is_killed(tmp_path: Path) -> None:
@@ -106,7 +110,8 @@ async def test_what_a_finished_command_left_running_is_killed(tmp_path: Path) ->
     assert outcome.result == {"done": True}
     # The background sleep holds stdout open; without the group kill this took 30 s.
     assert asyncio.get_running_loop().time() - started < 5
-    assert pid_gone(int(text_of(folder / "bg.pid")), timeout=5)
+    pid = int(text_of(folder / "bg.pid"))
+    await until(partial(is_gone, pid), f"the background sleep {pid} to end", 5)
 
 
 async def test_cancel_event_kills_the_process_group(tmp_path: Path) -> None:
@@ -119,7 +124,7 @@ async def test_cancel_event_kills_the_process_group(tmp_path: Path) -> None:
     cancel.set()
     outcome = await asyncio.wait_for(run, 10)
     assert not outcome.ok and outcome.cancelled and outcome.error == "cancelled"
-    assert all(pid_gone(pid, timeout=5) for pid in pids)
+    await until(lambda: all(map(is_gone, pids)), f"processes {pids} to end", 5)
 
 
 async def test_cancelling_the_awaiting_task_kills_the_child(tmp_path: Path) -> None:
@@ -131,7 +136,7 @@ async def test_cancelling_the_awaiting_task_kills_the_child(tmp_path: Path) -> N
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
-    assert all(pid_gone(pid, timeout=5) for pid in pids)
+    await until(lambda: all(map(is_gone, pids)), f"processes {pids} to end", 5)
 
 
 async def test_an_already_set_cancel_starts_nothing() -> None:

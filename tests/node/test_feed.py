@@ -11,7 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from eventsrc.store.feed import PullFeed, delivery_count
 from tests.conftest import MakeServer
-from tests.waiting import until
+from tests.waiting import until, until_awaited
 
 STREAM = "FEEDTEST"
 
@@ -59,7 +59,9 @@ async def test_messages_arrive_across_expired_requests_and_a_server_restart(
         for index in range(10):  # more than one batch
             await js.publish("feed.a", f"m{index}".encode())
         await until(lambda: len(got) == 10, "the first ten messages", timeout=10)
-        await asyncio.sleep(2.0)  # several requests expire meanwhile
+        # Time passing is the point here, not a wait for something: with requests that
+        # expire after 0.6 s, several expire unanswered in these 2 s.
+        await asyncio.sleep(2.0)
         await js.publish("feed.a", b"late")
         await until(lambda: b"late" in got, "a message after expired requests", timeout=10)
 
@@ -67,13 +69,16 @@ async def test_messages_arrive_across_expired_requests_and_a_server_restart(
         server.stop()
         restarted = make_server(data_dir, port=port)
         assert restarted.url is not None
+
         # A publish into the old socket is lost: retry until the new connection acks.
-        for _ in range(50):
+        async def published() -> bool:
             try:
                 await publisher.jetstream().publish("feed.a", b"after restart", timeout=0.5)
-                break
             except nats.errors.Error:
-                await asyncio.sleep(0.1)
+                return False
+            return True
+
+        await until_awaited(published, "a publish acked after the restart", 30, 0.1)
         await until(lambda: b"after restart" in got, "a message after the restart", timeout=15)
     finally:
         await feed.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.node.messaging import RequestTimeoutError, TaskMessaging, TaskRequestResponse
 from eventsrc.store import JetStreamEventStore
+from tests.waiting import until_awaited
 
 
 @pytest.fixture
@@ -45,12 +45,11 @@ async def nodes(coordinator_url: str) -> AsyncIterator[dict[str, NodeAgent]]:
 
 
 async def wait_alive(cluster: eventsrc.Cluster, count: int) -> None:
-    for _ in range(200):
+    async def enough() -> bool:
         nodes = (await cluster.api.call("nodes"))["nodes"]
-        if sum(1 for n in nodes if n["state"] == "alive" and "search" in n["skills"]) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("nodes did not become alive")
+        return sum(1 for n in nodes if n["state"] == "alive" and "search" in n["skills"]) >= count
+
+    await until_awaited(enough, f"{count} nodes to be alive", 10, 0.05)
 
 
 async def test_send_and_broadcast_gather_results(

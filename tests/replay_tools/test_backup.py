@@ -181,7 +181,9 @@ def test_importing_twice_outside_the_dedup_window(
     asyncio.run(_short_dedup_window(target))
 
     cli("import", "--in", str(path), url=target)
-    time.sleep(0.3)  # let the server's dedup window pass: only our own check remains
+    # Time passing is the point here, not a wait for something: once the server's 0.2 s
+    # dedup window is over, only the importer's own check stands between us and doubles.
+    time.sleep(0.3)
     again = cli("import", "--in", str(path), url=target)
 
     assert again.code == 0

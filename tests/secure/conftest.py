@@ -6,10 +6,8 @@ each fixture stops what it started.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from eventsrc.config import CoordinatorConfig
 from eventsrc.coordinator.app import Coordinator
 from eventsrc.store import NatsOptions, connect_nats
 from eventsrc.store.server import find_nats_server
+from tests.waiting import until, until_blocking
 
 NODES = ("A", "B")
 
@@ -51,13 +50,12 @@ class Refusals:
     async def wait_for(self, subject: str, timeout: float = 10.0) -> str:
         """The permissions violation the server sent for a publish to ``subject``."""
         needle = f'publish to "{subject.lower()}"'
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [e for e in self.errors if "permissions violation" in e and needle in e]
-            if found:
-                return found[0]
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no permissions violation for {subject}; got {self.errors}")
+        found = await until(
+            lambda: [e for e in self.errors if "permissions violation" in e and needle in e],
+            lambda: f"a permissions violation for {subject}; got {self.errors}",
+            timeout,
+        )
+        return found[0]
 
 
 def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -77,17 +75,24 @@ def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def ready() -> str:
         ports = list(run_dir.glob("*.ports"))
         if ports and log.exists() and b"Server is ready" in log.read_bytes():
-            return proc, str(json.loads(ports[0].read_text())["nats"][0])
+            return str(json.loads(ports[0].read_text())["nats"][0])
         if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"secure nats-server did not start:\n{log.read_text()[-2000:]}")
+            raise AssertionError(f"secure nats-server exited:\n{log.read_text()[-2000:]}")
+        return ""
+
+    try:
+        url = until_blocking(
+            ready, lambda: f"secure nats-server to start:\n{log.read_text()[-2000:]}", 15
+        )
+    except BaseException:  # pytest's failure is no Exception: kill the server either way
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, url
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
+from functools import partial
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
@@ -14,10 +17,20 @@ from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store import JetStreamEventStore, StreamSettings
 from tests.nats_cluster import NatsCluster, nats_cluster
 from tests.store.test_jetstream import started, submitted
+from tests.waiting import until_awaited
 
 __all__ = ["nats_cluster"]
 
 CONTENDERS = 12
+
+
+async def has_leader(store: JetStreamEventStore) -> bool:
+    """Whether the events stream has a leader yet (until then appends go unanswered)."""
+    try:
+        info = await store.js.stream_info(EVENTS_STREAM)
+    except nats.errors.Error:
+        return False
+    return info.cluster is not None and info.cluster.leader is not None
 
 
 @pytest.fixture
@@ -55,20 +68,23 @@ async def test_scaling_streams_to_r3_leaves_them_writable(nats_cluster: NatsClus
     try:
         r1 = JetStreamEventStore(client, settings=StreamSettings(replicas=1))
         await r1.ensure_streams()
+        await until_awaited(partial(has_leader, r1), "the R1 stream to elect its leader", 10)
         for i in range(20):
             await r1.append(submitted(f"scale-{i}"), expected_seq=0)
         r3 = JetStreamEventStore(client, settings=StreamSettings(replicas=3))
         await r3.ensure_streams()
         # Writable again within moments (the coordinator's election retries likewise); a
         # retried append that did land is refused by the expectation, so try fresh ids.
-        for attempt in range(20):
+        attempts = itertools.count()
+
+        async def appended() -> bool:
             try:
-                await r3.append(submitted(f"scale-after-{attempt}"), expected_seq=0)
-                break
+                await r3.append(submitted(f"scale-after-{next(attempts)}"), expected_seq=0)
             except ServerUnavailableError:
-                await asyncio.sleep(0.5)
-        else:
-            pytest.fail("the scaled streams never took an append")
+                return False
+            return True
+
+        await until_awaited(appended, "the scaled streams to take an append", 20, 0.5)
         info = await r3.js.stream_info(EVENTS_STREAM)
         assert info.config.num_replicas == 3
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2

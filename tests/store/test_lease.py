@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ from eventsrc.coordinator.leadership import LeaseTiming
 from eventsrc.errors import LeaseLostError, StoreError
 from eventsrc.store.lease import KvLease, decode_holder, encode_holder
 from tests.conftest import MakeServer
+from tests.waiting import until_awaited
 
 LEASE_S = 1.0
 
@@ -57,14 +57,12 @@ async def test_an_unrenewed_lease_expires_and_the_old_holder_cannot_renew(nc: Cl
     assert revision is not None
     sent = time.monotonic()
 
-    taken = None
-    deadline = sent + LEASE_S + 5
-    while taken is None and time.monotonic() < deadline:
+    async def take() -> int | None:
         with contextlib.suppress(StoreError):  # a slow answer on a loaded machine: ask again
-            taken = await second.acquire(encode_holder("c2", 0))
-        if taken is None:
-            await asyncio.sleep(0.02)
-    assert taken is not None, "the lease never expired"
+            return await second.acquire(encode_holder("c2", 0))
+        return None
+
+    await until_awaited(take, "the lease to expire", LEASE_S + 5)
     # Never before the TTL counted from the holder's send: what step-down relies on.
     assert time.monotonic() - sent >= LEASE_S
     with pytest.raises(LeaseLostError):

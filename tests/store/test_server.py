@@ -7,8 +7,6 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -18,26 +16,10 @@ import pytest
 from eventsrc.errors import EmbeddedServerError
 from eventsrc.store.server import EmbeddedServer, find_nats_server
 from tests.conftest import MakeServer
+from tests.processes import is_gone
+from tests.waiting import until, until_blocking
 
 DEADLINE = 10.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; return whether it held."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def is_gone(pid: int) -> bool:
-    """Whether ``pid`` has exited; a zombie counts (our init may not reap orphans)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def kill_if_alive(pid: int | None) -> None:
@@ -61,7 +43,7 @@ async def test_start_gives_url_where_jetstream_answers(make_server: MakeServer) 
     assert pid is not None
     server.stop()
     assert server.pid is None
-    assert wait_until(lambda: is_gone(pid))
+    await until(lambda: is_gone(pid), "the stopped nats-server to end", DEADLINE)
     assert not server.pid_file.exists()
 
 
@@ -154,7 +136,7 @@ async def test_async_context_manager(tmp_path: Path) -> None:
         nc = await nats.connect(server.url)
         await nc.close()
     assert server.pid is None
-    assert wait_until(lambda: is_gone(pid))
+    await until(lambda: is_gone(pid), "the nats-server to end with the block", DEADLINE)
 
 
 def test_server_dies_with_its_parent(tmp_path: Path) -> None:
@@ -183,7 +165,7 @@ def test_server_dies_with_its_parent(tmp_path: Path) -> None:
         parent.kill()
         parent.wait(DEADLINE)
 
-        assert wait_until(lambda: is_gone(server_pid))
+        until_blocking(lambda: is_gone(server_pid), "the nats-server to die with it", DEADLINE)
     finally:
         kill_if_alive(server_pid)
         parent.kill()
@@ -217,7 +199,11 @@ def spawn_leftover(data_dir: Path) -> subprocess.Popen[bytes]:
         ],
         start_new_session=True,
     )
-    assert wait_until(lambda: log.exists() and b"Server is ready" in log.read_bytes())
+    until_blocking(
+        lambda: log.exists() and b"Server is ready" in log.read_bytes(),
+        "the leftover nats-server to be ready",
+        DEADLINE,
+    )
     return proc
 
 
