@@ -27,7 +27,6 @@ from benchmarks.harness import (
     percentile,
     start_clock,
 )
-from eventsrc.commands.base import Command
 from eventsrc.events import (
     Event,
     NodeJoined,
@@ -41,7 +40,7 @@ from eventsrc.projections.apply import apply
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore
-from eventsrc.writer import Decide
+from eventsrc.writer import C, Decide
 
 T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
 SKILLS: Final = 100
@@ -52,7 +51,7 @@ _SEED: Final = 8
 class _NoWrites:
     """The registry's writer; the figure only reads."""
 
-    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
+    async def execute(self, decide: Decide[C], command: C) -> tuple[Event, ...]:
         raise RuntimeError("registry.query only reads")
 
 

@@ -38,7 +38,7 @@ from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
 from eventsrc.store.getreads import event_store
-from eventsrc.writer import Decide
+from eventsrc.writer import C, Decide
 
 REPLY_MARGIN_S = 2.0
 """How much longer than a run/wait request's own wait its reply may take."""
@@ -67,7 +67,7 @@ class ApiRegistryWriter:
         self._api = api
         self._runner = runner
 
-    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]:
+    async def execute(self, decide: Decide[C], command: C) -> tuple[Event, ...]:
         data = await self._api.call(_ROUTES[type(command)], command)
         await self._runner.wait_for(int(data["last_seq"]))
         return tuple(EVENT_ADAPTER.validate_python(event) for event in data["events"])

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
     ExpireStale,
     RegisterInstance,
@@ -37,7 +36,7 @@ from eventsrc.projections import queries
 from eventsrc.projections.queries import SkillInstance
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState, InstanceStatus
-from eventsrc.writer import Decide
+from eventsrc.writer import C, Decide
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ log = logging.getLogger(__name__)
 class RegistryWriter(Protocol):
     """Where registry writes go; returns the events it stored."""
 
-    async def execute(self, decide: Decide, command: Command) -> tuple[Event, ...]: ...
+    async def execute(self, decide: Decide[C], command: C) -> tuple[Event, ...]: ...
 
 
 class SkillRegistry:

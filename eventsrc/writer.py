@@ -10,14 +10,35 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
-from eventsrc.commands.base import Command, Origin
+from eventsrc.commands.base import Command, NewId, Origin
 from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
 from eventsrc.events import Event, TaskAssigned, new_event_id
 from eventsrc.ports import EventStore
 from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.projections.state import ClusterState
 
-Decide = Callable[..., tuple[Event, ...]]
+CommandT = TypeVar("CommandT", bound=Command, contravariant=True)
+
+
+class Decide(Protocol[CommandT]):
+    """A decide function: the events a command leads to in a state, with the time, ids
+    and origin passed in, never read (so decisions replay)."""
+
+    def __call__(
+        self,
+        state: ClusterState,
+        command: CommandT,
+        /,
+        *,
+        now: datetime,
+        new_id: NewId,
+        origin: Origin = ...,
+    ) -> tuple[Event, ...]: ...
+
+
+C = TypeVar("C", bound=Command)
 
 MAX_CONFLICT_RETRIES = 5
 
@@ -76,7 +97,11 @@ class EventWriter:
         self._revoked = True
 
     async def execute(
-        self, decide: Decide, command: Command, *, reservations: Reservations | None = None
+        self,
+        decide: Decide[C],
+        command: C,
+        *,
+        reservations: Reservations | None = None,
     ) -> tuple[Event, ...]:
         """Decide, append, and return once the local projection has applied the events.
 
@@ -92,7 +117,7 @@ class EventWriter:
                 state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
             )
             expected = {
-                e.aggregate_subject: state.aggregate_seq.get(e.aggregate_subject, 0) for e in events
+                e.aggregate_subject: state.expected_seq(e.aggregate_subject) for e in events
             }
             if reservations is not None:
                 held = reservations.hold(events)

@@ -79,7 +79,7 @@ async def elect(
         await runner.wait_for(await store.last_seq())
         async with runner.reading() as state:
             epoch = state.epoch + 1
-            expected = state.aggregate_seq.get(CLUSTER_SUBJECT, 0)
+            expected = state.expected_seq(CLUSTER_SUBJECT)
         elected = LeaderElected(
             event_id=new_event_id(),
             time=utc_now(),
@@ -109,7 +109,7 @@ async def _record_settings(
     async with runner.reading() as state:
         if all(state.settings.get(key) == value for key, value in settings.items()):
             return
-        expected = state.aggregate_seq.get(CLUSTER_SUBJECT, 0)
+        expected = state.expected_seq(CLUSTER_SUBJECT)
     event = ClusterSettingsChanged(
         event_id=new_event_id(),
         time=utc_now(),

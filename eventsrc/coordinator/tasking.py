@@ -169,9 +169,7 @@ class TaskDesk:
             planned=self.reservations.counts,
             full=full,
         )
-        expected = {
-            task_id: state.aggregate_seq.get(task_filter(task_id), 0) for task_id, _ in decisions
-        }
+        expected = {task_id: state.expected_seq(task_filter(task_id)) for task_id, _ in decisions}
         held = self.reservations.hold([e for _, events in decisions for e in events])
         try:
             stored = await asyncio.gather(

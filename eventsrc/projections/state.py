@@ -259,6 +259,11 @@ class ClusterState:
             )
         return cached
 
+    def expected_seq(self, aggregate: str) -> int:
+        """The sequence an append to ``aggregate`` (a subject filter) must expect: that of
+        its newest applied event, 0 for one nothing was stored under (a new task)."""
+        return self.aggregate_seq.get(aggregate, 0)
+
     def rebuild_indexes(self) -> None:
         """Recompute the derived indexes (after a restore from the canonical form)."""
         self.open_tasks = {task_id for task_id, task in self.tasks.items() if not task.terminal}
