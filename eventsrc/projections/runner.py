@@ -4,6 +4,16 @@ Start-up is newest sound snapshot + replay of the tail. Then it follows the even
 stream (and, for liveness, the heartbeat stream from the newest heartbeat per node).
 Records are applied in batches under the writer lock — one acquisition per batch, never
 across a NATS await — so readers never see half an event and rebuilds stay fast.
+
+The locking rule, the one for every reader of the state:
+
+- Code that awaits while it reads (an API answer built over several steps, a snapshot
+  copy, a registry query) reads inside ``reading()``: the state cannot change there.
+- Code that reads and decides with no await in between (the writer's decide, the
+  control loop's reconcile) reads ``state`` directly: a batch is applied without
+  yielding to the event loop, so no coroutine can see half of one, and taking the lock
+  would only make decisions wait behind readers.
+- Nothing holds the writer lock across an await; only this runner takes it.
 """
 
 from __future__ import annotations
@@ -98,7 +108,8 @@ class ProjectionRunner:
 
     @property
     def state(self) -> ClusterState:
-        """The live state; read it only inside ``reading()`` unless you know better."""
+        """The live state. Read it inside ``reading()`` if you await while reading; read
+        it directly only to decide with no await in between (the rule above)."""
         return self._state
 
     def reading(self) -> _Reading:
