@@ -16,8 +16,8 @@ from eventsrc.commands.base import Command, NewId, Origin
 from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
 from eventsrc.events import Event, TaskAssigned, new_event_id
 from eventsrc.ports import EventStore
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 
 CommandT = TypeVar("CommandT", bound=Command, contravariant=True)
 

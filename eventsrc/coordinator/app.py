@@ -19,8 +19,8 @@ from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import local_node_id
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
 from eventsrc.store.lease import KvLease

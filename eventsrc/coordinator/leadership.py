@@ -25,7 +25,7 @@ from typing import Any
 from eventsrc.errors import ConcurrencyError, LeaseLostError, StoreError
 from eventsrc.events import ClusterSettingsChanged, LeaderElected, new_event_id
 from eventsrc.events.subjects import CLUSTER_SUBJECT
-from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.lease import KvLease, LeaseHolder, encode_holder
 from eventsrc.writer import utc_now

@@ -63,8 +63,8 @@ from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
 from eventsrc.events.subjects import assignments_filter, node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
 from eventsrc.store.streams import stream_leaders

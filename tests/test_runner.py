@@ -15,9 +15,9 @@ from eventsrc.errors import NotCaughtUpError
 from eventsrc.events import Event, encode
 from eventsrc.ports import EVENTS_STREAM, Record
 from eventsrc.projections.canonical import state_hash
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.snapshot import encode_snapshot, snapshot_document
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, Retention
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.snapshots import SnapshotStore
 from tests.conftest import MakeServer

@@ -33,9 +33,8 @@ from eventsrc.errors import NotCaughtUpError, UndecodableEventError
 from eventsrc.events import Heartbeat
 from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, SnapshotPort, StoredEvent
 from eventsrc.projections.apply import (
-    apply,
     apply_heartbeat,
-    apply_undecodable,
+    apply_record,
     apply_undecodable_heartbeat,
 )
 from eventsrc.projections.snapshot import encode_snapshot, restore_snapshot, snapshot_document
@@ -63,14 +62,6 @@ def _relaxed_gc() -> Iterator[None]:
         gc.set_threshold(*previous)
         gc.collect()
         gc.freeze()
-
-
-def apply_record(state: ClusterState, record: Record) -> None:
-    """Fold one record of the events stream, whatever it is."""
-    if isinstance(record, UndecodableEventError):
-        apply_undecodable(state, record)
-    else:
-        apply(state, record.event, seq=record.seq, time=record.time)
 
 
 class ProjectionRunner:
