@@ -10,8 +10,6 @@ import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
 
-from nats.aio.client import Client
-
 from eventsrc.commands.tasks import Limits
 from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
 from eventsrc.coordinator.leadership import Leadership, elect
@@ -26,6 +24,7 @@ from eventsrc.store.connection import split_urls
 from eventsrc.store.lease import KvLease
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore
+from eventsrc.store.transport import Connection
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ class Coordinator:
         self.server: EmbeddedServer | None = None
         self.servers: tuple[str, ...] = ()
         self._stack = AsyncExitStack()
-        self._nc: Client | None = None
+        self._nc: Connection | None = None
         self._store: JetStreamEventStore | None = None
         self.runner: ProjectionRunner | None = None
         self.leadership: Leadership | None = None
