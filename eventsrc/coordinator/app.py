@@ -9,14 +9,13 @@ import secrets
 import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import Any, Protocol
 
 from eventsrc.commands.tasks import Limits
-from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
+from eventsrc.config import CoordinatorConfig, nats_options
 from eventsrc.coordinator.leadership import Leadership, elect
 from eventsrc.coordinator.service import CoordinatorService
-from eventsrc.node.agent import NodeAgent
-from eventsrc.node.assemble import build_node_agent
-from eventsrc.node.setup import local_node_id
+from eventsrc.errors import ConfigError
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
@@ -44,11 +43,40 @@ def stream_settings(config: CoordinatorConfig) -> StreamSettings:
     )
 
 
-class Coordinator:
-    """An async context manager owning the server (if embedded), connection and store."""
+class LocalNode(Protocol):
+    """What the coordinator needs of the node it runs in its own process: an async
+    context manager with an id."""
 
-    def __init__(self, config: CoordinatorConfig) -> None:
+    @property
+    def node_id(self) -> str: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: object) -> Any: ...
+
+
+class LocalNodeFactory(Protocol):
+    """Builds the cluster-of-one's node on the coordinator's connection and store;
+    ``node_id`` is the configured one, or None for the node's own default."""
+
+    def __call__(
+        self, nc: Connection, store: JetStreamEventStore, *, node_id: str | None
+    ) -> LocalNode: ...
+
+
+class Coordinator:
+    """An async context manager owning the server (if embedded), connection and store.
+
+    ``local_node`` builds the node a cluster of one runs in this process (the entry
+    point passes the node package's; the coordinator does not import it). It runs when
+    the config asks for it, by default only with the embedded server.
+    """
+
+    def __init__(
+        self, config: CoordinatorConfig, *, local_node: LocalNodeFactory | None = None
+    ) -> None:
         self.config = config
+        self._local_node_factory = local_node
         self.server: EmbeddedServer | None = None
         self.servers: tuple[str, ...] = ()
         self._stack = AsyncExitStack()
@@ -57,7 +85,7 @@ class Coordinator:
         self.runner: ProjectionRunner | None = None
         self.leadership: Leadership | None = None
         self.service: CoordinatorService | None = None
-        self.local_node: NodeAgent | None = None
+        self.local_node: LocalNode | None = None
         # Unique per instance (the lease tells holders apart by it): containers often
         # share host names and pids.
         suffix = secrets.token_hex(3)
@@ -106,7 +134,11 @@ class Coordinator:
             lease, coordinator_id=self.coordinator_id, lead=self._lead, step_down=self._step_down
         )
         await self._stack.enter_async_context(self.leadership)
-        if self.config.local_node if self.config.local_node is not None else self.embedded:
+        if self.config.local_node is not None:
+            wanted = self.config.local_node
+        else:
+            wanted = self.embedded and self._local_node_factory is not None
+        if wanted:
             await self._start_local_node()
         return ",".join(self.servers)
 
@@ -165,13 +197,18 @@ class Coordinator:
             log.warning("NATS connection closed uncleanly: %s", err)
 
     async def _start_local_node(self) -> None:
-        """A cluster of one: a node in this process with built-in python and ./skills."""
+        """A cluster of one: a node in this process, built by the factory given."""
         assert self._nc is not None and self._store is not None
-        config = NodeConfig(
-            node_id=self.config.local_node_id or local_node_id(), skills=("python",)
+        if self._local_node_factory is None:
+            raise ConfigError(
+                "local_node is on but this Coordinator was given no node factory; run "
+                "`python -m eventsrc.coordinator`, or pass local_node=..."
+            )
+        node = self._local_node_factory(
+            self._nc, self._store, node_id=self.config.local_node_id or None
         )
-        self.local_node = build_node_agent(self._nc, self._store, config, env=os.environ)
-        await self._stack.enter_async_context(self.local_node)
+        await self._stack.enter_async_context(node)
+        self.local_node = node
 
     def _on_applied(self, state: ClusterState) -> None:
         if self.service is not None:
