@@ -91,6 +91,7 @@ class ProjectionRunner:
         # fast: no extra yield after each acquire (readers and the writer never nest).
         self._lock = aiorwlock.RWLock(fast=True)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._applied: asyncio.Future[None] | None = None
         self._tiebreak = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
@@ -158,6 +159,15 @@ class ProjectionRunner:
                 f"{self._state.last_seq}); check the NATS connection"
             ) from err
 
+    async def until(self, condition: Callable[[ClusterState], bool]) -> None:
+        """Return once ``condition(state)`` holds: looked at now and after every applied
+        batch of events (e.g. the leadership watching for a newer epoch)."""
+        while not condition(self._state):
+            if self._applied is None:
+                self._applied = asyncio.get_running_loop().create_future()
+            # Shielded: one future serves every watcher, a cancelled one must not end it.
+            await asyncio.shield(self._applied)
+
     async def snapshot(self) -> int:
         """Write a snapshot of the current state; returns the sequence it covers."""
         if self._snapshots is None:
@@ -202,6 +212,9 @@ class ProjectionRunner:
                             self._on_applied(self._state)
                     batch.clear()
                     self._release_waiters()
+                    applied, self._applied = self._applied, None
+                    if applied is not None:
+                        applied.set_result(None)
         except asyncio.CancelledError:
             raise
         except BaseException as err:

@@ -1,8 +1,11 @@
 """The coordinator process: embedded server (when no URL is given), streams, projection,
-leadership (the KV lease) and, while leading, the service; started and stopped in order."""
+leadership (the KV lease) and, for each term it wins, the service; started and stopped
+in order."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -13,7 +16,7 @@ from typing import Any, Protocol
 
 from eventsrc.commands.tasks import Limits
 from eventsrc.config import CoordinatorConfig, nats_options
-from eventsrc.coordinator.leadership import Leadership, elect
+from eventsrc.coordinator.leadership import Leadership, Term
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.errors import ConfigError
 from eventsrc.projections.state import ClusterState
@@ -85,6 +88,8 @@ class Coordinator:
         self.runner: ProjectionRunner | None = None
         self.leadership: Leadership | None = None
         self.service: CoordinatorService | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._term_served = asyncio.Event()
         self.local_node: LocalNode | None = None
         # Unique per instance (the lease tells holders apart by it): containers often
         # share host names and pids.
@@ -131,9 +136,23 @@ class Coordinator:
         self._stack.push_async_callback(self._final_snapshot)
         lease = KvLease(self._store.js, lease_s=self.config.lease_s, replicas=self.config.replicas)
         self.leadership = Leadership(
-            lease, coordinator_id=self.coordinator_id, lead=self._lead, step_down=self._step_down
+            lease,
+            self._store,
+            self.runner,
+            coordinator_id=self.coordinator_id,
+            settings={
+                "stale_after_s": self.config.stale_after,
+                "sweep_interval_s": self.config.sweep_interval,
+            },
         )
+        # Registered before the leadership, so it is awaited after the leadership closed
+        # (which ends the term being served and then the terms).
+        self._stack.push_async_callback(self._stop_serving)
         await self._stack.enter_async_context(self.leadership)
+        self._serving = asyncio.create_task(self._serve_terms(), name="serve-terms")
+        if self.leadership.leading:
+            # A lone coordinator leads by the time start() returns.
+            await self._term_served.wait()
         if self.config.local_node is not None:
             wanted = self.config.local_node
         else:
@@ -142,22 +161,22 @@ class Coordinator:
             await self._start_local_node()
         return ",".join(self.servers)
 
-    async def _lead(self) -> int:
-        """The lease is ours: elect the next epoch and serve; returns the epoch."""
-        assert self._nc is not None and self.runner is not None
-        settings = {
-            "stale_after_s": self.config.stale_after,
-            "sweep_interval_s": self.config.sweep_interval,
-        }
-        epoch = await elect(
-            self.store, self.runner, coordinator_id=self.coordinator_id, settings=settings
-        )
+    async def _serve_terms(self) -> None:
+        """Serve the command API for each term the leadership hands out."""
+        assert self.leadership is not None
+        async with contextlib.aclosing(self.leadership.terms()) as terms:
+            async for term in terms:
+                await self._serve(term)
+
+    async def _serve(self, term: Term) -> None:
+        """Serve one term until it ends (the leadership watches lease and epoch)."""
+        assert self._nc is not None and self.runner is not None and self.leadership is not None
         service = CoordinatorService(
             self._nc,
             self.store,
             self.runner,
             coordinator_id=self.coordinator_id,
-            epoch=epoch,
+            epoch=term.epoch,
             stale_after=self.config.stale_after,
             sweep_interval=self.config.sweep_interval,
             limits=Limits(
@@ -166,25 +185,28 @@ class Coordinator:
                     self.config.max_payload_bytes, self._nc.max_payload - ENVELOPE_ROOM
                 ),
             ),
-            on_deposed=self._deposed,
-            holds_lease=self.leadership.holds_lease if self.leadership else None,
+            holds_lease=self.leadership.holds_lease,
         )
         try:
-            await service.start()
-        except BaseException:
-            await service.close()
-            raise
-        self.service = service
-        return epoch
-
-    def _deposed(self, reason: str) -> None:
-        if self.leadership is not None:
-            self.leadership.abdicate(reason)
-
-    async def _step_down(self, reason: str) -> None:
-        service, self.service = self.service, None
-        if service is not None:
+            try:
+                await service.start()
+            except Exception as err:
+                self.leadership.give_up(f"could not take the lead: {err}")
+                return
+            self.service = service
+            self._term_served.set()
+            await term.ended()
+        finally:
+            self.service = None
+            self._term_served.set()
             await service.close()  # stops deciding before its first await
+
+    async def _stop_serving(self) -> None:
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            await asyncio.wait({serving}, timeout=30)
+            if not serving.done():
+                serving.cancel()
 
     async def _close_nats(self) -> None:
         if self._nc is None:

@@ -1,7 +1,9 @@
 """The leading coordinator: the command API, the control loop, the stale sweep.
 
 One instance per leader term (``leadership`` elects and decides when it ends); it
-decides with its term's epoch and stops deciding at once when closed or deposed.
+decides with its term's epoch and stops deciding at once when closed. Its writer needs
+no word from anyone to stop: it refuses once the lease may have lapsed
+(``holds_lease``) or once the state shows a newer epoch.
 
 - API: a NATS micro service (``$SRV.PING/INFO/STATS`` work with standard tooling);
   handlers validate, run a pure decide function, append, and reply after the local
@@ -97,7 +99,6 @@ class CoordinatorService:
         stale_after: float,
         sweep_interval: float,
         limits: Limits | None = None,
-        on_deposed: Callable[[str], None] | None = None,
         holds_lease: Callable[[], bool] | None = None,
     ) -> None:
         self._store = store
@@ -113,7 +114,6 @@ class CoordinatorService:
             holds_lease=holds_lease,
         )
         self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
-        self._on_deposed = on_deposed
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._api = MicroService(
@@ -141,15 +141,6 @@ class CoordinatorService:
         self._dirty.set()
         if state is not None:
             self._desk.on_applied(state)
-        if self._runner.state.epoch > self.epoch and not self._deposed:
-            # A newer leader's LeaderElected was applied: stop deciding at once.
-            reason = f"deposed by leader epoch {self._runner.state.epoch}"
-            self._halt()
-            if self._on_deposed is not None:
-                self._on_deposed(reason)
-            else:
-                log.error("%s; this coordinator stops serving", reason)
-                self._tasks.append(asyncio.create_task(self.close(), name="step-down"))
 
     def _halt(self) -> None:
         """Stop deciding now, before any await: refuse appends, cancel the loops. Requests
