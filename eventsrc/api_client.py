@@ -9,7 +9,8 @@ from pydantic import BaseModel
 
 from eventsrc.commands import api
 from eventsrc.errors import CoordinatorUnavailableError, EventsrcError, RequestTimeoutError
-from eventsrc.store.transport import Connection, Peer, Requests
+from eventsrc.store import Connection
+from eventsrc.store.transport import Peer, Requests
 
 __all__ = ["ApiClient", "CoordinatorUnavailableError", "RequestTimeoutError"]
 

@@ -14,8 +14,7 @@ from eventsrc.node.agent import NodeAgent
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import local_node_id
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
-from eventsrc.store import JetStreamEventStore
-from eventsrc.store.transport import Connection
+from eventsrc.store import Connection, JetStreamEventStore
 
 
 def build_local_node(

@@ -21,12 +21,11 @@ from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.errors import ConfigError
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
-from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
+from eventsrc.store import Connection, JetStreamEventStore, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
 from eventsrc.store.lease import KvLease
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore
-from eventsrc.store.transport import Connection
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
 
@@ -63,10 +62,10 @@ from eventsrc.events.subjects import assignments_filter, node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
-from eventsrc.store import JetStreamEventStore
+from eventsrc.store import Connection, JetStreamEventStore
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
-from eventsrc.store.streams import stream_leaders
-from eventsrc.store.transport import Connection, MicroService
+from eventsrc.store.streams import ensure_consumer, stream_leaders
+from eventsrc.store.transport import MicroService
 from eventsrc.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -336,11 +335,8 @@ class CoordinatorService:
             ack_wait=30,
             max_deliver=-1,
         )
-        try:
-            # A returning node keeps its consumer: unacked assignments are redelivered.
-            await self._store.js.consumer_info(EVENTS_STREAM, name)
-        except nats.js.errors.NotFoundError:
-            await self._store.js.add_consumer(EVENTS_STREAM, config)
+        # A returning node keeps its consumer: unacked assignments are redelivered.
+        await ensure_consumer(self._store.js, EVENTS_STREAM, config)
         return {
             "stream": EVENTS_STREAM,
             "consumer": name,

@@ -21,10 +21,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeAlias
 
 import nats.errors
-from nats.aio.client import Client
 from nats.micro import add_service
 from nats.micro import request as micro_request
 from nats.micro.service import Group, Service
@@ -35,13 +33,10 @@ from eventsrc.errors import (
     RequestTimeoutError,
     ServerUnavailableError,
 )
+from eventsrc.store.connection import Connection
 from eventsrc.store.publisher import Requester, SubjectRefusedError
 
 log = logging.getLogger(__name__)
-
-Connection: TypeAlias = Client
-"""A NATS connection, by the store's name: code outside the store passes it on (to the
-event store, to this transport) without importing nats."""
 
 
 @dataclass(frozen=True, slots=True)
