@@ -190,7 +190,8 @@ class Coordinator:
             try:
                 await service.start()
             except Exception as err:
-                self.leadership.give_up(f"could not take the lead: {err}")
+                if not term.over:
+                    self.leadership.give_up(f"could not take the lead: {err}")
                 return
             self.service = service
             self._term_served.set()

@@ -270,13 +270,20 @@ class Leadership:
         won = first_won
         try:
             while not self._closing:
+                pause = self.timing.retry_every
                 if won:
                     try:
                         await self._term()
                     # The loop must survive: a standby that stops contesting is lost.
                     except Exception:
                         log.exception("leadership term failed; contesting again")
-                pause, self._pause = self._pause or self.timing.retry_every, 0.0
+                    # A term ended on purpose (deposed) contests again at once, one that
+                    # could not be served after a lease time.
+                    if self._end_term.is_set():
+                        pause = 0.0
+                    if not self._closing:
+                        self._end_term.clear()
+                pause, self._pause = self._pause or pause, 0.0
                 await _wait_at_most(self._end_term, pause)
                 if self._closing:
                     return
