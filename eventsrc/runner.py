@@ -91,7 +91,7 @@ class ProjectionRunner:
         # fast: no extra yield after each acquire (readers and the writer never nest).
         self._lock = aiorwlock.RWLock(fast=True)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._applied: asyncio.Future[None] | None = None
+        self._watchers: list[tuple[Callable[[ClusterState], bool], asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
@@ -161,12 +161,16 @@ class ProjectionRunner:
 
     async def until(self, condition: Callable[[ClusterState], bool]) -> None:
         """Return once ``condition(state)`` holds: looked at now and after every applied
-        batch of events (e.g. the leadership watching for a newer epoch)."""
-        while not condition(self._state):
-            if self._applied is None:
-                self._applied = asyncio.get_running_loop().create_future()
-            # Shielded: one future serves every watcher, a cancelled one must not end it.
-            await asyncio.shield(self._applied)
+        batch of events (e.g. the leadership watching for a newer epoch). The condition
+        is called on the follower's path, so it must be cheap and must not raise."""
+        if condition(self._state):
+            return
+        watcher = (condition, asyncio.get_running_loop().create_future())
+        self._watchers.append(watcher)
+        try:
+            await watcher[1]
+        finally:
+            self._watchers.remove(watcher)
 
     async def snapshot(self) -> int:
         """Write a snapshot of the current state; returns the sequence it covers."""
@@ -212,9 +216,8 @@ class ProjectionRunner:
                             self._on_applied(self._state)
                     batch.clear()
                     self._release_waiters()
-                    applied, self._applied = self._applied, None
-                    if applied is not None:
-                        applied.set_result(None)
+                    if self._watchers:
+                        self._release_watchers()
         except asyncio.CancelledError:
             raise
         except BaseException as err:
@@ -243,6 +246,13 @@ class ProjectionRunner:
         while self._waiters and self._waiters[0][0] <= position:
             future = heapq.heappop(self._waiters)[2]
             if not future.done():
+                future.set_result(None)
+
+    def _release_watchers(self) -> None:
+        # Checked here rather than by waking every watcher after each batch: a leader
+        # watches its epoch all the time, and most batches change nothing it watches.
+        for condition, future in self._watchers:
+            if not future.done() and condition(self._state):
                 future.set_result(None)
 
 
