@@ -165,7 +165,12 @@ class Coordinator:
         assert self.leadership is not None
         async with contextlib.aclosing(self.leadership.terms()) as terms:
             async for term in terms:
-                await self._serve(term)
+                try:
+                    await self._serve(term)
+                except Exception as err:  # the loop must survive, or terms go unserved
+                    log.exception("serving epoch %d failed", term.epoch)
+                    if not term.over:
+                        self.leadership.give_up(f"could not serve: {err}")
 
     async def _serve(self, term: Term) -> None:
         """Serve one term until it ends (the leadership watches lease and epoch)."""
