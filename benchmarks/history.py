@@ -40,8 +40,8 @@ from eventsrc.events import (
 )
 from eventsrc.events.subjects import EVENTS_FILTER
 from eventsrc.node.builtins import BUILTIN_SKILLS
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.snapshot import encode_snapshot, snapshot_document
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore

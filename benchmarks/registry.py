@@ -37,8 +37,8 @@ from eventsrc.events import (
     new_event_id,
 )
 from eventsrc.projections.apply import apply
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.writer import C, Decide
 

@@ -4,31 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import nats.errors
 import orjson
-from nats.aio.client import Client
 from pydantic import BaseModel
 
 from eventsrc.commands import api
-from eventsrc.errors import (
-    CoordinatorUnavailableError,
-    EventsrcError,
-    NotPermittedError,
-    PayloadTooLargeError,
-    RequestTimeoutError,
-    ServerUnavailableError,
-)
-from eventsrc.store.publisher import Requester, SubjectRefusedError
+from eventsrc.errors import CoordinatorUnavailableError, EventsrcError, RequestTimeoutError
+from eventsrc.store import Connection
+from eventsrc.store.transport import Peer, Requests
 
 __all__ = ["ApiClient", "CoordinatorUnavailableError", "RequestTimeoutError"]
+
+COORDINATOR = Peer(
+    name="coordinator",
+    start_hint="start one with `python -m eventsrc.coordinator --nats-url ...`",
+    role_hint="secure mode: submitter for submit/cancel/drain",
+)
 
 
 class ApiClient:
     """Request/reply to ``eventsrc.api.<endpoint>``; returns the reply's ``data``."""
 
-    def __init__(self, nc: Client, *, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._requests = Requester(nc, timeout=timeout)
+    def __init__(self, nc: Connection, *, timeout: float = 10.0) -> None:
+        self._requests = Requests(nc, peer=COORDINATOR, timeout=timeout)
 
     async def call(
         self,
@@ -37,40 +34,18 @@ class ApiClient:
         *,
         timeout: float | None = None,
     ) -> Any:
-        """Raises the mapped EventsrcError on an error reply, ServerUnavailableError when no
-        coordinator answers."""
+        """Raises the mapped EventsrcError on an error reply, and the transport's errors
+        (``eventsrc.store.transport``): ServerUnavailableError when no coordinator
+        answers, RequestTimeoutError, NotPermittedError, PayloadTooLargeError."""
         if isinstance(request, BaseModel):
             body = request.model_dump_json().encode()
         else:
             body = orjson.dumps(request or {})
+        reply = await self._requests.request(
+            api.subject(endpoint), body, name=endpoint, timeout=timeout
+        )
         try:
-            reply = await self._requests.request(
-                api.subject(endpoint), body, timeout=timeout or self._timeout
-            )
-        except SubjectRefusedError as err:
-            raise NotPermittedError(
-                f"NATS refused {endpoint} to these credentials ({err.text}); use credentials "
-                f"of a role that may (secure mode: submitter for submit/cancel/drain)"
-            ) from err
-        except nats.errors.NoRespondersError as err:
-            raise ServerUnavailableError(
-                "no coordinator answers on this NATS server; start one with "
-                "`python -m eventsrc.coordinator --nats-url ...`"
-            ) from err
-        except nats.errors.MaxPayloadError as err:
-            raise PayloadTooLargeError(
-                f"the {endpoint} request is {len(body)} bytes, more than the NATS server "
-                f"accepts in one message; send a reference to the data instead"
-            ) from err
-        except nats.errors.TimeoutError as err:
-            raise RequestTimeoutError(
-                f"the coordinator did not answer {endpoint} within "
-                f"{timeout or self._timeout:g} s; check that it is running"
-            ) from err
-        except nats.errors.Error as err:
-            raise ServerUnavailableError(f"NATS request failed: {err}") from err
-        try:
-            document = orjson.loads(reply.data)
+            document = orjson.loads(reply)
         except orjson.JSONDecodeError as err:
             raise EventsrcError(f"the coordinator sent a reply that is not JSON: {err}") from err
         if not isinstance(document, dict):

@@ -34,8 +34,8 @@ from eventsrc.errors import (
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
 from eventsrc.history import fold_task, watch_task
 from eventsrc.lineage import running_task
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.registry import SkillRegistry
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
 from eventsrc.store.getreads import event_store
 from eventsrc.writer import C, Decide

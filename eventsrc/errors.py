@@ -41,7 +41,8 @@ raises it back by the one table in ``eventsrc.commands.api``.
     └── EmbeddedServerError       the embedded nats-server could not be found or started
 
 Outside the tree, because it never leaves the store: SubjectRefusedError
-[eventsrc.store.publisher], a nats-py error the API client turns into NotPermittedError;
+[eventsrc.store.publisher], a nats-py error the store turns into NotPermittedError
+(eventsrc.store.transport for requests, the event store for appends);
 and, because it never leaves the projections, Problem [eventsrc.projections.problem]: a
 fold handler raises it for an event that cannot change the state, ``apply`` counts it.
 

@@ -34,8 +34,8 @@ from eventsrc.events import (
 )
 from eventsrc.projections import queries
 from eventsrc.projections.queries import SkillInstance
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState, InstanceStatus
+from eventsrc.runner import ProjectionRunner
 from eventsrc.writer import C, Decide
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from eventsrc.commands.base import Command, NewId, Origin
 from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
 from eventsrc.events import Event, TaskAssigned, new_event_id
 from eventsrc.ports import EventStore
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 
 CommandT = TypeVar("CommandT", bound=Command, contravariant=True)
 
@@ -155,7 +155,9 @@ class EventWriter:
         """Append in order; each aggregate's expectation moves with our own appends."""
         last = 0
         for event in events:
-            self.check_leading(0)
+            # The state's epoch too: a newer leader's election applied while this chain
+            # awaited its appends stops it here, before any other object hears of it.
+            self.check_leading(self.runner.state.epoch)
             aggregate = event.aggregate_subject
             try:
                 last = await self.store.append(event, expected_seq=expected.get(aggregate, 0))

@@ -19,7 +19,7 @@ import nats.errors
 import orjson
 
 from eventsrc.events.schema import event_schemas
-from eventsrc.projections.runner import CATCH_UP_GC_THRESHOLD
+from eventsrc.runner import CATCH_UP_GC_THRESHOLD
 from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, run_program
 from eventsrc.store import JetStreamEventStore, resolve_servers
 from replay_tools import audit, backup, rebuild, stats, tree, verify, whatif_report

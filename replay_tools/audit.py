@@ -33,7 +33,7 @@ from eventsrc.events.subjects import (
     task_id_of,
 )
 from eventsrc.ports import Record
-from eventsrc.projections.runner import apply_record
+from eventsrc.projections.apply import apply_record
 from eventsrc.projections.state import ClusterState, Retention
 from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore

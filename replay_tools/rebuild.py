@@ -16,8 +16,7 @@ from eventsrc.commands.views import list_nodes, list_skill_infos, task_info
 from eventsrc.errors import InvalidRequestError
 from eventsrc.events import Heartbeat
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, StoredEvent
-from eventsrc.projections.apply import apply_heartbeat
-from eventsrc.projections.runner import apply_record
+from eventsrc.projections.apply import apply_heartbeat, apply_record
 from eventsrc.projections.snapshot import restore_snapshot
 from eventsrc.projections.state import ClusterState
 from eventsrc.runtime import format_table as table

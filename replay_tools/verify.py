@@ -25,8 +25,8 @@ import orjson
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record
+from eventsrc.projections.apply import apply_record
 from eventsrc.projections.canonical import state_hash
-from eventsrc.projections.runner import apply_record
 from eventsrc.projections.snapshot import read_document, restore_snapshot
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, ClusterState
 from eventsrc.store import JetStreamEventStore

@@ -33,8 +33,7 @@ from eventsrc.commands.registry import ExpireStale, decide_expire_stale
 from eventsrc.errors import InvalidRequestError, UndecodableEventError
 from eventsrc.events import Heartbeat, NodeExpired, SkillInstanceExpired
 from eventsrc.ports import Record, StoredEvent
-from eventsrc.projections.apply import apply, apply_heartbeat
-from eventsrc.projections.runner import apply_record
+from eventsrc.projections.apply import apply, apply_heartbeat, apply_record
 from eventsrc.projections.state import MEMBER_STATES, ClusterState, Retention
 
 ChangeKind = Literal["expired_earlier", "expired_later", "not_expired", "newly_expired"]

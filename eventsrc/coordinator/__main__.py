@@ -1,4 +1,5 @@
-"""``python -m eventsrc.coordinator``: the main job."""
+"""``python -m eventsrc.coordinator``: the main job, and the composition root that hands
+the coordinator the node package's builder for its local node."""
 
 from __future__ import annotations
 
@@ -7,9 +8,22 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from eventsrc.config import CoordinatorConfig, load_config
+from eventsrc.config import CoordinatorConfig, NodeConfig, load_config
 from eventsrc.coordinator.app import Coordinator
+from eventsrc.node.agent import NodeAgent
+from eventsrc.node.assemble import build_node_agent
+from eventsrc.node.setup import local_node_id
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
+from eventsrc.store import Connection, JetStreamEventStore
+
+
+def build_local_node(
+    nc: Connection, store: JetStreamEventStore, *, node_id: str | None
+) -> NodeAgent:
+    """A cluster of one's node: built-in python and ./skills, named ``<host>-local``
+    unless configured."""
+    config = NodeConfig(node_id=node_id or local_node_id(), skills=("python",))
+    return build_node_agent(nc, store, config, env=os.environ)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -67,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         configure_logging(config.log_level)
         stop = stop_event_on_signals()
-        async with Coordinator(config) as coordinator:
+        async with Coordinator(config, local_node=build_local_node) as coordinator:
             where = "embedded nats-server" if coordinator.embedded else "NATS"
             role = "leader" if coordinator.leading else "standby"
             print(

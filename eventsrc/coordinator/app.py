@@ -1,27 +1,27 @@
 """The coordinator process: embedded server (when no URL is given), streams, projection,
-leadership (the KV lease) and, while leading, the service; started and stopped in order."""
+leadership (the KV lease) and, for each term it wins, the service; started and stopped
+in order."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
-
-from nats.aio.client import Client
+from typing import Any, Protocol
 
 from eventsrc.commands.tasks import Limits
-from eventsrc.config import CoordinatorConfig, NodeConfig, nats_options
-from eventsrc.coordinator.leadership import Leadership, elect
+from eventsrc.config import CoordinatorConfig, nats_options
+from eventsrc.coordinator.leadership import Leadership, Term
 from eventsrc.coordinator.service import CoordinatorService
-from eventsrc.node.agent import NodeAgent
-from eventsrc.node.assemble import build_node_agent
-from eventsrc.node.setup import local_node_id
-from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.errors import ConfigError
 from eventsrc.projections.state import ClusterState
-from eventsrc.store import JetStreamEventStore, StreamSettings, connect_nats
+from eventsrc.runner import ProjectionRunner
+from eventsrc.store import Connection, JetStreamEventStore, StreamSettings, connect_nats
 from eventsrc.store.connection import split_urls
 from eventsrc.store.lease import KvLease
 from eventsrc.store.server import EmbeddedServer
@@ -45,20 +45,51 @@ def stream_settings(config: CoordinatorConfig) -> StreamSettings:
     )
 
 
-class Coordinator:
-    """An async context manager owning the server (if embedded), connection and store."""
+class LocalNode(Protocol):
+    """What the coordinator needs of the node it runs in its own process: an async
+    context manager with an id."""
 
-    def __init__(self, config: CoordinatorConfig) -> None:
+    @property
+    def node_id(self) -> str: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc_info: object) -> Any: ...
+
+
+class LocalNodeFactory(Protocol):
+    """Builds the cluster-of-one's node on the coordinator's connection and store;
+    ``node_id`` is the configured one, or None for the node's own default."""
+
+    def __call__(
+        self, nc: Connection, store: JetStreamEventStore, *, node_id: str | None
+    ) -> LocalNode: ...
+
+
+class Coordinator:
+    """An async context manager owning the server (if embedded), connection and store.
+
+    ``local_node`` builds the node a cluster of one runs in this process (the entry
+    point passes the node package's; the coordinator does not import it). It runs when
+    the config asks for it, by default only with the embedded server.
+    """
+
+    def __init__(
+        self, config: CoordinatorConfig, *, local_node: LocalNodeFactory | None = None
+    ) -> None:
         self.config = config
+        self._local_node_factory = local_node
         self.server: EmbeddedServer | None = None
         self.servers: tuple[str, ...] = ()
         self._stack = AsyncExitStack()
-        self._nc: Client | None = None
+        self._nc: Connection | None = None
         self._store: JetStreamEventStore | None = None
         self.runner: ProjectionRunner | None = None
         self.leadership: Leadership | None = None
         self.service: CoordinatorService | None = None
-        self.local_node: NodeAgent | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._term_served = asyncio.Event()
+        self.local_node: LocalNode | None = None
         # Unique per instance (the lease tells holders apart by it): containers often
         # share host names and pids.
         suffix = secrets.token_hex(3)
@@ -104,29 +135,52 @@ class Coordinator:
         self._stack.push_async_callback(self._final_snapshot)
         lease = KvLease(self._store.js, lease_s=self.config.lease_s, replicas=self.config.replicas)
         self.leadership = Leadership(
-            lease, coordinator_id=self.coordinator_id, lead=self._lead, step_down=self._step_down
+            lease,
+            self._store,
+            self.runner,
+            coordinator_id=self.coordinator_id,
+            settings={
+                "stale_after_s": self.config.stale_after,
+                "sweep_interval_s": self.config.sweep_interval,
+            },
         )
+        # Registered before the leadership, so it is awaited after the leadership closed
+        # (which ends the term being served and then the terms).
+        self._stack.push_async_callback(self._stop_serving)
         await self._stack.enter_async_context(self.leadership)
-        if self.config.local_node if self.config.local_node is not None else self.embedded:
+        self._serving = asyncio.create_task(self._serve_terms(), name="serve-terms")
+        if self.leadership.leading:
+            # A lone coordinator leads by the time start() returns.
+            await self._term_served.wait()
+        if self.config.local_node is not None:
+            wanted = self.config.local_node
+        else:
+            wanted = self.embedded and self._local_node_factory is not None
+        if wanted:
             await self._start_local_node()
         return ",".join(self.servers)
 
-    async def _lead(self) -> int:
-        """The lease is ours: elect the next epoch and serve; returns the epoch."""
-        assert self._nc is not None and self.runner is not None
-        settings = {
-            "stale_after_s": self.config.stale_after,
-            "sweep_interval_s": self.config.sweep_interval,
-        }
-        epoch = await elect(
-            self.store, self.runner, coordinator_id=self.coordinator_id, settings=settings
-        )
+    async def _serve_terms(self) -> None:
+        """Serve the command API for each term the leadership hands out."""
+        assert self.leadership is not None
+        async with contextlib.aclosing(self.leadership.terms()) as terms:
+            async for term in terms:
+                try:
+                    await self._serve(term)
+                except Exception as err:  # the loop must survive, or terms go unserved
+                    log.exception("serving epoch %d failed", term.epoch)
+                    if not term.over:
+                        self.leadership.give_up(f"could not serve: {err}")
+
+    async def _serve(self, term: Term) -> None:
+        """Serve one term until it ends (the leadership watches lease and epoch)."""
+        assert self._nc is not None and self.runner is not None and self.leadership is not None
         service = CoordinatorService(
             self._nc,
             self.store,
             self.runner,
             coordinator_id=self.coordinator_id,
-            epoch=epoch,
+            epoch=term.epoch,
             stale_after=self.config.stale_after,
             sweep_interval=self.config.sweep_interval,
             limits=Limits(
@@ -135,25 +189,29 @@ class Coordinator:
                     self.config.max_payload_bytes, self._nc.max_payload - ENVELOPE_ROOM
                 ),
             ),
-            on_deposed=self._deposed,
-            holds_lease=self.leadership.holds_lease if self.leadership else None,
+            holds_lease=self.leadership.holds_lease,
         )
         try:
-            await service.start()
-        except BaseException:
-            await service.close()
-            raise
-        self.service = service
-        return epoch
-
-    def _deposed(self, reason: str) -> None:
-        if self.leadership is not None:
-            self.leadership.abdicate(reason)
-
-    async def _step_down(self, reason: str) -> None:
-        service, self.service = self.service, None
-        if service is not None:
+            try:
+                await service.start()
+            except Exception as err:
+                if not term.over:
+                    self.leadership.give_up(f"could not take the lead: {err}")
+                return
+            self.service = service
+            self._term_served.set()
+            await term.ended()
+        finally:
+            self.service = None
+            self._term_served.set()
             await service.close()  # stops deciding before its first await
+
+    async def _stop_serving(self) -> None:
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            await asyncio.wait({serving}, timeout=30)
+            if not serving.done():
+                serving.cancel()
 
     async def _close_nats(self) -> None:
         if self._nc is None:
@@ -166,13 +224,18 @@ class Coordinator:
             log.warning("NATS connection closed uncleanly: %s", err)
 
     async def _start_local_node(self) -> None:
-        """A cluster of one: a node in this process with built-in python and ./skills."""
+        """A cluster of one: a node in this process, built by the factory given."""
         assert self._nc is not None and self._store is not None
-        config = NodeConfig(
-            node_id=self.config.local_node_id or local_node_id(), skills=("python",)
+        if self._local_node_factory is None:
+            raise ConfigError(
+                "local_node is on but this Coordinator was given no node factory; run "
+                "`python -m eventsrc.coordinator`, or pass local_node=..."
+            )
+        node = self._local_node_factory(
+            self._nc, self._store, node_id=self.config.local_node_id or None
         )
-        self.local_node = build_node_agent(self._nc, self._store, config, env=os.environ)
-        await self._stack.enter_async_context(self.local_node)
+        await self._stack.enter_async_context(node)
+        self.local_node = node
 
     def _on_applied(self, state: ClusterState) -> None:
         if self.service is not None:

@@ -1,4 +1,4 @@
-"""Wrapping command handlers as NATS micro endpoints: validation, error codes, JSON.
+"""Wrapping command handlers as the API's endpoints: validation, error codes, JSON.
 
 Every request gets exactly one reply, whatever its bytes: a result, or an error with a
 code and a one-line message. Requests are strict JSON (no NaN/Infinity, no numbers
@@ -12,14 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats.errors
 import orjson
-from nats.micro.request import Request
 from pydantic import BaseModel, ValidationError
 
 from eventsrc.commands import api
-from eventsrc.errors import EventsrcError, InvalidRequestError, first_problem
+from eventsrc.errors import EventsrcError, InvalidRequestError, PayloadTooLargeError, first_problem
 from eventsrc.events import canonical_json
+from eventsrc.store.transport import Request
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +85,9 @@ async def _error(request: Request, code: str, message: str) -> None:
 
 async def _respond(request: Request, body: bytes, *, error: tuple[str, str] | None = None) -> None:
     try:
-        if error is None:
-            await request.respond(body)
-        else:
-            await request.respond_error(*error, data=body)
-    except nats.errors.MaxPayloadError:
-        await _error(
-            request,
-            api.ERR_TOO_LARGE,
-            f"the reply is {len(body)} bytes, more than the NATS server accepts in one "
-            f"message; ask for less (e.g. a smaller limit)",
-        )
-    except ValueError:
-        pass  # published without a reply subject: nobody waits for an answer
-    except nats.errors.Error as err:
-        log.warning("reply not sent: %s", err)
+        await request.respond(body, error=error)
+    except PayloadTooLargeError as err:
+        if error is not None:  # an error reply is one line: never too large in practice
+            log.warning("error reply not sent: %s", err)
+            return
+        await _error(request, api.ERR_TOO_LARGE, f"{err}; ask for less (e.g. a smaller limit)")

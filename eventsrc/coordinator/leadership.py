@@ -7,10 +7,12 @@ winner appends ``LeaderElected(epoch + 1)`` guarded by the last sequence of
 with the revision it last wrote. It stops deciding as soon as it cannot be sure the
 lease is still its own: a renewal refused (the key moved on), or no successful renewal
 for ``lease_s - margin`` seconds counted from when the last one was *sent* (the server
-cannot have stored it earlier, so the key cannot expire earlier). It then goes back to
-standby. Safety does not rest on clocks: a deposed leader's late appends either fail
-their aggregate's expected-sequence check or are fenced by projections as an older
-epoch (``projections.apply``).
+cannot have stored it earlier, so the key cannot expire earlier), or its projection
+applied a newer epoch (another leader was elected: it watches its own epoch). It then
+goes back to standby. The coordinator serves each ``Term`` that ``terms()`` hands out
+until the term ends; nothing calls back into it. Safety does not rest on clocks: a
+deposed leader's late appends either fail their aggregate's expected-sequence check or
+are fenced by projections as an older epoch (``projections.apply``).
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
 from eventsrc.errors import ConcurrencyError, LeaseLostError, StoreError
 from eventsrc.events import ClusterSettingsChanged, LeaderElected, new_event_id
 from eventsrc.events.subjects import CLUSTER_SUBJECT
-from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.lease import KvLease, LeaseHolder, encode_holder
 from eventsrc.writer import utc_now
@@ -33,6 +35,8 @@ from eventsrc.writer import utc_now
 log = logging.getLogger(__name__)
 
 ELECT_TRIES = 5
+HAND_BACK_S = 30.0
+"""How long a term's end waits for its service to stop before the lease is released."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,30 +132,63 @@ async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
             await event.wait()
 
 
-Lead = Callable[[], Coroutine[Any, Any, int]]
-StepDown = Callable[[str], Awaitable[None]]
+class Term:
+    """One term as leader: its epoch, and when and why it ended.
+
+    The leadership ends it (the lease is, or may be, lost; a newer epoch was applied;
+    this coordinator stops) and fences the writer before anyone awaits ``ended()``:
+    ``holds_lease()`` is False from that moment, and writers refuse a state showing a
+    newer epoch by themselves.
+    """
+
+    __slots__ = ("_done", "_ended", "epoch", "reason")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.reason = ""
+        self._ended = asyncio.Event()
+        self._done = asyncio.Event()
+
+    @property
+    def over(self) -> bool:
+        """Whether the term has ended."""
+        return self._ended.is_set()
+
+    async def ended(self) -> str:
+        """Wait until the term ends; returns why."""
+        await self._ended.wait()
+        return self.reason
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self.reason = reason
+            self._ended.set()
 
 
 class Leadership:
     """Standby until the lease is ours, then lead until it is not; an async context
     manager.
 
-    ``lead()`` takes over (elect, serve) and returns the epoch; ``step_down(reason)``
-    must stop every decision before its first await.
+    While it holds the lease it elects the next epoch and hands out a ``Term``
+    (``terms()``); it watches the lease (renewals) and the epoch (the runner's state)
+    itself and ends the term when either moves on. The lease is released only after
+    the consumer of ``terms()`` asked for the next one (it has stopped serving).
     """
 
     def __init__(
         self,
         lease: KvLease,
+        store: JetStreamEventStore,
+        runner: ProjectionRunner,
         *,
         coordinator_id: str,
-        lead: Lead,
-        step_down: StepDown,
+        settings: dict[str, Any],
     ) -> None:
         self._lease = lease
+        self._store = store
+        self._runner = runner
         self._id = coordinator_id
-        self._lead = lead
-        self._step_down = step_down
+        self._settings = settings
         self.timing = LeaseTiming(1.0)
         self.leading = False
         self.epoch = 0
@@ -162,14 +199,15 @@ class Leadership:
         self._end_reason = ""
         self._settled = asyncio.Event()
         self._renew_now = asyncio.Event()
+        self._terms: asyncio.Queue[Term | None] = asyncio.Queue()
         self._closing = False
         self._holding = False
         self._pause = 0.0
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the lease bucket and contest once, so a lone coordinator leads by the
-        time this returns; then keep contesting (or holding) in the background."""
+        """Open the lease bucket and contest once, so a lone coordinator has its term by
+        the time this returns; then keep contesting (or holding) in the background."""
         self.timing = LeaseTiming(await self._lease.open())
         won = await self._contest()
         self._loop_task = asyncio.create_task(self._run(first_won=won), name="leadership")
@@ -189,10 +227,26 @@ class Leadership:
         return bool(self._revision) and asyncio.get_running_loop().time() < self._valid_until
 
     def abdicate(self, reason: str) -> None:
-        """End the current term (e.g. a newer epoch showed up); the lease is released."""
+        """End the current term; the lease is released."""
         if not self._end_term.is_set():
             self._end_reason = reason
             self._end_term.set()
+
+    def give_up(self, reason: str) -> None:
+        """End the current term because this coordinator cannot serve it; it contests
+        again only after a lease time, so another standby tries first."""
+        if not self._end_term.is_set():
+            self._pause = self.timing.lease_s
+        self.abdicate(reason)
+
+    async def terms(self) -> AsyncGenerator[Term, None]:
+        """Each term this coordinator wins, as it begins; ends when the leadership
+        closes. Asking for the next term says the last one is no longer served."""
+        while (term := await self._terms.get()) is not None:
+            try:
+                yield term
+            finally:
+                term._done.set()
 
     async def close(self) -> None:
         """Stop leading (release the lease) or contesting; idempotent."""
@@ -214,17 +268,28 @@ class Leadership:
 
     async def _run(self, *, first_won: bool) -> None:
         won = first_won
-        while not self._closing:
-            if won:
-                try:
-                    await self._term()
-                except Exception:  # the loop must survive: a standby that stops contesting is lost
-                    log.exception("leadership term failed; contesting again")
-            pause, self._pause = self._pause or self.timing.retry_every, 0.0
-            await _wait_at_most(self._end_term, pause)
-            if self._closing:
-                return
-            won = await self._contest()
+        try:
+            while not self._closing:
+                pause = self.timing.retry_every
+                if won:
+                    try:
+                        await self._term()
+                    # The loop must survive: a standby that stops contesting is lost.
+                    except Exception:
+                        log.exception("leadership term failed; contesting again")
+                    # A term ended on purpose (deposed) contests again at once, one that
+                    # could not be served after a lease time.
+                    if self._end_term.is_set():
+                        pause = 0.0
+                    if not self._closing:
+                        self._end_term.clear()
+                pause, self._pause = self._pause or pause, 0.0
+                await _wait_at_most(self._end_term, pause)
+                if self._closing:
+                    return
+                won = await self._contest()
+        finally:
+            self._terms.put_nowait(None)
 
     async def _contest(self) -> bool:
         """One try at the lease; True when it is ours now."""
@@ -265,14 +330,16 @@ class Leadership:
         self.holder = holder
 
     async def _term(self) -> None:
-        """Hold the lease while leading; step down when it is (or may be) lost."""
+        """Hold the lease while leading; end the term when it is (or may be) lost, or
+        when the state shows a newer epoch."""
         self.epoch = 0
         self._renew_now.clear()
         self._holding = True
         hold = asyncio.create_task(self._hold(), name="leader-lease")
-        lead = asyncio.create_task(self._lead(), name="take-the-lead")
+        lead = asyncio.create_task(self._elect(), name="take-the-lead")
         ended = asyncio.create_task(self._end_term.wait(), name="term-end")
         tasks = {hold, lead, ended}
+        term: Term | None = None
         reason, lost = "this coordinator stops", False
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -281,6 +348,9 @@ class Leadership:
                     self.epoch = lead.result()
                     self.leading = True
                     self.holder = LeaseHolder(self._id, self.epoch, self._revision)
+                    term = Term(self.epoch)
+                    self._terms.put_nowait(term)
+                    tasks.add(asyncio.create_task(self._watch_epoch(), name="epoch-watch"))
                     self._settled.set()
                     self._renew_now.set()  # so the lease shows the epoch
                     await asyncio.wait({hold, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -292,14 +362,16 @@ class Leadership:
             elif ended.done():
                 reason = self._end_reason
         finally:
-            # Stop deciding before anything else is awaited: appends check the deadline,
-            # and step_down halts the service before its own first await.
+            # Stop deciding before anything else is awaited: appends check the deadline.
             self.leading = False
             self._holding = False
             self._valid_until = 0.0
             for task in tasks:
                 task.cancel()
-            await self._step_down(reason)
+            if term is not None:
+                term._end(reason)
+                # The lease goes only once the term is no longer served.
+                await _wait_at_most(term._done, HAND_BACK_S)
             await asyncio.wait(tasks, timeout=10)
             if not self._closing:
                 log.error("%s stopped leading: %s; back to standby", self._id, reason)
@@ -307,6 +379,17 @@ class Leadership:
                 await self._release()
             self._revision = 0
             self._settled.set()
+
+    async def _elect(self) -> int:
+        return await elect(
+            self._store, self._runner, coordinator_id=self._id, settings=self._settings
+        )
+
+    async def _watch_epoch(self) -> None:
+        """End the term once the state shows a newer leader's election."""
+        epoch = self.epoch
+        await self._runner.until(lambda state: state.epoch > epoch)
+        self.abdicate(f"deposed by leader epoch {self._runner.state.epoch}")
 
     async def _hold(self) -> str:
         """Renew until the lease is (or may be) lost or the term ends; return why.

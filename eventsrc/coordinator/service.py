@@ -1,7 +1,9 @@
 """The leading coordinator: the command API, the control loop, the stale sweep.
 
 One instance per leader term (``leadership`` elects and decides when it ends); it
-decides with its term's epoch and stops deciding at once when closed or deposed.
+decides with its term's epoch and stops deciding at once when closed. Its writer needs
+no word from anyone to stop: it refuses once the lease may have lapsed
+(``holds_lease``) or once the state shows a newer epoch.
 
 - API: a NATS micro service (``$SRV.PING/INFO/STATS`` work with standard tooling);
   handlers validate, run a pure decide function, append, and reply after the local
@@ -16,16 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.js.errors
-from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.micro import add_service
-from nats.micro.request import Request
-from nats.micro.service import Service
 from pydantic import BaseModel
 
 import eventsrc
@@ -63,11 +60,12 @@ from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
 from eventsrc.events.subjects import assignments_filter, node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
-from eventsrc.store import JetStreamEventStore
+from eventsrc.runner import ProjectionRunner
+from eventsrc.store import Connection, JetStreamEventStore
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
-from eventsrc.store.streams import stream_leaders
+from eventsrc.store.streams import ensure_consumer, stream_leaders
+from eventsrc.store.transport import MicroService
 from eventsrc.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -91,7 +89,7 @@ class CoordinatorService:
 
     def __init__(
         self,
-        nc: Client,
+        nc: Connection,
         store: JetStreamEventStore,
         runner: ProjectionRunner,
         *,
@@ -100,10 +98,8 @@ class CoordinatorService:
         stale_after: float,
         sweep_interval: float,
         limits: Limits | None = None,
-        on_deposed: Callable[[str], None] | None = None,
         holds_lease: Callable[[], bool] | None = None,
     ) -> None:
-        self._nc = nc
         self._store = store
         self._runner = runner
         self._id = coordinator_id
@@ -117,15 +113,19 @@ class CoordinatorService:
             holds_lease=holds_lease,
         )
         self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
-        self._on_deposed = on_deposed
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._service: Service | None = None
+        self._api = MicroService(
+            nc,
+            name=api.SERVICE_NAME,
+            version=eventsrc.__version__,
+            description="eventsrc coordinator command API",
+            prefix=api.API_PREFIX,
+        )
         self._inflight = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
         # run/wait requests are held until their task ends: a bound of their own, so
         # they never starve the other requests.
         self._waiting = asyncio.Semaphore(MAX_WAITING_REQUESTS)
-        self._requests: set[asyncio.Task[None]] = set()
         self._deposed = False
         self.epoch = epoch
 
@@ -140,15 +140,6 @@ class CoordinatorService:
         self._dirty.set()
         if state is not None:
             self._desk.on_applied(state)
-        if self._runner.state.epoch > self.epoch and not self._deposed:
-            # A newer leader's LeaderElected was applied: stop deciding at once.
-            reason = f"deposed by leader epoch {self._runner.state.epoch}"
-            self._halt()
-            if self._on_deposed is not None:
-                self._on_deposed(reason)
-            else:
-                log.error("%s; this coordinator stops serving", reason)
-                self._tasks.append(asyncio.create_task(self.close(), name="step-down"))
 
     def _halt(self) -> None:
         """Stop deciding now, before any await: refuse appends, cancel the loops. Requests
@@ -161,13 +152,7 @@ class CoordinatorService:
 
     async def start(self) -> None:
         """Serve the API and start the loops; the caller elected ``epoch`` already."""
-        self._service = await add_service(
-            self._nc,
-            name=api.SERVICE_NAME,
-            version=eventsrc.__version__,
-            description="eventsrc coordinator command API",
-        )
-        group = self._service.add_group(name=api.API_PREFIX)
+        await self._api.start()
         endpoints: dict[str, tuple[type[BaseModel], Handler]] = {
             "submit": (SubmitTask, self._desk.submit),
             "run": (api.RunTask, self._desk.run),
@@ -191,40 +176,17 @@ class CoordinatorService:
         }
         for name, (model, handler) in endpoints.items():
             limit = self._waiting if name in ("run", "wait") else self._inflight
-            await group.add_endpoint(
-                name=name, handler=self._concurrent(endpoint(model, handler), limit)
-            )
+            await self._api.add_endpoint(name, endpoint(model, handler), limit=limit)
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
 
-    def _concurrent(
-        self, serve: Callable[[Request], Awaitable[None]], limit: asyncio.Semaphore
-    ) -> Callable[[Request], Awaitable[None]]:
-        """nats micro awaits a handler before reading the next request of its endpoint;
-        run each in its own task (bounded) so a slow request does not hold up others."""
-
-        def done(task: asyncio.Future[None]) -> None:
-            self._requests.discard(task)
-            limit.release()
-
-        async def spawn(request: Request) -> None:
-            await limit.acquire()
-            task = asyncio.ensure_future(serve(request))
-            self._requests.add(task)
-            task.add_done_callback(done)
-
-        return spawn
-
     async def close(self) -> None:
         """Stop deciding at once, then stop serving; idempotent."""
         self._halt()
-        if self._service is not None:
-            service, self._service = self._service, None
-            with contextlib.suppress(Exception):
-                await service.stop()
+        await self._api.stop()
         tasks, self._tasks = self._tasks, []
-        tasks = [t for t in [*tasks, *self._requests] if t is not asyncio.current_task()]
+        tasks = [t for t in tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -373,11 +335,8 @@ class CoordinatorService:
             ack_wait=30,
             max_deliver=-1,
         )
-        try:
-            # A returning node keeps its consumer: unacked assignments are redelivered.
-            await self._store.js.consumer_info(EVENTS_STREAM, name)
-        except nats.js.errors.NotFoundError:
-            await self._store.js.add_consumer(EVENTS_STREAM, config)
+        # A returning node keeps its consumer: unacked assignments are redelivered.
+        await ensure_consumer(self._store.js, EVENTS_STREAM, config)
         return {
             "stream": EVENTS_STREAM,
             "consumer": name,

@@ -29,8 +29,8 @@ from eventsrc.errors import ConcurrencyError, DomainError, NotFoundError, StoreE
 from eventsrc.events import Event, new_event_id
 from eventsrc.events.subjects import task_filter
 from eventsrc.history import fold_task
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.writer import EventWriter, Reservations, utc_now
 

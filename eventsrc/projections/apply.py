@@ -14,6 +14,7 @@ from typing import Any
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
 from eventsrc.events.subjects import task_id_of
+from eventsrc.ports import Record
 from eventsrc.projections import membership, tasks
 from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ClusterState
@@ -117,3 +118,11 @@ def apply_undecodable_heartbeat(state: ClusterState, error: UndecodableEventErro
     state.heartbeat_problems.note(
         "undecodable", f"heartbeat seq {error.seq} ({error.subject}): {error.reason}"
     )
+
+
+def apply_record(state: ClusterState, record: Record) -> None:
+    """Fold one record of the events stream, whatever it is."""
+    if isinstance(record, UndecodableEventError):
+        apply_undecodable(state, record)
+    else:
+        apply(state, record.event, seq=record.seq, time=record.time)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
+    ConsumerConfig,
     DiscardPolicy,
     PeerInfo,
     RetentionPolicy,
@@ -152,6 +153,16 @@ def _settled(info: StreamInfo, replicas: int) -> bool:
         return False
     peers = cluster.replicas or []
     return len(peers) == replicas - 1 and all(peer.current for peer in peers)
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+    """Create the durable consumer ``config`` names on ``stream`` unless it exists (an
+    existing one is kept as it is, with what it has not delivered or had acked)."""
+    assert config.durable_name is not None
+    try:
+        await js.consumer_info(stream, config.durable_name)
+    except NotFoundError:
+        await js.add_consumer(stream, config)
 
 
 async def stream_leaders(

@@ -3,11 +3,11 @@ the API client as an error of the same family, with its message."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import nats
 import pytest
-from nats.micro import add_service
 
 from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
@@ -32,6 +32,7 @@ from eventsrc.errors import (
     StoreError,
     StoreFullError,
 )
+from eventsrc.store.transport import MicroService
 
 # (what the handler raises, the code on the wire, what the client raises)
 CASES: list[tuple[EventsrcError, str, type[EventsrcError]]] = [
@@ -56,14 +57,17 @@ CASES: list[tuple[EventsrcError, str, type[EventsrcError]]] = [
 async def client(nats_url: str) -> AsyncIterator[ApiClient]:
     """An API client, and a service whose endpoint ``raise<i>`` raises CASES[i]."""
     nc = await nats.connect(nats_url)
-    service = await add_service(nc, name="errors", version="0.0.1")
-    group = service.add_group(name=api.API_PREFIX)
+    service = MicroService(
+        nc, name="errors", version="0.0.1", description="", prefix=api.API_PREFIX
+    )
+    await service.start()
+    limit = asyncio.Semaphore(len(CASES))
     for index, (error, _, _) in enumerate(CASES):
 
         async def fail(_: object, error: EventsrcError = error) -> None:
             raise error
 
-        await group.add_endpoint(name=f"raise{index}", handler=endpoint(api.Empty, fail))
+        await service.add_endpoint(f"raise{index}", endpoint(api.Empty, fail), limit=limit)
     try:
         yield ApiClient(nc, timeout=5)
     finally:

@@ -16,8 +16,8 @@ from eventsrc.errors import ServerUnavailableError
 from eventsrc.events import LeaderElected
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore, StreamSettings
 from eventsrc.store.lease import LEADER_BUCKET, LEADER_KEY, encode_holder
 from tests.conftest import MakeServer

@@ -25,7 +25,7 @@ import eventsrc
 from eventsrc.client import Cluster
 from eventsrc.errors import EventsrcError
 from eventsrc.events import LeaderElected, TaskAssigned
-from eventsrc.projections.runner import apply_record
+from eventsrc.projections.apply import apply_record
 from eventsrc.projections.state import ClusterState, Retention
 from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer

@@ -19,7 +19,7 @@ from eventsrc.coordinator.app import Coordinator
 from eventsrc.events import Heartbeat, NodeExpired, SkillInstanceExpired, SkillMetadata
 from eventsrc.ports import HEARTBEATS_STREAM, StoredEvent
 from eventsrc.projections.canonical import state_hash
-from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.runner import ProjectionRunner
 from tests.conftest import MakeServer
 from tests.factories import envelope
 from tests.projections.builders import joined

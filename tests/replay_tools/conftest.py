@@ -14,7 +14,7 @@ import nats
 import pytest
 
 from eventsrc.events import Event
-from eventsrc.projections.runner import ProjectionRunner
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.snapshots import SnapshotStore
 from replay_tools.__main__ import main

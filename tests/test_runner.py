@@ -15,9 +15,9 @@ from eventsrc.errors import NotCaughtUpError
 from eventsrc.events import Event, encode
 from eventsrc.ports import EVENTS_STREAM, Record
 from eventsrc.projections.canonical import state_hash
-from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.snapshot import encode_snapshot, snapshot_document
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, Retention
+from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.snapshots import SnapshotStore
 from tests.conftest import MakeServer
@@ -295,3 +295,24 @@ async def test_stored_events_of_an_unsubmitted_task_do_not_block_its_submission(
         expected = state.aggregate_seq.get("evt.task.ghost.>", 0)
     # What the coordinator's EventWriter does when it decides to submit "ghost".
     await store.append(submitted("ghost", epoch=2), expected_seq=expected)
+
+
+async def test_until_returns_once_an_applied_batch_meets_the_condition() -> None:
+    from tests.memory_store import MemoryEventStore
+
+    store = MemoryEventStore()
+    await store.append(leader(1))
+    runner = ProjectionRunner(store, follow_heartbeats=False)
+    async with runner:
+        await runner.until(lambda state: state.epoch == 1)  # already true: at once
+        watchers = [
+            asyncio.create_task(runner.until(lambda state: state.epoch > 1)) for _ in range(2)
+        ]
+        cancelled = asyncio.create_task(runner.until(lambda state: state.epoch > 1))
+        await asyncio.sleep(0)  # one turn of the loop: every watcher reaches its await
+        cancelled.cancel()  # one watcher gone must not end the others
+        await store.append(leader(2, "c2"))
+        async with asyncio.timeout(5):
+            await asyncio.gather(*watchers)
+        assert runner.state.epoch == 2
+        assert cancelled.cancelled()

@@ -33,9 +33,8 @@ from eventsrc.errors import NotCaughtUpError, UndecodableEventError
 from eventsrc.events import Heartbeat
 from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, SnapshotPort, StoredEvent
 from eventsrc.projections.apply import (
-    apply,
     apply_heartbeat,
-    apply_undecodable,
+    apply_record,
     apply_undecodable_heartbeat,
 )
 from eventsrc.projections.snapshot import encode_snapshot, restore_snapshot, snapshot_document
@@ -65,14 +64,6 @@ def _relaxed_gc() -> Iterator[None]:
         gc.freeze()
 
 
-def apply_record(state: ClusterState, record: Record) -> None:
-    """Fold one record of the events stream, whatever it is."""
-    if isinstance(record, UndecodableEventError):
-        apply_undecodable(state, record)
-    else:
-        apply(state, record.event, seq=record.seq, time=record.time)
-
-
 class ProjectionRunner:
     """Owns one ClusterState and keeps it current; an async context manager."""
 
@@ -100,6 +91,7 @@ class ProjectionRunner:
         # fast: no extra yield after each acquire (readers and the writer never nest).
         self._lock = aiorwlock.RWLock(fast=True)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._watchers: list[tuple[Callable[[ClusterState], bool], asyncio.Future[None]]] = []
         self._tiebreak = itertools.count()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
@@ -167,6 +159,19 @@ class ProjectionRunner:
                 f"{self._state.last_seq}); check the NATS connection"
             ) from err
 
+    async def until(self, condition: Callable[[ClusterState], bool]) -> None:
+        """Return once ``condition(state)`` holds: looked at now and after every applied
+        batch of events (e.g. the leadership watching for a newer epoch). The condition
+        is called on the follower's path, so it must be cheap and must not raise."""
+        if condition(self._state):
+            return
+        watcher = (condition, asyncio.get_running_loop().create_future())
+        self._watchers.append(watcher)
+        try:
+            await watcher[1]
+        finally:
+            self._watchers.remove(watcher)
+
     async def snapshot(self) -> int:
         """Write a snapshot of the current state; returns the sequence it covers."""
         if self._snapshots is None:
@@ -211,6 +216,8 @@ class ProjectionRunner:
                             self._on_applied(self._state)
                     batch.clear()
                     self._release_waiters()
+                    if self._watchers:
+                        self._release_watchers()
         except asyncio.CancelledError:
             raise
         except BaseException as err:
@@ -239,6 +246,13 @@ class ProjectionRunner:
         while self._waiters and self._waiters[0][0] <= position:
             future = heapq.heappop(self._waiters)[2]
             if not future.done():
+                future.set_result(None)
+
+    def _release_watchers(self) -> None:
+        # Checked here rather than by waking every watcher after each batch: a leader
+        # watches its epoch all the time, and most batches change nothing it watches.
+        for condition, future in self._watchers:
+            if not future.done() and condition(self._state):
                 future.set_result(None)
 
 
