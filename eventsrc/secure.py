@@ -36,6 +36,7 @@ from eventsrc.events.subjects import (
     reports_filter,
 )
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.store.assignments import assignment_consumer_name
 from eventsrc.store.credentials import (
     ROLE_COORDINATOR,
     ROLE_NODE,
@@ -95,7 +96,7 @@ def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
         allow = [*_api(READ_ENDPOINTS), *_api(SUBMIT_ENDPOINTS), "$SRV.>", *stream_reads()]
     elif role == ROLE_NODE:
         assert node_id is not None
-        consumer = f"{EVENTS_STREAM}.node-{node_id}"
+        consumer = f"{EVENTS_STREAM}.{assignment_consumer_name(node_id)}"
         allow = [
             node_subject(node_id),
             heartbeat_subject(node_id),

@@ -22,7 +22,6 @@ from typing import Any
 
 import nats.js.errors
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
@@ -61,11 +60,12 @@ from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
-from eventsrc.events.subjects import assignments_filter, node_subject
+from eventsrc.events.subjects import node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.projections.runner import ProjectionRunner
 from eventsrc.projections.state import ClusterState
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.assignments import assignment_consumer, assignment_consumer_name
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
 from eventsrc.store.streams import stream_leaders
 from eventsrc.writer import EventWriter
@@ -79,11 +79,6 @@ TICK_S = 0.5
 MAX_CONCURRENT_REQUESTS = 256
 MAX_WAITING_REQUESTS = 10_000
 SNAPSHOT_EVERY_S = 60.0
-
-
-def consumer_name(node_id: str) -> str:
-    """The durable pull consumer a node takes its work from."""
-    return f"node-{node_id}"
 
 
 class CoordinatorService:
@@ -364,15 +359,8 @@ class CoordinatorService:
                 },
                 "message": message,
             }
-        name = consumer_name(command.node_id)
-        config = ConsumerConfig(
-            durable_name=name,
-            filter_subject=assignments_filter(command.node_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW,
-            ack_wait=30,
-            max_deliver=-1,
-        )
+        name = assignment_consumer_name(command.node_id)
+        config = assignment_consumer(command.node_id)
         try:
             # A returning node keeps its consumer: unacked assignments are redelivered.
             await self._store.js.consumer_info(EVENTS_STREAM, name)

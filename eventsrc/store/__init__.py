@@ -9,13 +9,14 @@ from eventsrc.ports import (
     Record,
     StoredEvent,
 )
-from eventsrc.store.connection import NatsOptions, connect_nats, resolve_servers
+from eventsrc.store.connection import Connection, NatsOptions, connect_nats, resolve_servers
 from eventsrc.store.jetstream import JetStreamEventStore, stream_for
 from eventsrc.store.streams import StreamSettings, ensure_streams
 
 __all__ = [
     "EVENTS_STREAM",
     "HEARTBEATS_STREAM",
+    "Connection",
     "EventStore",
     "JetStreamEventStore",
     "NatsOptions",

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import nats
 from nats.aio.client import Client
@@ -18,6 +18,10 @@ from eventsrc.errors import ServerUnavailableError
 from eventsrc.store.credentials import Credentials, load_credentials
 
 log = logging.getLogger(__name__)
+
+Connection: TypeAlias = Client
+"""A NATS connection as the rest of eventsrc holds it: opened by ``connect_nats``, passed
+on, and looked into only by the store's modules."""
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -ERR text
