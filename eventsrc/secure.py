@@ -36,7 +36,7 @@ from eventsrc.events.subjects import (
     reports_filter,
 )
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
-from eventsrc.store.assignments import assignment_consumer_name
+from eventsrc.store.assignments import assignment_consumer_name, usable_node_id
 from eventsrc.store.credentials import (
     ROLE_COORDINATOR,
     ROLE_NODE,
@@ -215,7 +215,7 @@ def init(
         )
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
-    ids = [validate_token(node, what="node id") for node in nodes]
+    ids = [usable_node_id(validate_token(node, what="node id")) for node in nodes]
     if len(set(ids)) != len(ids):
         raise ConfigError("a node id is given twice")
     folder.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def init(
 def add_node(folder: Path, node_id: str) -> list[Path]:
     """Add a node identity to an existing setup; the files written."""
     setup = load(folder)
-    node_id = validate_token(node_id, what="node id")
+    node_id = usable_node_id(validate_token(node_id, what="node id"))
     if any(user.node_id == node_id for user in setup.users):
         raise ConfigError(f"node {node_id} has credentials already ({folder / CREDS_DIR})")
     creds = _add(folder, setup, ROLE_NODE, node_id)

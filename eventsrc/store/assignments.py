@@ -43,16 +43,22 @@ become paths in the server's file store)."""
 _IN_PROGRESS: Final = b"+WPI"
 
 
-def assignment_consumer_name(node_id: str) -> str:
-    """The durable pull consumer ``node_id`` takes its work from; raises InvalidIdError
-    for an id that JetStream refuses in a consumer name."""
+def usable_node_id(node_id: str) -> str:
+    """``node_id`` if it can name the node's work consumer, else InvalidIdError (the
+    subject-token rules of ``validate_token`` are checked there, not here)."""
     for bad in CONSUMER_NAME_FORBIDDEN:
         if bad in node_id:
             raise InvalidIdError(
                 f"node id {node_id!r} contains {bad!r}, which a JetStream consumer name "
-                f"cannot; choose another --node-id"
+                f"cannot; choose another node id"
             )
-    return f"node-{node_id}"
+    return node_id
+
+
+def assignment_consumer_name(node_id: str) -> str:
+    """The durable pull consumer ``node_id`` takes its work from; raises InvalidIdError
+    as ``usable_node_id`` does."""
+    return f"node-{usable_node_id(node_id)}"
 
 
 def assignment_consumer(node_id: str) -> ConsumerConfig:

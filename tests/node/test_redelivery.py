@@ -9,6 +9,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import eventsrc
+from eventsrc.events.subjects import to_node_subject
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.ports import EVENTS_STREAM
@@ -56,7 +57,7 @@ async def test_a_redelivered_finished_attempt_is_not_run_twice(coordinator_url: 
                 EVENTS_STREAM,
                 ConsumerConfig(
                     durable_name=name,
-                    filter_subject=f"evt.task.{info.task_id}.to.once",
+                    filter_subject=to_node_subject(info.task_id, "once"),
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                 ),
