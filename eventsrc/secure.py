@@ -36,6 +36,7 @@ from eventsrc.events.subjects import (
     reports_filter,
 )
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.store.assignments import assignment_consumer_name, usable_node_id
 from eventsrc.store.credentials import (
     ROLE_COORDINATOR,
     ROLE_NODE,
@@ -95,7 +96,7 @@ def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
         allow = [*_api(READ_ENDPOINTS), *_api(SUBMIT_ENDPOINTS), "$SRV.>", *stream_reads()]
     elif role == ROLE_NODE:
         assert node_id is not None
-        consumer = f"{EVENTS_STREAM}.node-{node_id}"
+        consumer = f"{EVENTS_STREAM}.{assignment_consumer_name(node_id)}"
         allow = [
             node_subject(node_id),
             heartbeat_subject(node_id),
@@ -214,7 +215,7 @@ def init(
         )
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
-    ids = [validate_token(node, what="node id") for node in nodes]
+    ids = [usable_node_id(validate_token(node, what="node id")) for node in nodes]
     if len(set(ids)) != len(ids):
         raise ConfigError("a node id is given twice")
     folder.mkdir(parents=True, exist_ok=True)
@@ -236,7 +237,7 @@ def init(
 def add_node(folder: Path, node_id: str) -> list[Path]:
     """Add a node identity to an existing setup; the files written."""
     setup = load(folder)
-    node_id = validate_token(node_id, what="node id")
+    node_id = usable_node_id(validate_token(node_id, what="node id"))
     if any(user.node_id == node_id for user in setup.users):
         raise ConfigError(f"node {node_id} has credentials already ({folder / CREDS_DIR})")
     creds = _add(folder, setup, ROLE_NODE, node_id)

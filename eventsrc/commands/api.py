@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from eventsrc.commands.base import Command
 from eventsrc.commands.tasks import QueueFullError, SubmitTask
@@ -82,9 +82,6 @@ def error_for(code: str) -> type[EventsrcError]:
     return next((row.raised_as for row in ERROR_CODES if row.code == code), EventsrcError)
 
 
-CONSUMER_NAME_FORBIDDEN: Final = ("/", "\\")
-"""Characters of a valid id that a JetStream consumer name may not hold."""
-
 MAX_WAIT_S: Final = 3600.0
 """The longest a ``run`` or ``wait`` request is held open; wait again for longer."""
 
@@ -137,16 +134,3 @@ class NodeHello(Command):
     answers_in_use: bool = False
     # An incarnation of this id whose process the node found dead on its own host.
     replaces: str = ""
-
-    @field_validator("node_id")
-    @classmethod
-    def _usable_as_a_consumer_name(cls, node_id: str) -> str:
-        # The node's work consumer is named after it, and JetStream refuses '/' and '\'
-        # in consumer names (they would become paths in the server's file store).
-        for bad in CONSUMER_NAME_FORBIDDEN:
-            if bad in node_id:
-                raise ValueError(
-                    f"node id {node_id!r} contains {bad!r}, which a JetStream consumer "
-                    f"name cannot; choose another --node-id"
-                )
-        return node_id

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel
 
 import eventsrc
@@ -58,11 +57,12 @@ from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
-from eventsrc.events.subjects import assignments_filter, node_subject
+from eventsrc.events.subjects import node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import Connection, JetStreamEventStore
+from eventsrc.store.assignments import assignment_consumer, assignment_consumer_name
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
 from eventsrc.store.streams import ensure_consumer, stream_leaders
 from eventsrc.store.transport import MicroService
@@ -77,11 +77,6 @@ TICK_S = 0.5
 MAX_CONCURRENT_REQUESTS = 256
 MAX_WAITING_REQUESTS = 10_000
 SNAPSHOT_EVERY_S = 60.0
-
-
-def consumer_name(node_id: str) -> str:
-    """The durable pull consumer a node takes its work from."""
-    return f"node-{node_id}"
 
 
 class CoordinatorService:
@@ -326,17 +321,9 @@ class CoordinatorService:
                 },
                 "message": message,
             }
-        name = consumer_name(command.node_id)
-        config = ConsumerConfig(
-            durable_name=name,
-            filter_subject=assignments_filter(command.node_id),
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW,
-            ack_wait=30,
-            max_deliver=-1,
-        )
+        name = assignment_consumer_name(command.node_id)
         # A returning node keeps its consumer: unacked assignments are redelivered.
-        await ensure_consumer(self._store.js, EVENTS_STREAM, config)
+        await ensure_consumer(self._store.js, EVENTS_STREAM, assignment_consumer(command.node_id))
         return {
             "stream": EVENTS_STREAM,
             "consumer": name,

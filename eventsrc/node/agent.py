@@ -1,8 +1,9 @@
 """The worker: joins, advertises its skills, heartbeats, and runs what it is assigned.
 
 Work arrives on the durable pull consumer ``node-<id>`` (filter
-``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``. For each
-assignment the node runs the executor (appending ``TaskStarted`` once it has run for
+``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``, as deliveries
+the store has already decoded (``eventsrc.store.assignments``). For each assignment the
+node runs the executor (appending ``TaskStarted`` once it has run for
 ``STARTED_AFTER_S``), appends the result and only then acks, so a crash before the
 result means a redelivery, never a loss. A redelivered assignment whose attempt already
 ended is not run again.
@@ -20,10 +21,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-
 import eventsrc
 from eventsrc.api_client import ApiClient
 from eventsrc.commands import api
@@ -31,6 +28,7 @@ from eventsrc.errors import (
     ConcurrencyError,
     EventsrcError,
     NodeIdInUseError,
+    ServerUnavailableError,
     UndecodableEventError,
 )
 from eventsrc.events import (
@@ -43,7 +41,6 @@ from eventsrc.events import (
     TaskAssigned,
     TaskCancelRequested,
     TaskStarted,
-    decode,
 )
 from eventsrc.events.subjects import node_subject
 from eventsrc.history import fold_task
@@ -65,16 +62,17 @@ from eventsrc.node.host import (
 )
 from eventsrc.node.pyskills import CancelSignal
 from eventsrc.node.setup import NodeSkills
-from eventsrc.ports import EVENTS_STREAM, StoredEvent
-from eventsrc.store import JetStreamEventStore
-from eventsrc.store.feed import PullFeed, delivery_count
+from eventsrc.ports import StoredEvent
+from eventsrc.store import Connection, JetStreamEventStore
+from eventsrc.store.assignments import ASSIGNMENT_ACK_WAIT_S, AssignmentFeed, Delivery
 
 log = logging.getLogger(__name__)
 
 STARTED_AFTER_S = 0.1
 """A task still running after this long gets a TaskStarted; quicker ones do not."""
-KEEP_ALIVE_S = 10.0
-"""How often running tasks' assignments are marked in progress (ack wait is 30 s)."""
+KEEP_ALIVE_S = ASSIGNMENT_ACK_WAIT_S / 3
+"""How often running tasks' assignments are marked in progress, well within the ack
+wait."""
 DONE_MEMORY = 10_000
 
 
@@ -91,7 +89,7 @@ class NodeAgent:
 
     def __init__(
         self,
-        nc: Client,
+        nc: Connection,
         store: JetStreamEventStore,
         *,
         node_id: str,
@@ -132,8 +130,8 @@ class NodeAgent:
         self._executing = 0
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
-        self._feed: PullFeed | None = None
-        self._unacked: dict[tuple[str, int], Msg] = {}
+        self._feed: AssignmentFeed | None = None
+        self._unacked: dict[tuple[str, int], Delivery] = {}
         self._joined = False
         self.producer = f"node:{node_id}"
 
@@ -152,11 +150,10 @@ class NodeAgent:
         # Fetching is not gated on free slots: a cancel request arrives on the same
         # consumer and must be seen while every slot is busy. The coordinator never
         # assigns more than the capacity, so waiting assignments stay few.
-        self._feed = PullFeed(
+        self._feed = AssignmentFeed(
             self._nc,
-            stream=EVENTS_STREAM,
             consumer=str(reply["consumer"]),
-            on_message=self._dispatch,
+            on_delivery=self.deliver,
             batch=max(2 * self.capacity, 16),
         )
         await self._feed.start()
@@ -272,7 +269,7 @@ class NodeAgent:
         while True:
             try:
                 return await self._api.call(endpoint, request)
-            except eventsrc.errors.ServerUnavailableError as err:
+            except ServerUnavailableError as err:
                 log.warning("%s; retrying in %.1f s", err, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -389,35 +386,39 @@ class NodeAgent:
         if added or gone:
             log.info("rescan: +%s -%s", ",".join(added) or "none", ",".join(gone) or "none")
 
-    async def _dispatch(self, msg: Msg) -> None:
-        try:
-            event = decode(msg.data, subject=msg.subject)
-        except UndecodableEventError as err:
-            log.warning("%s", err)
-            await msg.ack()
+    async def deliver(self, delivery: Delivery) -> None:
+        """Handle one delivery of this node's work consumer, as the feed does for each:
+        an assignment starts running (acked once its result is stored), a cancel request
+        stops its attempt, anything else is acked and dropped. An attempt already run
+        here, running, or over according to the stream is acked and not run again;
+        while draining an assignment is left unacked."""
+        event = delivery.event
+        if isinstance(event, UndecodableEventError):
+            log.warning("%s", event)
+            await delivery.ack()
             return
         if isinstance(event, TaskCancelRequested):
             cancel = self._cancels.get((event.task_id, event.attempt))
             if cancel is not None:
                 cancel.set()
-            await msg.ack()
+            await delivery.ack()
             return
         if not isinstance(event, TaskAssigned):
-            await msg.ack()
+            await delivery.ack()
             return
         if not self._accepting:
             return  # draining: unacked, so the coordinator requeues it once we left
         key = (event.task_id, event.attempt)
-        if key in self._done or key in self._running or not await self._still_live(msg, event):
-            await msg.ack()
+        if key in self._done or key in self._running or not await self._still_live(delivery, event):
+            await delivery.ack()
             return
         self._cancels[key] = CancelSignal()
-        self._running[key] = asyncio.create_task(self._run(msg, event), name=f"task-{key}")
+        self._running[key] = asyncio.create_task(self._run(delivery, event), name=f"task-{key}")
 
-    async def _still_live(self, msg: Msg, event: TaskAssigned) -> bool:
+    async def _still_live(self, delivery: Delivery, event: TaskAssigned) -> bool:
         """On a redelivery or a late delivery (after an outage), check the stream: has
         this attempt ended or moved on? Fresh first deliveries skip the lookup."""
-        if delivery_count(msg) <= 1 and event.run_deadline > _now():
+        if delivery.delivered <= 1 and event.run_deadline > _now():
             return True
         task = await fold_task(self._store, event.task_id)
         return (
@@ -427,12 +428,12 @@ class NodeAgent:
             and task.node_id == self.node_id
         )
 
-    async def _run(self, msg: Msg, event: TaskAssigned) -> None:
+    async def _run(self, delivery: Delivery, event: TaskAssigned) -> None:
         key = (event.task_id, event.attempt)
-        self._unacked[key] = msg
+        self._unacked[key] = delivery
         try:
             async with self._slots:
-                await self._attempt(msg, event, key)
+                await self._attempt(delivery, event, key)
         except asyncio.CancelledError:
             raise  # shutting down: no ack, so the assignment is redelivered or requeued
         except EventsrcError as err:
@@ -442,9 +443,9 @@ class NodeAgent:
             self._running.pop(key, None)
             self._cancels.pop(key, None)
 
-    async def _attempt(self, msg: Msg, event: TaskAssigned, key: tuple[str, int]) -> None:
+    async def _attempt(self, delivery: Delivery, event: TaskAssigned, key: tuple[str, int]) -> None:
         if self._cancels[key].is_set():
-            await msg.ack()  # cancelled before it started: the coordinator already ended it
+            await delivery.ack()  # cancelled before it started: the coordinator already ended it
             return
         self._executing += 1
         started = time.perf_counter()
@@ -468,8 +469,8 @@ class NodeAgent:
             # restart can also redeliver what was acked just before it).
             self._remember_done(key)
             try:
-                await msg.ack()
-            except nats.errors.Error as err:
+                await delivery.ack()
+            except ServerUnavailableError as err:
                 log.info("task %s attempt %d: ack not sent (%s); stored anyway", *key, err)
         finally:
             self._executing -= 1
@@ -496,6 +497,6 @@ class NodeAgent:
         # loop for all, not a timer per task).
         while True:
             await asyncio.sleep(KEEP_ALIVE_S)
-            for msg in list(self._unacked.values()):
-                with contextlib.suppress(nats.errors.Error):
-                    await msg.in_progress()
+            for delivery in list(self._unacked.values()):
+                with contextlib.suppress(ServerUnavailableError):
+                    await delivery.in_progress()

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nats.aio.client import Client
-
 from eventsrc.config import NodeConfig
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.setup import NodeSkills, discover, node_id_of
-from eventsrc.store import JetStreamEventStore
+from eventsrc.store import Connection, JetStreamEventStore
 
 
 def build_node_agent(
-    nc: Client,
+    nc: Connection,
     store: JetStreamEventStore,
     config: NodeConfig,
     *,

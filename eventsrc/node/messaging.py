@@ -9,18 +9,13 @@ request/reply to a node for quick questions — deliberately not event-sourced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
 import orjson
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from eventsrc.client import Cluster
 from eventsrc.commands.views import TaskInfo
@@ -32,6 +27,8 @@ from eventsrc.events import Heartbeat, new_event_id, validate_token
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.attempts import TaskHandler
 from eventsrc.projections.state import NodeState
+from eventsrc.store import Connection
+from eventsrc.store.rpc import Answering, answer, ask
 
 log = logging.getLogger(__name__)
 
@@ -175,28 +172,27 @@ def rpc_subject(node_id: str, action: str) -> str:
 class TaskRequestResponse:
     """Plain NATS request/reply between nodes: quick questions, not event-sourced."""
 
-    def __init__(self, nc: Client, node_id: str) -> None:
+    def __init__(self, nc: Connection, node_id: str) -> None:
         self._nc = nc
         self._node_id = validate_token(node_id, what="node id")
-        self._subs: dict[str, Subscription] = {}
+        self._subs: dict[str, Answering] = {}
 
     async def register_handler(self, action: str, handler: RequestHandler) -> None:
         """Answer ``action`` requests to this node with ``await handler(data)``."""
         validate_token(action, what="action")
 
-        async def serve(msg: Msg) -> None:
+        async def respond(body: bytes) -> bytes:
             try:
-                data = orjson.loads(msg.data) if msg.data else None
+                data = orjson.loads(body) if body else None
                 reply: dict[str, Any] = {"ok": True, "data": await handler(data)}
             except Exception as err:
                 reply = {"ok": False, "error": f"{type(err).__name__}: {err}"}
-            with contextlib.suppress(nats.errors.Error):
-                await msg.respond(orjson.dumps(reply, default=str))
+            return orjson.dumps(reply, default=str)
 
         old = self._subs.pop(action, None)
         if old is not None:
-            await old.unsubscribe()
-        self._subs[action] = await self._nc.subscribe(rpc_subject(self._node_id, action), cb=serve)
+            await old.close()
+        self._subs[action] = await answer(self._nc, rpc_subject(self._node_id, action), respond)
 
     async def request(
         self, target_node: str, action: str, data: Any = None, timeout: float = 5
@@ -206,13 +202,13 @@ class TaskRequestResponse:
             validate_token(target_node, what="node id"), validate_token(action, what="action")
         )
         try:
-            msg = await self._nc.request(subject, orjson.dumps(data), timeout=timeout)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as err:
+            body = await ask(self._nc, subject, orjson.dumps(data), timeout=timeout)
+        except RequestTimeoutError as err:
             raise RequestTimeoutError(
                 f"node {target_node} did not answer {action!r} within {timeout:g} s "
                 f"(is it running and does it handle {action!r}?)"
             ) from err
-        reply = orjson.loads(msg.data)
+        reply = orjson.loads(body)
         if not reply.get("ok"):
             raise EventsrcError(f"node {target_node} failed {action!r}: {reply.get('error')}")
         return reply.get("data")
@@ -220,5 +216,4 @@ class TaskRequestResponse:
     async def close(self) -> None:
         subs, self._subs = self._subs, {}
         for sub in subs.values():
-            with contextlib.suppress(nats.errors.Error):
-                await sub.unsubscribe()
+            await sub.close()

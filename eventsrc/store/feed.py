@@ -16,8 +16,9 @@ JetStream pull protocol (ADR-13) intends:
   disconnected) is reported to ``on_lost``, which may make a new one; without it the
   feed keeps asking (a durable consumer comes back when its owner recreates it).
 
-Used by nodes (their durable work consumer) and by ``OrderedPull`` (every read of the
-event store), so what is in flight is always bounded by what was asked for.
+Used by ``AssignmentFeed`` (a node's durable work consumer) and by ``OrderedPull``
+(every read of the event store), so what is in flight is always bounded by what was
+asked for.
 """
 
 from __future__ import annotations

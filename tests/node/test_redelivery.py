@@ -9,10 +9,12 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 import eventsrc
+from eventsrc.events.subjects import to_node_subject
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.assignments import Delivery
 from tests.waiting import until_awaited
 
 
@@ -50,12 +52,12 @@ async def test_a_redelivered_finished_attempt_is_not_run_twice(coordinator_url: 
         # a second consumer, a nak, and the redelivery (num_delivered == 2).
         js = nc.jetstream()
 
-        async def redelivered(name: str) -> Any:
+        async def redelivered(name: str) -> Delivery:
             await js.add_consumer(
                 EVENTS_STREAM,
                 ConsumerConfig(
                     durable_name=name,
-                    filter_subject=f"evt.task.{info.task_id}.to.once",
+                    filter_subject=to_node_subject(info.task_id, "once"),
                     ack_policy=AckPolicy.EXPLICIT,
                     deliver_policy=DeliverPolicy.ALL,
                 ),
@@ -64,9 +66,9 @@ async def test_a_redelivered_finished_attempt_is_not_run_twice(coordinator_url: 
             await (await psub.fetch(1, timeout=5))[0].nak()
             again = (await psub.fetch(1, timeout=5))[0]
             assert again.metadata.num_delivered == 2
-            return again
+            return Delivery(nc, again)
 
-        await agent._dispatch(await redelivered("replay-a"))
+        await agent.deliver(await redelivered("replay-a"))
         # One turn of the loop is the point here: a run, had one been spawned, would start.
         await asyncio.sleep(0)
         assert runs == [info.task_id] and agent.running == 0
@@ -80,7 +82,7 @@ async def test_a_redelivered_finished_attempt_is_not_run_twice(coordinator_url: 
             executors={},
         )
         restarted.handlers["count"] = count
-        await restarted._dispatch(await redelivered("replay-b"))
+        await restarted.deliver(await redelivered("replay-b"))
         await asyncio.sleep(0)
         assert runs == [info.task_id] and restarted.running == 0
     finally:

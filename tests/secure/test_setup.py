@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventsrc import secure
-from eventsrc.errors import ConfigError
+from eventsrc.errors import ConfigError, InvalidIdError
 from eventsrc.store.credentials import load_credentials
 
 
@@ -80,6 +80,23 @@ def test_bad_node_id_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2  # a usage error, like every bad id
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "node id" in result.stderr
+
+
+def test_a_node_id_that_cannot_name_a_consumer_writes_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "sec"
+    result = _cli("secure", "init", str(folder), "--node", "ok", "--node", "a/b")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "consumer name" in result.stderr
+    assert not folder.exists()
+    secure.init(folder, nodes=("ok",))
+    with pytest.raises(InvalidIdError, match="consumer name"):
+        secure.add_node(folder, "a\\b")
+    assert sorted(p.name for p in (folder / "creds").iterdir()) == [
+        "coordinator.nk",
+        "node-ok.nk",
+        "reader.nk",
+        "submitter.nk",
+    ]
 
 
 def test_node_permissions_follow_the_design() -> None:
