@@ -18,10 +18,10 @@ from eventsrc.api_client import ApiClient, CoordinatorUnavailableError, RequestT
 from eventsrc.commands import api
 from eventsrc.commands.base import Command
 from eventsrc.commands.registry import (
-    ExpireStale,
-    RegisterInstance,
-    RegisterSkill,
-    UnregisterInstance,
+    decide_expire_stale,
+    decide_register_instance,
+    decide_register_skill,
+    decide_unregister_instance,
 )
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
@@ -52,11 +52,12 @@ stream elects a new leader within about 10 s of losing one, a coordinator lease
 within its lease time."""
 """The longest one run/wait request is held open; a longer wait asks again."""
 
-_ROUTES: dict[type[Command], str] = {
-    RegisterSkill: "register_skill",
-    RegisterInstance: "register_instance",
-    UnregisterInstance: "unregister_instance",
-    ExpireStale: "expire_stale",
+# The command API route behind which the coordinator runs each registry decide function.
+_ROUTES: dict[Decide[Any], str] = {
+    decide_register_skill: "register_skill",
+    decide_register_instance: "register_instance",
+    decide_unregister_instance: "unregister_instance",
+    decide_expire_stale: "expire_stale",
 }
 
 
@@ -68,7 +69,8 @@ class ApiRegistryWriter:
         self._runner = runner
 
     async def execute(self, decide: Decide[C], command: C) -> tuple[Event, ...]:
-        data = await self._api.call(_ROUTES[type(command)], command)
+        """Have the coordinator run ``decide`` on ``command``; the events it stored."""
+        data = await self._api.call(_ROUTES[decide], command)
         await self._runner.wait_for(int(data["last_seq"]))
         return tuple(EVENT_ADAPTER.validate_python(event) for event in data["events"])
 

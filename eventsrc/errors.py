@@ -18,6 +18,8 @@ raises it back by the one table in ``eventsrc.commands.api``.
     │   ├── StoreFullError        the stream is at its limits; nothing was appended
     │   │                         (also a RefusedError)
     │   ├── PayloadTooLargeError  an event or payload is bigger than the server or a limit allows
+    │   ├── RawPublishError       a batch of stored messages (an import) stopped publishing at
+    │   │                         one of them [eventsrc.store.raw]
     │   └── ServerUnavailableError no NATS server answers at the given URL
     │       ├── RequestTimeoutError  a coordinator or node request got no answer in time
     │       └── CoordinatorUnavailableError  the coordinator cannot do it now; ask again

@@ -8,13 +8,13 @@ sequence of the previous. A lost race re-reads and decides again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from eventsrc.commands.base import Command, NewId, Origin
+from eventsrc.commands.base import Command, Origin, Stamp
 from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
-from eventsrc.events import Event, TaskAssigned, new_event_id
+from eventsrc.events import Event, TaskAssigned
 from eventsrc.ports import EventStore
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
@@ -23,18 +23,11 @@ CommandT = TypeVar("CommandT", bound=Command, contravariant=True)
 
 
 class Decide(Protocol[CommandT]):
-    """A decide function: the events a command leads to in a state, with the time, ids
-    and origin passed in, never read (so decisions replay)."""
+    """A decide function: the events a command leads to in a state, their origin, time
+    and ids given by the stamp, never read (so decisions replay)."""
 
     def __call__(
-        self,
-        state: ClusterState,
-        command: CommandT,
-        /,
-        *,
-        now: datetime,
-        new_id: NewId,
-        origin: Origin = ...,
+        self, state: ClusterState, command: CommandT, /, *, stamp: Stamp
     ) -> tuple[Event, ...]: ...
 
 
@@ -46,6 +39,14 @@ MAX_CONFLICT_RETRIES = 5
 def utc_now() -> datetime:
     """The decision clock (the coordinator's; server timestamps are the evidence)."""
     return datetime.now(UTC)
+
+
+def expected_seqs(state: ClusterState, events: Iterable[Event]) -> dict[str, int]:
+    """What the appends of ``events`` expect: the last sequence of each one's aggregate
+    as ``state`` shows it (``append_chain`` moves it along their own appends)."""
+    return {
+        event.aggregate_subject: state.expected_seq(event.aggregate_subject) for event in events
+    }
 
 
 class Reservations:
@@ -113,12 +114,8 @@ class EventWriter:
             # follower applies a batch without yielding, no coroutine sees half of one.
             state = self.runner.state
             self.check_leading(state.epoch)
-            events = decide(
-                state, command, now=self.clock(), new_id=new_event_id, origin=self.origin
-            )
-            expected = {
-                e.aggregate_subject: state.expected_seq(e.aggregate_subject) for e in events
-            }
+            events = decide(state, command, stamp=self.stamp())
+            expected = expected_seqs(state, events)
             if reservations is not None:
                 held = reservations.hold(events)
             try:
@@ -136,6 +133,10 @@ class EventWriter:
             f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} tries; "
             f"try again"
         )
+
+    def stamp(self) -> Stamp:
+        """The stamp of a decision made now: our origin, the clock's time, fresh ids."""
+        return self.origin.stamp(self.clock())
 
     def check_leading(self, epoch: int) -> None:
         """Refuse to decide once revoked or past the lease, or once the state shows a newer

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import nats.errors
 import orjson
 
 from eventsrc.events.schema import event_schemas
 from eventsrc.runner import CATCH_UP_GC_THRESHOLD
-from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, run_program
+from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_program
 from eventsrc.store import JetStreamEventStore, resolve_servers
+from eventsrc.store.raw import mapped_nats_errors
 from replay_tools import audit, backup, rebuild, stats, tree, verify, whatif_report
 from replay_tools.common import Target, UsageError, open_store, parse_time
 from replay_tools.render import print_json
@@ -124,13 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def run() -> int:
         try:
-            return await _dispatch(args, target)
+            with mapped_nats_errors():
+                return await _dispatch(args, target)
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_USAGE
-        except nats.errors.Error as err:
-            print(f"error: NATS failed ({err or type(err).__name__}); try again", file=sys.stderr)
-            return EXIT_UNREACHABLE
 
     return run_program(run)
 

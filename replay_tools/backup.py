@@ -29,20 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
-import nats.errors
-import nats.js.errors
 import orjson
-from nats.js import JetStreamContext
 
 from eventsrc.errors import InvalidRequestError, StoreError, UndecodableEventError
 from eventsrc.events import decode
 from eventsrc.events.subjects import subject_matches
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, stream_filter
-from eventsrc.store import JetStreamEventStore, StreamSettings
+from eventsrc.store import JetStreamEventStore
 from eventsrc.store.jetstream import HDR_MSG_ID, HDR_ORIGIN_SEQ, HDR_ORIGIN_TIME
-from eventsrc.store.streams import events_config, heartbeats_config
-from replay_tools.common import iso, require_stream, stream_state
-from replay_tools.raw import RawMessage, read_raw
+from eventsrc.store.raw import (
+    RawMessage,
+    RawPublishError,
+    create_missing_streams,
+    publish_raw,
+    read_raw,
+    stream_state,
+)
+from replay_tools.common import iso, require_stream
 
 FORMAT: Final = "eventsrc-export"
 VERSION: Final = 1
@@ -106,7 +109,7 @@ async def export(store: JetStreamEventStore, path: Path) -> Counts:
                 info = await stream_state(store, stream)
                 if info is None or info.messages == 0:
                     continue
-                async for message in read_raw(store.js, stream, last_seq=info.last_seq):
+                async for message in read_raw(store, stream, last_seq=info.last_seq):
                     out.write(orjson.dumps(message_line(message)) + b"\n")
                     counts.stored[stream] += 1
             out.write(orjson.dumps({"end": True, "messages": counts.stored}) + b"\n")
@@ -245,7 +248,8 @@ async def import_file(store: JetStreamEventStore, path: Path) -> Counts:
     keys: dict[str, list[str]] = {stream: [] for stream in STREAMS}
     for line in read_lines(path):
         keys[line.stream].append(line.key)
-    await _create_missing_streams(store.js)
+    # Only create: an existing stream keeps the limits its coordinator gave it.
+    await create_missing_streams(store)
     present = {stream: await _present(store, stream) for stream in STREAMS}
     _check_same_history(path, present[EVENTS_STREAM], keys[EVENTS_STREAM])
     seen = {stream: set(ids) for stream, ids in present.items()}
@@ -258,23 +262,10 @@ async def import_file(store: JetStreamEventStore, path: Path) -> Counts:
         seen[line.stream].add(line.key)
         batch.append(line)
         if len(batch) >= BATCH:
-            await _publish(store.js, path, batch, counts)
+            await _publish(store, path, batch, counts)
             batch = []
-    await _publish(store.js, path, batch, counts)
+    await _publish(store, path, batch, counts)
     return counts
-
-
-async def _create_missing_streams(js: JetStreamContext) -> None:
-    # Only create: an existing stream keeps the limits its coordinator gave it.
-    settings = StreamSettings()
-    for config in (events_config(settings), heartbeats_config(settings)):
-        try:
-            await js.stream_info(str(config.name))
-        except nats.js.errors.NotFoundError:
-            try:
-                await js.add_stream(config)
-            except nats.errors.Error as err:
-                raise StoreError(f"cannot create {config.name}: {err}") from err
 
 
 async def _present(store: JetStreamEventStore, stream: str) -> list[str]:
@@ -283,7 +274,7 @@ async def _present(store: JetStreamEventStore, stream: str) -> list[str]:
         return []
     return [
         message_key(message.headers, message.subject, message.data)
-        async for message in read_raw(store.js, stream, last_seq=info.last_seq)
+        async for message in read_raw(store, stream, last_seq=info.last_seq)
     ]
 
 
@@ -311,34 +302,33 @@ def _headers(line: Line) -> dict[str, str]:
     return headers
 
 
-async def _publish(js: JetStreamContext, path: Path, batch: list[Line], counts: Counts) -> None:
+async def _publish(
+    store: JetStreamEventStore, path: Path, batch: list[Line], counts: Counts
+) -> None:
     if not batch:
         return
-    futures = []
     try:
-        for line in batch:
-            futures.append(await js.publish_async(line.subject, line.data, headers=_headers(line)))
-    except nats.errors.Error as err:
-        raise _stopped(path, batch[len(futures)], counts, err) from err
-    failure: BaseException | None = None
+        acks = await publish_raw(
+            store, [(line.subject, line.data, _headers(line)) for line in batch]
+        )
+    except RawPublishError as err:
+        raise _stopped(path, batch[err.index], counts, err.reason) from err
+    failure: str | None = None
     failed_line = batch[0]
-    for line, future in zip(batch, futures, strict=True):
-        try:
-            ack = await future
-        except nats.errors.Error as err:
+    for line, ack in zip(batch, acks, strict=True):
+        if ack.error is not None:
             if failure is None:
-                failure, failed_line = err, line
+                failure, failed_line = ack.error, line
             continue
         if ack.duplicate:
             counts.skipped[line.stream] += 1
         else:
             counts.stored[line.stream] += 1
     if failure is not None:
-        raise _stopped(path, failed_line, counts, failure) from failure
+        raise _stopped(path, failed_line, counts, failure)
 
 
-def _stopped(path: Path, line: Line, counts: Counts, err: BaseException) -> StoreError:
-    reason = getattr(err, "description", None) or str(err) or type(err).__name__
+def _stopped(path: Path, line: Line, counts: Counts, reason: str) -> StoreError:
     return StoreError(
         f"import stopped at {path} line {line.number} ({reason}); {sum(counts.stored.values())} "
         f"messages were stored — run the same import again to continue, stored ones are skipped"

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import nats.errors
-import nats.js.errors
-from nats.js.api import StreamState
-
 from eventsrc.errors import InvalidRequestError, StoreError
 from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
 from eventsrc.store.getreads import event_store
-from eventsrc.store.snapshots import DEFAULT_SNAPSHOT_NAME, SNAPSHOT_BUCKET
+from eventsrc.store.raw import StreamState, stream_state
+from eventsrc.store.snapshots import SnapshotStore
 
 
 class UsageError(InvalidRequestError):
@@ -50,18 +47,6 @@ async def open_store(target: Target) -> AsyncIterator[JetStreamEventStore]:
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
-
-
-async def stream_state(store: JetStreamEventStore, stream: str) -> StreamState | None:
-    """The stream's state, or None when the stream does not exist."""
-    try:
-        info = await store.js.stream_info(stream)
-    except nats.js.errors.NotFoundError:
-        return None
-    except nats.errors.Error as err:
-        reason = str(err) or type(err).__name__
-        raise StoreError(f"cannot read the state of {stream} ({reason})") from err
-    return info.state
 
 
 async def require_stream(store: JetStreamEventStore, stream: str = EVENTS_STREAM) -> StreamState:
@@ -96,19 +81,10 @@ async def first_record(
 async def load_snapshot_bytes(store: JetStreamEventStore) -> bytes | None:
     """The coordinator's stored snapshot, or None; never creates the bucket.
 
-    (``SnapshotStore.load`` creates the bucket when it is missing; a read-only tool
-    must not change the deployment it inspects.)
+    (A snapshot that cannot be read is a StoreError here: a tool says so, where the
+    coordinator would fall back to a full replay.)
     """
-    try:
-        bucket = await store.js.object_store(SNAPSHOT_BUCKET)
-        result = await bucket.get(DEFAULT_SNAPSHOT_NAME)
-    except nats.js.errors.NotFoundError:  # no bucket, no object, or a deleted one
-        return None
-    except nats.errors.Error as err:
-        raise StoreError(
-            f"cannot read the snapshot from {SNAPSHOT_BUCKET} ({err or type(err).__name__})"
-        ) from err
-    return bytes(result.data or b"")
+    return await SnapshotStore(store.js).read()
 
 
 def parse_time(text: str, *, flag: str) -> datetime:

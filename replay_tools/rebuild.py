@@ -21,6 +21,7 @@ from eventsrc.projections.snapshot import restore_snapshot
 from eventsrc.projections.state import ClusterState
 from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.raw import stream_state
 from replay_tools.common import (
     UsageError,
     first_record,
@@ -30,7 +31,6 @@ from replay_tools.common import (
     record_time,
     require_stream,
     short_time,
-    stream_state,
 )
 from replay_tools.render import Progress
 

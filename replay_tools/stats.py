@@ -11,7 +11,8 @@ from eventsrc.errors import UndecodableEventError
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
-from replay_tools.common import iso, require_stream, short_time, stream_state
+from eventsrc.store.raw import stream_state
+from replay_tools.common import iso, require_stream, short_time
 from replay_tools.render import Progress
 
 UNDECODABLE = "(undecodable)"

@@ -30,7 +30,8 @@ from eventsrc.projections.canonical import state_hash
 from eventsrc.projections.snapshot import read_document, restore_snapshot
 from eventsrc.projections.state import STATE_SCHEMA_VERSION, ClusterState
 from eventsrc.store import JetStreamEventStore
-from replay_tools.common import load_snapshot_bytes, require_stream, stream_state
+from eventsrc.store.raw import stream_state
+from replay_tools.common import load_snapshot_bytes, require_stream
 from replay_tools.render import Progress
 
 Level = Literal["ok", "info", "FAIL"]

@@ -206,9 +206,8 @@ class _Worlds:
         origin = Origin(producer="what-if", epoch=self.alt.epoch or None)
         command = ExpireStale(stale_after_s=self.options.stale_after)
         ids = self._ids
-        for event in decide_expire_stale(
-            self.alt, command, now=now, new_id=lambda: next(ids), origin=origin
-        ):
+        stamp = origin.stamp(now, new_id=lambda: next(ids))
+        for event in decide_expire_stale(self.alt, command, stamp=stamp):
             assert isinstance(event, NodeExpired | SkillInstanceExpired)
             if not self.known.judged(event.node_id, now):
                 continue

@@ -7,7 +7,8 @@ from typing import Any
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record
 from eventsrc.runtime import format_table as table
 from eventsrc.store import JetStreamEventStore
-from replay_tools.common import iso, require_stream, short_time, stream_state
+from eventsrc.store.raw import stream_state
+from replay_tools.common import iso, require_stream, short_time
 from replay_tools.whatif import Change, Options, Report, what_if
 
 _SAY = {

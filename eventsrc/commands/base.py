@@ -1,48 +1,16 @@
-"""What every decide function shares: the origin stamped on the events it makes."""
+"""What every decide function shares: the command base, and the stamp of the events it
+makes (origin, time and id factory, defined with the envelope in ``eventsrc.events``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict
 
-NewId = Callable[[], str]
+from eventsrc.events.stamp import COORDINATOR, NewId, Origin, Stamp
+
+__all__ = ["COORDINATOR", "Command", "NewId", "Origin", "Stamp"]
 
 
 class Command(BaseModel):
     """Base of command models: frozen, and unknown fields are an error (typos show)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Who decides: stamped into every event's envelope (producer, leader epoch)."""
-
-    producer: str = "coordinator"
-    epoch: int | None = None
-
-    def envelope(
-        self,
-        *,
-        now: datetime,
-        new_id: NewId,
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Envelope fields for one new event."""
-        return {
-            "event_id": new_id(),
-            "time": now,
-            "producer": self.producer,
-            "epoch": self.epoch,
-            "causation_id": causation_id,
-            "correlation_id": correlation_id,
-        }
-
-
-COORDINATOR = Origin()
-"""The default origin: the coordinator, before any leader epoch."""

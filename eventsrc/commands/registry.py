@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
+from eventsrc.commands.base import Command, Stamp
 from eventsrc.errors import NotFoundError
 from eventsrc.events import (
     Event,
@@ -60,9 +60,7 @@ def decide_register_skill(
     state: ClusterState,
     command: RegisterSkill,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """SkillRegistered for a new name, SkillUpdated for changed metadata, else nothing.
 
@@ -73,7 +71,7 @@ def decide_register_skill(
     current = state.skills.get(proposed.name)
     if current is not None and current.content() == proposed:
         return ()
-    envelope = origin.envelope(now=now, new_id=new_id)
+    envelope = stamp.envelope()
     if current is None:
         return (SkillRegistered(**envelope, metadata=proposed),)
     return (SkillUpdated(**envelope, metadata=proposed),)
@@ -83,9 +81,7 @@ def decide_register_instance(
     state: ClusterState,
     command: RegisterInstance,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """An instance of a catalog skill; raises NotFoundError for a skill not in it."""
     if command.skill not in state.skills:
@@ -99,7 +95,7 @@ def decide_register_instance(
     node = state.nodes.get(command.node_id)
     return (
         SkillInstanceRegistered(
-            **origin.envelope(now=now, new_id=new_id),
+            **stamp.envelope(),
             node_id=command.node_id,
             skill=command.skill,
             incarnation=node.incarnation if node is not None else "",
@@ -111,9 +107,7 @@ def decide_unregister_instance(
     state: ClusterState,
     command: UnregisterInstance,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """Unregister an active instance; nothing when it is not active (idempotent)."""
     instance = state.instances.get(command.skill, {}).get(command.node_id)
@@ -121,7 +115,7 @@ def decide_unregister_instance(
         return ()
     return (
         SkillInstanceUnregistered(
-            **origin.envelope(now=now, new_id=new_id),
+            **stamp.envelope(),
             node_id=command.node_id,
             skill=command.skill,
             reason=command.reason,
@@ -192,9 +186,7 @@ def decide_expire_stale(
     state: ClusterState,
     command: ExpireStale,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """Expiry events, each carrying its evidence, so a replay needs no clock.
 
@@ -204,6 +196,7 @@ def decide_expire_stale(
     node's newest heartbeat, else of its join (a member) or of the instance's
     registration (on its own), whichever is later.
     """
+    now = stamp.now
     horizon = now - timedelta(seconds=command.stale_after_s)
     events: list[Event] = []
     for node_id, node in sorted(state.nodes.items()):
@@ -215,7 +208,7 @@ def decide_expire_stale(
             continue
         events.append(
             NodeExpired(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 node_id=node_id,
                 incarnation=node.incarnation,
                 last_heartbeat_at=liveness.last_at if liveness is not None else None,
@@ -239,7 +232,7 @@ def decide_expire_stale(
                 continue
             events.append(
                 SkillInstanceExpired(
-                    **origin.envelope(now=now, new_id=new_id),
+                    **stamp.envelope(),
                     node_id=node_id,
                     skill=skill,
                     last_seen_at=seen,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable, Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from eventsrc.commands.base import COORDINATOR, Command, NewId, Origin
+from eventsrc.commands.base import Command, Stamp
 from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
@@ -107,9 +107,7 @@ def decide_submit(
     state: ClusterState,
     command: SubmitTask,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
     limits: Limits | None = None,
     planned: Mapping[str, int] | None = None,
 ) -> tuple[Event, ...]:
@@ -142,13 +140,13 @@ def decide_submit(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
         )
     submitted = TaskSubmitted(
-        **origin.envelope(now=now, new_id=new_id, **_lineage(state, command.parent_task_id)),
+        **stamp.envelope(**_lineage(state, command.parent_task_id)),
         task_id=command.task_id,
         spec=command.spec,
         submitted_by=command.submitted_by,
         parent_task_id=command.parent_task_id,
         broadcast_id=command.broadcast_id,
-        queue_deadline=now + timedelta(seconds=command.spec.queue_timeout_s),
+        queue_deadline=stamp.now + timedelta(seconds=command.spec.queue_timeout_s),
     )
     placement = place(state, command.spec, planned=planned)
     if isinstance(placement, Wait) and command.spec.queue_timeout_s == 0:
@@ -159,9 +157,7 @@ def decide_submit(
         attempt=1,
         placement=placement,
         previous_reason=AWAITING_PLACEMENT,
-        now=now,
-        new_id=new_id,
-        origin=origin,
+        stamp=stamp,
         causation_id=submitted.event_id,
     )
     return (submitted, followup) if followup is not None else (submitted,)
@@ -178,9 +174,7 @@ def decide_cancel(
     state: ClusterState,
     command: CancelTask,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """Cancel a task; a running one is told to stop. Nothing for a finished task."""
     task = state.tasks.get(command.task_id)
@@ -192,7 +186,7 @@ def decide_cancel(
     if task.state in ACTIVE_TASK_STATES and task.node_id is not None:
         events.append(
             TaskCancelRequested(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 node_id=task.node_id,
                 attempt=task.attempt,
@@ -201,7 +195,7 @@ def decide_cancel(
         )
     events.append(
         TaskCancelled(
-            **origin.envelope(now=now, new_id=new_id),
+            **stamp.envelope(),
             task_id=task.task_id,
             reason=command.reason,
             attempt=task.attempt,
@@ -214,9 +208,7 @@ def decide_drain(
     state: ClusterState,
     command: DrainNode,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
     """Stop placing work on a node (``off``: place work on it again); nothing if it is
     already so. A drain holds across the node's re-joins until undone."""
@@ -228,7 +220,7 @@ def decide_drain(
             return ()
         return (
             NodeDrainCancelled(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 node_id=command.node_id,
                 reason=command.reason,
             ),
@@ -237,7 +229,7 @@ def decide_drain(
         return ()
     return (
         NodeDrainRequested(
-            **origin.envelope(now=now, new_id=new_id),
+            **stamp.envelope(),
             node_id=command.node_id,
             reason=command.reason,
         ),
@@ -247,9 +239,7 @@ def decide_drain(
 def reconcile(
     state: ClusterState,
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin = COORDINATOR,
+    stamp: Stamp,
     planned: Mapping[str, int] | None = None,
     full: bool = True,
 ) -> list[Decision]:
@@ -266,29 +256,26 @@ def reconcile(
         if task.state == TaskState.QUEUED:
             waiting.append(task)
             continue
-        events = _check_active(state, task, now=now, new_id=new_id, origin=origin)
+        events = _check_active(state, task, stamp=stamp)
         if events:
             decisions.append((task.task_id, events))
-    waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or now, t.task_id))
+    waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or stamp.now, t.task_id))
     full_up: dict[Hashable, Wait] = {}
     for task in waiting:
-        events = _check_waiting(
-            state, task, counted, full_up, now=now, new_id=new_id, origin=origin
-        )
+        events = _check_waiting(state, task, counted, full_up, stamp=stamp)
         if events:
             decisions.append((task.task_id, events))
     return decisions
 
 
-def _check_active(
-    state: ClusterState, task: TaskView, *, now: datetime, new_id: NewId, origin: Origin
-) -> tuple[Event, ...]:
+def _check_active(state: ClusterState, task: TaskView, *, stamp: Stamp) -> tuple[Event, ...]:
+    now = stamp.now
     node = state.nodes.get(task.node_id or "")
     if node is None or node.state not in MEMBER_STATES:
         lost = "gone" if node is None else node.state
         return (
             TaskRequeued(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 attempt=task.attempt,
                 node_id=task.node_id or "unknown",
@@ -299,14 +286,14 @@ def _check_active(
         assert task.node_id is not None
         return (
             TaskCancelRequested(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 node_id=task.node_id,
                 attempt=task.attempt,
                 reason="run timeout",
             ),
             TaskTimedOut(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 phase="run",
                 attempt=task.attempt,
@@ -328,17 +315,16 @@ def _check_waiting(
     planned: Counter[str],
     full: dict[Hashable, Wait],
     *,
-    now: datetime,
-    new_id: NewId,
-    origin: Origin,
+    stamp: Stamp,
 ) -> tuple[Event, ...]:
+    now = stamp.now
     spec = task.spec
     if task.attempt > spec.max_attempts:
         # Every attempt was lost with its node (requeues count as attempts): a task that
         # takes its nodes down must not cycle forever.
         return (
             TaskRejected(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 reason=f"gave up: {task.attempt - 1} attempts were lost with their nodes "
                 f"(max_attempts {spec.max_attempts})",
@@ -348,7 +334,7 @@ def _check_waiting(
         delay = min(spec.backoff_s * spec.backoff_factor ** (task.attempt - 1), spec.backoff_max_s)
         return (
             TaskRetried(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 failed_attempt=task.attempt,
                 next_attempt=task.attempt + 1,
@@ -361,7 +347,7 @@ def _check_waiting(
     if now > deadline:
         return (
             TaskTimedOut(
-                **origin.envelope(now=now, new_id=new_id),
+                **stamp.envelope(),
                 task_id=task.task_id,
                 phase="queue",
                 attempt=task.attempt,
@@ -384,9 +370,7 @@ def _check_waiting(
         placement=placement,
         previous_reason=task.reason,
         previous_hints=task.would_qualify,
-        now=now,
-        new_id=new_id,
-        origin=origin,
+        stamp=stamp,
     )
     return (event,) if event is not None else ()
 
@@ -399,9 +383,7 @@ def _placement_event(
     placement: Placement,
     previous_reason: str,
     previous_hints: tuple[str, ...] = (),
-    now: datetime,
-    new_id: NewId,
-    origin: Origin,
+    stamp: Stamp,
     causation_id: str | None = None,
 ) -> Event | None:
     if isinstance(placement, Wait) and (
@@ -410,7 +392,7 @@ def _placement_event(
         or (placement.busy and previous_reason == AWAITING_PLACEMENT)
     ):
         return None  # nothing new to say
-    envelope: dict[str, Any] = origin.envelope(now=now, new_id=new_id, causation_id=causation_id)
+    envelope: dict[str, Any] = stamp.envelope(causation_id=causation_id)
     if isinstance(placement, Assign):
         return TaskAssigned(
             **envelope,
@@ -421,7 +403,7 @@ def _placement_event(
             payload=spec.payload,
             task_type=spec.task_type,
             run_timeout_s=spec.run_timeout_s,
-            run_deadline=now + timedelta(seconds=spec.run_timeout_s),
+            run_deadline=stamp.now + timedelta(seconds=spec.run_timeout_s),
             model=spec.model,
             candidates=placement.candidates,
         )

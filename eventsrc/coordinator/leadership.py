@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsrc.errors import ConcurrencyError, LeaseLostError, StoreError
-from eventsrc.events import ClusterSettingsChanged, LeaderElected, new_event_id
+from eventsrc.events import ClusterSettingsChanged, LeaderElected, Origin
 from eventsrc.events.subjects import CLUSTER_SUBJECT
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.lease import KvLease, LeaseHolder, encode_holder
-from eventsrc.writer import utc_now
+from eventsrc.writer import expected_seqs, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,9 @@ async def elect(
         await runner.wait_for(await store.last_seq())
         async with runner.reading() as state:
             epoch = state.epoch + 1
-            expected = state.expected_seq(CLUSTER_SUBJECT)
-        elected = LeaderElected(
-            event_id=new_event_id(),
-            time=utc_now(),
-            producer=coordinator_id,
-            epoch=epoch,
-            coordinator_id=coordinator_id,
-        )
+            stamp = Origin(producer=coordinator_id, epoch=epoch).stamp(utc_now())
+            elected = LeaderElected(**stamp.envelope(), coordinator_id=coordinator_id)
+            expected = expected_seqs(state, (elected,))[elected.aggregate_subject]
         try:
             seq = await store.append(elected, expected_seq=expected)
         except ConcurrencyError:
@@ -113,14 +108,9 @@ async def _record_settings(
     async with runner.reading() as state:
         if all(state.settings.get(key) == value for key, value in settings.items()):
             return
-        expected = state.expected_seq(CLUSTER_SUBJECT)
-    event = ClusterSettingsChanged(
-        event_id=new_event_id(),
-        time=utc_now(),
-        producer=coordinator_id,
-        epoch=epoch,
-        settings=settings,
-    )
+        stamp = Origin(producer=coordinator_id, epoch=epoch).stamp(utc_now())
+        event = ClusterSettingsChanged(**stamp.envelope(), settings=settings)
+        expected = expected_seqs(state, (event,))[event.aggregate_subject]
     await runner.wait_for(await store.append(event, expected_seq=expected))
 
 

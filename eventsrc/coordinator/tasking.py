@@ -26,13 +26,13 @@ from eventsrc.commands.tasks import (
 )
 from eventsrc.commands.views import TaskInfo, task_info
 from eventsrc.errors import ConcurrencyError, DomainError, NotFoundError, StoreError
-from eventsrc.events import Event, new_event_id
+from eventsrc.events import Event
 from eventsrc.events.subjects import task_filter
 from eventsrc.history import fold_task
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
-from eventsrc.writer import EventWriter, Reservations, utc_now
+from eventsrc.writer import EventWriter, Reservations, expected_seqs
 
 
 class TaskDesk:
@@ -162,20 +162,14 @@ class TaskDesk:
         if not full and not state.waiting:
             return
         decisions = reconcile(
-            state,
-            now=utc_now(),
-            new_id=new_event_id,
-            origin=self._writer.origin,
-            planned=self.reservations.counts,
-            full=full,
+            state, stamp=self._writer.stamp(), planned=self.reservations.counts, full=full
         )
-        expected = {task_id: state.expected_seq(task_filter(task_id)) for task_id, _ in decisions}
         held = self.reservations.hold([e for _, events in decisions for e in events])
         try:
             stored = await asyncio.gather(
                 *(
-                    self._store_decision(task_id, events, expected[task_id])
-                    for task_id, events in decisions
+                    self._store_decision(events, expected_seqs(state, events))
+                    for _, events in decisions
                 )
             )
             last = max(stored, default=0)
@@ -184,8 +178,8 @@ class TaskDesk:
         finally:
             self.reservations.release(held)
 
-    async def _store_decision(self, task_id: str, events: Sequence[Event], expected: int) -> int:
+    async def _store_decision(self, events: Sequence[Event], expected: dict[str, int]) -> int:
         try:
-            return await self._writer.append_chain(events, {task_filter(task_id): expected})
+            return await self._writer.append_chain(events, expected)
         except ConcurrencyError:
             return 0  # the task moved on meanwhile; the next pass decides again

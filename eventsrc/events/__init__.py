@@ -28,6 +28,7 @@ from eventsrc.events.node import (
     UnavailableSkill,
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
+from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
 from eventsrc.events.task import (
     AgentRun,
@@ -66,6 +67,7 @@ __all__ = [
     "NodeExpired",
     "NodeJoined",
     "NodeLeft",
+    "Origin",
     "SkillCategory",
     "SkillInstanceExpired",
     "SkillInstanceRegistered",
@@ -73,6 +75,7 @@ __all__ = [
     "SkillMetadata",
     "SkillRegistered",
     "SkillUpdated",
+    "Stamp",
     "TaskAssigned",
     "TaskCancelRequested",
     "TaskCancelled",

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 import eventsrc
-from eventsrc.events import CURRENT_SCHEMA_VERSIONS, Heartbeat, NodeJoined, new_event_id
+from eventsrc.events import CURRENT_SCHEMA_VERSIONS, Heartbeat, NodeJoined, Origin
 
 EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
 """The newest event schema this code writes (the coordinator refuses newer)."""
@@ -24,8 +24,8 @@ PID_REUSE_TOLERANCE_S = 1.0
 
 
 def envelope(producer: str) -> dict[str, Any]:
-    """Envelope fields of a node event."""
-    return {"event_id": new_event_id(), "time": datetime.now(UTC), "producer": producer}
+    """Envelope fields of a node event, stamped now."""
+    return Origin(producer=producer).stamp(datetime.now(UTC)).envelope()
 
 
 def joined_event(

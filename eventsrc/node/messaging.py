@@ -12,7 +12,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -23,9 +22,10 @@ from eventsrc.errors import EventsrcError, InvalidRequestError
 
 # Raised by TaskRequestResponse.request; importable from here as documented.
 from eventsrc.errors import RequestTimeoutError as RequestTimeoutError
-from eventsrc.events import Heartbeat, new_event_id, validate_token
+from eventsrc.events import Heartbeat, validate_token
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.attempts import TaskHandler
+from eventsrc.node.host import envelope
 from eventsrc.projections.state import NodeState
 from eventsrc.store import Connection
 from eventsrc.store.rpc import Answering, answer, ask
@@ -130,9 +130,7 @@ class TaskMessaging:
         node = self._require_node()
         await self._cluster.store.append(
             Heartbeat(
-                event_id=new_event_id(),
-                time=datetime.now(UTC),
-                producer=node.producer,
+                **envelope(node.producer),
                 node_id=node.node_id,
                 incarnation=node.incarnation,
                 cpu_percent=cpu_usage,

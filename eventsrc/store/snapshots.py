@@ -59,13 +59,23 @@ class SnapshotStore:
         Reading never creates the bucket, so inspecting a deployment changes nothing.
         """
         try:
+            return await self.read(name=name)
+        except StoreError as err:
+            log.warning("snapshot %s unreadable (%s); a full replay follows", name, err.__cause__)
+            return None
+
+    async def read(self, *, name: str = DEFAULT_SNAPSHOT_NAME) -> bytes | None:
+        """Like ``load``, but a snapshot that cannot be read is a StoreError (for tools
+        that must say so rather than fall back)."""
+        try:
             store = await self._bucket_store(create=False)
             result = await store.get(name)
-        except nats.js.errors.NotFoundError:
+        except nats.js.errors.NotFoundError:  # no bucket, no object, or a deleted one
             return None
         except nats.errors.Error as err:
-            log.warning("snapshot %s unreadable (%s); a full replay follows", name, err)
-            return None
+            raise StoreError(
+                f"cannot read the snapshot from {self._bucket} ({err or type(err).__name__})"
+            ) from err
         return bytes(result.data or b"")
 
     async def delete(self, *, name: str = DEFAULT_SNAPSHOT_NAME) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from eventsrc.commands.base import COORDINATOR
 from eventsrc.commands.tasks import SubmitTask, decide_submit, reconcile
 from eventsrc.commands.views import list_skill_infos, task_info
 from eventsrc.events import (
@@ -16,7 +17,6 @@ from eventsrc.events import (
     TaskSpec,
     TaskTimedOut,
     UnavailableSkill,
-    new_event_id,
 )
 from tests.factories import T0
 from tests.projections.builders import Fold, by_node, joined
@@ -40,7 +40,7 @@ def alpha_reports_ghost() -> Fold:
 
 def submit(run: Fold, skill: str, **spec: float) -> tuple[object, ...]:
     command = SubmitTask(task_id="t1", spec=TaskSpec(skills=(skill,), **spec))
-    return decide_submit(run.state, command, now=T0, new_id=new_event_id)
+    return decide_submit(run.state, command, stamp=COORDINATOR.stamp(T0))
 
 
 def test_a_reported_skill_no_node_can_run_waits_saying_who_would_with_what() -> None:
@@ -71,7 +71,7 @@ def test_a_skill_no_node_ever_reported_is_unknown() -> None:
 def test_at_its_queue_timeout_the_task_times_out_with_the_reason_it_waited_for() -> None:
     run = alpha_reports_ghost()
     run.fold(*submit(run, "ghost-tool", queue_timeout_s=5))  # type: ignore[arg-type]
-    ((_, events),) = reconcile(run.state, now=T0 + timedelta(seconds=30), new_id=new_event_id)
+    ((_, events),) = reconcile(run.state, stamp=COORDINATOR.stamp(T0 + timedelta(seconds=30)))
     assert [type(e) for e in events] == [TaskTimedOut]
     run.fold(*events)
     info = task_info(run.state.tasks["t1"])

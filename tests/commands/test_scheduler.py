@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from eventsrc.commands.base import COORDINATOR
 from eventsrc.commands.scheduler import Assign, Wait, place
 from eventsrc.commands.tasks import reconcile
 from eventsrc.events import (
@@ -13,7 +14,6 @@ from eventsrc.events import (
     TaskPriority,
     TaskSpec,
     TaskSubmitted,
-    new_event_id,
 )
 from eventsrc.projections.state import ClusterState
 from tests.factories import T0
@@ -92,6 +92,6 @@ def test_week5_priorities_map_so_that_critical_runs_first() -> None:
     ):
         spec = TaskSpec(skills=("render",), priority=priority)
         run.fold(TaskSubmitted(**coord(), task_id=task_id, spec=spec, queue_deadline=LATER))
-    decisions = reconcile(run.state, now=T0, new_id=new_event_id)
+    decisions = reconcile(run.state, stamp=COORDINATOR.stamp(T0))
     assigned = [e.task_id for _, events in decisions for e in events if isinstance(e, TaskAssigned)]
     assert assigned == ["urgent"]

@@ -10,14 +10,14 @@ import pytest
 from eventsrc.commands.base import Origin
 from eventsrc.commands.registry import in_use_message, live_holder
 from eventsrc.commands.tasks import DrainNode, decide_drain
-from eventsrc.events import NodeDrainCancelled, NodeDrainRequested, decode, new_event_id
+from eventsrc.events import NodeDrainCancelled, NodeDrainRequested, decode
 from eventsrc.projections.state import ClusterState
 from tests.factories import T0, envelope
 from tests.projections.builders import Fold, joined, leader, left, node_expired
 
 
 def _decide(state: ClusterState, command: DrainNode) -> tuple[object, ...]:
-    return decide_drain(state, command, now=T0, new_id=new_event_id, origin=Origin(epoch=1))
+    return decide_drain(state, command, stamp=Origin(epoch=1).stamp(T0))
 
 
 def test_a_drain_holds_across_rejoins_until_undrained() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from eventsrc.commands.base import COORDINATOR
 from eventsrc.commands.registry import ExpireStale, decide_expire_stale
 from eventsrc.commands.scheduler import Wait, place
-from eventsrc.events import SkillInstanceExpired, SkillUpdated, TaskSpec, new_event_id
+from eventsrc.events import SkillInstanceExpired, SkillUpdated, TaskSpec
 from eventsrc.projections.queries import registry_stats, skill_instances
 from tests.projections.builders import (
     Fold,
@@ -45,7 +46,7 @@ def test_instances_of_a_node_that_left_are_offline_until_registered_again() -> N
     # It expires on its own, like one for a node id that never joined.
     now = Fold.time(run.seq) + timedelta(seconds=60)
     events = decide_expire_stale(
-        run.state, ExpireStale(stale_after_s=30), now=now, new_id=new_event_id
+        run.state, ExpireStale(stale_after_s=30), stamp=COORDINATOR.stamp(now)
     )
     assert [type(e) for e in events] == [SkillInstanceExpired]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from eventsrc.commands.base import COORDINATOR, Origin
+from eventsrc.commands.base import COORDINATOR, Origin, Stamp
 from eventsrc.events import (
     Heartbeat,
     NodeCapabilitiesReported,
@@ -190,6 +190,11 @@ def sequential_ids(prefix: str = "e") -> Callable[[], str]:
     """An id factory that says in which order a decision made its events: e1, e2, ..."""
     counter = itertools.count(1)
     return lambda: f"{prefix}{next(counter)}"
+
+
+def decided(now: datetime, *, origin: Origin = COORDINATOR) -> Stamp:
+    """The stamp of a decision made at ``now``: its events are e1, e2, ... (see ``made``)."""
+    return origin.stamp(now, new_id=sequential_ids())
 
 
 def _submitted(task_id: str) -> TaskSubmitted:

@@ -66,7 +66,7 @@ from tests.projections.builders import (
     succeeded,
     uninstance,
 )
-from tests.unit.cluster import Cluster, made, python_on, sequential_ids
+from tests.unit.cluster import Cluster, decided, made, python_on
 
 NOW = T0 + timedelta(hours=2)
 EPOCH_3 = Origin(producer="coordinator", epoch=3)
@@ -110,8 +110,10 @@ def assigned_event(command: SubmitTask, node_id: str, candidates: tuple[Candidat
     )
 
 
-def run_submit(state: ClusterState, command: SubmitTask, **options: Any) -> tuple[Event, ...]:
-    return decide_submit(state, command, now=NOW, new_id=sequential_ids(), **options)
+def run_submit(
+    state: ClusterState, command: SubmitTask, *, origin: Origin = COORDINATOR, **options: Any
+) -> tuple[Event, ...]:
+    return decide_submit(state, command, stamp=decided(NOW, origin=origin), **options)
 
 
 def test_submit_places_the_task_on_a_free_node_at_once() -> None:
@@ -311,14 +313,14 @@ CANCELS = [
 def test_cancel_tells_the_running_node_and_ends_the_task(
     build: Callable[[], ClusterState], expected: Callable[[], tuple[Event, ...]]
 ) -> None:
-    events = decide_cancel(build(), CancelTask(task_id="t1"), now=NOW, new_id=sequential_ids())
+    events = decide_cancel(build(), CancelTask(task_id="t1"), stamp=decided(NOW))
     assert events == expected()
 
 
 def test_cancel_carries_the_reason_and_origin() -> None:
     state = task_in(submitted("t1"))
     command = CancelTask(task_id="t1", reason="no longer needed")
-    events = decide_cancel(state, command, now=NOW, new_id=sequential_ids(), origin=EPOCH_3)
+    events = decide_cancel(state, command, stamp=decided(NOW, origin=EPOCH_3))
     assert events == (
         TaskCancelled(
             **stamp(1, origin=EPOCH_3), task_id="t1", reason="no longer needed", attempt=1
@@ -328,7 +330,7 @@ def test_cancel_carries_the_reason_and_origin() -> None:
 
 def test_cancel_of_an_unknown_task_says_how_to_find_one() -> None:
     with pytest.raises(NotFoundError, match=r"^no task t9; check the id \(eventsrc tasks --all\)$"):
-        decide_cancel(ClusterState(), CancelTask(task_id="t9"), now=NOW, new_id=sequential_ids())
+        decide_cancel(ClusterState(), CancelTask(task_id="t9"), stamp=decided(NOW))
 
 
 DRAINS: list[Any] = [
@@ -373,12 +375,12 @@ DRAINS: list[Any] = [
 def test_drain_and_undrain(
     build: Callable[[], Cluster], command: DrainNode, expected: tuple[Event, ...]
 ) -> None:
-    assert decide_drain(build().state, command, now=NOW, new_id=sequential_ids()) == expected
+    assert decide_drain(build().state, command, stamp=decided(NOW)) == expected
 
 
 def test_drain_refuses_a_node_it_never_saw() -> None:
     with pytest.raises(NotFoundError) as caught:
-        decide_drain(Cluster().state, DrainNode(node_id="a"), now=NOW, new_id=sequential_ids())
+        decide_drain(Cluster().state, DrainNode(node_id="a"), stamp=decided(NOW))
     assert str(caught.value) == "no node a; see `eventsrc nodes`"
 
 
@@ -392,7 +394,7 @@ def test_drain_refuses_a_node_it_never_saw() -> None:
 def test_a_node_that_is_gone_may_be_drained_for_when_it_joins(
     build: Callable[[], Cluster],
 ) -> None:
-    (event,) = decide_drain(build().state, DrainNode(node_id="a"), now=NOW, new_id=sequential_ids())
+    (event,) = decide_drain(build().state, DrainNode(node_id="a"), stamp=decided(NOW))
     assert isinstance(event, NodeDrainRequested) and event.until_undrained
 
 
@@ -433,7 +435,7 @@ def test_register_skill_registers_updates_or_does_nothing(
     build: Callable[[], Cluster], proposed: SkillMetadata, expected: type[Event] | None
 ) -> None:
     events = decide_register_skill(
-        build().state, RegisterSkill(metadata=proposed), now=NOW, new_id=sequential_ids()
+        build().state, RegisterSkill(metadata=proposed), stamp=decided(NOW)
     )
     if expected is None:
         assert events == ()
@@ -448,8 +450,7 @@ def test_register_instance_of_a_skill_outside_the_catalog_lists_the_known_ones()
             decide_register_instance(
                 cluster.state,
                 RegisterInstance(skill="python", node_id="n1"),
-                now=NOW,
-                new_id=sequential_ids(),
+                stamp=decided(NOW),
             )
         assert str(caught.value) == (
             f"skill 'python' is not in the catalog; register it first (register_skill) — "
@@ -471,8 +472,7 @@ def test_register_instance_records_the_nodes_incarnation(
     events = decide_register_instance(
         build().state,
         RegisterInstance(skill="python", node_id="n1"),
-        now=NOW,
-        new_id=sequential_ids(),
+        stamp=decided(NOW),
     )
     assert events == (
         SkillInstanceRegistered(**stamp(1), node_id="n1", skill="python", incarnation=incarnation),
@@ -482,9 +482,9 @@ def test_register_instance_records_the_nodes_incarnation(
 def test_register_instance_is_idempotent_while_active_and_renews_after_withdrawal() -> None:
     command = RegisterInstance(skill="python", node_id="n1")
     cluster = python_on("n1")
-    assert decide_register_instance(cluster.state, command, now=NOW, new_id=sequential_ids()) == ()
+    assert decide_register_instance(cluster.state, command, stamp=decided(NOW)) == ()
     cluster.run.fold(uninstance("python", "n1"))
-    events = decide_register_instance(cluster.state, command, now=NOW, new_id=sequential_ids())
+    events = decide_register_instance(cluster.state, command, stamp=decided(NOW))
     assert [type(e) for e in events] == [SkillInstanceRegistered]
 
 
@@ -505,10 +505,7 @@ def test_unregister_instance_only_withdraws_an_active_one(
     build: Callable[[], Cluster], expected: tuple[Event, ...]
 ) -> None:
     command = UnregisterInstance(skill="python", node_id="n1", reason="gone")
-    assert (
-        decide_unregister_instance(build().state, command, now=NOW, new_id=sequential_ids())
-        == expected
-    )
+    assert decide_unregister_instance(build().state, command, stamp=decided(NOW)) == expected
 
 
 STALE = 60.0
@@ -516,9 +513,7 @@ SWEEP = T0 + timedelta(hours=1)
 
 
 def sweep(cluster: Cluster, now: Any = SWEEP) -> tuple[Event, ...]:
-    return decide_expire_stale(
-        cluster.state, ExpireStale(stale_after_s=STALE), now=now, new_id=sequential_ids()
-    )
+    return decide_expire_stale(cluster.state, ExpireStale(stale_after_s=STALE), stamp=decided(now))
 
 
 def expired(node_id: str, n: int = 1, **evidence: Any) -> NodeExpired:

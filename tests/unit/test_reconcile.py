@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eventsrc.commands.base import Origin
+from eventsrc.commands.base import COORDINATOR, Origin
 from eventsrc.commands.tasks import Decision, reconcile
 from eventsrc.events import (
     Candidate,
@@ -37,7 +37,7 @@ from tests.projections.builders import (
     retried,
     started,
 )
-from tests.unit.cluster import Cluster, python_on, sequential_ids
+from tests.unit.cluster import Cluster, decided, python_on
 from tests.unit.cluster import made as stamp
 
 
@@ -48,8 +48,10 @@ def submit(cluster: Cluster, task_id: str = "t1", **spec: Any) -> datetime:
     return Fold.time(cluster.run.seq)
 
 
-def loop(state: ClusterState, now: datetime, **options: Any) -> list[Decision]:
-    return reconcile(state, now=now, new_id=sequential_ids(), **options)
+def loop(
+    state: ClusterState, now: datetime, *, origin: Origin = COORDINATOR, **options: Any
+) -> list[Decision]:
+    return reconcile(state, stamp=decided(now, origin=origin), **options)
 
 
 def test_a_waiting_task_is_assigned_with_its_deadline_and_evidence() -> None:
