@@ -26,6 +26,8 @@ from typing import Any, Final
 
 import nkeys
 
+from eventsrc.commands.api import API_PREFIX
+from eventsrc.commands.api import subject as api_subject
 from eventsrc.errors import ConfigError
 from eventsrc.events import validate_token
 from eventsrc.events.subjects import (
@@ -48,7 +50,6 @@ CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
 CREDS_DIR: Final = "creds"
 
-API: Final = "eventsrc.api"
 READ_ENDPOINTS: Final = ("get", "wait", "tasks", "nodes", "skills", "status")
 SUBMIT_ENDPOINTS: Final = ("submit", "run", "cancel", "drain")
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
@@ -61,7 +62,7 @@ COORDINATOR_PUBLISH: Final = (
     "$JS.FC.>",
     "$KV.EVENTSRC_LEADER.>",
     "$O.EVENTSRC_SNAPSHOTS.>",
-    f"{API}.>",
+    f"{API_PREFIX}.>",
     "$SRV.>",
     "_INBOX.>",  # replies to API requests
 )
@@ -82,7 +83,7 @@ def stream_reads() -> list[str]:
 
 
 def _api(endpoints: tuple[str, ...]) -> list[str]:
-    return [f"{API}.{name}" for name in endpoints]
+    return [api_subject(name) for name in endpoints]
 
 
 def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:

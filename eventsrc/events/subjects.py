@@ -12,6 +12,7 @@ subject token.
     evt.task.<task>.from.<node>         what the node reports back about it
     hb.<node>                           heartbeats (EVENTSRC_HEARTBEATS)
     evt.bench.raw.<task>...             the store benchmark's raw copies (never read)
+    eventsrc.rpc.<node>.<action>        plain node-to-node requests (not stored)
 
 A task's aggregate is ``evt.task.<task>.>``: every subject of one task; every other
 subject is its own aggregate.
@@ -104,6 +105,12 @@ def bench_raw_subject(subject: str) -> str:
     """Where the store benchmark stores a raw nats-py copy of a task subject or filter:
     ``evt.task.<rest>`` -> ``evt.bench.raw.<rest>``, outside every filter eventsrc reads."""
     return f"evt.bench.raw.{subject.removeprefix(_TASK_PREFIX)}"
+
+
+def node_rpc_subject(node_id: str, action: str) -> str:
+    """Where a node answers plain ``action`` requests from other nodes (not an event
+    subject: nothing is stored there)."""
+    return f"eventsrc.rpc.{node_id}.{action}"
 
 
 def is_heartbeat_subject(subject: str) -> bool:

@@ -23,12 +23,13 @@ from eventsrc.errors import EventsrcError, InvalidRequestError
 # Raised by TaskRequestResponse.request; importable from here as documented.
 from eventsrc.errors import RequestTimeoutError as RequestTimeoutError
 from eventsrc.events import Heartbeat, validate_token
+from eventsrc.events.subjects import node_rpc_subject
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.attempts import TaskHandler
 from eventsrc.node.host import envelope
 from eventsrc.projections.state import NodeState
 from eventsrc.store import Connection
-from eventsrc.store.rpc import Answering, answer, ask
+from eventsrc.store.transport import Answering, answer, ask
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +163,6 @@ def _skills_of(task: dict[str, Any]) -> tuple[str, ...]:
     return tuple(skills)
 
 
-def rpc_subject(node_id: str, action: str) -> str:
-    """Where a node answers ``action`` requests."""
-    return f"eventsrc.rpc.{node_id}.{action}"
-
-
 class TaskRequestResponse:
     """Plain NATS request/reply between nodes: quick questions, not event-sourced."""
 
@@ -190,13 +186,15 @@ class TaskRequestResponse:
         old = self._subs.pop(action, None)
         if old is not None:
             await old.close()
-        self._subs[action] = await answer(self._nc, rpc_subject(self._node_id, action), respond)
+        self._subs[action] = await answer(
+            self._nc, node_rpc_subject(self._node_id, action), respond
+        )
 
     async def request(
         self, target_node: str, action: str, data: Any = None, timeout: float = 5
     ) -> Any:
         """Ask ``target_node``; raises RequestTimeoutError when it does not answer."""
-        subject = rpc_subject(
+        subject = node_rpc_subject(
             validate_token(target_node, what="node id"), validate_token(action, what="action")
         )
         try:

@@ -12,6 +12,9 @@ coordinator's service).
 - ``MicroService`` answers: a NATS micro service (``$SRV.PING/INFO/STATS`` work with
   standard tooling) whose endpoints are plain async handlers of ``Request`` (bytes in,
   ``respond(bytes)`` out).
+- ``answer`` and ``ask`` are the plain request/reply between nodes (the node's
+  ``TaskRequestResponse``): quick questions on a subject of the caller's, not
+  event-sourced; nothing listening is a timeout there, as a question nobody answered.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.micro import add_service
 from nats.micro import request as micro_request
 from nats.micro.service import Group, Service
@@ -195,3 +200,45 @@ class MicroService:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+# Plain request/reply between nodes.
+
+Responder = Callable[[bytes], Awaitable[bytes]]
+"""Turns a request's body into the reply's."""
+
+
+class Answering:
+    """A subject being answered; ``close`` stops answering it."""
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    async def close(self) -> None:
+        """Stop answering; idempotent, and quiet when the connection is already gone."""
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+
+
+async def answer(nc: Connection, subject: str, respond: Responder) -> Answering:
+    """Answer every request on ``subject`` with ``await respond(body)``; a reply that
+    cannot be sent (the asker is gone) is dropped."""
+
+    async def serve(msg: Msg) -> None:
+        reply = await respond(msg.data)
+        with contextlib.suppress(nats.errors.Error):
+            await msg.respond(reply)
+
+    return Answering(await nc.subscribe(subject, cb=serve))
+
+
+async def ask(nc: Connection, subject: str, body: bytes, *, timeout: float) -> bytes:
+    """The reply's body. Raises RequestTimeoutError when nothing answers within
+    ``timeout`` (or nothing listens), ServerUnavailableError when NATS fails."""
+    try:
+        msg = await nc.request(subject, body, timeout=timeout)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as err:
+        raise RequestTimeoutError(f"nothing answered {subject} within {timeout:g} s") from err
+    except nats.errors.Error as err:
+        raise ServerUnavailableError(f"NATS request to {subject} failed: {err}") from err
+    return msg.data
