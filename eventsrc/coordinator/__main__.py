@@ -9,6 +9,8 @@ from pathlib import Path
 
 from eventsrc.config import CoordinatorConfig, load_config
 from eventsrc.coordinator.app import Coordinator
+from eventsrc.dashboard.server import DEFAULT_HTTP, open_dashboard, secure_mode
+from eventsrc.metrics import track_node
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
 
 
@@ -39,6 +41,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="run a node in this process (default: only with the embedded server)",
     )
+    parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=f"serve the dashboard and /metrics there, or off (default: {DEFAULT_HTTP} "
+        "with the embedded server, else off)",
+    )
+    parser.add_argument(
+        "--http-token", help="token the dashboard asks for (or EVENTSRC_HTTP_TOKEN)"
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -63,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "embedded_port": args.embedded_port,
                 "local_node": args.local_node,
                 "log_level": args.log_level,
+                "http": args.http,
+                "http_token": args.http_token,
             },
         )
         configure_logging(config.log_level)
@@ -74,12 +87,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"eventsrc coordinator ready ({role}), {where} at {','.join(coordinator.servers)}",
                 flush=True,
             )
+            assert coordinator.runner is not None
+            dashboard = await open_dashboard(
+                coordinator.runner,
+                coordinator.store,
+                http=config.http,
+                default=coordinator.embedded,
+                token=config.http_token,
+                secure=secure_mode(config),
+                role=lambda: "leader" if coordinator.leading else "standby",
+                identity=coordinator.coordinator_id,
+            )
+            if dashboard is not None:
+                print(f"dashboard at {dashboard.url} (metrics at /metrics)", flush=True)
             if coordinator.local_node is not None:
                 node = coordinator.local_node
+                track_node(node.node_id, lambda: node.running)
                 print(
                     f"local node {node.node_id} runs here (skills: python and ./skills)", flush=True
                 )
-            await stop.wait()
+            try:
+                await stop.wait()
+            finally:
+                if dashboard is not None:
+                    await dashboard.close()
         return EXIT_OK
 
     return run_program(run)

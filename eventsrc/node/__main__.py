@@ -17,11 +17,13 @@ from eventsrc.events.subjects import (
     reports_filter,
     subject_matches,
 )
+from eventsrc.metrics import MetricsServer, track_node
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
     EXIT_OK,
     configure_logging,
+    parse_host_port,
     parse_labels,
     run_program,
     stop_event_on_signals,
@@ -50,6 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--openclaw-max-turns", type=int, help="agent turns at once (1 per GB)")
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics there"
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -90,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = discover(config, env, node_id=node_id)
         stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
+        metrics = (
+            MetricsServer(*parse_host_port(args.metrics, flag="--metrics"))
+            if args.metrics
+            else None
+        )
         nc = await connect_nats(options, long_running=True)
         try:
             agent = build_node_agent(
@@ -112,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"events); start the node with the --node-id its credentials were made "
                     f"for (secure mode: DIR/creds/node-<ID>.nk is for node <ID>)"
                 ) from err
+            track_node(node_id, lambda: agent.running)
+            if metrics is not None:
+                print(f"metrics at {await metrics.start()}", flush=True)
             print(
                 f"eventsrc node {node_id} ready with skills: "
                 f"{', '.join(sorted(found.skills)) or 'none'}",
@@ -120,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             await stop.wait()
             await agent.drain()
         finally:
+            if metrics is not None:
+                await metrics.close()
             await nc.close()
         return EXIT_OK
 
