@@ -134,7 +134,7 @@ class ClusterCollector(Collector):
             if liveness is not None and node.state in (NodeState.ALIVE, NodeState.DRAINING):
                 ages.add_metric([node_id], max((now - liveness.last_at).total_seconds(), 0.0))
         yield ages
-        stream_last = self._stream_last_seq()
+        stream_last = max(self._stream_last_seq(), state.last_seq)
         yield GaugeMetricFamily(
             "eventsrc_stream_last_seq", "Last sequence of the events stream", value=stream_last
         )

@@ -169,14 +169,20 @@ class Dashboard:
 
     async def _poll(self) -> None:
         while True:
-            try:
-                self.stream_last_seq = await self._store.last_seq()
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # NATS away for a moment: the lag shows it later
-                log.debug("dashboard: stream position unknown: %s", err)
+            await self._refresh()
             self.tracker.observe(self._projection.state)
             await asyncio.sleep(POLL_S)
+
+    async def _refresh(self) -> None:
+        """Ask the stream for its last sequence (the lag is measured against it)."""
+        try:
+            last = await self._store.last_seq()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # NATS away for a moment: the figure stays as it was
+            log.debug("dashboard: stream position unknown: %s", err)
+            return
+        self.stream_last_seq = max(last, self.stream_last_seq)
 
     # -- access ------------------------------------------------------------------
 
@@ -220,6 +226,7 @@ class Dashboard:
         return _file(request.match_info["name"])
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        await self._refresh()
         return exposition(self.registry, REGISTRY)
 
     # -- the state, live or of the past -------------------------------------------
@@ -229,6 +236,7 @@ class Dashboard:
         """The state a request asks for: live, or at ``?seq=N`` / ``?time=ISO``."""
         seq, at = request.query.get("seq", ""), request.query.get("time", "")
         if not seq and not at:
+            await self._refresh()
             async with self._projection.reading() as state:
                 yield state, datetime.now(UTC)
             return
@@ -267,7 +275,7 @@ class Dashboard:
             "serving": self._role(),
             "identity": self._identity,
             "applied_seq": state.last_seq,
-            "stream_last_seq": self.stream_last_seq,
+            "stream_last_seq": max(self.stream_last_seq, self._projection.state.last_seq),
             "lag": max(self.stream_last_seq - self._projection.state.last_seq, 0),
         }
 
