@@ -12,8 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from playwright.async_api import Page, async_playwright
 
 from tests.conftest import MakeServer
+from tests.dashboard.browser import ARGS, ARTIFACTS, ensure_chromium
 from tests.e2e.conftest import DEADLINE_S, E2E
 from tests.processes import Program
 
@@ -67,3 +69,44 @@ async def site(dashboard_cluster: tuple[E2E, str]) -> AsyncIterator[Site]:
     cluster, url = dashboard_cluster
     async with aiohttp.ClientSession() as session:
         yield Site(cluster, url, session)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report on the test, so a fixture can tell it failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"report_{report.when}", report)
+
+
+@dataclass
+class Browser:
+    """A page in headless Chromium that records console errors and uncaught exceptions."""
+
+    page: Page
+    errors: list[str]
+
+
+@pytest.fixture
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
+    """A fresh Chromium page; a screenshot of it is saved when the test fails."""
+    executable = ensure_chromium()
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = await chromium.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on(
+                "console",
+                lambda message: errors.append(message.text) if message.type == "error" else None,
+            )
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield Browser(page, errors)
+            report = getattr(request.node, "report_call", None)
+            if report is not None and report.failed:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                shot = ARTIFACTS / f"{request.node.name}.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                print(f"screenshot of the failing page: {shot}")
+        finally:
+            await chromium.close()

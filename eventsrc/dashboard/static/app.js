@@ -83,7 +83,8 @@ async function overview() {
     ["epoch", o.epoch], ["stream position", o.last_seq], ["projection lag", o.lag],
     ["queue depth", o.queue_depth], ["oldest waiting", ago(o.oldest_waiting_s)],
     ["skills", o.skills],
-  ].map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${esc(v)}</div></div>`);
+  ].map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div>` +
+    `<div class="v${String(v).length > 14 ? " long" : ""}">${esc(v)}</div></div>`);
   const most = Math.max(1, ...o.throughput.map((m) => m.ended));
   const bars = o.throughput.map((m) =>
     `<div title="${esc(shortTime(m.minute))}: ${m.ended}" style="height:${(100 * m.ended) / most}%"></div>`);
