@@ -9,7 +9,12 @@ from pathlib import Path
 
 from eventsrc.config import CoordinatorConfig, load_config
 from eventsrc.coordinator.app import Coordinator
-from eventsrc.dashboard.server import DEFAULT_HTTP, open_dashboard, secure_mode
+from eventsrc.dashboard.server import (
+    DEFAULT_HTTP,
+    dashboard_address,
+    open_dashboard,
+    secure_mode,
+)
 from eventsrc.metrics import track_node
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
 
@@ -79,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         )
         configure_logging(config.log_level)
+        http = dashboard_address(
+            config.http,
+            default=not config.nats_url,
+            token=config.http_token,
+            secure=secure_mode(config),
+        )
         stop = stop_event_on_signals()
         async with Coordinator(config) as coordinator:
             where = "embedded nats-server" if coordinator.embedded else "NATS"
@@ -88,16 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
             assert coordinator.runner is not None
-            dashboard = await open_dashboard(
-                coordinator.runner,
-                coordinator.store,
-                http=config.http,
-                default=coordinator.embedded,
-                token=config.http_token,
-                secure=secure_mode(config),
-                role=lambda: "leader" if coordinator.leading else "standby",
-                identity=coordinator.coordinator_id,
-            )
+            dashboard = None
+            if http is not None:
+                dashboard = await open_dashboard(
+                    coordinator.runner,
+                    coordinator.store,
+                    http,
+                    token=config.http_token,
+                    role=lambda: "leader" if coordinator.leading else "standby",
+                    identity=coordinator.coordinator_id,
+                )
             if dashboard is not None:
                 print(f"dashboard at {dashboard.url} (metrics at /metrics)", flush=True)
             if coordinator.local_node is not None:

@@ -29,7 +29,7 @@ from eventsrc.commands.views import task_info
 from eventsrc.config import CommonConfig
 from eventsrc.dashboard import views
 from eventsrc.dashboard.metrics import ClusterCollector, ClusterTracker
-from eventsrc.errors import InvalidRequestError, UndecodableEventError
+from eventsrc.errors import ConfigError, InvalidRequestError, UndecodableEventError
 from eventsrc.events.subjects import node_subject, task_filter
 from eventsrc.history import fold_heartbeats, fold_task, fold_until
 from eventsrc.metrics import REGISTRY, exposition, serve_app
@@ -484,35 +484,61 @@ def secure_mode(config: CommonConfig) -> bool:
     return bool(config.creds or config.user or config.token or config.tls_cert)
 
 
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where to serve: HOST:PORT, and whether the user asked for it (else the default)."""
+
+    host: str
+    port: int
+    asked: bool
+
+
+def dashboard_address(
+    http: str | None, *, default: bool, token: str | None, secure: bool
+) -> Address | None:
+    """The address ``--http HOST:PORT`` asks for (``off``: none); with no ``--http``,
+    the loopback default when ``default``. ConfigError (a usage error, one line) for a
+    malformed value or an exposure the rules refuse; checked before anything starts."""
+    if http == "off" or (http is None and not default):
+        return None
+    try:
+        host, port = parse_host_port(http or DEFAULT_HTTP, flag="--http")
+        check_exposure(host, token=token, secure=secure)
+    except InvalidRequestError as err:
+        raise ConfigError(str(err)) from err
+    return Address(host, port, asked=http is not None)
+
+
 async def open_dashboard(
     projection: Projection,
     store: EventStore,
+    address: Address,
     *,
-    http: str | None,
-    default: bool,
     token: str | None,
-    secure: bool,
     role: Callable[[], str],
     identity: str,
-) -> Dashboard | None:
-    """Start the dashboard ``--http HOST:PORT`` asks for (``off``: none); with no
-    ``--http``, on loopback only when ``default``. A busy default port falls back to a
-    free one; an address asked for must be free."""
-    if http == "off" or (http is None and not default):
-        return None
-    host, port = parse_host_port(http or DEFAULT_HTTP, flag="--http")
-    check_exposure(host, token=token, secure=secure)
-    dashboard = Dashboard(
-        projection, store, host=host, port=port, role=role, identity=identity, token=token
-    )
+) -> Dashboard:
+    """Start the dashboard at ``address``. A busy default port falls back to a free
+    one; an address asked for must be free."""
+
+    def make(port: int) -> Dashboard:
+        return Dashboard(
+            projection,
+            store,
+            host=address.host,
+            port=port,
+            role=role,
+            identity=identity,
+            token=token,
+        )
+
+    dashboard = make(address.port)
     try:
         await dashboard.start()
     except InvalidRequestError:
-        if http is not None:
+        if address.asked:
             raise
         log.warning("dashboard: %s is taken; serving on a free port instead", DEFAULT_HTTP)
-        dashboard = Dashboard(
-            projection, store, host=host, port=0, role=role, identity=identity, token=token
-        )
+        dashboard = make(0)
         await dashboard.start()
     return dashboard

@@ -11,11 +11,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventsrc
-from eventsrc.dashboard.server import check_exposure, is_loopback
-from eventsrc.errors import InvalidRequestError
+from eventsrc.dashboard.server import Address, check_exposure, dashboard_address, is_loopback
+from eventsrc.errors import ConfigError, InvalidRequestError
 from tests.conftest import MakeServer
 from tests.dashboard.conftest import Site, printed_url, start_dashboard_cluster
-from tests.e2e.conftest import poll
+from tests.e2e.conftest import CLEAN_ENV, poll
+from tests.processes import program
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -192,3 +193,58 @@ def test_a_secure_cluster_dashboard_needs_a_token_beyond_loopback() -> None:
     with pytest.raises(InvalidRequestError, match=r"add --http-token TOKEN") as caught:
         check_exposure("0.0.0.0", token=None, secure=True)
     assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"add --http-token TOKEN"):  # a usage error
+        dashboard_address("0.0.0.0:8470", default=True, token=None, secure=True)
+    assert dashboard_address(None, default=False, token=None, secure=True) is None
+    assert dashboard_address("off", default=True, token=None, secure=False) is None
+    assert dashboard_address(None, default=True, token=None, secure=False) == Address(
+        "127.0.0.1", 8470, asked=False
+    )
+
+
+async def test_a_standby_and_a_dashboard_process_serve_the_same_cluster(site: Site) -> None:
+    await site.cluster.start_node("node_a", "python")
+    url, where = site.cluster.url, site.cluster.workdir
+    standby_args = ["-m", "eventsrc.coordinator", "--nats-url", url, "--http", "127.0.0.1:0"]
+    viewer_args = ["-m", "eventsrc.cli", "--nats-url", url, "dashboard", "--http", "127.0.0.1:0"]
+    with (
+        program(standby_args, cwd=where, env=CLEAN_ENV) as standby,
+        program(viewer_args, cwd=where, env=CLEAN_ENV) as viewer,
+    ):
+        await _three_dashboards(
+            site, printed_url(standby, "dashboard at"), printed_url(viewer, "dashboard at")
+        )
+        assert viewer.signal() == 0
+
+
+async def _three_dashboards(site: Site, standby_url: str, viewer_url: str) -> None:
+    for url, role in ((site.url, "leader"), (standby_url, "standby"), (viewer_url, "viewer")):
+
+        async def shows_node_a(url: str = url) -> Any:
+            async with site.session.get(f"{url}/api/overview") as response:
+                body = await response.json()
+            return body if body["live_nodes"] == ["node_a"] else None
+
+        body = await poll(shows_node_a, f"{role} dashboard showing node_a")
+        assert body["role"] == role, body
+        metrics = samples(await site.text(f"{url}/metrics"))
+        assert value(metrics, "eventsrc_is_leader") == (1 if role == "leader" else 0)
+
+
+def test_the_embedded_cluster_of_one_serves_its_dashboard_on_loopback(tmp_path: Path) -> None:
+    with program(
+        ["-m", "eventsrc.coordinator", "--embedded-port", "0"], cwd=tmp_path, env=CLEAN_ENV
+    ) as child:
+        url = printed_url(child, "dashboard at")
+        assert url.startswith("http://127.0.0.1:"), url
+        assert child.signal() == 0
+    with program(
+        ["-m", "eventsrc.coordinator", "--embedded-port", "0", "--http", "nowhere"],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+    ) as child:
+        assert child.proc.wait(timeout=30) == 2
+        child.kill()
+        assert child.stderr_lines == [
+            "error: --http 'nowhere' is not HOST:PORT, e.g. 127.0.0.1:8765"
+        ], child.stderr_lines
