@@ -65,6 +65,7 @@ class CoordinatorConfig(CommonConfig):
         default=None, description="dashboard HOST:PORT, or off; default: loopback if embedded"
     )
     http_token: str | None = Field(default=None, description="token the dashboard asks for")
+    http_token_file: Path | None = Field(default=None, description="file holding that token")
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

@@ -13,6 +13,7 @@ from eventsrc.dashboard.server import (
     DEFAULT_HTTP,
     dashboard_address,
     open_dashboard,
+    read_token,
     secure_mode,
 )
 from eventsrc.metrics import track_node
@@ -55,6 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--http-token", help="token the dashboard asks for (or EVENTSRC_HTTP_TOKEN)"
     )
+    parser.add_argument("--http-token-file", type=Path, help="a file holding that token")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -81,14 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "log_level": args.log_level,
                 "http": args.http,
                 "http_token": args.http_token,
+                "http_token_file": args.http_token_file,
             },
         )
         configure_logging(config.log_level)
+        token = read_token(config.http_token, config.http_token_file)
         http = dashboard_address(
-            config.http,
-            default=not config.nats_url,
-            token=config.http_token,
-            secure=secure_mode(config),
+            config.http, default=not config.nats_url, token=token, secure=secure_mode(config)
         )
         stop = stop_event_on_signals()
         async with Coordinator(config) as coordinator:
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     coordinator.runner,
                     coordinator.store,
                     http,
-                    token=config.http_token,
+                    token=token,
                     role=lambda: "leader" if coordinator.leading else "standby",
                     identity=coordinator.coordinator_id,
                 )

@@ -15,6 +15,7 @@ from eventsrc.dashboard.server import (
     DEFAULT_HTTP,
     dashboard_address,
     open_dashboard,
+    read_token,
     secure_mode,
 )
 from eventsrc.errors import ConfigError
@@ -37,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     configure_logging("WARNING")
     creds = args.creds or os.environ.get("EVENTSRC_NATS_CREDS")
-    token = args.http_token or os.environ.get("EVENTSRC_HTTP_TOKEN") or None
     identity = f"dashboard-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     async def main() -> int:
+        token = read_token(
+            args.http_token or os.environ.get("EVENTSRC_HTTP_TOKEN"),
+            args.http_token_file or os.environ.get("EVENTSRC_HTTP_TOKEN_FILE") or None,
+        )
         if args.http == "off":
             raise ConfigError("eventsrc dashboard --http off: nothing to serve; give HOST:PORT")
         http = dashboard_address(

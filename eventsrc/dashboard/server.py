@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -482,6 +483,22 @@ def _file(name: str) -> web.Response:
 def secure_mode(config: CommonConfig) -> bool:
     """Whether the program reaches NATS with credentials (a secure-mode cluster)."""
     return bool(config.creds or config.user or config.token or config.tls_cert)
+
+
+def read_token(token: str | None, token_file: str | Path | None) -> str | None:
+    """The dashboard's token: given, or the first line of a file (how containers get a
+    secret); ConfigError (one line) when the file cannot be read or is empty."""
+    if token or token_file is None:
+        return token or None
+    try:
+        text = Path(token_file).read_text().strip()
+    except OSError as err:
+        raise ConfigError(
+            f"--http-token-file {token_file}: cannot read it ({err.strerror or err})"
+        ) from err
+    if not text:
+        raise ConfigError(f"--http-token-file {token_file} is empty; write the token into it")
+    return text.splitlines()[0].strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@ serving its projection, node processes, tasks run by the built-in python skill."
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from eventsrc.errors import ConfigError, InvalidRequestError
 from tests.conftest import MakeServer
 from tests.dashboard.conftest import Site, printed_url, start_dashboard_cluster
 from tests.e2e.conftest import CLEAN_ENV, poll
+from tests.nats_cluster import REPO
 from tests.processes import program
 
 
@@ -158,6 +161,12 @@ async def test_metrics_of_a_coordinator_and_a_node_move_when_tasks_run(
         == 3
     )
     assert value(node_after, "eventsrc_node_running_tasks", node="node_m") == 0
+
+    # Every series the Grafana dashboard in deploy/ asks for is one we serve.
+    board = json.loads((REPO / "deploy" / "grafana" / "eventsrc-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for panel in board["panels"] for t in panel["targets"])
+    served = {name for name, _ in after} | {name for name, _ in node_after}
+    assert set(re.findall(r"eventsrc_[a-z_]+", exprs)) <= served
 
 
 def test_a_token_guards_every_route(make_server: MakeServer, tmp_path: Path) -> None:
