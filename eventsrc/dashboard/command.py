@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> None:
     )
     cmd.add_argument("--http", metavar="HOST:PORT", help=f"where to serve (default {DEFAULT_HTTP})")
     cmd.add_argument("--http-token", help="token the dashboard asks for (or EVENTSRC_HTTP_TOKEN)")
+    cmd.add_argument(
+        "--http-token-file", help="a file holding that token (or EVENTSRC_HTTP_TOKEN_FILE)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventsrc
-from eventsrc.dashboard.server import Address, check_exposure, dashboard_address, is_loopback
+from eventsrc.dashboard.server import (
+    Address,
+    check_exposure,
+    dashboard_address,
+    is_loopback,
+    read_token,
+)
 from eventsrc.errors import ConfigError, InvalidRequestError
 from tests.conftest import MakeServer
 from tests.dashboard.conftest import Site, printed_url, start_dashboard_cluster
@@ -257,3 +263,16 @@ def test_the_embedded_cluster_of_one_serves_its_dashboard_on_loopback(tmp_path: 
         assert child.stderr_lines == [
             "error: --http 'nowhere' is not HOST:PORT, e.g. 127.0.0.1:8765"
         ], child.stderr_lines
+
+
+def test_the_token_can_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "http-token"
+    secret.write_text("s3cret\n")
+    assert read_token(None, secret) == "s3cret"
+    assert read_token("given", secret) == "given"
+    assert read_token(None, None) is None
+    secret.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_token(None, secret)
+    with pytest.raises(ConfigError, match="cannot read it"):
+        read_token(None, tmp_path / "missing")
