@@ -51,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
         if args.http == "off":
             raise ConfigError("eventsrc dashboard --http off: nothing to serve; give HOST:PORT")
         http = dashboard_address(
-            args.http, default=True, token=token, secure=secure_mode(CommonConfig(creds=creds))
+            args.http or os.environ.get("EVENTSRC_HTTP") or None,
+            default=True,
+            token=token,
+            secure=secure_mode(CommonConfig(creds=creds)),
         )
         assert http is not None
         stop = stop_event_on_signals()
