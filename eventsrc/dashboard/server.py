@@ -261,6 +261,12 @@ class Dashboard:
             await fold_until(
                 self._store, state, until_seq=until_seq, until_time=until_time, on_record=seen
             )
+            if state.last_seq == 0:
+                what = f"seq {until_seq}" if until_seq is not None else f"time {at}"
+                raise InvalidRequestError(
+                    f"{what} is before the first event the stream still holds (or the stream "
+                    f"is empty): nothing to show there; see /api/history for the range"
+                )
             time = until_time or (last[0] if last else None)
             await fold_heartbeats(self._store, state, until=time)
             point = Point(state, time)

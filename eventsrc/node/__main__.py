@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
-from eventsrc.errors import NotPermittedError
+from eventsrc.errors import ConfigError, InvalidRequestError, NotPermittedError
 from eventsrc.events.subjects import (
     heartbeat_subject,
     node_subject,
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     async def run() -> int:
+        metrics_at = _metrics_address(args.metrics)
         config = load_config(
             NodeConfig,
             file=args.config,
@@ -95,12 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = discover(config, env, node_id=node_id)
         stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
-        metrics = (
-            MetricsServer(*parse_host_port(args.metrics, flag="--metrics"))
-            if args.metrics
-            else None
-        )
-        nc = await connect_nats(options, long_running=True)
+        metrics = MetricsServer(*metrics_at) if metrics_at is not None else None
+        if metrics is not None:
+            await metrics.start()  # a taken address fails before the node joins
+        try:
+            nc = await connect_nats(options, long_running=True)
+        except BaseException:
+            if metrics is not None:
+                await metrics.close()
+            raise
         try:
             agent = build_node_agent(
                 nc,
@@ -124,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ) from err
             track_node(node_id, lambda: agent.running)
             if metrics is not None:
-                print(f"metrics at {await metrics.start()}", flush=True)
+                print(f"metrics at {metrics.url}", flush=True)
             print(
                 f"eventsrc node {node_id} ready with skills: "
                 f"{', '.join(sorted(found.skills)) or 'none'}",
@@ -139,6 +143,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
     return run_program(run)
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT``; a malformed value is a usage error."""
+    if text is None:
+        return None
+    try:
+        return parse_host_port(text, flag="--metrics")
+    except InvalidRequestError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _own_subject(subject: str, node_id: str) -> bool:

@@ -98,6 +98,7 @@ async def test_bad_input_gets_one_line_and_the_server_stays_read_only(site: Site
         "/api/nodes?seq=x": (400, "seq 'x' is not a whole number"),
         "/api/nodes?seq=0": (400, "sequences start at 1"),
         "/api/nodes?time=yesterday": (400, "is not an ISO time"),
+        "/api/nodes?time=2000-01-01T00:00:00Z": (400, "before the first event"),
         "/api/nodes/nobody": (404, "not found: node nobody"),
         "/api/tasks/nothing-here": (404, "not found: task nothing-here"),
         "/static/../secure.json": (404, ""),
