@@ -88,6 +88,11 @@ async def test_pages_show_the_cluster_and_time_travel_shows_the_past(site: Site)
     assert [n["node_id"] for n in past["nodes"]] == ["node_a"]
     live = await site.get("/api/nodes")
     assert [n["node_id"] for n in live["nodes"]] == ["node_a", "node_b"]
+    # By time: the moment node_a's join was stored, before node_b's.
+    node_a = await site.get("/api/nodes/node_a")
+    joined_at = next(e["time"] for e in node_a["history"] if e["type"] == "NodeJoined")
+    then = await site.get("/api/nodes", time=joined_at)
+    assert then["role"] == "past" and [n["node_id"] for n in then["nodes"]] == ["node_a"]
     history = await site.get("/api/history")
     assert history["first_seq"] == 1 and history["last_seq"] >= live["applied_seq"]
 

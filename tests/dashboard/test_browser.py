@@ -47,6 +47,13 @@ async def test_live_nodes_a_new_task_without_reload_and_its_timeline(
     assert "node_a" in await assigned.inner_text()
     assert "node_a" in await page.inner_text("#task-facts")
     assert "from the browser test" in await page.inner_text("#payload")
+
+    await assigned.locator('a[href="#/nodes/node_a"]').click()
+    await page.wait_for_selector(f'#node-tasks tr[data-task="{submitted.task_id}"]')
+    assert "NodeJoined" in await page.inner_text("#node-history")
+    await page.click('nav a[href="#/skills"]')
+    await page.wait_for_selector('#skills-table tr[data-skill="python"]', timeout=TIMEOUT_MS)
+    assert "node_a" in await page.inner_text('#skills-table tr[data-skill="python"]')
     assert await still_same_document(browser)
     assert browser.errors == []
 
