@@ -269,6 +269,16 @@ def test_the_embedded_cluster_of_one_serves_its_dashboard_on_loopback(tmp_path: 
         assert child.stderr_lines == [
             "error: --http 'nowhere' is not HOST:PORT, e.g. 127.0.0.1:8765"
         ], child.stderr_lines
+    # Secure mode (credentials), beyond loopback, no token: refused before anything starts.
+    secure = ["--nats-url", "nats://127.0.0.1:1", "--creds", str(tmp_path / "c.creds")]
+    with program(
+        ["-m", "eventsrc.coordinator", *secure, "--http", "0.0.0.0:0"],
+        cwd=tmp_path,
+        env=CLEAN_ENV,
+    ) as child:
+        assert child.proc.wait(timeout=30) == 2
+        child.kill()
+        assert len(child.stderr_lines) == 1 and "add --http-token TOKEN" in child.stderr_lines[0]
 
 
 def test_the_token_can_come_from_a_file(tmp_path: Path) -> None:
