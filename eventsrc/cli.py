@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from eventsrc import openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
+from eventsrc.dashboard import command as dashboard_command
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--data-dir", type=Path, required=True, help="its store folder")
     server.add_argument("--port", type=int, default=0, help="client port (default: any free)")
     mcp_command.add_parser(sub)
+    dashboard_command.add_parser(sub)
     openclaw_install.add_parser(sub)
     return parser
 
@@ -175,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_program(lambda: _sync(lambda a: openclaw_install.run(a, os.environ), args))
     if args.command == "mcp":
         return mcp_command.run(args, inherited_task_id(os.environ))
+    if args.command == "dashboard":
+        return dashboard_command.run(args)
 
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:

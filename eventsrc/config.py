@@ -61,6 +61,11 @@ class CoordinatorConfig(CommonConfig):
     events_max_bytes: int = Field(default=-1, ge=-1)
     heartbeats_max_per_node: int = Field(default=1000, ge=1)
     heartbeats_max_age: float = Field(default=3600, gt=0)
+    http: str | None = Field(
+        default=None, description="dashboard HOST:PORT, or off; default: loopback if embedded"
+    )
+    http_token: str | None = Field(default=None, description="token the dashboard asks for")
+    http_token_file: Path | None = Field(default=None, description="file holding that token")
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

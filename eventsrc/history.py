@@ -1,18 +1,22 @@
-"""Folding one aggregate straight from the stream, without a full projection.
+"""Folding straight from the stream, without a running projection.
 
 One-shot commands (``eventsrc get``, ``submit --wait``) and lookups of tasks that have
-left memory use this: read the leader epochs (for fencing) and the task's own subjects.
+left memory fold one aggregate: the leader epochs (for fencing) and the task's own
+subjects. ``fold_until`` folds the whole cluster up to a point of the stream: the time
+travel of ``replay_tools rebuild --until-*`` and of the dashboard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import datetime
 
-from eventsrc.errors import UndecodableEventError
+from eventsrc.events import Heartbeat
 from eventsrc.events.subjects import CLUSTER_SUBJECT, task_filter
-from eventsrc.ports import EventStore, StoredEvent
-from eventsrc.projections.apply import apply, apply_undecodable
+from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, StoredEvent
+from eventsrc.projections.apply import apply_heartbeat, apply_record
 from eventsrc.projections.state import ClusterState, Retention, TaskView
 
 
@@ -21,7 +25,7 @@ async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
     state = ClusterState(retention=Retention(max_finished=1_000_000))
     # One consumer over both filters delivers in stream order, which fencing needs.
     async for record in store.read(subjects=_subjects(task_id)):
-        _fold(state, record)
+        apply_record(state, record)
     return state.tasks.get(task_id)
 
 
@@ -42,7 +46,7 @@ async def watch_task(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout):
             async for record in store.subscribe(subjects=_subjects(task_id)):
-                _fold(state, record)
+                apply_record(state, record)
                 task = state.tasks.get(task_id)
                 if task is not None and task.terminal:
                     return task
@@ -56,8 +60,35 @@ async def watch_task(
     return state.tasks.get(task_id)
 
 
-def _fold(state: ClusterState, record: object) -> None:
-    if isinstance(record, UndecodableEventError):
-        apply_undecodable(state, record)
-    elif isinstance(record, StoredEvent):
-        apply(state, record.event, seq=record.seq, time=record.time)
+async def fold_until(
+    store: EventStore,
+    state: ClusterState,
+    *,
+    until_seq: int | None = None,
+    until_time: datetime | None = None,
+    on_record: Callable[[Record], None] | None = None,
+) -> ClusterState:
+    """Fold the events after ``state.last_seq`` into ``state``, up to ``until_seq`` /
+    ``until_time`` (default: the end of the stream); ``on_record`` sees each record."""
+    async for record in store.read(
+        from_seq=state.last_seq + 1, until_seq=until_seq, until_time=until_time
+    ):
+        apply_record(state, record)
+        if on_record is not None:
+            on_record(record)
+    return state
+
+
+async def fold_heartbeats(
+    store: EventStore, state: ClusterState, *, until: datetime | None = None
+) -> tuple[int, int]:
+    """Apply the retained heartbeats up to ``until`` (soft liveness, outside the hashed
+    state); returns how many were applied and how many were undecodable."""
+    applied = undecodable = 0
+    async for record in store.read(stream=HEARTBEATS_STREAM, until_time=until):
+        if isinstance(record, StoredEvent) and isinstance(record.event, Heartbeat):
+            apply_heartbeat(state, record.event, seq=record.seq, time=record.time)
+            applied += 1
+        else:
+            undecodable += 1
+    return applied, undecodable

@@ -85,6 +85,15 @@ def parse_labels(values: list[str] | None, *, flag: str = "--label") -> dict[str
     return labels
 
 
+def parse_host_port(text: str, *, flag: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0 picks a free one; ``[::1]:80`` for IPv6); one-line error
+    otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise InvalidRequestError(f"{flag} {text!r} is not HOST:PORT, e.g. 127.0.0.1:8765")
+    return host.strip("[]"), int(port)
+
+
 def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     """Plain-text columns padded to their widest cell, for people (``--json`` is for
     programs); trailing spaces trimmed."""

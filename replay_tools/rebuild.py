@@ -14,9 +14,8 @@ from typing import Any
 
 from eventsrc.commands.views import list_nodes, list_skill_infos, task_info
 from eventsrc.errors import InvalidRequestError
-from eventsrc.events import Heartbeat
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, StoredEvent
-from eventsrc.projections.apply import apply_heartbeat, apply_record
+from eventsrc.history import fold_heartbeats, fold_until
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent
 from eventsrc.projections.snapshot import restore_snapshot
 from eventsrc.projections.state import ClusterState
 from eventsrc.runtime import format_table as table
@@ -102,10 +101,12 @@ async def rebuild(
     first = state.last_seq + 1
     stop = min(info.last_seq, until_seq or info.last_seq)
     progress = Progress("replaying events", max(stop - first + 1, 0))
-    async for record in store.read(from_seq=first, until_seq=until_seq, until_time=until_time):
-        apply_record(state, record)
+
+    def seen(record: Record) -> None:
         result.last_time = record_time(record) or result.last_time
         progress.update(record.seq - first + 1)
+
+    await fold_until(store, state, until_seq=until_seq, until_time=until_time, on_record=seen)
     progress.done()
     if result.last_time is None and state.last_seq:
         at = await first_record(store, from_seq=state.last_seq)
@@ -165,12 +166,7 @@ async def _liveness(
             f"liveness at this point is unknown"
         )
         return result
-    async for record in store.read(stream=HEARTBEATS_STREAM, until_time=until):
-        if isinstance(record, StoredEvent) and isinstance(record.event, Heartbeat):
-            apply_heartbeat(state, record.event, seq=record.seq, time=record.time)
-            result.applied += 1
-        else:
-            result.undecodable += 1
+    result.applied, result.undecodable = await fold_heartbeats(store, state, until=until)
     return result
 
 

@@ -10,6 +10,14 @@ from pathlib import Path
 
 from eventsrc.config import CoordinatorConfig, NodeConfig, load_config
 from eventsrc.coordinator.app import Coordinator
+from eventsrc.dashboard.server import (
+    DEFAULT_HTTP,
+    dashboard_address,
+    open_dashboard,
+    read_token,
+    secure_mode,
+)
+from eventsrc.metrics import track_node
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import local_node_id
@@ -53,6 +61,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="run a node in this process (default: only with the embedded server)",
     )
+    parser.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help=f"serve the dashboard and /metrics there, or off (default: {DEFAULT_HTTP} "
+        "with the embedded server, else off)",
+    )
+    parser.add_argument(
+        "--http-token", help="token the dashboard asks for (or EVENTSRC_HTTP_TOKEN)"
+    )
+    parser.add_argument("--http-token-file", type=Path, help="a file holding that token")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -77,9 +95,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "embedded_port": args.embedded_port,
                 "local_node": args.local_node,
                 "log_level": args.log_level,
+                "http": args.http,
+                "http_token": args.http_token,
+                "http_token_file": args.http_token_file,
             },
         )
         configure_logging(config.log_level)
+        token = read_token(config.http_token, config.http_token_file)
+        http = dashboard_address(
+            config.http, default=not config.nats_url, token=token, secure=secure_mode(config)
+        )
         stop = stop_event_on_signals()
         async with Coordinator(config, local_node=build_local_node) as coordinator:
             where = "embedded nats-server" if coordinator.embedded else "NATS"
@@ -88,12 +113,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"eventsrc coordinator ready ({role}), {where} at {','.join(coordinator.servers)}",
                 flush=True,
             )
+            assert coordinator.runner is not None
+            dashboard = None
+            if http is not None:
+                dashboard = await open_dashboard(
+                    coordinator.runner,
+                    coordinator.store,
+                    http,
+                    token=token,
+                    role=lambda: "leader" if coordinator.leading else "standby",
+                    identity=coordinator.coordinator_id,
+                )
+            if dashboard is not None:
+                print(f"dashboard at {dashboard.url} (metrics at /metrics)", flush=True)
             if coordinator.local_node is not None:
                 node = coordinator.local_node
+                track_node(node.node_id, lambda: node.running)
                 print(
                     f"local node {node.node_id} runs here (skills: python and ./skills)", flush=True
                 )
-            await stop.wait()
+            try:
+                await stop.wait()
+            finally:
+                if dashboard is not None:
+                    await dashboard.close()
         return EXIT_OK
 
     return run_program(run)

@@ -9,6 +9,7 @@ orjson, which refuses those.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from eventsrc.commands import api
 from eventsrc.errors import EventsrcError, InvalidRequestError, PayloadTooLargeError, first_problem
 from eventsrc.events import canonical_json
+from eventsrc.metrics import API_SECONDS
 from eventsrc.store.transport import Request
 
 log = logging.getLogger(__name__)
@@ -32,19 +34,25 @@ def endpoint(model: type[BaseModel], handler: Handler) -> Callable[[Request], Aw
     """Wrap a handler: validate the request, map our errors to codes, reply JSON."""
 
     async def serve(request: Request) -> None:
+        started, outcome = time.perf_counter(), "ok"
         try:
             command = _parse(model, request.data or b"{}")
             data = await handler(command)
             body = orjson.dumps({"ok": True, "data": _jsonable(data)})
         except ValidationError as err:
+            outcome = api.ERR_INVALID
             await _error(request, api.ERR_INVALID, str(first_problem(err, root="request")))
         except EventsrcError as err:
-            await _error(request, api.code_for(type(err)), str(err))
+            outcome = api.code_for(type(err))
+            await _error(request, outcome, str(err))
         except Exception as err:
+            outcome = api.ERR_INTERNAL
             log.exception("API handler failed")
             await _error(request, api.ERR_INTERNAL, f"internal error: {err!r}")
         else:
             await _respond(request, body)
+        name = request.subject.rpartition(".")[2]
+        API_SECONDS.labels(endpoint=name, outcome=outcome).observe(time.perf_counter() - started)
 
     return serve
 

@@ -20,6 +20,7 @@ from pydantic import Field
 import eventsrc
 from eventsrc.errors import EventsrcError, InvalidRequestError
 from eventsrc.mcp.tools import DEFAULT_WAIT_S, MAX_WAIT_S, ClusterTools
+from eventsrc.runtime import parse_host_port
 
 T = TypeVar("T")
 
@@ -219,10 +220,7 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
 
 def parse_http(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (port 0 picks a free one); InvalidRequestError otherwise."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise InvalidRequestError(f"--http {text!r} is not HOST:PORT, e.g. 127.0.0.1:8765")
-    return host.strip("[]"), int(port)
+    return parse_host_port(text, flag="--http")
 
 
 async def serve(server: MCPServer[Any], http: tuple[str, int] | None) -> None:

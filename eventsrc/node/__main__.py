@@ -10,18 +10,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eventsrc.config import NodeConfig, load_config, nats_options
-from eventsrc.errors import NotPermittedError
+from eventsrc.errors import ConfigError, InvalidRequestError, NotPermittedError
 from eventsrc.events.subjects import (
     heartbeat_subject,
     node_subject,
     reports_filter,
     subject_matches,
 )
+from eventsrc.metrics import MetricsServer, track_node
 from eventsrc.node.assemble import build_node_agent
 from eventsrc.node.setup import discover, node_id_of
 from eventsrc.runtime import (
     EXIT_OK,
     configure_logging,
+    parse_host_port,
     parse_labels,
     run_program,
     stop_event_on_signals,
@@ -50,6 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--openclaw-max-turns", type=int, help="agent turns at once (1 per GB)")
     parser.add_argument("--config", help="TOML config file")
     parser.add_argument("--creds", help="NATS credentials file")
+    parser.add_argument(
+        "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics there"
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
     return parser.parse_args(argv)
 
@@ -59,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     async def run() -> int:
+        metrics_at = _metrics_address(args.metrics)
         config = load_config(
             NodeConfig,
             file=args.config,
@@ -90,7 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = discover(config, env, node_id=node_id)
         stop = stop_event_on_signals()
         options = nats_options(config, servers, f"eventsrc-node-{node_id}")
-        nc = await connect_nats(options, long_running=True)
+        metrics = MetricsServer(*metrics_at) if metrics_at is not None else None
+        if metrics is not None:
+            await metrics.start()  # a taken address fails before the node joins
+        try:
+            nc = await connect_nats(options, long_running=True)
+        except BaseException:
+            if metrics is not None:
+                await metrics.close()
+            raise
         try:
             agent = build_node_agent(
                 nc,
@@ -112,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"events); start the node with the --node-id its credentials were made "
                     f"for (secure mode: DIR/creds/node-<ID>.nk is for node <ID>)"
                 ) from err
+            track_node(node_id, lambda: agent.running)
+            if metrics is not None:
+                print(f"metrics at {metrics.url}", flush=True)
             print(
                 f"eventsrc node {node_id} ready with skills: "
                 f"{', '.join(sorted(found.skills)) or 'none'}",
@@ -120,10 +137,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             await stop.wait()
             await agent.drain()
         finally:
+            if metrics is not None:
+                await metrics.close()
             await nc.close()
         return EXIT_OK
 
     return run_program(run)
+
+
+def _metrics_address(text: str | None) -> tuple[str, int] | None:
+    """``--metrics HOST:PORT``; a malformed value is a usage error."""
+    if text is None:
+        return None
+    try:
+        return parse_host_port(text, flag="--metrics")
+    except InvalidRequestError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _own_subject(subject: str, node_id: str) -> bool:

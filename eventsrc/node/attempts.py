@@ -16,6 +16,7 @@ from typing import Any
 from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
 from eventsrc.lineage import running_task
+from eventsrc.metrics import attempt_ended
 from eventsrc.node.executors import ExecutionResult, Executor, OpenClawExecutor
 from eventsrc.node.pyskills import CallableExecutor
 
@@ -85,6 +86,8 @@ class ResultWriter:
         self._max_bytes = max_bytes
 
     async def report(self, event: TaskAssigned, outcome: ExecutionResult, elapsed: float) -> None:
+        skill = event.skills[0] if event.skills else ""
+        attempt_ended(self._node_id, skill, ok=outcome.ok, elapsed_ms=elapsed)
         common = {
             "task_id": event.task_id,
             "node_id": self._node_id,

@@ -27,6 +27,7 @@ from tests.nats_cluster import REPO, SHIPPED_STORE_LINE
 NATS = ("nats-1", "nats-2", "nats-3")
 COORDINATORS = ("coordinator-1", "coordinator-2")
 NODES = ("node-1", "node-2", "node-3")
+PROMETHEUS = "prometheus"
 HEALTHCHECK_IN_IMAGE = "/usr/local/bin/eventsrc-healthcheck"
 
 
@@ -107,7 +108,51 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 def test_the_topology_is_three_nats_two_coordinators_three_nodes(
     services: dict[str, Any],
 ) -> None:
-    assert sorted(services) == sorted((*NATS, *COORDINATORS, *NODES))
+    assert sorted(services) == sorted((*NATS, *COORDINATORS, *NODES, PROMETHEUS))
+
+
+def _flag(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+@pytest.mark.parametrize("overlay", [(), ("docker-compose.secure.yml",)])
+def test_prometheus_scrapes_every_coordinator_and_node(overlay: tuple[str, ...]) -> None:
+    services = load_compose("docker-compose.yml", *overlay)["services"]
+    config_file = mounts(services[PROMETHEUS])["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load((REPO / config_file).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    expected = {
+        "eventsrc-coordinators": [
+            f"{name}:{_flag(services[name]['command'], '--http').rpartition(':')[2]}"
+            for name in COORDINATORS
+        ],
+        "eventsrc-nodes": [
+            f"{name}:{_flag(services[name]['command'], '--metrics').rpartition(':')[2]}"
+            for name in NODES
+        ],
+    }
+    for job, targets in expected.items():
+        assert jobs[job]["static_configs"][0]["targets"] == targets, job
+        assert jobs[job].get("metrics_path", "/metrics") == "/metrics"
+    for name in COORDINATORS:
+        args = coordinator_args(services[name]["command"][3:])
+        assert args.http == "0.0.0.0:8470"
+    if overlay:
+        # A secure cluster's dashboard needs its token: the coordinators read the file
+        # Prometheus sends.
+        token = jobs["eventsrc-coordinators"]["authorization"]["credentials_file"]
+        assert mounts(services[PROMETHEUS])[token] == "./deploy/secure/http-token"
+        for name in COORDINATORS:
+            assert services[name]["environment"]["EVENTSRC_HTTP_TOKEN_FILE"] == token
+            assert mounts(services[name])["/secure"] == "./deploy/secure"
+
+
+def test_the_grafana_dashboard_is_valid_json_over_our_metrics() -> None:
+    import json
+
+    board = json.loads((REPO / "deploy" / "grafana" / "eventsrc-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in board["panels"] for t in panel["targets"]]
+    assert exprs and all("eventsrc_" in expr for expr in exprs)
 
 
 def test_each_nats_server_has_its_config_and_routes_to_the_other_two(
@@ -142,7 +187,7 @@ def test_jetstream_data_lives_on_declared_named_volumes(
     compose: dict[str, Any], services: dict[str, Any]
 ) -> None:
     declared = set(compose["volumes"])
-    assert declared == {f"{name}-data" for name in NATS}
+    assert declared == {f"{name}-data" for name in (*NATS, PROMETHEUS)}
     for name in NATS:
         store_dir = nats_conf(REPO / "deploy" / "nats" / f"{name}.conf")["store_dir"]
         assert f"store_dir: {store_dir}" == SHIPPED_STORE_LINE
@@ -182,6 +227,9 @@ def _python_module(command: list[str], module: str) -> list[str]:
 
 def test_health_checks_are_real_commands(services: dict[str, Any]) -> None:
     for name, service in services.items():
+        if name == PROMETHEUS:  # its own image; /-/ready is Prometheus's readiness check
+            assert "http://127.0.0.1:9090/-/ready" in service["healthcheck"]["test"]
+            continue
         test = service["healthcheck"]["test"]
         assert test[:2] == ["CMD", "eventsrc-healthcheck"], (name, test)
         kind = test[2]
