@@ -1,8 +1,7 @@
 """``eventsrc``: submit, inspect and steer a cluster from a shell.
 
-Exit codes: 0 ok (or succeeded with ``--wait``); 1 the task failed, was rejected or
-timed out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the
-credentials do not allow it.
+The global options (``--nats-url``, ``--creds``, ``--json``) go before or after the
+command; the exit codes are in ``EXIT_CODES_HELP`` (shown by ``--help``).
 """
 
 from __future__ import annotations
@@ -32,10 +31,12 @@ from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    AddOption,
     format_table,
     parse_labels,
     run_program,
     stop_event_on_signals,
+    with_global_options,
 )
 from eventsrc.store.server import EmbeddedServer
 
@@ -51,13 +52,28 @@ def _payload(text: str | None) -> Any:
         ) from err
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__.splitlines()[0])
-    parser.add_argument(
+DESCRIPTION = "Submit, inspect and steer an eventsrc cluster from a shell."
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok (or succeeded with --wait); 1 the task failed, was rejected or timed "
+    "out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the "
+    "credentials do not allow it"
+)
+
+
+def _global_options(add: AddOption) -> None:
+    """The options every command takes, before or after its name."""
+    add(
         "--nats-url",
         help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
     )
-    parser.add_argument("--creds", help="NATS credentials file")
+    add("--creds", help="NATS credentials file (default: EVENTSRC_NATS_CREDS)")
+    add("--json", action="store_true", help="print JSON, for programs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventsrc", description=DESCRIPTION, epilog=EXIT_CODES_HELP
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="submit a task")
@@ -76,30 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--model", help="provider/model for an OpenClaw agent turn")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
-    submit.add_argument("--json", action="store_true")
 
-    for name, what in (("get", "show a task"), ("cancel", "cancel a task")):
-        cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("task_id")
-        cmd.add_argument("--json", action="store_true")
+    get = sub.add_parser("get", help="show a task")
+    get.add_argument("task_id")
+    get.add_argument(
+        "--follow",
+        action="store_true",
+        help="print each state change as it happens, until the task ends",
+    )
+    cancel = sub.add_parser("cancel", help="cancel a task")
+    cancel.add_argument("task_id")
     drain = sub.add_parser("drain", help="stop placing work on a node (holds across its restarts)")
     drain.add_argument("node_id")
     drain.add_argument("--off", action="store_true", help="undo a drain (as undrain)")
-    drain.add_argument("--json", action="store_true")
     undrain = sub.add_parser("undrain", help="place work on a drained node again")
     undrain.add_argument("node_id")
-    undrain.add_argument("--json", action="store_true")
-    for name, what in (
-        ("nodes", "list nodes"),
-        ("skills", "list skills: the catalog and what nodes found"),
-        ("status", "cluster status"),
-    ):
-        cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("--json", action="store_true")
+    sub.add_parser("nodes", help="list nodes")
+    sub.add_parser("skills", help="list skills: the catalog and what nodes found")
+    sub.add_parser("status", help="cluster status")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--all", action="store_true", help="include finished tasks")
     tasks.add_argument("--limit", type=int, default=1000)
-    tasks.add_argument("--json", action="store_true")
+    tasks.add_argument(
+        "--watch", action="store_true", help="print each task's changes as they happen (Ctrl-C)"
+    )
     _secure_parser(sub)
     server = sub.add_parser(
         "server",
@@ -110,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--port", type=int, default=0, help="client port (default: any free)")
     mcp_command.add_parser(sub)
     openclaw_install.add_parser(sub)
-    return parser
+    return with_global_options(parser, _global_options)
 
 
 def _secure_parser(sub: Any) -> None:
