@@ -41,7 +41,7 @@ async def test_a_stream_without_a_leader_exits_3(nats_cluster: NatsCluster, tmp_
             return got if "no leader" in got.err else None
 
         got = await until_awaited(leaderless, "the survivor to say: no leader", DEADLINE_S)
-        assert got.code == EXIT_UNREACHABLE, got
+        assert got is not None and got.code == EXIT_UNREACHABLE, got
         error = got.err.splitlines()[-1]
         assert error.startswith("error: JetStream cannot serve evt.cluster"), got
 
