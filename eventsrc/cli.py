@@ -460,18 +460,44 @@ def _skills_table(data: dict[str, Any]) -> str:
 
 
 def _status_text(data: dict[str, Any]) -> str:
-    lines = [
-        f"leader: {data['leader'] or '-'} (epoch {data['epoch']}), events: {data['last_seq']}",
-        f"nodes: {data['nodes'] or 'none'}",
-        f"tasks in memory: {data['tasks'] or 'none'}",
-        f"skills: {data['skills']}",
-        f"problems: {data['problems']}",
+    """The status as a block of ``name: value`` lines, the NATS stream leaders and the
+    recent problems below it."""
+    standbys = data.get("standbys")
+    rows = [
+        ("leader", f"{data['leader'] or 'none'} (epoch {data['epoch']})"),
+        ("standbys", "unknown" if standbys is None else ", ".join(standbys) or "none"),
+        ("events", _positions(data["last_seq"], data.get("stream_seq"))),
+        ("nodes", _counts(data["nodes"])),
+        ("tasks", f"{_counts(data['tasks'])} (in memory)" if data["tasks"] else "none in memory"),
+        ("skills", str(data["skills"])),
+        ("problems", _counts(data["problems"], keep_zero=True)),
     ]
+    width = max(len(name) for name, _ in rows) + 1
+    lines = [f"{name + ':':<{width}} {value}" for name, value in rows]
     if data.get("stream_leaders"):
         lines.append("NATS leaders (stream: server; a stream without one cannot store):")
         lines += [f"  {name}: {where}" for name, where in data["stream_leaders"].items()]
-    lines += [f"  {line}" for line in data["recent_problems"]]
+    if data["recent_problems"]:
+        lines.append("recent problems:")
+        lines += [f"  {line}" for line in data["recent_problems"]]
     return "\n".join(lines)
+
+
+def _positions(applied: int, stream: int | None) -> str:
+    if stream is None:
+        return f"applied up to {applied} (the stream's position unknown)"
+    lag = max(stream - applied, 0)
+    return f"stream at {stream}, applied up to {applied} (projection lag {lag})"
+
+
+def _counts(counts: dict[str, int], *, keep_zero: bool = False) -> str:
+    """``{"alive": 2, "dead": 1}`` -> ``2 alive, 1 dead``; ``none`` when there are none."""
+    shown = [
+        f"{name.replace('_', ' ')} {count}" if keep_zero else f"{count} {name}"
+        for name, count in counts.items()
+        if count or keep_zero
+    ]
+    return ", ".join(shown) or "none"
 
 
 if __name__ == "__main__":

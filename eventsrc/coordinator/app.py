@@ -137,6 +137,7 @@ class Coordinator:
             ),
             on_deposed=self._deposed,
             holds_lease=self.leadership.holds_lease if self.leadership else None,
+            standbys=self.leadership.standbys if self.leadership else None,
         )
         try:
             await service.start()
