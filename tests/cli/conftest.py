@@ -16,14 +16,19 @@ __all__ = ["e2e", "eventsrc_cli", "nats_cluster"]
 
 
 async def eventsrc_cli(
-    args: Sequence[str], *, cwd: Path, url: str, timeout: float = 90.0
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    url: str,
+    timeout: float = 90.0,
+    module: str = "eventsrc.cli",
 ) -> CliResult:
-    """``python -m eventsrc.cli ARGS --nats-url URL``: the global option after the
-    command, as the README's synopsis writes it."""
+    """``python -m eventsrc.cli ARGS --nats-url URL`` (or another ``module``): the global
+    option after the command, as the README's synopsis writes it."""
 
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "eventsrc.cli", *args, "--nats-url", url],
+            [sys.executable, "-m", module, *args, "--nats-url", url],
             cwd=cwd,
             env={**os.environ, **CLEAN_ENV},
             capture_output=True,
