@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
             try:
-                # submit says it itself: a task's own run time is expected waiting.
-                async with _notice_if_slow(args.command, enabled=args.command != "submit"):
+                # submit says it itself: a task's own run time is expected waiting; so is
+                # the wait of a command that follows live.
+                live = getattr(args, "follow", False) or getattr(args, "watch", False)
+                notice = args.command != "submit" and not live
+                async with _notice_if_slow(args.command, enabled=notice):
                     return await _dispatch(cluster, args)
             except NotPermittedError as err:
                 # Name the command the user typed, not the API endpoint behind it.
@@ -288,6 +291,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command == "submit":
         return await _submit(cluster, args)
+    if args.command == "get" and args.follow:
+        return await _until_stopped(_follow(cluster, args.task_id, args.json))
     if args.command == "get":
         return _show_task(await cluster.get(args.task_id), args.json)
     if args.command == "cancel":
@@ -295,6 +300,8 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command in ("drain", "undrain"):
         off = args.command == "undrain" or args.off
         return _show(await cluster.drain(args.node_id, off=off), args.json, _drained_text)
+    if args.command == "tasks" and args.watch:
+        return await _until_stopped(_watch(cluster, args))
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
         return _show(data, args.json, _tasks_table)
@@ -340,6 +347,49 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     return code
 
 
+async def _until_stopped(following: Coroutine[Any, Any, int]) -> int:
+    """Run ``following`` until it returns, or until SIGINT/SIGTERM (then exit 0)."""
+    stop = stop_event_on_signals()
+    job = asyncio.ensure_future(following)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (job, stopped):
+            task.cancel()
+    return job.result() if job.done() and not job.cancelled() else EXIT_OK
+
+
+async def _follow(cluster: Cluster, task_id: str, as_json: bool) -> int:
+    """``get --follow``: each change as it happens; the exit code of ``submit --wait``."""
+    last: TaskInfo | None = None
+    async for task in cluster.follow(task_id):
+        _show_task(task, as_json)
+        sys.stdout.flush()
+        last = task
+    return EXIT_FAILED if last is not None and last.state in UNSUCCESSFUL_STATES else EXIT_OK
+
+
+async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
+    """``tasks --watch``: the list as ``tasks`` shows it, then each change as it happens."""
+    # The position first: a change between it and the list shows twice, none is lost.
+    from_seq = await cluster.store.last_seq() + 1
+    data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+    if args.json:
+        for task in data["tasks"]:
+            print(json.dumps(task, default=str))
+    else:
+        print(_tasks_table(data))
+    sys.stdout.flush()
+    async for task in cluster.watch_tasks(from_seq=from_seq):
+        if args.json:
+            print(task.model_dump_json())
+        else:
+            print("  ".join(_task_cells(task.model_dump(mode="json"))).rstrip())
+        sys.stdout.flush()
+    return EXIT_OK
+
+
 def _show_task(task: TaskInfo, as_json: bool) -> int:
     if as_json:
         print(task.model_dump_json())
@@ -375,23 +425,24 @@ def _show(data: Any, as_json: bool, text: Any) -> int:
     return EXIT_OK
 
 
-def _tasks_table(data: dict[str, Any]) -> str:
-    rows = [
-        [
-            t["task_id"],
-            t["state"],
-            t["node_id"] or "-",
-            str(t["attempts"]),
-            ",".join(t["skills"]),
-            t["reason"] or "",
-        ]
-        for t in data["tasks"]
+TASKS_HEADER = ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]
+
+
+def _task_cells(task: dict[str, Any]) -> list[str]:
+    """One task as the columns of TASKS_HEADER."""
+    return [
+        task["task_id"],
+        task["state"],
+        task["node_id"] or "-",
+        str(task["attempts"]),
+        ",".join(task["skills"]),
+        task["reason"] or "",
     ]
-    return (
-        format_table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"])
-        if rows
-        else "no tasks (use --all for finished ones)"
-    )
+
+
+def _tasks_table(data: dict[str, Any]) -> str:
+    rows = [_task_cells(t) for t in data["tasks"]]
+    return format_table(rows, TASKS_HEADER) if rows else "no tasks (use --all for finished ones)"
 
 
 def _nodes_table(data: dict[str, Any]) -> str:
