@@ -19,20 +19,19 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import openclaw_install, secure
+from eventsrc import cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
-from eventsrc.projections.state import MEMBER_STATES, UNSUCCESSFUL_STATES, TaskState
+from eventsrc.projections.state import UNSUCCESSFUL_STATES, TaskState
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     AddOption,
-    format_table,
     parse_labels,
     run_program,
     stop_event_on_signals,
@@ -294,22 +293,24 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command == "get" and args.follow:
         return await _until_stopped(_follow(cluster, args.task_id, args.json))
     if args.command == "get":
-        return _show_task(await cluster.get(args.task_id), args.json)
+        return cli_text.show_task(await cluster.get(args.task_id), args.json)
     if args.command == "cancel":
-        return _show_task(await cluster.cancel(args.task_id), args.json)
+        return cli_text.show_task(await cluster.cancel(args.task_id), args.json)
     if args.command in ("drain", "undrain"):
         off = args.command == "undrain" or args.off
-        return _show(await cluster.drain(args.node_id, off=off), args.json, _drained_text)
+        return cli_text.show(
+            await cluster.drain(args.node_id, off=off), args.json, cli_text.drained_text
+        )
     if args.command == "tasks" and args.watch:
         return await _until_stopped(_watch(cluster, args))
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
-        return _show(data, args.json, _tasks_table)
+        return cli_text.show(data, args.json, cli_text.tasks_table)
     if args.command == "nodes":
-        return _show(await cluster.api.call("nodes"), args.json, _nodes_table)
+        return cli_text.show(await cluster.api.call("nodes"), args.json, cli_text.nodes_table)
     if args.command == "skills":
-        return _show(await cluster.api.call("skills"), args.json, _skills_table)
-    return _show(await cluster.api.call("status"), args.json, _status_text)
+        return cli_text.show(await cluster.api.call("skills"), args.json, cli_text.skills_table)
+    return cli_text.show(await cluster.api.call("status"), args.json, cli_text.status_text)
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -331,14 +332,14 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.wait and not task.terminal:
         task = await cluster.wait(task.task_id, timeout=args.timeout)
     if args.wait and not task.terminal:
-        _show_task(task, args.json)
+        cli_text.show_task(task, args.json)
         print(
             f"error: gave up waiting after {args.timeout:g} s; the task is still "
             f"{task.state} (eventsrc get {task.task_id})",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    code = _show_task(task, args.json)
+    code = cli_text.show_task(task, args.json)
     # Without --wait, exit 0 means "accepted": a quick task may already have ended,
     # even failed, by the time the answer comes; only a refusal (rejected) is a failure.
     unsuccessful = UNSUCCESSFUL_STATES if args.wait else {TaskState.REJECTED}
@@ -364,7 +365,7 @@ async def _follow(cluster: Cluster, task_id: str, as_json: bool) -> int:
     """``get --follow``: each change as it happens; the exit code of ``submit --wait``."""
     last: TaskInfo | None = None
     async for task in cluster.follow(task_id):
-        _show_task(task, as_json)
+        cli_text.show_task(task, as_json)
         sys.stdout.flush()
         last = task
     return EXIT_FAILED if last is not None and last.state in UNSUCCESSFUL_STATES else EXIT_OK
@@ -379,176 +380,15 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
         for task in data["tasks"]:
             print(json.dumps(task, default=str))
     else:
-        print(_tasks_table(data))
+        print(cli_text.tasks_table(data))
     sys.stdout.flush()
     async for task in cluster.watch_tasks(from_seq=from_seq):
         if args.json:
             print(task.model_dump_json())
         else:
-            print("  ".join(_task_cells(task.model_dump(mode="json"))).rstrip())
+            print("  ".join(cli_text.task_cells(task.model_dump(mode="json"))).rstrip())
         sys.stdout.flush()
     return EXIT_OK
-
-
-def _show_task(task: TaskInfo, as_json: bool) -> int:
-    if as_json:
-        print(task.model_dump_json())
-        return EXIT_OK
-    print(
-        f"task {task.task_id}: {task.state} (attempt {task.attempts}"
-        f"{', node ' + task.node_id if task.node_id else ''})"
-    )
-    if task.reason:
-        print(f"  reason: {task.reason}")
-    for hint in task.would_qualify:
-        print(f"  would qualify: {hint}")
-    if task.error:
-        print(f"  error: {task.error}")
-    if task.agent is not None:
-        print(f"  agent: {task.agent.summary()}")
-    if task.result is not None:
-        result = task.result
-        if isinstance(result, dict) and "stdout" in result:
-            sys.stdout.write(str(result["stdout"]))
-            if result.get("stderr"):
-                sys.stderr.write(str(result["stderr"]))
-        else:
-            print(json.dumps(result, indent=2, default=str))
-    return EXIT_OK
-
-
-def _show(data: Any, as_json: bool, text: Any) -> int:
-    if as_json:
-        print(json.dumps(data, default=str))
-    else:
-        print(text(data))
-    return EXIT_OK
-
-
-TASKS_HEADER = ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]
-
-
-def _task_cells(task: dict[str, Any]) -> list[str]:
-    """One task as the columns of TASKS_HEADER."""
-    return [
-        task["task_id"],
-        task["state"],
-        task["node_id"] or "-",
-        str(task["attempts"]),
-        ",".join(task["skills"]),
-        task["reason"] or "",
-    ]
-
-
-def _tasks_table(data: dict[str, Any]) -> str:
-    rows = [_task_cells(t) for t in data["tasks"]]
-    return format_table(rows, TASKS_HEADER) if rows else "no tasks (use --all for finished ones)"
-
-
-def _nodes_table(data: dict[str, Any]) -> str:
-    rows = [
-        [
-            n["node_id"],
-            n["state"],
-            f"{n['running']}/{n['capacity']}",
-            ",".join(n["skills"]) or "-",
-            "; ".join(
-                f"{name} ({', '.join(lacks) or '?'})"
-                for name, lacks in sorted(n["cannot_run"].items())
-            )
-            or "-",
-            f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None else "-",
-            str(n["last_heartbeat_at"] or "-"),
-        ]
-        for n in data["nodes"]
-    ]
-    header = ["NODE", "STATE", "RUNNING", "SKILLS", "CANNOT RUN (LACKS)", "CPU", "LAST HEARTBEAT"]
-    return format_table(rows, header) if rows else "no nodes have joined"
-
-
-def _drained_text(node: dict[str, Any]) -> str:
-    node_id = node["node_id"]
-    if node["drained"] and node["state"] not in MEMBER_STATES:
-        return (
-            f"node {node_id} is {node['state']} and drained: it takes no work when it joins "
-            f"again; `eventsrc undrain {node_id}` undoes it"
-        )
-    if node["drained"]:
-        said = "draining" if node["changed"] else "was already draining"
-        return (
-            f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
-            f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
-        )
-    if node["state"] not in MEMBER_STATES:
-        said = "will take work when it joins" if node["changed"] else "was not drained"
-        return f"node {node_id} {said} (state: {node['state']})"
-    said = "takes work again" if node["changed"] else "was not drained"
-    return f"node {node_id} {said} (state: {node['state']})"
-
-
-def _skills_table(data: dict[str, Any]) -> str:
-    rows = []
-    for skill in data["skills"]:
-        would = "; ".join(
-            f"{h['node_id']} lacks {', '.join(h['lacks'])}"
-            + (f" (install: {h['install']})" if h.get("install") else "")
-            for h in skill["would_be_holders"]
-        )
-        rows.append(
-            [
-                skill["name"],
-                skill["category"],
-                ",".join(skill["holders"]) or "-",
-                ",".join(skill["dependencies"]) or "-",
-                would or "-",
-            ]
-        )
-    return (
-        format_table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"])
-        if rows
-        else "the catalog is empty"
-    )
-
-
-def _status_text(data: dict[str, Any]) -> str:
-    """The status as a block of ``name: value`` lines, the NATS stream leaders and the
-    recent problems below it."""
-    standbys = data.get("standbys")
-    rows = [
-        ("leader", f"{data['leader'] or 'none'} (epoch {data['epoch']})"),
-        ("standbys", "unknown" if standbys is None else ", ".join(standbys) or "none"),
-        ("events", _positions(data["last_seq"], data.get("stream_seq"))),
-        ("nodes", _counts(data["nodes"])),
-        ("tasks", f"{_counts(data['tasks'])} (in memory)" if data["tasks"] else "none in memory"),
-        ("skills", str(data["skills"])),
-        ("problems", _counts(data["problems"], keep_zero=True)),
-    ]
-    width = max(len(name) for name, _ in rows) + 1
-    lines = [f"{name + ':':<{width}} {value}" for name, value in rows]
-    if data.get("stream_leaders"):
-        lines.append("NATS leaders (stream: server; a stream without one cannot store):")
-        lines += [f"  {name}: {where}" for name, where in data["stream_leaders"].items()]
-    if data["recent_problems"]:
-        lines.append("recent problems:")
-        lines += [f"  {line}" for line in data["recent_problems"]]
-    return "\n".join(lines)
-
-
-def _positions(applied: int, stream: int | None) -> str:
-    if stream is None:
-        return f"applied up to {applied} (the stream's position unknown)"
-    lag = max(stream - applied, 0)
-    return f"stream at {stream}, applied up to {applied} (projection lag {lag})"
-
-
-def _counts(counts: dict[str, int], *, keep_zero: bool = False) -> str:
-    """``{"alive": 2, "dead": 1}`` -> ``2 alive, 1 dead``; ``none`` when there are none."""
-    shown = [
-        f"{name.replace('_', ' ')} {count}" if keep_zero else f"{count} {name}"
-        for name, count in counts.items()
-        if count or keep_zero
-    ]
-    return ", ".join(shown) or "none"
 
 
 if __name__ == "__main__":
