@@ -18,6 +18,7 @@ from typing import NoReturn
 import nats.errors
 import orjson
 
+from eventsrc import progress
 from eventsrc.events.schema import event_schemas
 from eventsrc.projections.runner import CATCH_UP_GC_THRESHOLD
 from eventsrc.runtime import (
@@ -138,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: NATS failed ({err or type(err).__name__}); try again", file=sys.stderr)
             return EXIT_UNREACHABLE
 
-    return run_program(run)
+    # JSON is for programs: no progress bar beside it, even on a terminal.
+    with progress.hidden(getattr(args, "json", False)):
+        return run_program(run)
 
 
 async def _dispatch(args: argparse.Namespace, target: Target) -> int:
