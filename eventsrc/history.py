@@ -43,16 +43,16 @@ def _one_task_state() -> ClusterState:
 async def follow_task(store: EventStore, task_id: str) -> AsyncIterator[TaskView]:
     """The task as it is now, then again after each of its events, until it ends;
     nothing when the stream has no such task. Runs until then (or until cancelled)."""
-    state = _one_task_state()
-    async for record in store.subscribe(subjects=_subjects(task_id)):
+    state = await _task_state(store, task_id)
+    task = state.tasks.get(task_id)
+    if task is None:
+        return
+    yield task
+    if task.terminal:
+        return
+    async for record in store.subscribe(subjects=_subjects(task_id), from_seq=state.last_seq + 1):
         _fold(state, record)
-        if isinstance(record, StoredEvent) and record.pending:
-            continue  # still catching up: the state now is what counts
-        task = state.tasks.get(task_id)
-        if task is None:
-            if isinstance(record, StoredEvent):
-                return  # caught up and the stream has no such task
-            continue
+        task = state.tasks.get(task_id, task)
         yield task
         if task.terminal:
             return
