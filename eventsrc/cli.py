@@ -1,8 +1,7 @@
 """``eventsrc``: submit, inspect and steer a cluster from a shell.
 
-Exit codes: 0 ok (or succeeded with ``--wait``); 1 the task failed, was rejected or
-timed out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the
-credentials do not allow it.
+The global options (``--nats-url``, ``--creds``, ``--json``) go before or after the
+command; the exit codes are in ``EXIT_CODES_HELP`` (shown by ``--help``).
 """
 
 from __future__ import annotations
@@ -13,14 +12,14 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import openclaw_install, secure
+from eventsrc import cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
 from eventsrc.commands.views import TaskInfo
 from eventsrc.dashboard import command as dashboard_command
@@ -28,15 +27,16 @@ from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedErr
 from eventsrc.events import TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
-from eventsrc.projections.state import MEMBER_STATES, UNSUCCESSFUL_STATES, TaskState
+from eventsrc.projections.state import UNSUCCESSFUL_STATES, TaskState
 from eventsrc.runtime import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    format_table,
+    AddOption,
     parse_labels,
     run_program,
     stop_event_on_signals,
+    with_global_options,
 )
 from eventsrc.store.server import EmbeddedServer
 
@@ -52,13 +52,28 @@ def _payload(text: str | None) -> Any:
         ) from err
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventsrc", description=__doc__.splitlines()[0])
-    parser.add_argument(
+DESCRIPTION = "Submit, inspect and steer an eventsrc cluster from a shell."
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok (or succeeded with --wait); 1 the task failed, was rejected or timed "
+    "out, or the request was refused; 2 usage; 3 cannot reach the cluster; 4 the "
+    "credentials do not allow it"
+)
+
+
+def _global_options(add: AddOption) -> None:
+    """The options every command takes, before or after its name."""
+    add(
         "--nats-url",
         help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
     )
-    parser.add_argument("--creds", help="NATS credentials file")
+    add("--creds", help="NATS credentials file (default: EVENTSRC_NATS_CREDS)")
+    add("--json", action="store_true", help="print JSON, for programs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventsrc", description=DESCRIPTION, epilog=EXIT_CODES_HELP
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="submit a task")
@@ -77,30 +92,30 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--model", help="provider/model for an OpenClaw agent turn")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
-    submit.add_argument("--json", action="store_true")
 
-    for name, what in (("get", "show a task"), ("cancel", "cancel a task")):
-        cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("task_id")
-        cmd.add_argument("--json", action="store_true")
+    get = sub.add_parser("get", help="show a task")
+    get.add_argument("task_id")
+    get.add_argument(
+        "--follow",
+        action="store_true",
+        help="print each state change as it happens, until the task ends",
+    )
+    cancel = sub.add_parser("cancel", help="cancel a task")
+    cancel.add_argument("task_id")
     drain = sub.add_parser("drain", help="stop placing work on a node (holds across its restarts)")
     drain.add_argument("node_id")
     drain.add_argument("--off", action="store_true", help="undo a drain (as undrain)")
-    drain.add_argument("--json", action="store_true")
     undrain = sub.add_parser("undrain", help="place work on a drained node again")
     undrain.add_argument("node_id")
-    undrain.add_argument("--json", action="store_true")
-    for name, what in (
-        ("nodes", "list nodes"),
-        ("skills", "list skills: the catalog and what nodes found"),
-        ("status", "cluster status"),
-    ):
-        cmd = sub.add_parser(name, help=what)
-        cmd.add_argument("--json", action="store_true")
+    sub.add_parser("nodes", help="list nodes")
+    sub.add_parser("skills", help="list skills: the catalog and what nodes found")
+    sub.add_parser("status", help="cluster status")
     tasks = sub.add_parser("tasks", help="list tasks")
     tasks.add_argument("--all", action="store_true", help="include finished tasks")
     tasks.add_argument("--limit", type=int, default=1000)
-    tasks.add_argument("--json", action="store_true")
+    tasks.add_argument(
+        "--watch", action="store_true", help="print each task's changes as they happen (Ctrl-C)"
+    )
     _secure_parser(sub)
     server = sub.add_parser(
         "server",
@@ -112,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     mcp_command.add_parser(sub)
     dashboard_command.add_parser(sub)
     openclaw_install.add_parser(sub)
-    return parser
+    return with_global_options(parser, _global_options)
 
 
 def _secure_parser(sub: Any) -> None:
@@ -183,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
             try:
-                # submit says it itself: a task's own run time is expected waiting.
-                async with _notice_if_slow(args.command, enabled=args.command != "submit"):
+                # submit says it itself: a task's own run time is expected waiting; so is
+                # the wait of a command that follows live.
+                live = getattr(args, "follow", False) or getattr(args, "watch", False)
+                notice = args.command != "submit" and not live
+                async with _notice_if_slow(args.command, enabled=notice):
                     return await _dispatch(cluster, args)
             except NotPermittedError as err:
                 # Name the command the user typed, not the API endpoint behind it.
@@ -276,21 +294,27 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command == "submit":
         return await _submit(cluster, args)
+    if args.command == "get" and args.follow:
+        return await _until_stopped(_follow(cluster, args.task_id, args.json))
     if args.command == "get":
-        return _show_task(await cluster.get(args.task_id), args.json)
+        return cli_text.show_task(await cluster.get(args.task_id), args.json)
     if args.command == "cancel":
-        return _show_task(await cluster.cancel(args.task_id), args.json)
+        return cli_text.show_task(await cluster.cancel(args.task_id), args.json)
     if args.command in ("drain", "undrain"):
         off = args.command == "undrain" or args.off
-        return _show(await cluster.drain(args.node_id, off=off), args.json, _drained_text)
+        return cli_text.show(
+            await cluster.drain(args.node_id, off=off), args.json, cli_text.drained_text
+        )
+    if args.command == "tasks" and args.watch:
+        return await _until_stopped(_watch(cluster, args))
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
-        return _show(data, args.json, _tasks_table)
+        return cli_text.show(data, args.json, cli_text.tasks_table)
     if args.command == "nodes":
-        return _show(await cluster.api.call("nodes"), args.json, _nodes_table)
+        return cli_text.show(await cluster.api.call("nodes"), args.json, cli_text.nodes_table)
     if args.command == "skills":
-        return _show(await cluster.api.call("skills"), args.json, _skills_table)
-    return _show(await cluster.api.call("status"), args.json, _status_text)
+        return cli_text.show(await cluster.api.call("skills"), args.json, cli_text.skills_table)
+    return cli_text.show(await cluster.api.call("status"), args.json, cli_text.status_text)
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
@@ -312,14 +336,14 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.wait and not task.terminal:
         task = await cluster.wait(task.task_id, timeout=args.timeout)
     if args.wait and not task.terminal:
-        _show_task(task, args.json)
+        cli_text.show_task(task, args.json)
         print(
             f"error: gave up waiting after {args.timeout:g} s; the task is still "
             f"{task.state} (eventsrc get {task.task_id})",
             file=sys.stderr,
         )
         return EXIT_FAILED
-    code = _show_task(task, args.json)
+    code = cli_text.show_task(task, args.json)
     # Without --wait, exit 0 means "accepted": a quick task may already have ended,
     # even failed, by the time the answer comes; only a refusal (rejected) is a failure.
     unsuccessful = UNSUCCESSFUL_STATES if args.wait else {TaskState.REJECTED}
@@ -328,138 +352,47 @@ async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:
     return code
 
 
-def _show_task(task: TaskInfo, as_json: bool) -> int:
-    if as_json:
-        print(task.model_dump_json())
-        return EXIT_OK
-    print(
-        f"task {task.task_id}: {task.state} (attempt {task.attempts}"
-        f"{', node ' + task.node_id if task.node_id else ''})"
-    )
-    if task.reason:
-        print(f"  reason: {task.reason}")
-    for hint in task.would_qualify:
-        print(f"  would qualify: {hint}")
-    if task.error:
-        print(f"  error: {task.error}")
-    if task.agent is not None:
-        print(f"  agent: {task.agent.summary()}")
-    if task.result is not None:
-        result = task.result
-        if isinstance(result, dict) and "stdout" in result:
-            sys.stdout.write(str(result["stdout"]))
-            if result.get("stderr"):
-                sys.stderr.write(str(result["stderr"]))
-        else:
-            print(json.dumps(result, indent=2, default=str))
-    return EXIT_OK
+async def _until_stopped(following: Coroutine[Any, Any, int]) -> int:
+    """Run ``following`` until it returns, or until SIGINT/SIGTERM (then exit 0)."""
+    stop = stop_event_on_signals()
+    job = asyncio.ensure_future(following)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (job, stopped):
+            task.cancel()
+    return job.result() if job.done() and not job.cancelled() else EXIT_OK
 
 
-def _show(data: Any, as_json: bool, text: Any) -> int:
-    if as_json:
-        print(json.dumps(data, default=str))
+async def _follow(cluster: Cluster, task_id: str, as_json: bool) -> int:
+    """``get --follow``: each change as it happens; the exit code of ``submit --wait``."""
+    last: TaskInfo | None = None
+    async for task in cluster.follow(task_id):
+        cli_text.show_task(task, as_json)
+        sys.stdout.flush()
+        last = task
+    return EXIT_FAILED if last is not None and last.state in UNSUCCESSFUL_STATES else EXIT_OK
+
+
+async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
+    """``tasks --watch``: the list as ``tasks`` shows it, then each change as it happens."""
+    # The position first: a change between it and the list shows twice, none is lost.
+    from_seq = await cluster.store.last_seq() + 1
+    data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+    if args.json:
+        for task in data["tasks"]:
+            print(json.dumps(task, default=str))
     else:
-        print(text(data))
+        print(cli_text.tasks_table(data))
+    sys.stdout.flush()
+    async for task in cluster.watch_tasks(from_seq=from_seq):
+        if args.json:
+            print(task.model_dump_json())
+        else:
+            print("  ".join(cli_text.task_cells(task.model_dump(mode="json"))).rstrip())
+        sys.stdout.flush()
     return EXIT_OK
-
-
-def _tasks_table(data: dict[str, Any]) -> str:
-    rows = [
-        [
-            t["task_id"],
-            t["state"],
-            t["node_id"] or "-",
-            str(t["attempts"]),
-            ",".join(t["skills"]),
-            t["reason"] or "",
-        ]
-        for t in data["tasks"]
-    ]
-    return (
-        format_table(rows, ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"])
-        if rows
-        else "no tasks (use --all for finished ones)"
-    )
-
-
-def _nodes_table(data: dict[str, Any]) -> str:
-    rows = [
-        [
-            n["node_id"],
-            n["state"],
-            f"{n['running']}/{n['capacity']}",
-            ",".join(n["skills"]) or "-",
-            "; ".join(
-                f"{name} ({', '.join(lacks) or '?'})"
-                for name, lacks in sorted(n["cannot_run"].items())
-            )
-            or "-",
-            f"{n['cpu_percent']:.0f}%" if n["cpu_percent"] is not None else "-",
-            str(n["last_heartbeat_at"] or "-"),
-        ]
-        for n in data["nodes"]
-    ]
-    header = ["NODE", "STATE", "RUNNING", "SKILLS", "CANNOT RUN (LACKS)", "CPU", "LAST HEARTBEAT"]
-    return format_table(rows, header) if rows else "no nodes have joined"
-
-
-def _drained_text(node: dict[str, Any]) -> str:
-    node_id = node["node_id"]
-    if node["drained"] and node["state"] not in MEMBER_STATES:
-        return (
-            f"node {node_id} is {node['state']} and drained: it takes no work when it joins "
-            f"again; `eventsrc undrain {node_id}` undoes it"
-        )
-    if node["drained"]:
-        said = "draining" if node["changed"] else "was already draining"
-        return (
-            f"node {node_id} {said}: no new work is placed on it, running tasks finish, and "
-            f"the drain holds if it restarts; `eventsrc undrain {node_id}` undoes it"
-        )
-    if node["state"] not in MEMBER_STATES:
-        said = "will take work when it joins" if node["changed"] else "was not drained"
-        return f"node {node_id} {said} (state: {node['state']})"
-    said = "takes work again" if node["changed"] else "was not drained"
-    return f"node {node_id} {said} (state: {node['state']})"
-
-
-def _skills_table(data: dict[str, Any]) -> str:
-    rows = []
-    for skill in data["skills"]:
-        would = "; ".join(
-            f"{h['node_id']} lacks {', '.join(h['lacks'])}"
-            + (f" (install: {h['install']})" if h.get("install") else "")
-            for h in skill["would_be_holders"]
-        )
-        rows.append(
-            [
-                skill["name"],
-                skill["category"],
-                ",".join(skill["holders"]) or "-",
-                ",".join(skill["dependencies"]) or "-",
-                would or "-",
-            ]
-        )
-    return (
-        format_table(rows, ["SKILL", "CATEGORY", "HOLDERS", "DEPENDS ON", "WOULD RUN WITH"])
-        if rows
-        else "the catalog is empty"
-    )
-
-
-def _status_text(data: dict[str, Any]) -> str:
-    lines = [
-        f"leader: {data['leader'] or '-'} (epoch {data['epoch']}), events: {data['last_seq']}",
-        f"nodes: {data['nodes'] or 'none'}",
-        f"tasks in memory: {data['tasks'] or 'none'}",
-        f"skills: {data['skills']}",
-        f"problems: {data['problems']}",
-    ]
-    if data.get("stream_leaders"):
-        lines.append("NATS leaders (stream: server; a stream without one cannot store):")
-        lines += [f"  {name}: {where}" for name, where in data["stream_leaders"].items()]
-    lines += [f"  {line}" for line in data["recent_problems"]]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

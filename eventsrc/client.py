@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -32,7 +33,7 @@ from eventsrc.errors import (
     ServerUnavailableError,
 )
 from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
-from eventsrc.history import fold_task, watch_task
+from eventsrc.history import fold_task, follow_task, follow_tasks, watch_task
 from eventsrc.lineage import running_task
 from eventsrc.registry import SkillRegistry
 from eventsrc.runner import ProjectionRunner
@@ -217,6 +218,32 @@ class Cluster:
         if task is None:
             raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
         return task_info(task)
+
+    async def follow(self, task_id: str) -> AsyncIterator[TaskInfo]:
+        """The task now, then each change to it as it happens, until it ends; read from
+        its events (no coordinator needed). Raises NotFoundError for an unknown task."""
+        shown: TaskInfo | None = None
+        async for task in follow_task(self.store, validate_token(task_id, what="task id")):
+            info = task_info(task)
+            if info != shown:
+                shown = info
+                yield info
+        if shown is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+
+    async def watch_tasks(self, *, from_seq: int | None = None) -> AsyncIterator[TaskInfo]:
+        """Each change to any task as it happens, from stream sequence ``from_seq`` on
+        (default: what comes after now), until cancelled."""
+        if from_seq is None:
+            from_seq = await self.store.last_seq() + 1
+        shown: dict[str, TaskInfo] = {}
+        async for task in follow_tasks(self.store, from_seq=from_seq):
+            info = task_info(task)
+            if shown.get(task.task_id) != info:
+                shown[task.task_id] = info
+                yield info
+            if info.terminal:
+                shown.pop(task.task_id, None)
 
     async def wait(self, task_id: str, timeout: float = 60.0) -> TaskInfo:
         """Wait until the task ends or ``timeout`` passes; returns its last state.

@@ -4,17 +4,23 @@ One-shot commands (``eventsrc get``, ``submit --wait``) and lookups of tasks tha
 left memory fold one aggregate: the leader epochs (for fencing) and the task's own
 subjects. ``fold_until`` folds the whole cluster up to a point of the stream: the time
 travel of ``replay_tools rebuild --until-*`` and of the dashboard.
+``eventsrc get --follow`` and ``tasks --watch`` follow tasks live the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from eventsrc.events import Heartbeat
-from eventsrc.events.subjects import CLUSTER_SUBJECT, task_filter
+from eventsrc.events.subjects import (
+    ALL_TASKS_FILTER,
+    CLUSTER_SUBJECT,
+    task_filter,
+    task_id_of,
+)
 from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, StoredEvent
 from eventsrc.projections.apply import apply_heartbeat, apply_record
 from eventsrc.projections.state import ClusterState, Retention, TaskView
@@ -22,11 +28,62 @@ from eventsrc.projections.state import ClusterState, Retention, TaskView
 
 async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
     """The task as its events say, or None when the stream has none for it."""
-    state = ClusterState(retention=Retention(max_finished=1_000_000))
+    return (await _task_state(store, task_id)).tasks.get(task_id)
+
+
+async def _task_state(store: EventStore, task_id: str) -> ClusterState:
+    state = _one_task_state()
     # One consumer over both filters delivers in stream order, which fencing needs.
     async for record in store.read(subjects=_subjects(task_id)):
         apply_record(state, record)
-    return state.tasks.get(task_id)
+    return state
+
+
+def _one_task_state() -> ClusterState:
+    return ClusterState(retention=Retention(max_finished=1_000_000))
+
+
+async def follow_task(store: EventStore, task_id: str) -> AsyncIterator[TaskView]:
+    """The task as it is now, then again after each of its events, until it ends;
+    nothing when the stream has no such task. Runs until then (or until cancelled)."""
+    state = await _task_state(store, task_id)
+    task = state.tasks.get(task_id)
+    if task is None:
+        return
+    yield task
+    if task.terminal:
+        return
+    async for record in store.subscribe(subjects=_subjects(task_id), from_seq=state.last_seq + 1):
+        apply_record(state, record)
+        task = state.tasks.get(task_id, task)
+        yield task
+        if task.terminal:
+            return
+
+
+async def follow_tasks(store: EventStore, *, from_seq: int) -> AsyncIterator[TaskView]:
+    """Every task's view after each of its events from stream sequence ``from_seq`` on,
+    until cancelled. A task first met is folded from its whole history (so a task
+    submitted before ``from_seq`` shows as it is); an ended one is let go."""
+    states: dict[str, ClusterState] = {}
+    async for record in store.subscribe(
+        subjects=[CLUSTER_SUBJECT, ALL_TASKS_FILTER], from_seq=from_seq
+    ):
+        task_id = task_id_of(record.subject)
+        if task_id is None:
+            for each in states.values():  # a leader epoch: fencing needs it everywhere
+                apply_record(each, record)
+            continue
+        state = states.get(task_id)
+        if state is None:
+            state = states[task_id] = await _task_state(store, task_id)
+        apply_record(state, record)  # nothing when the fold above already holds it
+        task = state.tasks.get(task_id)
+        if task is None:
+            continue  # a stray event of a task never submitted
+        yield task
+        if task.terminal:
+            del states[task_id]
 
 
 def _subjects(task_id: str) -> list[str]:

@@ -315,7 +315,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="write the skill into OpenClaw's managed skills folder (the default)",
     )
-    cmd.add_argument("--mcp", action="store_true", help="register `eventsrc mcp` in openclaw.json")
+    cmd.add_argument("--mcp", action="store_true", help="register eventsrc mcp in openclaw.json")
     cmd.add_argument("--uninstall", action="store_true", help="remove what install wrote")
     cmd.add_argument(
         "--print-mcp", action="store_true", help="only print the MCP server entry as JSON"

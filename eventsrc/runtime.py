@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
 from eventsrc.errors import (
     ConfigError,
@@ -103,3 +106,42 @@ def format_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in cells
     )
+
+
+AddOption = Callable[..., argparse.Action]
+"""``parser.add_argument`` of the parser the global options are being added to."""
+
+
+def with_global_options(
+    parser: argparse.ArgumentParser, define: Callable[[AddOption], None]
+) -> argparse.ArgumentParser:
+    """Add a program's global options to ``parser`` and to every subcommand below it
+    (nested ones too), so ``prog --json nodes`` and ``prog nodes --json`` mean the same.
+
+    ``define(add)`` adds the options with ``add`` (``add_argument``'s signature). On the
+    subcommands they have no default (``argparse.SUPPRESS``): a value given before the
+    command stays unless the same option is given again after it. Call it once the
+    subcommands exist; returns ``parser``.
+    """
+    define(parser.add_argument)
+    for command in _subcommands(parser):
+        define(functools.partial(_add_without_default, command))
+    return parser
+
+
+def _add_without_default(parser: argparse.ArgumentParser, *names: str, **kwargs: Any) -> Any:
+    return parser.add_argument(*names, **{**kwargs, "default": argparse.SUPPRESS})
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every subcommand parser below ``parser``, each once (aliases share one)."""
+    seen: set[int] = set()
+    pending = [parser]
+    while pending:
+        for action in pending.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    if id(command) not in seen:
+                        seen.add(id(command))
+                        pending.append(command)
+                        yield command

@@ -17,9 +17,17 @@ from typing import NoReturn
 
 import orjson
 
+from eventsrc import progress
 from eventsrc.events.schema import event_schemas
 from eventsrc.runner import CATCH_UP_GC_THRESHOLD
-from eventsrc.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_program
+from eventsrc.runtime import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AddOption,
+    run_program,
+    with_global_options,
+)
 from eventsrc.store import JetStreamEventStore, resolve_servers
 from eventsrc.store.raw import mapped_nats_errors
 from replay_tools import audit, backup, rebuild, stats, tree, verify, whatif_report
@@ -45,25 +53,23 @@ def _positive(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    connection = _Parser(add_help=False)
-    connection.add_argument(
+def _global_options(add: AddOption) -> None:
+    """The options every command takes, before or after its name."""
+    add(
         "--nats-url",
-        default=argparse.SUPPRESS,
         help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
     )
-    connection.add_argument(
-        "--creds", default=argparse.SUPPRESS, help="NATS credentials file (EVENTSRC_NATS_CREDS)"
-    )
+    add("--creds", help="NATS credentials file (default: EVENTSRC_NATS_CREDS)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="replay_tools", description="Replay, audit and verify the eventsrc event streams."
     )
-    parser.add_argument("--nats-url", help="NATS URL(s), here or after the subcommand")
-    parser.add_argument("--creds", help="NATS credentials file, here or after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text, parents=[connection])
+        return sub.add_parser(name, help=text, description=text)
 
     cmd = command("rebuild", "the cluster state folded from the events, at any point")
     until = cmd.add_mutually_exclusive_group()
@@ -103,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmd = command("stats", "counts by type and subject, stream sizes and time spans")
     cmd.add_argument("--json", action="store_true")
-    return parser
+    return with_global_options(parser, _global_options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -130,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_USAGE
 
-    return run_program(run)
+    # JSON is for programs: no progress bar beside it, even on a terminal.
+    with progress.hidden(getattr(args, "json", False)):
+        return run_program(run)
 
 
 async def _dispatch(args: argparse.Namespace, target: Target) -> int:

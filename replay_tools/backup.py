@@ -35,6 +35,7 @@ from eventsrc.errors import InvalidRequestError, StoreError, UndecodableEventErr
 from eventsrc.events import decode
 from eventsrc.events.subjects import subject_matches
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, stream_filter
+from eventsrc.progress import Progress
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.jetstream import HDR_MSG_ID, HDR_ORIGIN_SEQ, HDR_ORIGIN_TIME
 from eventsrc.store.raw import (
@@ -109,9 +110,12 @@ async def export(store: JetStreamEventStore, path: Path) -> Counts:
                 info = await stream_state(store, stream)
                 if info is None or info.messages == 0:
                     continue
+                bar = Progress(f"exporting {stream}", info.messages, unit="messages")
                 async for message in read_raw(store, stream, last_seq=info.last_seq):
                     out.write(orjson.dumps(message_line(message)) + b"\n")
                     counts.stored[stream] += 1
+                    bar.update(counts.stored[stream])
+                bar.done()
             out.write(orjson.dumps({"end": True, "messages": counts.stored}) + b"\n")
         os.replace(partial, path)
     except OSError as err:
@@ -255,7 +259,8 @@ async def import_file(store: JetStreamEventStore, path: Path) -> Counts:
     seen = {stream: set(ids) for stream, ids in present.items()}
     counts = Counts()
     batch: list[Line] = []
-    for line in read_lines(path):
+    bar = Progress("importing", sum(map(len, keys.values())), unit="messages")
+    for number, line in enumerate(read_lines(path), 1):
         if line.key in seen[line.stream]:
             counts.skipped[line.stream] += 1
             continue
@@ -264,7 +269,9 @@ async def import_file(store: JetStreamEventStore, path: Path) -> Counts:
         if len(batch) >= BATCH:
             await _publish(store, path, batch, counts)
             batch = []
+            bar.update(number)
     await _publish(store, path, batch, counts)
+    bar.done()
     return counts
 
 

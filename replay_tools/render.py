@@ -1,12 +1,11 @@
-"""Text for people: a one-line summary of every event type, and progress on a TTY."""
+"""Text for people: a one-line summary of every event type; ``Progress`` (the bars on a
+terminal, from ``eventsrc.progress``) for the modules that import it from here."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from eventsrc.events import (
     ClusterSettingsChanged,
@@ -37,6 +36,7 @@ from eventsrc.events import (
     TaskSucceeded,
     TaskTimedOut,
 )
+from eventsrc.progress import Progress as Progress
 from replay_tools.common import jsonable, short_time
 
 MAX_SUMMARY = 160
@@ -165,34 +165,3 @@ def summary(event: Event) -> str:
     """One line saying what an event means."""
     describe = _SUMMARIES.get(type(event))
     return _clip(describe(event) if describe is not None else event.type)
-
-
-class Progress:
-    """A one-line counter on stderr, only for a terminal and a long job."""
-
-    EVERY_S = 0.5
-
-    def __init__(
-        self, what: str, total: int, *, stream: TextIO | None = None, minimum: int = 20_000
-    ) -> None:
-        self._stream = stream or sys.stderr
-        self._what = what
-        self._total = total
-        self._on = total >= minimum and self._stream.isatty()
-        self._next = 0.0
-
-    def update(self, done: int) -> None:
-        if not self._on:
-            return
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self.EVERY_S
-        share = 100 * done / self._total if self._total else 100
-        self._stream.write(f"\r{self._what} {done}/{self._total} ({share:.0f}%)")
-        self._stream.flush()
-
-    def done(self) -> None:
-        if self._on:
-            self._stream.write("\r\033[K")
-            self._stream.flush()

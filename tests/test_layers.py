@@ -34,6 +34,7 @@ RINGS: tuple[tuple[str, frozenset[str]], ...] = (
                 "eventsrc.lineage",
                 "eventsrc.runner",
                 "eventsrc.runtime",
+                "eventsrc.progress",  # progress bars on a terminal
                 "eventsrc.config",
                 "eventsrc.secure",
                 "eventsrc.api_client",
@@ -200,6 +201,7 @@ def test_every_unit_is_placed_in_a_ring_or_is_an_application() -> None:
     assert outer == [
         "eventsrc",
         "eventsrc.cli",
+        "eventsrc.cli_text",
         "eventsrc.client",
         "eventsrc.communication",
         "eventsrc.mcp",

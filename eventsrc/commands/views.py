@@ -89,9 +89,13 @@ class StatusInfo(View):
     skills: int
     problems: dict[str, int]
     recent_problems: tuple[str, ...]
-    # Which NATS server leads each stream (and the lease bucket); filled in by the
-    # coordinator that answers, empty where nobody asked the servers.
+    # Filled in by the coordinator that answers (None or empty where nobody asked the
+    # servers, or they did not say): which NATS server leads each stream (and the lease
+    # bucket), the events stream's last sequence (minus last_seq: the projection's lag)
+    # and the coordinators standing by.
     stream_leaders: dict[str, str] = {}
+    stream_seq: int | None = None
+    standbys: tuple[str, ...] | None = None
 
 
 def task_info(task: TaskView) -> TaskInfo:

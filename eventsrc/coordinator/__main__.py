@@ -31,7 +31,9 @@ def build_local_node(
     """A cluster of one's node: built-in python and ./skills, named ``<host>-local``
     unless configured."""
     config = NodeConfig(node_id=node_id or local_node_id(), skills=("python",))
-    return build_node_agent(nc, store, config, env=os.environ)
+    agent = build_node_agent(nc, store, config, env=os.environ)
+    track_node(agent.node_id, lambda: agent.running)
+    return agent
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -128,7 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"dashboard at {dashboard.url} (metrics at /metrics)", flush=True)
             if coordinator.local_node is not None:
                 node = coordinator.local_node
-                track_node(node.node_id, lambda: node.running)
                 print(
                     f"local node {node.node_id} runs here (skills: python and ./skills)", flush=True
                 )

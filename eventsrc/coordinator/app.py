@@ -19,6 +19,7 @@ from eventsrc.config import CoordinatorConfig, nats_options
 from eventsrc.coordinator.leadership import Leadership, Term
 from eventsrc.coordinator.service import CoordinatorService
 from eventsrc.errors import ConfigError
+from eventsrc.progress import Progress, following
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import Connection, JetStreamEventStore, StreamSettings, connect_nats
@@ -131,7 +132,12 @@ class Coordinator:
             on_applied=self._on_applied,
             tune_gc=True,
         )
-        await self._stack.enter_async_context(self.runner)
+        # A long history takes a while to replay: a bar on a terminal says how far (from
+        # the snapshot's position on, when one is restored).
+        runner = self.runner
+        bar = Progress("catching up", await self._store.last_seq())
+        async with following(bar, lambda: runner.state.last_seq):
+            await self._stack.enter_async_context(runner)
         self._stack.push_async_callback(self._final_snapshot)
         lease = KvLease(self._store.js, lease_s=self.config.lease_s, replicas=self.config.replicas)
         self.leadership = Leadership(
@@ -190,6 +196,7 @@ class Coordinator:
                 ),
             ),
             holds_lease=self.leadership.holds_lease,
+            standbys=self.leadership.standbys,
         )
         try:
             try:

@@ -193,6 +193,7 @@ class Leadership:
         self._closing = False
         self._holding = False
         self._pause = 0.0
+        self._announced_at: float | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -290,6 +291,7 @@ class Leadership:
                 revision = await self._lease.acquire(encode_holder(self._id, 0))
                 if revision is None:
                     await self._note_holder()
+                    await self._announce(sent)
                     return False
         except (StoreError, TimeoutError) as err:
             log.debug("contesting the leader lease: %s", err or "timeout")
@@ -305,6 +307,18 @@ class Leadership:
             await self._release()
             return False
         return True
+
+    async def _announce(self, now: float) -> None:
+        """Renew this standby's word (``KvLease.standbys``) every ``renew_every``; it ages
+        out a lease time after the last, so a standby that is gone drops out of the list."""
+        if self._announced_at is None or now - self._announced_at >= self.timing.renew_every:
+            await self._lease.announce_standby(self._id)
+            self._announced_at = now
+
+    async def standbys(self) -> tuple[str, ...]:
+        """The other coordinators standing by now (for ``eventsrc status``); raises
+        StoreError when the bucket cannot be read."""
+        return tuple(one for one in await self._lease.standbys() if one != self._id)
 
     async def _note_holder(self) -> None:
         holder = await self._lease.holder()

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -55,7 +55,7 @@ from eventsrc.commands.views import (
 )
 from eventsrc.coordinator.endpoints import Handler, endpoint
 from eventsrc.coordinator.tasking import TaskDesk
-from eventsrc.errors import DomainError, EventsrcError
+from eventsrc.errors import DomainError, EventsrcError, StoreError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
 from eventsrc.events.subjects import node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
@@ -79,6 +79,24 @@ MAX_WAITING_REQUESTS = 10_000
 SNAPSHOT_EVERY_S = 60.0
 
 
+T = TypeVar("T")
+STATUS_ASK_S = 1.0
+"""How long status waits for the servers' part of its answer (the rest is local)."""
+
+
+async def _unless_unavailable(asking: Awaitable[T] | None) -> T | None:
+    """The answer, or None (not known) when the servers cannot give it now: status must
+    answer while a stream elects a leader, that is when it is read most."""
+    if asking is None:
+        return None
+    try:
+        async with asyncio.timeout(STATUS_ASK_S):
+            return await asking
+    except (StoreError, TimeoutError) as err:
+        log.debug("status: %s", err or "no answer in time")
+        return None
+
+
 class CoordinatorService:
     """Leads the cluster while running; an async context manager."""
 
@@ -94,6 +112,7 @@ class CoordinatorService:
         sweep_interval: float,
         limits: Limits | None = None,
         holds_lease: Callable[[], bool] | None = None,
+        standbys: Callable[[], Awaitable[tuple[str, ...]]] | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -108,6 +127,7 @@ class CoordinatorService:
             holds_lease=holds_lease,
         )
         self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
+        self._standbys = standbys
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._api = MicroService(
@@ -262,8 +282,13 @@ class CoordinatorService:
         async with self._runner.reading() as state:
             info = status_info(state)
         names = (EVENTS_STREAM, HEARTBEATS_STREAM, LEADER_BUCKET_STREAM)
-        leaders = await stream_leaders(self._store.js, names)
-        return info.model_copy(update={"stream_leaders": leaders})
+        leaders, stream_seq, standbys = await asyncio.gather(
+            stream_leaders(self._store.js, names),
+            _unless_unavailable(self._store.last_seq()),
+            _unless_unavailable(self._standbys() if self._standbys else None),
+        )
+        update = {"stream_leaders": leaders, "stream_seq": stream_seq, "standbys": standbys}
+        return info.model_copy(update=update)
 
     async def _drain(self, command: DrainNode) -> Any:
         events = await self._writer.execute(decide_drain, command)

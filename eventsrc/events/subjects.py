@@ -32,6 +32,8 @@ ALL_NODES_FILTER: Final = "evt.node.*"
 """Membership and instance events of every node."""
 ALL_SUBMISSIONS_FILTER: Final = "evt.task.*.lifecycle"
 """The lifecycle subjects of every task (where each TaskSubmitted is)."""
+ALL_TASKS_FILTER: Final = "evt.task.>"
+"""Every subject of every task."""
 
 _TASK_PREFIX: Final = "evt.task."
 _HEARTBEAT_PREFIX: Final = "hb."

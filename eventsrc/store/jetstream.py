@@ -56,6 +56,9 @@ JS_ERR_WRONG_LAST_SEQUENCE: Final = 10071
 # refuses those with this code ("wrong last sequence", no number): the same conflict.
 JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT: Final = 10164
 JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with discard=new
+# "JetStream system temporarily unavailable" (status 503): the stream (or the cluster's
+# meta group) has no leader now, e.g. while it elects one or after losing its quorum.
+JS_ERR_CLUSTER_NOT_AVAILABLE: Final = 10008
 
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -389,6 +392,15 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
             subject=err.subject,
         )
     if isinstance(err, nats.js.errors.APIError):
+        if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or isinstance(
+            err, nats.js.errors.ServiceUnavailableError
+        ):
+            # No leader to store or read: as unreachable as a server that is down.
+            return ServerUnavailableError(
+                f"JetStream cannot serve {subject} now, its stream has no leader "
+                f"({err.description}): retry in a few seconds; if it lasts, bring the lost "
+                f"NATS servers back (a stream needs most of its servers running)"
+            )
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)
         if err.err_code == JS_ERR_STORE_FAILED:

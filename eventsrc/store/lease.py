@@ -3,7 +3,8 @@
 - acquire: ``create`` (refused while the key holds a value);
 - renew: ``update`` with the revision we last wrote (refused once anything else was
   written, or the key expired, was deleted or purged);
-- expire: the bucket's max age removes a value that was not renewed in time. The
+- expire: the bucket's max age removes a value that was not renewed in time (a
+  standby's ``standby.<id>`` key too: it says the standby is there while it is renewed). The
   bucket has no subject-delete markers: with them ``create`` would be refused after an
   expiry (nats-server issue 6712). Verified against nats-server 2.15: ``create``
   succeeds once the value aged out (about 0.25 s after the TTL), and a renewal with the
@@ -34,6 +35,8 @@ LEADER_BUCKET: Final = "EVENTSRC_LEADER"
 LEADER_BUCKET_STREAM: Final = f"KV_{LEADER_BUCKET}"
 """The stream JetStream keeps the bucket in (KV bucket B is stream KV_B)."""
 LEADER_KEY: Final = "leader"
+STANDBY_PREFIX: Final = "standby."
+"""``standby.<coordinator id>``: a standby's word that it is there, aged out by the TTL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +179,20 @@ class KvLease:
         except nats.errors.Error as err:
             raise StoreError(f"could not read the leader lease: {err}") from err
         return decode_holder(entry.value, entry.revision or 0)
+
+    async def announce_standby(self, coordinator_id: str) -> None:
+        """Say that ``coordinator_id`` stands by, for one lease time."""
+        try:
+            await self.kv.put(f"{STANDBY_PREFIX}{coordinator_id}", b"")
+        except nats.errors.Error as err:
+            raise StoreError(f"could not announce standby {coordinator_id}: {err}") from err
+
+    async def standbys(self) -> tuple[str, ...]:
+        """The coordinators that said they stand by within the last lease time, sorted:
+        one stream-info request listing the bucket's standby subjects."""
+        prefix = f"$KV.{self._bucket}.{STANDBY_PREFIX}"
+        try:
+            info = await self._js.stream_info(f"KV_{self._bucket}", subjects_filter=f"{prefix}>")
+        except nats.errors.Error as err:
+            raise StoreError(f"could not list the standby coordinators: {err}") from err
+        return tuple(sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {}))

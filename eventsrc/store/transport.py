@@ -113,6 +113,11 @@ class Request:
         self._request = request
 
     @property
+    def subject(self) -> str:
+        """The subject the request was sent to (``eventsrc.api.<endpoint>``)."""
+        return self._request.subject
+
+    @property
     def data(self) -> bytes:
         """The request's body (empty when none was sent)."""
         return self._request.data or b""

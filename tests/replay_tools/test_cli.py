@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from eventsrc.events import EVENT_CLASSES
+from eventsrc.progress import hidden
 from replay_tools.render import Progress
 from tests.factories import T0
 from tests.replay_tools.conftest import Run, publish_raw, seed
@@ -148,9 +150,24 @@ def test_progress_shows_only_on_a_terminal_for_long_jobs() -> None:
     terminal, pipe, short = _Terminal(), io.StringIO(), _Terminal()
 
     for stream, total in ((terminal, 50_000), (pipe, 50_000), (short, 10)):
-        progress = Progress("replaying events", total, stream=stream)
+        progress = Progress("replaying events", total, stream=stream, refresh_s=0)
         progress.update(25_000)
         progress.done()
 
-    assert terminal.getvalue() == "\rreplaying events 25000/50000 (50%)\r\033[K"
+    # The count, the rate and the time left; the line is cleared at the end.
+    drawn = [line for line in terminal.getvalue().split("\r") if line.strip()][-1]
+    assert re.fullmatch(
+        r"replaying events:  50%\|.*\| 25\.0k/50\.0k \[\d\d:\d\d<\d\d:\d\d, +[\d.]+\w? events/s\]",
+        drawn,
+    ), terminal.getvalue()
+    assert not terminal.getvalue().split("\r")[-2].strip()
     assert pipe.getvalue() == short.getvalue() == ""
+
+
+def test_no_progress_for_json_output() -> None:
+    terminal = _Terminal()
+    with hidden():
+        progress = Progress("replaying events", 50_000, stream=terminal, refresh_s=0)
+        progress.update(25_000)
+        progress.done()
+    assert terminal.getvalue() == ""

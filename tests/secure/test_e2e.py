@@ -120,6 +120,16 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
         )
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["state"] == "succeeded"
+        # Following reads the same way; the global options after the command.
+        followed = _run(
+            [
+                *("-m", "eventsrc.cli", "get", "t42", "--follow", "--json"),
+                *("--nats-url", url, "--creds", creds("reader")),
+            ],
+            tmp_path,
+        )
+        assert followed.returncode == 0, followed.stderr
+        assert [json.loads(line)["state"] for line in followed.stdout.splitlines()] == ["succeeded"]
         nodes = _run(
             [
                 "-m",
