@@ -392,6 +392,12 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
             subject=err.subject,
         )
     if isinstance(err, nats.js.errors.APIError):
+        # A full stream answers 503 too (err_code 10077): the code decides, not the status.
+        if err.err_code == JS_ERR_STORE_FAILED:
+            return StoreFullError(
+                f"the event store is full ({err.description}); nothing was stored — raise "
+                f"the stream limits (events_max_bytes / events_max_age_s) or free space"
+            )
         if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or isinstance(
             err, nats.js.errors.ServiceUnavailableError
         ):
@@ -403,11 +409,6 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
             )
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)
-        if err.err_code == JS_ERR_STORE_FAILED:
-            return StoreFullError(
-                f"the event store is full ({err.description}); nothing was stored — raise "
-                f"the stream limits (events_max_bytes / events_max_age_s) or free space"
-            )
         if isinstance(err, nats.js.errors.NotFoundError):
             return StoreError(
                 f"stream not found for {subject}: start the coordinator once so it creates "

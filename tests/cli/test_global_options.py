@@ -26,6 +26,7 @@ EVENTSRC_COMMANDS: dict[str, list[str] | None] = {
     "secure add-node": ["/tmp/x", "n-1"],
     "server": ["--data-dir", "/tmp/x"],
     "mcp": [],
+    "dashboard": ["--http", "127.0.0.1:0"],
     "openclaw": None,
     "openclaw install": [],
 }
