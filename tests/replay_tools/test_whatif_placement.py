@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import eventsrc
 from tests.conftest import MakeServer
-from tests.e2e.conftest import E2E, e2e  # noqa: F401  (the fixture)
+from tests.e2e.conftest import E2E
 from tests.replay_tools.conftest import Run
 
 TASKS = 8
@@ -33,7 +36,16 @@ async def _workload(url: str, count: int = TASKS) -> dict[str, str]:
         return {task.task_id: task.state for task in done}
 
 
-def _record(cluster: E2E, nodes: dict[str, list[str]], count: int = TASKS) -> None:
+@pytest.fixture
+def e2e(make_server: MakeServer, tmp_path: Path) -> Iterator[E2E]:
+    """A fresh server with a coordinator process leading it (as in tests/e2e)."""
+    with ExitStack() as stack:
+        cluster = E2E(make_server(), tmp_path, stack)
+        cluster.start_coordinator()
+        yield cluster
+
+
+def _record(cluster: E2E, nodes: dict[str, Sequence[str]], count: int = TASKS) -> None:
     asyncio.run(
         cluster.start_nodes(nodes, extra=["--capacity", "1"])  # one slot each: queues show
     )
@@ -54,7 +66,7 @@ def _median(document: dict[str, Any], world: str) -> float:
 
 
 def test_a_popular_skill_on_a_second_node_matches_a_real_second_run(
-    e2e: E2E, make_server: MakeServer, tmp_path: Path, cli: Run  # noqa: F811
+    e2e: E2E, make_server: MakeServer, tmp_path: Path, cli: Run
 ) -> None:
     # Run 1: only n1 holds python; eight tasks queue behind its one slot.
     _record(e2e, {"n1": ["python"], "n2": ["search"]})
@@ -92,9 +104,7 @@ def test_a_popular_skill_on_a_second_node_matches_a_real_second_run(
     assert abs(simulated_1 - recorded_2) <= 0.2 * recorded_2 + 0.15, (simulated_1, recorded_2)
 
 
-def test_removing_one_of_three_nodes_shows_who_would_have_waited(
-    e2e: E2E, cli: Run  # noqa: F811
-) -> None:
+def test_removing_one_of_three_nodes_shows_who_would_have_waited(e2e: E2E, cli: Run) -> None:
     _record(e2e, {"n1": ["python"], "n2": ["python"], "n3": ["python"]}, count=3)
     document = _what_if(cli, e2e.url, "--remove-node", "n3")
     text = cli("what-if", "--remove-node", "n3", url=e2e.url)
@@ -113,9 +123,7 @@ def test_removing_one_of_three_nodes_shows_who_would_have_waited(
     assert late in text.out
 
 
-def test_the_same_history_gives_the_same_report_byte_for_byte(
-    e2e: E2E, cli: Run  # noqa: F811
-) -> None:
+def test_the_same_history_gives_the_same_report_byte_for_byte(e2e: E2E, cli: Run) -> None:
     _record(e2e, {"n1": ["python"], "n2": ["search"]}, count=4)
     args = ("what-if", "--skill-on", "python=n2", "--capacity", "n1=2")
 
@@ -126,7 +134,7 @@ def test_the_same_history_gives_the_same_report_byte_for_byte(
     assert first_json.out == second_json.out and json.loads(first_json.out)["tasks"]
 
 
-def test_bad_options_are_one_line_and_exit_2(e2e: E2E, cli: Run) -> None:  # noqa: F811
+def test_bad_options_are_one_line_and_exit_2(e2e: E2E, cli: Run) -> None:
     _record(e2e, {"n1": ["python"]}, count=1)
     for args in [
         ("--remove-node", "n9"),
