@@ -265,8 +265,10 @@ class _World:
         heapq.heappush(self.queue, _Item(time, rank, next(self._order), payload))
 
     def stamp(self, now: datetime, producer: str = "coordinator") -> Stamp:
+        """Coordinator events carry the leader's epoch; node events none, as recorded."""
         ids = self._ids
-        return Origin(producer, self.state.epoch or None).stamp(now, new_id=lambda: next(ids))
+        epoch = (self.state.epoch or None) if producer == "coordinator" else None
+        return Origin(producer, epoch).stamp(now, new_id=lambda: next(ids))
 
     def fold(self, event: Event, now: datetime) -> None:
         apply(self.state, event, seq=next(self._seq), time=now)

@@ -154,3 +154,40 @@ def test_bad_options_are_one_line_and_exit_2(e2e: E2E, cli: Run) -> None:
         assert result.code == 2, (args, result)
         assert len(result.err.strip().splitlines()) == 1, (args, result.err)
         assert "Traceback" not in result.err
+
+
+def test_an_added_node_a_drain_and_a_window_on_a_recorded_history(e2e: E2E, cli: Run) -> None:
+    _record(e2e, {"n1": ["python"]}, count=4)
+    recorded = _what_if(cli, e2e.url)
+    first = min(t["submitted_at"] for t in recorded["tasks"])
+    last = max(t["submitted_at"] for t in recorded["tasks"])
+
+    added = _what_if(
+        cli,
+        e2e.url,
+        "--add-node",
+        "n3",
+        "--skills",
+        "python",
+        "--capacity",
+        "2",
+        "--labels",
+        "zone=b",
+    )
+    nodes = {n["node_id"]: n for n in added["nodes"]}
+    assert nodes["n3"]["recorded"]["capacity"] is None
+    assert nodes["n3"]["simulated"]["capacity"] == 2 and nodes["n3"]["simulated"]["tasks"] >= 2
+    assert added["overall"]["simulated"]["max"] < 0.6 * added["overall"]["recorded"]["max"]
+    assert "add node n3 (skills python, capacity 2, labels zone=b)" in added["scenario"]["changes"]
+
+    # Drained as soon as the first task was placed: the others never run.
+    drained = _what_if(cli, e2e.url, "--drain", f"n1@{first}")
+    states = sorted(t["simulated"]["state"] for t in drained["tasks"])
+    assert [t["simulated"]["node_id"] for t in drained["tasks"]].count("n1") <= 1
+    assert "timed_out" in states
+    assert any("never placed in the simulation" in note for note in drained["notes"])
+
+    after = cli("what-if", "--from", last, "--until", last, url=e2e.url)
+    empty = cli("what-if", "--from", "2000-01-01", "--until", "2000-01-02", url=e2e.url)
+    assert after.code == 0 and "1 tasks" in after.out
+    assert empty.code == 0 and "no task was submitted in the window" in empty.out

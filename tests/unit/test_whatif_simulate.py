@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from eventsrc.commands import scheduler, tasks
+from eventsrc.coordinator import tasking
 from eventsrc.errors import InvalidRequestError
 from eventsrc.events import Event, TaskAssigned, TaskSpec, TaskSubmitted
 from eventsrc.ports import Record, StoredEvent
+from replay_tools import simulate as simulate_module
 from replay_tools.simulate import NewNode, Scenario, Simulation, percentile, simulate
 from tests.factories import T0
 from tests.projections.builders import (
@@ -197,6 +199,9 @@ def test_it_places_with_the_schedulers_own_function(monkeypatch: pytest.MonkeyPa
     # The coordinator's decide_submit and reconcile call tasks.place (scheduler.place):
     # replacing it changes what the simulator decides.
     assert vars(tasks)["place"] is scheduler.place
+    assert vars(tasking)["decide_submit"] is tasks.decide_submit  # the coordinator's
+    assert vars(tasking)["reconcile"] is tasks.reconcile
+    assert vars(simulate_module)["task_commands"] is tasks
     calls: list[str] = []
     real: Callable[..., scheduler.Placement] = scheduler.place
 
