@@ -335,8 +335,9 @@ class _World:
         self.fold(result, now)
         self.busy.append((node_id, since, now))
 
-    def reconcile(self, now: datetime) -> None:
-        for _, events in task_commands.reconcile(self.state, stamp=self.stamp(now)):
+    def reconcile(self, now: datetime, *, full: bool) -> None:
+        decisions = task_commands.reconcile(self.state, stamp=self.stamp(now), full=full)
+        for _, events in decisions:
             for event in events:
                 self.fold(event, now)
 
@@ -493,10 +494,16 @@ def simulate(
 
 
 def _run(world: _World) -> None:
-    """The discrete-event loop: each instant's items in rank order, then one reconcile."""
+    """The discrete-event loop: each instant's items in rank order, then one reconcile.
+
+    The reconcile is skipped where it could decide nothing the coordinator's would: an
+    instant of arrivals only (``decide_submit`` placed them; no slot freed). It looks at
+    the waiting tasks only, like the coordinator's pass after each event, except at a
+    membership change or a queue deadline, where it makes the full pass (lost nodes).
+    """
     while world.queue:
         now = world.queue[0].time
-        changed = False
+        unblocks = full = False
         while world.queue and world.queue[0].time == now:
             item = heapq.heappop(world.queue)
             if item.rank in (_RECORDED, _INJECTED):
@@ -507,14 +514,17 @@ def _run(world: _World) -> None:
                 if item.rank == _INJECTED and type(event).WRITTEN_BY == "coordinator":
                     event = event.model_copy(update={"epoch": world.state.epoch or None})
                 world.fold(event, now)
+                unblocks = full = True
             elif item.rank == _END:
                 task_id, attempt, since = item.payload
                 world.end(task_id, attempt, since, now)
+                unblocks = True
             elif item.rank == _ARRIVAL:
                 world.arrive(item.payload, now)
-            changed = True
-        if changed and world.state.open_tasks:
-            world.reconcile(now)
+            else:
+                unblocks = full = True
+        if (full and world.state.open_tasks) or (unblocks and world.state.waiting):
+            world.reconcile(now, full=full)
 
 
 def _run_times(recorded: dict[str, _Recorded]) -> dict[str, tuple[float, str]]:
