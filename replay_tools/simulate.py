@@ -21,9 +21,10 @@ Limits: one attempt per task (the recorded outcome, no retries); a task that nev
 takes the median run time of its skills; membership changes (a node leaving, expiring)
 happen when they were recorded.
 
-``Scenario.limits`` is the hook for cluster-wide limits: once the scheduler has them,
-they become a recorded-settings override folded into the state before the first
-arrival (see ``_apply_limits``).
+``Scenario.limits`` is the hook for cluster-wide limits (``--limit KEY=N``): ``_check``
+refuses them today. Once the scheduler has limits, they are recorded settings, and the
+override becomes one more injected event before the first arrival (as ``_new_node``
+and the drains are); ``decide_submit`` and ``reconcile`` then respect it unchanged.
 """
 
 from __future__ import annotations
