@@ -19,7 +19,8 @@ the simulator only folds the events they return. What changes is the world they 
 
 Limits: one attempt per task (the recorded outcome, no retries); a task that never ran
 takes the median run time of its skills; membership changes (a node leaving, expiring)
-happen when they were recorded.
+happen when they were recorded, up to the window's last recorded task event: after it
+the cluster stays as it was.
 
 ``Scenario.limits`` is the hook for cluster-wide limits (``--limit KEY=N``): ``_check``
 refuses them today. Once the scheduler has limits, they are recorded settings, and the
@@ -194,6 +195,12 @@ class _Recorded:
     """(node, assigned at, attempt ended at) per assignment."""
     outcome: str = ""
     last_node: str | None = None
+
+    @property
+    def last_event_at(self) -> datetime | None:
+        """When its last recorded attempt ended, or its submission when it never ran;
+        None while an attempt is still open at the end of the history."""
+        return self.attempts[-1][2] if self.attempts else self.at
 
     @property
     def run_s(self) -> float | None:
@@ -460,8 +467,20 @@ def simulate(
     run_times = _run_times(recorded)
     world = _World(run_times, {t: task.outcome or "succeeded" for t, task in recorded.items()})
     start = stored[0].time
+    # After the window's last recorded task event the cluster stays as it was: a node
+    # stopped once the recorded work was done must not strand work the change delays.
+    horizon = max(task.last_event_at or stored[-1].time for task in recorded.values())
+    dropped = 0
     for time, event in _membership(stored, scenario):
+        if time > horizon:
+            dropped += 1
+            continue
         world.push(time, _RECORDED, event)
+    if dropped:
+        report.notes.append(
+            f"{dropped} membership or skill event(s) recorded after the window's last task "
+            f"event ({horizon.isoformat()}) are not replayed: the cluster stays as it was then"
+        )
     extra: dict[str, list[str]] = {}
     for skill, nodes in scenario.skill_on:
         for node_id in nodes:
@@ -484,6 +503,7 @@ def simulate(
             isinstance(beat, StoredEvent)
             and isinstance(beat.event, Heartbeat)
             and beat.event.node_id not in removed
+            and beat.time <= horizon
         ):
             world.push(beat.time, _RECORDED, beat.event)
     for task in sorted(recorded.values(), key=lambda t: (t.at, t.submitted.task_id)):

@@ -26,6 +26,7 @@ from tests.projections.builders import (
     instance,
     joined,
     leader,
+    left,
     skill_registered,
     started,
     succeeded,
@@ -247,3 +248,19 @@ def test_every_simulated_event_applies(
     notes = simulate(queued_behind_n1(), [], scenario).notes
 
     assert not [note for note in notes if "set aside" in note]
+
+
+def test_a_node_stopped_after_the_recorded_work_keeps_running_the_delayed_work() -> None:
+    # n1 ran two at a time and was stopped at 4 s; with one slot the work runs to 4.5 s.
+    history = History()
+    history.pending = []
+    history.add(0, leader(1), skill_registered("python"))
+    history.add(0, joined("n1", capacity=2), instance("python", "n1"))
+    for n, start in enumerate([0.5, 0.5, 1.5, 1.5]):
+        history.task(f"t{n + 1}", "n1", submit=0.5, start=start)
+    history.add(4.0, left("n1"))
+
+    result = simulate(history.close(), [], Scenario(capacity=(("n1", 1),)))
+
+    assert waits(result) == {"t1": 0, "t2": 1, "t3": 2, "t4": 3}
+    assert any("1 membership or skill event(s) recorded after" in n for n in result.notes)
