@@ -131,18 +131,21 @@ class OutputSink:
     async def _send_batch(self) -> None:
         batch, self._pending = self._pending[:MAX_BATCH_LINES], self._pending[MAX_BATCH_LINES:]
         dropped, self._dropped = self._dropped, 0
-        event = TaskOutput(
-            **self._envelope(),
-            **self._ids,
-            lines=tuple(batch),
-            progress=self._progress,
-            progress_message=self._message,
-            dropped=dropped,
-        )
         try:
+            event = TaskOutput(
+                **self._envelope(),
+                **self._ids,
+                lines=tuple(batch),
+                progress=self._progress,
+                progress_message=self._message,
+                dropped=dropped,
+            )
             await self._publish(event)
         except EventsrcError as err:  # soft state: a lost batch is not worth a retry
             log.debug("task %s: output batch not sent: %s", self._ids["task_id"], err)
+            return
+        except Exception:  # never the task's failure
+            log.warning("task %s: output batch not sent", self._ids["task_id"], exc_info=True)
             return
         self.sent += 1
 
