@@ -80,6 +80,7 @@ class OutputSink:
         self._message = ""
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._live = False
         self.sent = 0
 
     def line(self, kind: OutputKind, text: str) -> None:
@@ -101,14 +102,16 @@ class OutputSink:
         else:
             self._pending.append(line)
         self._wake.set()
+        if self._live and self._sender is None:  # a silent attempt costs no task
+            self._sender = asyncio.create_task(self._send_loop(), name="task-output")
 
     def start(self) -> None:
-        """Start sending in the background."""
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_loop(), name="task-output")
+        """Send what is added from now on in the background."""
+        self._live = True
 
     async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Send what is left (waiting at most ``timeout``), then stop."""
+        self._live = False
         sender, self._sender = self._sender, None
         if sender is not None:
             sender.cancel()
