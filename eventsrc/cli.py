@@ -399,6 +399,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
     # The position first: a change between it and the list shows twice, none is lost.
     from_seq = await cluster.store.last_seq() + 1
     data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+    await _add_progress(cluster, data["tasks"])
     if args.json:
         for task in data["tasks"]:
             print(json.dumps(task, default=str))
