@@ -79,6 +79,7 @@ class OutputSink:
         self._progress: float | None = None
         self._message = ""
         self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._live = False
         self.sent = 0
@@ -110,25 +111,31 @@ class OutputSink:
         self._live = True
 
     async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Send what is left (waiting at most ``timeout``), then stop."""
+        """Send what is left (waiting at most ``timeout``: a batch in flight is finished,
+        not cut off), then stop."""
         self._live = False
         sender, self._sender = self._sender, None
-        if sender is not None:
+        if sender is None:
+            return  # nothing was ever added
+        self._closing.set()
+        self._wake.set()
+        done, _ = await asyncio.wait({sender}, timeout=timeout)
+        if not done:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self._pending or self._dropped:
-                    await self._send_batch()
 
     async def _send_loop(self) -> None:
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self._interval)  # coalesce what comes meanwhile
+            # Coalesce what comes meanwhile; closing cuts the pause short.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._interval)
             self._wake.clear()
             while self._pending or self._dropped:
                 await self._send_batch()
+            if self._closing.is_set():
+                return
             # Lines added while sending set _wake again and go out after the next pause.
 
     async def _send_batch(self) -> None:

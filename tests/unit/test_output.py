@@ -101,3 +101,18 @@ def test_progress_outside_a_task_does_nothing_and_bad_fractions_are_refused() ->
         progress(2, "too much")
     with pytest.raises(InvalidRequestError, match="from 0 to 1"):
         progress(True, "not a number")
+
+
+async def test_closing_gives_up_on_a_stuck_server_instead_of_holding_the_task() -> None:
+    async def stuck(event: TaskOutput) -> int:
+        await asyncio.Event().wait()  # never acked
+        return 0
+
+    sink = OutputSink(
+        stuck, envelope=lambda: envelope("node:n1"), task_id="t1", node_id="n1", attempt=1
+    )
+    sink.start()
+    sink.line("stdout", "hello")
+    async with asyncio.timeout(5):  # bounded by close's own timeout, not by the server
+        await sink.close(timeout=0.2)
+    assert sink.sent == 0
