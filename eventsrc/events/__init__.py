@@ -27,6 +27,7 @@ from eventsrc.events.node import (
     SkillInstanceUnregistered,
     UnavailableSkill,
 )
+from eventsrc.events.output import OutputLine, TaskOutput, parse_progress
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
@@ -68,6 +69,7 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "Origin",
+    "OutputLine",
     "SkillCategory",
     "SkillInstanceExpired",
     "SkillInstanceRegistered",
@@ -80,6 +82,7 @@ __all__ = [
     "TaskCancelRequested",
     "TaskCancelled",
     "TaskFailed",
+    "TaskOutput",
     "TaskPriority",
     "TaskQueued",
     "TaskRejected",
@@ -98,5 +101,6 @@ __all__ = [
     "decode",
     "encode",
     "new_event_id",
+    "parse_progress",
     "validate_token",
 ]

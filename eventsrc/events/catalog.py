@@ -19,6 +19,7 @@ from eventsrc.events.node import (
     SkillInstanceRegistered,
     SkillInstanceUnregistered,
 )
+from eventsrc.events.output import TaskOutput
 from eventsrc.events.skill import SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
     TaskAssigned,
@@ -61,7 +62,8 @@ Event = Annotated[
     | TaskCancelled
     | LeaderElected
     | ClusterSettingsChanged
-    | Heartbeat,
+    | Heartbeat
+    | TaskOutput,
     Field(discriminator="type"),
 ]
 """Any event eventsrc writes; decode with ``EVENT_ADAPTER.validate_json``."""
@@ -97,6 +99,7 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         LeaderElected,
         ClusterSettingsChanged,
         Heartbeat,
+        TaskOutput,
     )
 }
 """Event type name -> model class."""

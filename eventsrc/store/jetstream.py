@@ -41,8 +41,15 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, decode, encode
-from eventsrc.events.subjects import is_heartbeat_subject
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent, stream_filter
+from eventsrc.events.subjects import is_heartbeat_subject, is_output_subject
+from eventsrc.ports import (
+    EVENTS_STREAM,
+    HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
+    Record,
+    StoredEvent,
+    stream_filter,
+)
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
@@ -71,7 +78,9 @@ HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 
 def stream_for(subject: str) -> str:
     """The stream that stores a subject."""
-    return HEARTBEATS_STREAM if is_heartbeat_subject(subject) else EVENTS_STREAM
+    if is_heartbeat_subject(subject):
+        return HEARTBEATS_STREAM
+    return OUTPUT_STREAM if is_output_subject(subject) else EVENTS_STREAM
 
 
 class JetStreamEventStore:
@@ -173,6 +182,17 @@ class JetStreamEventStore:
         except nats.errors.Error as err:
             raise _map_error(err, subject=subject) from err
         return int(msg.seq or 0)
+
+    async def latest(self, stream: str, subject: str) -> Record | None:
+        """The newest message stored under ``subject`` (no wildcards) in ``stream``, by
+        one message get (no consumer); None when there is none."""
+        try:
+            msg = await self._js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=subject) from err
+        return got_record(msg, pending=0)
 
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
         """The last sequence stored in a stream (0 when it holds no message).
@@ -357,6 +377,21 @@ def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
         err.time = stored_at
         return err, pending
     return StoredEvent(seq, msg.subject, stored_at, event, pending), pending
+
+
+def got_record(msg: Any, *, pending: int) -> Record:
+    """The record of a message get's reply (``js.get_msg`` / ``get_last_msg``)."""
+    seq, subject = int(msg.seq), str(msg.subject)
+    stored_at: datetime = msg.time
+    headers = msg.headers
+    if headers and HDR_ORIGIN_TIME in headers:
+        stored_at = _origin_time(headers[HDR_ORIGIN_TIME], stored_at)
+    try:
+        event = decode(msg.data or b"", seq=seq, subject=subject)
+    except UndecodableEventError as err:
+        err.time = stored_at
+        return err
+    return StoredEvent(seq, subject, stored_at, event, pending)
 
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

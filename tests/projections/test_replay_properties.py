@@ -43,6 +43,7 @@ from eventsrc.events import (
     TaskCancelled,
     TaskCancelRequested,
     TaskFailed,
+    TaskOutput,
     TaskQueued,
     TaskRejected,
     TaskRequeued,
@@ -209,6 +210,9 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         settings=st.dictionaries(st.sampled_from(("stale_after", "queue_limit")), json_values),
     ),
     Heartbeat: draft(Heartbeat, node_id=nodes),
+    TaskOutput: draft(
+        TaskOutput, task_id=tasks, node_id=nodes, attempt=attempts, progress=st.just(0.5)
+    ),
 }
 assert {cls.model_fields["type"].default for cls in NOISE} == set(EVENT_CLASSES)
 
