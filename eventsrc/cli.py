@@ -384,11 +384,13 @@ async def _follow(cluster: Cluster, task_id: str, as_json: bool) -> int:
     """``get --follow``: each change as it happens, and the task's progress and output
     lines as they come; the exit code of ``submit --wait``."""
     last: TaskInfo | None = None
+    streamed = False  # stdout/stderr lines printed live: the result need not repeat them
     async for item in cluster.follow_output(task_id):
         if isinstance(item, TaskOutput):
             cli_text.show_output(item, as_json)
+            streamed = streamed or any(line.kind != "progress" for line in item.lines)
         else:
-            cli_text.show_task(item, as_json)
+            cli_text.show_task(item, as_json, output_shown=streamed)
             last = item
         sys.stdout.flush()
     return EXIT_FAILED if last is not None and last.state in UNSUCCESSFUL_STATES else EXIT_OK

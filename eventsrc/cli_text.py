@@ -13,7 +13,9 @@ from eventsrc.projections.state import MEMBER_STATES
 from eventsrc.runtime import EXIT_OK, format_table
 
 
-def show_task(task: TaskInfo, as_json: bool) -> int:
+def show_task(task: TaskInfo, as_json: bool, *, output_shown: bool = False) -> int:
+    """One task; ``output_shown``: its stdout/stderr lines were already printed live
+    (``get --follow``), so the result does not print them a second time."""
     if as_json:
         print(task.model_dump_json())
         return EXIT_OK
@@ -31,7 +33,9 @@ def show_task(task: TaskInfo, as_json: bool) -> int:
         print(f"  agent: {task.agent.summary()}")
     if task.result is not None:
         result = task.result
-        if isinstance(result, dict) and "stdout" in result:
+        if isinstance(result, dict) and "stdout" in result and output_shown:
+            print("  output: shown above as it came")
+        elif isinstance(result, dict) and "stdout" in result:
             sys.stdout.write(str(result["stdout"]))
             if result.get("stderr"):
                 sys.stderr.write(str(result["stderr"]))

@@ -222,3 +222,40 @@ async def test_a_chatty_process_is_coalesced_not_flooding(e2e: E2E, client: Clus
     assert sent >= 500, sent
     first = [int(line.text) for line in batches[0].lines]
     assert first == list(range(len(first))), first[:10]
+
+
+async def test_follow_prints_streamed_output_once_not_again_with_the_result(
+    e2e: E2E, tmp_path: Path
+) -> None:
+    await e2e.start_node("n-1", "python")
+    go = tmp_path / "go"
+    code = (
+        "import os, time\n"
+        + WAIT_FOR_GO
+        + f"print('said once', flush=True)\nwait_for({str(go)!r})\n"
+    )
+    submitted = await e2e.cli(
+        "submit",
+        "--skill",
+        "python",
+        "--task-id",
+        "once-1",
+        "--json",
+        "--payload",
+        json.dumps({"code": code}),
+    )
+    assert submitted.code == 0, submitted
+    watcher = follow(e2e, "get", "once-1", "--follow")
+    try:
+        await asyncio.to_thread(watcher.wait_for_line, "| said once", DEADLINE_S)
+        go.touch()  # the line came live; now let the task end
+        await asyncio.to_thread(watcher.wait_for_line, "task once-1: succeeded", DEADLINE_S)
+        note = await asyncio.to_thread(watcher.wait_for_line, "output:", DEADLINE_S)
+        assert note.strip() == "output: shown above as it came", note
+        assert await asyncio.to_thread(watcher.proc.wait, DEADLINE_S) == 0
+        rest = []
+        while not watcher.lines.empty():
+            rest.append(watcher.lines.get_nowait())
+    finally:
+        watcher.kill()
+    assert not any("said once" in line for line in rest), rest
