@@ -18,6 +18,13 @@ from eventsrc.events import (
     NodeExpired,
     NodeJoined,
     NodeLeft,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
     SkillCategory,
     SkillInstanceExpired,
     SkillInstanceRegistered,
@@ -192,6 +199,28 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
             stale_after_s=15,
         ),
         NodeLeft(**envelope(f"node:{node_id}"), node_id=node_id, incarnation="i1"),
+        *schedule_events(spec, later),
     ]
     assert {event.type for event in events} == set(EVENT_CLASSES), "factory misses a type"
     return events
+
+
+def schedule_events(spec: TaskSpec, later: datetime, name: str = "daily") -> list[Event]:
+    """One schedule's life: added, skipped, fired, paused, resumed, removed."""
+    coord = {"producer": "coordinator", "epoch": 1}
+    timing = ScheduleTiming(cron="0 9 * * 1-5", tz="Europe/Berlin", catch_up="once")
+    return [
+        ScheduleAdded(**envelope(**coord), name=name, timing=timing, task=spec, anchor=T0),
+        ScheduleSkipped(
+            **envelope(**coord), name=name, first=later, last=later, count=1, reason="missed"
+        ),
+        ScheduleFired(
+            **envelope(**coord),
+            name=name,
+            occurrence=later + timedelta(days=1),
+            task_id=f"{name}-20260102T080000Z",
+        ),
+        SchedulePaused(**envelope(**coord), name=name, reason="holiday"),
+        ScheduleResumed(**envelope(**coord), name=name, anchor=later + timedelta(days=2)),
+        ScheduleRemoved(**envelope(**coord), name=name),
+    ]

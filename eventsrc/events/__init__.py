@@ -27,6 +27,16 @@ from eventsrc.events.node import (
     SkillInstanceUnregistered,
     UnavailableSkill,
 )
+from eventsrc.events.schedule import (
+    CatchUp,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
+)
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
@@ -56,6 +66,7 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "AgentRun",
     "Candidate",
+    "CatchUp",
     "ClusterSettingsChanged",
     "Event",
     "EventBase",
@@ -68,6 +79,13 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "Origin",
+    "ScheduleAdded",
+    "ScheduleFired",
+    "SchedulePaused",
+    "ScheduleRemoved",
+    "ScheduleResumed",
+    "ScheduleSkipped",
+    "ScheduleTiming",
     "SkillCategory",
     "SkillInstanceExpired",
     "SkillInstanceRegistered",

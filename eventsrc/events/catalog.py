@@ -19,6 +19,14 @@ from eventsrc.events.node import (
     SkillInstanceRegistered,
     SkillInstanceUnregistered,
 )
+from eventsrc.events.schedule import (
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+)
 from eventsrc.events.skill import SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
     TaskAssigned,
@@ -61,6 +69,12 @@ Event = Annotated[
     | TaskCancelled
     | LeaderElected
     | ClusterSettingsChanged
+    | ScheduleAdded
+    | SchedulePaused
+    | ScheduleResumed
+    | ScheduleRemoved
+    | ScheduleFired
+    | ScheduleSkipped
     | Heartbeat,
     Field(discriminator="type"),
 ]
@@ -96,6 +110,12 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         TaskCancelled,
         LeaderElected,
         ClusterSettingsChanged,
+        ScheduleAdded,
+        SchedulePaused,
+        ScheduleResumed,
+        ScheduleRemoved,
+        ScheduleFired,
+        ScheduleSkipped,
         Heartbeat,
     )
 }

@@ -32,6 +32,13 @@ from eventsrc.events import (
     NodeExpired,
     NodeJoined,
     NodeLeft,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
     SkillCategory,
     SkillInstanceExpired,
     SkillInstanceRegistered,
@@ -70,6 +77,8 @@ nodes = st.sampled_from(NODES)
 skills = st.sampled_from(SKILLS)
 incarnations = st.sampled_from(("i1", "i2", "i3"))
 attempts = st.integers(1, 4)
+schedules = st.sampled_from(("s1", "s2"))
+occurrences = st.integers(1, 5).map(lambda minutes: T0 + timedelta(minutes=minutes))
 short_text = st.sampled_from(("", "boom", "no free slot", "user", "节点离线"))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | short_text,
@@ -149,7 +158,13 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         node_id=nodes,
         unavailable=st.lists(unavailable, max_size=2).map(tuple),
     ),
-    TaskSubmitted: draft(TaskSubmitted, task_id=tasks, spec=specs, queue_deadline=st.just(LATER)),
+    TaskSubmitted: draft(
+        TaskSubmitted,
+        task_id=tasks,
+        spec=specs,
+        queue_deadline=st.just(LATER),
+        schedule=st.none() | schedules,
+    ),
     TaskQueued: draft(
         TaskQueued,
         task_id=tasks,
@@ -209,6 +224,25 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         settings=st.dictionaries(st.sampled_from(("stale_after", "queue_limit")), json_values),
     ),
     Heartbeat: draft(Heartbeat, node_id=nodes),
+    ScheduleAdded: draft(
+        ScheduleAdded,
+        name=schedules,
+        timing=st.sampled_from((ScheduleTiming(every_s=60), ScheduleTiming(cron="0 9 * * *"))),
+        task=specs,
+        anchor=st.just(T0),
+    ),
+    SchedulePaused: draft(SchedulePaused, name=schedules),
+    ScheduleResumed: draft(ScheduleResumed, name=schedules, anchor=occurrences),
+    ScheduleRemoved: draft(ScheduleRemoved, name=schedules),
+    ScheduleFired: draft(ScheduleFired, name=schedules, occurrence=occurrences, task_id=tasks),
+    ScheduleSkipped: draft(
+        ScheduleSkipped,
+        name=schedules,
+        first=occurrences,
+        last=occurrences,
+        count=st.integers(1, 3),
+        reason=short_text,
+    ),
 }
 assert {cls.model_fields["type"].default for cls in NOISE} == set(EVENT_CLASSES)
 

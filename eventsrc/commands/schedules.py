@@ -1,0 +1,418 @@
+"""Schedules: when each fires (``next_fire``), the commands on them, and ``decide_fire``,
+the leader's pass over the due occurrences, as pure functions with the time passed in.
+
+Cron expressions are evaluated by cronsim in the schedule's time zone (zoneinfo), with
+its rules for daylight saving time: a time skipped by a spring-forward change fires at
+the first moment after the gap (02:30 -> 03:00), a time repeated by a fall-back change
+fires once (at its first instance); expressions with an hour range or ``*`` fire in
+both repeated hours. Intervals (``every_s``) are counted in UTC from the Unix epoch, so
+``every 30s`` fires at :00 and :30 of each minute wherever it is decided.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import Field
+
+from eventsrc.commands.base import Command, Stamp
+from eventsrc.commands.tasks import Limits, SubmitTask, decide_submit
+from eventsrc.commands.views import View
+from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError
+from eventsrc.events import (
+    Event,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
+    TaskAssigned,
+    TaskSpec,
+    TaskSubmitted,
+    Token,
+)
+from eventsrc.events.schedule import MAX_SCHEDULE_NAME
+from eventsrc.projections.state import ClusterState, ScheduleView
+
+MAX_FIRES_PER_PASS: Final = 100
+"""Occurrences of one schedule one pass fires at most (the next pass goes on)."""
+MAX_COUNTED: Final = 100_000
+"""Missed cron occurrences counted one by one at most per pass (the next pass goes on)."""
+MAX_REASON: Final = 1000
+
+ScheduleName = Annotated[Token, Field(max_length=MAX_SCHEDULE_NAME)]
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """Seconds of ``30s``, ``5m``, ``2h``, ``1d`` or a plain number of seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise InvalidRequestError(
+            f"{what} {text!r} is not a duration; give e.g. 30s, 5m, 2h, 1d or seconds"
+        )
+    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+
+
+def zone(name: str) -> ZoneInfo:
+    """The time zone ``name`` (IANA, e.g. Europe/Berlin), or InvalidRequestError."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise InvalidRequestError(
+            f"unknown time zone {name!r}; give an IANA name such as Europe/Berlin or UTC"
+        ) from err
+
+
+def check_timing(timing: ScheduleTiming) -> ScheduleTiming:
+    """The timing, if its cron expression and time zone are valid; else one line."""
+    zone(timing.tz)
+    if timing.cron is not None:
+        try:
+            CronSim(timing.cron, datetime.now(UTC))
+        except CronSimError as err:
+            raise InvalidRequestError(
+                f"cron {timing.cron!r} is not valid ({err}); give five fields, e.g. "
+                f'"0 9 * * 1-5" (minute hour day-of-month month day-of-week)'
+            ) from err
+    return timing
+
+
+def next_fire(timing: ScheduleTiming, after: datetime) -> datetime:
+    """The first occurrence of ``timing`` strictly after ``after`` (aware), in UTC."""
+    if timing.every_s is not None:
+        periods = (after - _EPOCH) // timedelta(seconds=timing.every_s)
+        return _EPOCH + timedelta(seconds=timing.every_s * (periods + 1))
+    assert timing.cron is not None  # one of the two, by ScheduleTiming's validator
+    local = after.astimezone(zone(timing.tz))
+    return next(CronSim(timing.cron, local)).astimezone(UTC)
+
+
+def occurrences(timing: ScheduleTiming, after: datetime) -> Iterator[datetime]:
+    """Every occurrence strictly after ``after``, in order, in UTC (endless)."""
+    if timing.every_s is not None:
+        at = next_fire(timing, after)
+        step = timedelta(seconds=timing.every_s)
+        while True:
+            yield at
+            at += step
+    assert timing.cron is not None
+    for local in CronSim(timing.cron, after.astimezone(zone(timing.tz))):
+        yield local.astimezone(UTC)
+
+
+def task_id_for(name: str, occurrence: datetime) -> str:
+    """The id of the task a schedule starts for an occurrence: one id per occurrence, so
+    the task's own aggregate refuses a second submission."""
+    at = occurrence.astimezone(UTC)
+    stamp = at.strftime("%Y%m%dT%H%M%S")
+    if at.microsecond:
+        stamp += f"{at.microsecond:06d}"
+    return f"{name}-{stamp}Z"
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+class AddSchedule(Command):
+    """Add a schedule; adding the same one again changes nothing."""
+
+    name: ScheduleName
+    timing: ScheduleTiming
+    task: TaskSpec
+    added_by: str = Field(default="", max_length=MAX_REASON)
+
+
+class ScheduleCommand(Command):
+    """Pause, resume or remove the schedule ``name``."""
+
+    name: ScheduleName
+    reason: str = Field(default="", max_length=MAX_REASON)
+
+
+class ShowSchedule(Command):
+    """The next ``count`` occurrences of the schedule ``name``."""
+
+    name: ScheduleName
+    count: int = Field(default=5, ge=1, le=1000)
+
+
+class FireDue(Command):
+    """The leader's pass: fire (or skip) every due occurrence."""
+
+    limits: Limits = Field(default_factory=Limits)
+
+
+def _existing(state: ClusterState, name: str) -> ScheduleView:
+    schedule = state.schedules.get(name)
+    if schedule is None:
+        raise NotFoundError(f"no schedule {name}; see `eventsrc schedule list`")
+    return schedule
+
+
+def decide_add(state: ClusterState, command: AddSchedule, *, stamp: Stamp) -> tuple[Event, ...]:
+    """ScheduleAdded, anchored now; nothing when the same schedule exists."""
+    check_timing(command.timing)
+    existing = state.schedules.get(command.name)
+    if existing is not None:
+        if existing.timing == command.timing and existing.task == command.task:
+            return ()
+        raise DomainError(
+            f"schedule {command.name} exists with other settings; remove it first "
+            f"(eventsrc schedule remove {command.name}) or use another name"
+        )
+    # The task must be one a submission accepts (its payload size, most of all).
+    decide_submit(
+        ClusterState(),
+        SubmitTask(task_id=task_id_for(command.name, stamp.now), spec=command.task),
+        stamp=stamp,
+    )
+    return (
+        ScheduleAdded(
+            **stamp.envelope(),
+            name=command.name,
+            timing=command.timing,
+            task=command.task,
+            anchor=stamp.now,
+            added_by=command.added_by,
+        ),
+    )
+
+
+def decide_pause(
+    state: ClusterState, command: ScheduleCommand, *, stamp: Stamp
+) -> tuple[Event, ...]:
+    if _existing(state, command.name).paused:
+        return ()
+    return (SchedulePaused(**stamp.envelope(), name=command.name, reason=command.reason),)
+
+
+def decide_resume(
+    state: ClusterState, command: ScheduleCommand, *, stamp: Stamp
+) -> tuple[Event, ...]:
+    if not _existing(state, command.name).paused:
+        return ()
+    return (ScheduleResumed(**stamp.envelope(), name=command.name, anchor=stamp.now),)
+
+
+def decide_remove(
+    state: ClusterState, command: ScheduleCommand, *, stamp: Stamp
+) -> tuple[Event, ...]:
+    _existing(state, command.name)
+    return (ScheduleRemoved(**stamp.envelope(), name=command.name, reason=command.reason),)
+
+
+def decide_fire(
+    state: ClusterState,
+    command: FireDue,
+    *,
+    stamp: Stamp,
+    planned: Mapping[str, int] | None = None,
+) -> tuple[Event, ...]:
+    """Every schedule's due occurrences as of ``stamp.now``, each one event on the
+    schedule's aggregate, followed by its task's submission and first placement.
+
+    Occurrences more than the schedule's ``grace_s`` old count as missed: with catch-up
+    ``once`` the latest of them fires (``missed`` says how many it stands for), with
+    ``skip`` one ScheduleSkipped covers them. A fired occurrence whose submission a
+    fail-over cut off is submitted now. ``planned``: assignments decided elsewhere and
+    not applied yet, per node.
+    """
+    events: list[Event] = []
+    counted: Counter[str] = Counter(planned or {})
+    for name in sorted(state.schedules):
+        schedule = state.schedules[name]
+        if schedule.pending_task is not None and schedule.last_occurrence is not None:
+            events += _submit(
+                state, schedule, schedule.last_occurrence, None, command.limits, counted, stamp
+            )
+        if not schedule.paused:
+            events += _fire_schedule(state, schedule, command.limits, counted, stamp)
+    return tuple(events)
+
+
+def _fire_schedule(
+    state: ClusterState,
+    schedule: ScheduleView,
+    limits: Limits,
+    planned: Counter[str],
+    stamp: Stamp,
+) -> list[Event]:
+    now, timing = stamp.now, schedule.timing
+    due = occurrences(timing, schedule.cursor)
+    at = next(due)
+    if at > now:
+        return []
+    events: list[Event] = []
+    on_time_from = now - timedelta(seconds=timing.grace_s)
+    if at < on_time_from:
+        first, last, count = _missed(timing, at, due, on_time_from)
+        if timing.catch_up == "once":
+            events += _fire(state, schedule, last, count, limits, planned, stamp)
+        else:
+            events.append(
+                ScheduleSkipped(
+                    **stamp.envelope(),
+                    name=schedule.name,
+                    first=first,
+                    last=last,
+                    count=count,
+                    reason=f"missed by more than {timing.grace_s:g} s (catch-up skip)",
+                )
+            )
+        due = occurrences(timing, last)
+        at = next(due)
+    fired = 0
+    while at <= now and fired < MAX_FIRES_PER_PASS:
+        events += _fire(state, schedule, at, 0, limits, planned, stamp)
+        fired += 1
+        at = next(due)
+    return events
+
+
+def _missed(
+    timing: ScheduleTiming, first: datetime, rest: Iterator[datetime], before: datetime
+) -> tuple[datetime, datetime, int]:
+    """(first, last, count) of the occurrences from ``first`` on before ``before``."""
+    if timing.every_s is not None:
+        step = timedelta(seconds=timing.every_s)
+        count = (before - first - timedelta(microseconds=1)) // step + 1
+        return first, first + step * (count - 1), count
+    last, count = first, 1
+    for at in rest:
+        if at >= before or count >= MAX_COUNTED:
+            break
+        last, count = at, count + 1
+    return first, last, count
+
+
+def _fire(
+    state: ClusterState,
+    schedule: ScheduleView,
+    occurrence: datetime,
+    missed: int,
+    limits: Limits,
+    planned: Counter[str],
+    stamp: Stamp,
+) -> list[Event]:
+    fired = ScheduleFired(
+        **stamp.envelope(),
+        name=schedule.name,
+        occurrence=occurrence,
+        task_id=task_id_for(schedule.name, occurrence),
+        missed=missed,
+    )
+    try:
+        submission = _submit(state, schedule, occurrence, fired, limits, planned, stamp)
+    except DomainError as err:  # the queue is full, or the task is not acceptable now
+        return [
+            ScheduleSkipped(
+                **stamp.envelope(),
+                name=schedule.name,
+                first=occurrence,
+                last=occurrence,
+                count=1,
+                reason=f"task refused: {err}"[:MAX_REASON],
+            )
+        ]
+    return [fired, *submission]
+
+
+def _submit(
+    state: ClusterState,
+    schedule: ScheduleView,
+    occurrence: datetime,
+    fired: ScheduleFired | None,
+    limits: Limits,
+    planned: Counter[str],
+    stamp: Stamp,
+) -> list[Event]:
+    """The submission of the task for ``occurrence`` (``fired``: the decision it follows;
+    None: one stored already, whose submission is missing)."""
+    task_id = task_id_for(schedule.name, occurrence)
+    command = SubmitTask(
+        task_id=task_id, spec=schedule.task, submitted_by=f"schedule {schedule.name}"
+    )
+    events = decide_submit(state, command, stamp=stamp, limits=limits, planned=planned)
+    planned.update(e.node_id for e in events if isinstance(e, TaskAssigned))
+    causation = fired.event_id if fired is not None else None
+    return [
+        event.model_copy(
+            update={
+                "schedule": schedule.name,
+                "occurrence": occurrence,
+                "causation_id": causation or event.causation_id,
+            }
+        )
+        if isinstance(event, TaskSubmitted)
+        else event
+        for event in events
+    ]
+
+
+# -- views ------------------------------------------------------------------------------
+
+
+class ScheduleInfo(View):
+    name: str
+    cron: str | None
+    tz: str
+    every_s: int | None
+    catch_up: str
+    grace_s: float
+    state: str
+    skills: tuple[str, ...]
+    payload: Any = None
+    next_fire: datetime | None
+    fired: int
+    skipped: int
+    last_occurrence: datetime | None
+    last_task_id: str | None
+    added_at: datetime
+
+
+def schedule_info(schedule: ScheduleView, *, now: datetime) -> ScheduleInfo:
+    timing = schedule.timing
+    upcoming = None if schedule.paused else next_fire(timing, max(schedule.cursor, now))
+    return ScheduleInfo(
+        name=schedule.name,
+        cron=timing.cron,
+        tz=timing.tz,
+        every_s=timing.every_s,
+        catch_up=timing.catch_up,
+        grace_s=timing.grace_s,
+        state="paused" if schedule.paused else "active",
+        skills=schedule.task.skills,
+        payload=schedule.task.payload,
+        next_fire=upcoming,
+        fired=schedule.fired,
+        skipped=schedule.skipped,
+        last_occurrence=schedule.last_occurrence,
+        last_task_id=schedule.last_task_id,
+        added_at=schedule.added_at,
+    )
+
+
+def list_schedules(state: ClusterState, *, now: datetime) -> list[ScheduleInfo]:
+    return [schedule_info(state.schedules[n], now=now) for n in sorted(state.schedules)]
+
+
+def upcoming(state: ClusterState, command: ShowSchedule, *, now: datetime) -> dict[str, object]:
+    """The schedule and its next ``count`` occurrences after now (none while paused)."""
+    schedule = _existing(state, command.name)
+    times: list[datetime] = []
+    if not schedule.paused:
+        due = occurrences(schedule.timing, max(schedule.cursor, now))
+        times = [next(due) for _ in range(command.count)]
+    return {"schedule": schedule_info(schedule, now=now), "next": times}
