@@ -207,20 +207,28 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
 
 def schedule_events(spec: TaskSpec, later: datetime, name: str = "daily") -> list[Event]:
     """One schedule's life: added, skipped, fired, paused, resumed, removed."""
-    coord = {"producer": "coordinator", "epoch": 1}
     timing = ScheduleTiming(cron="0 9 * * 1-5", tz="Europe/Berlin", catch_up="once")
     return [
-        ScheduleAdded(**envelope(**coord), name=name, timing=timing, task=spec, anchor=T0),
+        ScheduleAdded(
+            **envelope("coordinator", epoch=1), name=name, timing=timing, task=spec, anchor=T0
+        ),
         ScheduleSkipped(
-            **envelope(**coord), name=name, first=later, last=later, count=1, reason="missed"
+            **envelope("coordinator", epoch=1),
+            name=name,
+            first=later,
+            last=later,
+            count=1,
+            reason="missed",
         ),
         ScheduleFired(
-            **envelope(**coord),
+            **envelope("coordinator", epoch=1),
             name=name,
             occurrence=later + timedelta(days=1),
             task_id=f"{name}-20260102T080000Z",
         ),
-        SchedulePaused(**envelope(**coord), name=name, reason="holiday"),
-        ScheduleResumed(**envelope(**coord), name=name, anchor=later + timedelta(days=2)),
-        ScheduleRemoved(**envelope(**coord), name=name),
+        SchedulePaused(**envelope("coordinator", epoch=1), name=name, reason="holiday"),
+        ScheduleResumed(
+            **envelope("coordinator", epoch=1), name=name, anchor=later + timedelta(days=2)
+        ),
+        ScheduleRemoved(**envelope("coordinator", epoch=1), name=name),
     ]
