@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from eventsrc import cli
 from eventsrc.commands.base import Origin
 from eventsrc.commands.schedules import (
     AddSchedule,
@@ -281,3 +282,24 @@ def test_adding_again_is_idempotent_and_a_different_one_conflicts() -> None:
 
 def test_task_ids_name_the_schedule_and_the_utc_occurrence() -> None:
     assert task_id_for("tick", berlin(2026, 6, 1, 14, 0, 10)) == "tick-20260601T120010Z"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--every", "1.5s"], "error: --every 1.5s: give whole seconds, at least 1s"),
+        (["--every", "soon"], "error: --every 'soon' is not a duration; give e.g. 30s"),
+        (["--cron", "61 * * * *"], "error: cron '61 * * * *' is not valid (Bad minute)"),
+        (["--cron", "0 9 * * *", "--tz", "Mars/Base"], "error: unknown time zone 'Mars/Base'"),
+        (["--every", "5s", "--tz", "Europe/Berlin"], "error: --tz applies to --cron only"),
+        (["--every", "5s", "--grace", "-1"], "error: --grace '-1' is not a duration"),
+    ],
+)
+def test_bad_schedule_options_are_one_line_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Checked before connecting: no cluster is needed to refuse them.
+    code = cli.main(["schedule", "add", "s1", "--skill", "python", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message) and len(err.splitlines()) == 1, err
