@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from eventsrc import cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
-from eventsrc.commands.schedules import check_timing, parse_duration
+from eventsrc.commands.timing import check_timing, parse_duration
 from eventsrc.commands.views import TaskInfo
 from eventsrc.dashboard import command as dashboard_command
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from eventsrc.commands import api
 from eventsrc.commands.schedules import (
     AddSchedule,
     FireDue,
@@ -56,8 +58,6 @@ class ScheduleDesk:
         self._tasks = tasks
         self._limits = limits or Limits()
 
-    # -- requests ---------------------------------------------------------------------
-
     async def add(self, command: AddSchedule) -> Any:
         return await self._change(decide_add, command, command.name)
 
@@ -71,7 +71,7 @@ class ScheduleDesk:
         events = await self._writer.execute(decide_remove, command)
         return {"name": command.name, "removed": bool(events)}
 
-    async def list(self, command: Any) -> Any:
+    async def list(self, command: api.Empty) -> Any:
         return {"schedules": list_schedules(self._runner.state, now=datetime.now(UTC))}
 
     async def next(self, command: ShowSchedule) -> Any:
@@ -83,9 +83,7 @@ class ScheduleDesk:
         info = schedule_info(schedule, now=datetime.now(UTC))
         return {**info.model_dump(mode="json"), "changed": bool(events)}
 
-    # -- the fire loop ----------------------------------------------------------------
-
-    async def fire_loop(self, deposed: Any) -> None:
+    async def fire_loop(self, deposed: Callable[[], bool]) -> None:
         """Fire due occurrences every FIRE_TICK_S until ``deposed()`` (or cancelled)."""
         decide = functools.partial(decide_fire, planned=self._tasks.reservations.counts)
         command = FireDue(limits=self._limits)

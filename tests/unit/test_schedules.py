@@ -19,11 +19,9 @@ from eventsrc.commands.schedules import (
     decide_fire,
     decide_pause,
     decide_resume,
-    next_fire,
-    parse_duration,
-    task_id_for,
     upcoming,
 )
+from eventsrc.commands.timing import next_fire, parse_duration, task_id_for
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError
 from eventsrc.events import (
     CatchUp,
@@ -63,9 +61,6 @@ def chain(timing: ScheduleTiming, after: datetime, count: int) -> list[datetime]
         after = next_fire(timing, after)
         times.append(after)
     return times
-
-
-# -- next_fire --------------------------------------------------------------------------
 
 
 def test_an_interval_fires_on_multiples_of_itself_since_the_epoch() -> None:
@@ -126,9 +121,6 @@ def test_timing_errors_are_one_line_each() -> None:
     zone = bad.model_copy(update={"timing": cron("0 9 * * *", tz="Mars/Base")})
     with pytest.raises(InvalidRequestError, match="unknown time zone 'Mars/Base'"):
         decide_add(state, zone, stamp=ORIGIN.stamp(T))
-
-
-# -- deciding ---------------------------------------------------------------------------
 
 
 def add(
