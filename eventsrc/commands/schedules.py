@@ -4,6 +4,7 @@ fires is ``eventsrc.commands.timing``'s."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
@@ -151,9 +152,11 @@ def decide_fire(
     for name in sorted(state.schedules):
         schedule = state.schedules[name]
         if schedule.pending_task is not None and schedule.last_occurrence is not None:
-            events += _submit(
-                state, schedule, schedule.last_occurrence, None, command.limits, counted, stamp
-            )
+            # Not now if the cluster refuses it (the queue is full): a later pass.
+            with contextlib.suppress(DomainError):
+                events += _submit(
+                    state, schedule, schedule.last_occurrence, None, command.limits, counted, stamp
+                )
         if not schedule.paused:
             events += _fire_schedule(state, schedule, command.limits, counted, stamp)
     return tuple(events)
@@ -176,7 +179,7 @@ def _fire_schedule(
     if at < on_time_from:
         first, last, count = _missed(timing, at, due, on_time_from)
         if timing.catch_up == "once":
-            events += _fire(state, schedule, last, count, limits, planned, stamp)
+            events += _fire(state, schedule, last, limits, planned, stamp, missed=(first, count))
         else:
             events.append(
                 ScheduleSkipped(
@@ -192,7 +195,7 @@ def _fire_schedule(
         at = next(due)
     fired = 0
     while at <= now and fired < MAX_FIRES_PER_PASS:
-        events += _fire(state, schedule, at, 0, limits, planned, stamp)
+        events += _fire(state, schedule, at, limits, planned, stamp)
         fired += 1
         at = next(due)
     return events
@@ -218,17 +221,22 @@ def _fire(
     state: ClusterState,
     schedule: ScheduleView,
     occurrence: datetime,
-    missed: int,
     limits: Limits,
     planned: Counter[str],
     stamp: Stamp,
+    *,
+    missed: tuple[datetime, int] | None = None,
 ) -> list[Event]:
+    """ScheduleFired and the task's submission; a ScheduleSkipped instead when the
+    cluster refuses the task. ``missed``: the first missed occurrence and how many this
+    one fire stands for (catch-up ``once``)."""
+    first, count = missed or (occurrence, 0)
     fired = ScheduleFired(
         **stamp.envelope(),
         name=schedule.name,
         occurrence=occurrence,
         task_id=task_id_for(schedule.name, occurrence),
-        missed=missed,
+        missed=count,
     )
     try:
         submission = _submit(state, schedule, occurrence, fired, limits, planned, stamp)
@@ -237,9 +245,9 @@ def _fire(
             ScheduleSkipped(
                 **stamp.envelope(),
                 name=schedule.name,
-                first=occurrence,
+                first=first,
                 last=occurrence,
-                count=1,
+                count=max(count, 1),
                 reason=f"task refused: {err}"[:MAX_REASON],
             )
         ]

@@ -21,6 +21,7 @@ from eventsrc.commands.schedules import (
     decide_resume,
     upcoming,
 )
+from eventsrc.commands.tasks import Limits, SubmitTask, decide_submit
 from eventsrc.commands.timing import next_fire, parse_duration, task_id_for
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError
 from eventsrc.events import (
@@ -295,3 +296,22 @@ def test_bad_schedule_options_are_one_line_usage_errors(
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(message) and len(err.splitlines()) == 1, err
+
+
+def test_an_occurrence_the_cluster_refuses_is_recorded_as_skipped() -> None:
+    cluster = python_on("n1", capacity=1).occupy("n1")
+    timing = ScheduleTiming(every_s=10)
+    add = AddSchedule(name="tick", timing=timing, task=TaskSpec(skills=("python",)))
+    cluster.run.fold(*decide_add(cluster.state, add, stamp=ORIGIN.stamp(T)))
+    waiting = SubmitTask(task_id="w1", spec=TaskSpec(skills=("python",)))
+    cluster.run.fold(*decide_submit(cluster.state, waiting, stamp=ORIGIN.stamp(T)))
+    assert cluster.state.waiting == {"w1"}
+
+    full = FireDue(limits=Limits(max_queued=1))
+    events = decide_fire(cluster.state, full, stamp=ORIGIN.stamp(T + timedelta(seconds=11)))
+    (skip,) = events
+    assert isinstance(skip, ScheduleSkipped)
+    assert (skip.first, skip.count) == (T + timedelta(seconds=10), 1)
+    assert skip.reason.startswith("task refused: 1 tasks are waiting (limit 1)")
+    cluster.run.fold(*events)
+    assert cluster.state.schedules["tick"].skipped == 1
