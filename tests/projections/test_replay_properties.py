@@ -355,6 +355,49 @@ def node_story(draw: st.DrawFn, node_id: str) -> list[Draft]:
 
 
 @st.composite
+def schedule_story(draw: st.DrawFn, name: str) -> list[Draft]:
+    """Added, then occurrences fired (with their tasks' submissions) or skipped in order,
+    sometimes paused and resumed, removed and added again."""
+    story: list[Draft] = []
+
+    def add(cls: type[EventBase], **fields: Any) -> None:
+        story.append(Draft(cls, {"name": name, **fields}))
+
+    spec = draw(specs)
+    minute = 0
+    for _ in range(draw(st.integers(0, 2))):
+        add(ScheduleAdded, timing=ScheduleTiming(every_s=60), task=spec, anchor=T0)
+        for _ in range(draw(st.integers(0, 5))):
+            minute += draw(st.integers(1, 3))
+            at = T0 + timedelta(minutes=minute)
+            match draw(st.sampled_from(("fire", "fire", "skip", "pause", "cut"))):
+                case "fire" | "cut" as move:
+                    task_id = f"{name}-{minute}"
+                    add(ScheduleFired, occurrence=at, task_id=task_id)
+                    if move == "fire":  # "cut": the leader died before the submission
+                        story.append(
+                            Draft(
+                                TaskSubmitted,
+                                {
+                                    "task_id": task_id,
+                                    "spec": spec,
+                                    "queue_deadline": LATER,
+                                    "schedule": name,
+                                    "occurrence": at,
+                                },
+                            )
+                        )
+                case "skip":
+                    add(ScheduleSkipped, first=at, last=at, count=1, reason="missed")
+                case "pause":
+                    add(SchedulePaused)
+                    add(ScheduleResumed, anchor=at)
+        if draw(st.booleans()):
+            add(ScheduleRemoved)
+    return story
+
+
+@st.composite
 def interleavings(draw: st.DrawFn, stories: list[list[Draft | Garbage]]) -> list[Draft | Garbage]:
     """One merge of the stories that keeps each story's own order."""
     queues = [list(story) for story in stories if story]
@@ -382,6 +425,7 @@ def histories(draw: st.DrawFn, noise_size: int = 6) -> list[Record]:
     ]
     stories += [list(draw(node_story(node_id))) for node_id in NODES]
     stories += [list(draw(task_story(task_id))) for task_id in draw(st.lists(tasks, unique=True))]
+    stories += [list(draw(schedule_story(name))) for name in ("s1", "s2")]
     stories += [
         [item] for item in draw(st.lists(st.one_of(*NOISE.values(), garbage), max_size=noise_size))
     ]
