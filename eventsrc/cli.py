@@ -21,10 +21,11 @@ from pydantic import ValidationError
 
 from eventsrc import cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
+from eventsrc.commands.timing import check_timing, parse_duration
 from eventsrc.commands.views import TaskInfo
 from eventsrc.dashboard import command as dashboard_command
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
-from eventsrc.events import TaskOutput, TaskSpec, validate_token
+from eventsrc.events import ScheduleTiming, TaskOutput, TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
 from eventsrc.projections.state import UNSUCCESSFUL_STATES, TaskState
@@ -77,19 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     submit = sub.add_parser("submit", help="submit a task")
-    submit.add_argument("--skill", action="append", required=True, help="required skill")
-    submit.add_argument("--payload", help="task payload as JSON")
+    _task_flags(submit)
     submit.add_argument("--task-id", help="your id for the task (idempotent resubmit)")
-    submit.add_argument("--task-type", help="selects a handler registered on the node")
-    submit.add_argument("--priority", type=int, default=0)
-    submit.add_argument("--label", action="append", help="K=V a node must carry")
-    submit.add_argument("--node", help="pin to this node")
-    submit.add_argument("--run-timeout", type=float, help="seconds an attempt may run")
-    submit.add_argument(
-        "--queue-timeout", type=float, help="seconds it may wait for a node (0: never wait)"
-    )
-    submit.add_argument("--max-attempts", type=int)
-    submit.add_argument("--model", help="provider/model for an OpenClaw agent turn")
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
 
@@ -116,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--watch", action="store_true", help="print each task's changes as they happen (Ctrl-C)"
     )
+    _schedule_parser(sub)
     _secure_parser(sub)
     server = sub.add_parser(
         "server",
@@ -128,6 +119,57 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard_command.add_parser(sub)
     openclaw_install.add_parser(sub)
     return with_global_options(parser, _global_options)
+
+
+def _task_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a task's request (``submit``, ``schedule add``)."""
+    parser.add_argument("--skill", action="append", required=True, help="required skill")
+    parser.add_argument("--payload", help="task payload as JSON")
+    parser.add_argument("--task-type", help="selects a handler registered on the node")
+    parser.add_argument("--priority", type=int, default=0)
+    parser.add_argument("--label", action="append", help="K=V a node must carry")
+    parser.add_argument("--node", help="pin to this node")
+    parser.add_argument("--run-timeout", type=float, help="seconds an attempt may run")
+    parser.add_argument(
+        "--queue-timeout", type=float, help="seconds it may wait for a node (0: never wait)"
+    )
+    parser.add_argument("--max-attempts", type=int)
+    parser.add_argument("--model", help="provider/model for an OpenClaw agent turn")
+
+
+def _schedule_parser(sub: Any) -> None:
+    schedule = sub.add_parser("schedule", help="tasks started on a cron schedule or interval")
+    actions = schedule.add_subparsers(dest="schedule_command", required=True)
+    add = actions.add_parser("add", help="add a schedule (the same one again changes nothing)")
+    add.add_argument("name", help="the schedule's name (its tasks' ids start with it)")
+    timing = add.add_mutually_exclusive_group(required=True)
+    timing.add_argument("--cron", help='five fields, e.g. "0 9 * * 1-5" (09:00 on weekdays)')
+    timing.add_argument("--every", help="an interval: 30s, 5m, 2h, 1d (whole seconds)")
+    add.add_argument("--tz", default="UTC", help="time zone of --cron, e.g. Europe/Berlin")
+    add.add_argument(
+        "--catch-up",
+        choices=("skip", "once"),
+        default="skip",
+        help="occurrences missed while no coordinator ran: record a skip (default), or "
+        "fire the latest of them once",
+    )
+    add.add_argument(
+        "--grace",
+        default="60s",
+        help="how late an occurrence may still fire as itself (default 60s); later ones "
+        "count as missed",
+    )
+    _task_flags(add)
+    actions.add_parser("list", help="list schedules with their next occurrence")
+    for action, text in (
+        ("pause", "stop firing until resumed"),
+        ("resume", "fire again from now on (occurrences while paused never fire)"),
+        ("remove", "delete a schedule (its tasks stay)"),
+    ):
+        actions.add_parser(action, help=text).add_argument("name")
+    upcoming = actions.add_parser("next", help="the next occurrences of a schedule")
+    upcoming.add_argument("name")
+    upcoming.add_argument("--count", type=int, default=5, help="how many (default 5)")
 
 
 def _secure_parser(sub: Any) -> None:
@@ -262,7 +304,13 @@ def _check_usage(args: argparse.Namespace) -> None:
         for one in value if isinstance(value, list) else [value]:
             if one is not None:
                 validate_token(one, what=what)
-    if args.command != "submit":
+    if args.command == "schedule":
+        if "name" in args:
+            validate_token(args.name, what="schedule name")
+        if args.schedule_command != "add":
+            return
+        _timing(args)
+    elif args.command != "submit":
         return
     for skill in args.skill:
         validate_token(skill, what="skill name")
@@ -270,6 +318,29 @@ def _check_usage(args: argparse.Namespace) -> None:
         TaskSpec(skills=tuple(args.skill), payload=_payload(args.payload), **_options(args))
     except ValidationError as err:
         raise InvalidRequestError(str(first_problem(err, root="task"))) from err
+
+
+def _timing(args: argparse.Namespace) -> ScheduleTiming:
+    """The timing of ``schedule add``; raises InvalidRequestError."""
+    every_s = None
+    if args.every is not None:
+        seconds = parse_duration(args.every, what="--every")
+        if seconds < 1 or seconds != int(seconds):
+            raise InvalidRequestError(f"--every {args.every}: give whole seconds, at least 1s")
+        every_s = int(seconds)
+    if every_s is not None and args.tz != "UTC":
+        raise InvalidRequestError("--tz applies to --cron only; --every counts in UTC")
+    try:
+        timing = ScheduleTiming(
+            cron=args.cron,
+            tz=args.tz,
+            every_s=every_s,
+            catch_up=args.catch_up,
+            grace_s=parse_duration(args.grace, what="--grace"),
+        )
+    except ValidationError as err:
+        raise InvalidRequestError(str(first_problem(err, root="schedule"))) from err
+    return check_timing(timing)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -294,6 +365,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command == "submit":
         return await _submit(cluster, args)
+    if args.command == "schedule":
+        return await _schedule(cluster, args)
     if args.command == "get" and args.follow:
         return await _until_stopped(_follow(cluster, args.task_id, args.json))
     if args.command == "get":
@@ -316,6 +389,38 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
     if args.command == "skills":
         return cli_text.show(await cluster.api.call("skills"), args.json, cli_text.skills_table)
     return cli_text.show(await cluster.api.call("status"), args.json, cli_text.status_text)
+
+
+async def _schedule(cluster: Cluster, args: argparse.Namespace) -> int:
+    action = args.schedule_command
+    if action == "add":
+        timing = _timing(args)
+        data = await cluster.add_schedule(
+            args.name,
+            args.skill,
+            _payload(args.payload),
+            cron=timing.cron,
+            tz=timing.tz,
+            every_s=timing.every_s,
+            catch_up=timing.catch_up,
+            grace_s=timing.grace_s,
+            **_options(args),
+        )
+        return cli_text.show(data, args.json, cli_text.schedule_text)
+    if action == "list":
+        data = {"schedules": await cluster.schedules()}
+        return cli_text.show(data, args.json, cli_text.schedules_table)
+    if action == "next":
+        data = await cluster.next_fires(args.name, args.count)
+        return cli_text.show(data, args.json, cli_text.next_fires_text)
+    if action == "remove":
+        data = await cluster.remove_schedule(args.name, "removed by cli")
+        return cli_text.show(data, args.json, lambda d: f"schedule {d['name']} removed")
+    if action == "pause":
+        data = await cluster.pause_schedule(args.name, "paused by cli")
+    else:
+        data = await cluster.resume_schedule(args.name)
+    return cli_text.show(data, args.json, cli_text.schedule_text)
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:

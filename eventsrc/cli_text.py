@@ -114,6 +114,48 @@ def tasks_table(data: dict[str, Any]) -> str:
     return format_table(rows, TASKS_HEADER) if rows else "no tasks (use --all for finished ones)"
 
 
+def _timing(schedule: dict[str, Any]) -> str:
+    if schedule["cron"] is not None:
+        return f"cron {schedule['cron']} ({schedule['tz']})"
+    return f"every {schedule['every_s']}s"
+
+
+def schedule_text(schedule: dict[str, Any]) -> str:
+    """One schedule: its timing, state and next occurrence."""
+    upcoming = schedule["next_fire"] or "-"
+    return (
+        f"schedule {schedule['name']}: {schedule['state']}, {_timing(schedule)}, catch-up "
+        f"{schedule['catch_up']}; next {upcoming}; fired {schedule['fired']}, skipped "
+        f"{schedule['skipped']}"
+    )
+
+
+SCHEDULES_HEADER = ["SCHEDULE", "STATE", "TIMING", "SKILLS", "NEXT", "FIRED", "SKIPPED", "LAST"]
+
+
+def schedules_table(data: dict[str, Any]) -> str:
+    rows = [
+        [
+            s["name"],
+            s["state"],
+            _timing(s),
+            ",".join(s["skills"]),
+            str(s["next_fire"] or "-"),
+            str(s["fired"]),
+            str(s["skipped"]),
+            s["last_task_id"] or "-",
+        ]
+        for s in data["schedules"]
+    ]
+    return format_table(rows, SCHEDULES_HEADER) if rows else "no schedules"
+
+
+def next_fires_text(data: dict[str, Any]) -> str:
+    lines = [schedule_text(data["schedule"])]
+    lines += [f"  {at}" for at in data["next"]] or ["  (paused: resume it to fire)"]
+    return "\n".join(lines)
+
+
 def nodes_table(data: dict[str, Any]) -> str:
     rows = [
         [

@@ -24,6 +24,7 @@ from eventsrc.commands.registry import (
     decide_register_skill,
     decide_unregister_instance,
 )
+from eventsrc.commands.schedules import AddSchedule, ScheduleCommand, ShowSchedule
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import TaskInfo, task_info
 from eventsrc.errors import (
@@ -32,7 +33,15 @@ from eventsrc.errors import (
     NotPermittedError,
     ServerUnavailableError,
 )
-from eventsrc.events import EVENT_ADAPTER, Event, TaskOutput, TaskSpec, validate_token
+from eventsrc.events import (
+    EVENT_ADAPTER,
+    CatchUp,
+    Event,
+    ScheduleTiming,
+    TaskOutput,
+    TaskSpec,
+    validate_token,
+)
 from eventsrc.events.subjects import output_subject
 from eventsrc.history import (
     fold_task,
@@ -329,6 +338,59 @@ class Cluster:
     async def undrain(self, node_id: str) -> Any:
         """Place work on a drained node again."""
         return await self.drain(node_id, off=True)
+
+    # -- schedules --------------------------------------------------------------------
+
+    async def add_schedule(
+        self,
+        name: str,
+        skills: str | list[str] | tuple[str, ...],
+        payload: Any = None,
+        *,
+        cron: str | None = None,
+        tz: str = "UTC",
+        every_s: int | None = None,
+        catch_up: CatchUp = "skip",
+        grace_s: float = 60.0,
+        **options: Any,
+    ) -> Any:
+        """Add a schedule that submits a task needing ``skills`` at every occurrence of
+        ``cron`` (in time zone ``tz``) or every ``every_s`` seconds; options are TaskSpec
+        fields as for ``submit``. Adding the same schedule again changes nothing; the
+        schedule's view, with ``changed``."""
+        command = AddSchedule(
+            name=validate_token(name, what="schedule name"),
+            timing=ScheduleTiming(
+                cron=cron, tz=tz, every_s=every_s, catch_up=catch_up, grace_s=grace_s
+            ),
+            task=_spec(skills, payload, options),
+            added_by="api",
+        )
+        return await self._patiently("schedule_add", command)
+
+    async def schedules(self) -> list[Any]:
+        """Every schedule: its timing, state, next occurrence and counts."""
+        schedules: list[Any] = (await self.api.call("schedule_list"))["schedules"]
+        return schedules
+
+    async def pause_schedule(self, name: str, reason: str = "") -> Any:
+        return await self._schedule("schedule_pause", name, reason)
+
+    async def resume_schedule(self, name: str) -> Any:
+        """Fire again from now on (occurrences while paused never fire)."""
+        return await self._schedule("schedule_resume", name, "")
+
+    async def remove_schedule(self, name: str, reason: str = "") -> Any:
+        return await self._schedule("schedule_remove", name, reason)
+
+    async def next_fires(self, name: str, count: int = 5) -> Any:
+        """The schedule and its next ``count`` occurrences (none while paused)."""
+        command = ShowSchedule(name=validate_token(name, what="schedule name"), count=count)
+        return await self.api.call("schedule_next", command)
+
+    async def _schedule(self, endpoint: str, name: str, reason: str) -> Any:
+        command = ScheduleCommand(name=validate_token(name, what="schedule name"), reason=reason)
+        return await self._patiently(endpoint, command)
 
     async def close(self) -> None:
         """Disconnect; idempotent."""

@@ -52,8 +52,26 @@ CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
 CREDS_DIR: Final = "creds"
 
-READ_ENDPOINTS: Final = ("get", "wait", "tasks", "nodes", "skills", "status")
-SUBMIT_ENDPOINTS: Final = ("submit", "run", "cancel", "drain")
+READ_ENDPOINTS: Final = (
+    "get",
+    "wait",
+    "tasks",
+    "nodes",
+    "skills",
+    "status",
+    "schedule_list",
+    "schedule_next",
+)
+SUBMIT_ENDPOINTS: Final = (
+    "submit",
+    "run",
+    "cancel",
+    "drain",
+    "schedule_add",
+    "schedule_pause",
+    "schedule_resume",
+    "schedule_remove",
+)
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 
 COORDINATOR_PUBLISH: Final = (

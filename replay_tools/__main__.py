@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--json", action="store_true")
 
-    cmd = command("audit", "every event touching a task, node or skill, in order")
-    cmd.add_argument("kind", choices=["task", "node", "skill"])
+    cmd = command("audit", "every event touching a task, node, skill or schedule, in order")
+    cmd.add_argument("kind", choices=["task", "node", "skill", "schedule"])
     cmd.add_argument("id", help="task id, node id or skill name")
     cmd.add_argument("--json", action="store_true")
 

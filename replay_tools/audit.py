@@ -1,4 +1,4 @@
-"""``audit task|node|skill ID``: every event touching one thing, in stream order.
+"""``audit task|node|skill|schedule ID``: every event touching one thing, in stream order.
 
 Each entry carries the server time, the producer, a one-line summary, the causation
 link (which earlier event led to it) and, where the projection would not apply it, why
@@ -28,6 +28,7 @@ from eventsrc.events.subjects import (
     assignments_filter,
     node_subject,
     reports_filter,
+    schedule_subject,
     skill_subject,
     task_filter,
     task_id_of,
@@ -40,9 +41,9 @@ from eventsrc.store import JetStreamEventStore
 from replay_tools.common import iso, require_stream, short_time
 from replay_tools.render import summary
 
-Kind = Literal["task", "node", "skill"]
+Kind = Literal["task", "node", "skill", "schedule"]
 
-_WHAT = {"task": "task id", "node": "node id", "skill": "skill name"}
+_WHAT = {"task": "task id", "node": "node id", "skill": "skill name", "schedule": "schedule name"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ def subjects_for(kind: Kind, ident: str) -> list[str]:
             assignments_filter(ident),
             reports_filter(ident),
         ]
+    if kind == "schedule":
+        return [CLUSTER_SUBJECT, schedule_subject(ident)]
     return [CLUSTER_SUBJECT, skill_subject(ident), ALL_NODES_FILTER]
 
 

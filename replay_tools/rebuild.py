@@ -9,9 +9,10 @@ a sequence or a server time. Liveness comes from the heartbeats retained in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from eventsrc.commands.schedules import list_schedules
 from eventsrc.commands.views import list_nodes, list_skill_infos, task_info
 from eventsrc.errors import InvalidRequestError
 from eventsrc.history import fold_heartbeats, fold_until
@@ -182,6 +183,10 @@ def to_json(rebuilt: Rebuilt) -> dict[str, Any]:
         {"id": task.task_id, **task_info(task).model_dump(mode="json")}
         for task in state.tasks.values()
     ]
+    at = rebuilt.last_time or datetime.now(UTC)
+    schedules = [
+        {"id": info.name, **info.model_dump(mode="json")} for info in list_schedules(state, now=at)
+    ]
     problems = state.problems
     live = rebuilt.liveness
     return {
@@ -199,6 +204,7 @@ def to_json(rebuilt: Rebuilt) -> dict[str, Any]:
         "skills": skills,
         "nodes": nodes,
         "tasks": tasks,
+        "schedules": schedules,
         "problems": {
             "undecodable": problems.undecodable,
             "illegal": problems.illegal,
@@ -214,6 +220,11 @@ def to_json(rebuilt: Rebuilt) -> dict[str, Any]:
             "note": live.note,
         },
     }
+
+
+def short_time_text(value: str | None) -> str:
+    """An ISO time of the JSON document as ``short_time`` shows times."""
+    return short_time(datetime.fromisoformat(value)) if value else "-"
 
 
 def to_text(rebuilt: Rebuilt) -> str:
@@ -285,6 +296,25 @@ def to_text(rebuilt: Rebuilt) -> str:
     )
     if state.evicted:
         lines.append(f"  ({state.evicted} older finished tasks left memory; `audit task ID`)")
+    if doc["schedules"]:
+        lines += ["", "SCHEDULES (next as of the last event)"]
+        lines.append(
+            table(
+                [
+                    [
+                        s["name"],
+                        s["state"],
+                        f"cron {s['cron']} ({s['tz']})" if s["cron"] else f"every {s['every_s']}s",
+                        s["fired"],
+                        s["skipped"],
+                        short_time_text(s["last_occurrence"]),
+                        short_time_text(s["next_fire"]),
+                    ]
+                    for s in doc["schedules"]
+                ],
+                ["SCHEDULE", "STATE", "TIMING", "FIRED", "SKIPPED", "LAST", "NEXT"],
+            )
+        )
     problems = doc["problems"]
     lines += [
         "",

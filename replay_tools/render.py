@@ -18,6 +18,12 @@ from eventsrc.events import (
     NodeExpired,
     NodeJoined,
     NodeLeft,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
     SkillInstanceExpired,
     SkillInstanceRegistered,
     SkillInstanceUnregistered,
@@ -88,9 +94,35 @@ def _submitted(event: TaskSubmitted) -> str:
     by = f" by {event.submitted_by}" if event.submitted_by else ""
     pin = f", pinned to {spec.node_id}" if spec.node_id else ""
     parent = f", sub-task of {event.parent_task_id}" if event.parent_task_id else ""
+    fired = (
+        f", occurrence {short_time(event.occurrence)} of schedule {event.schedule}"
+        if event.schedule and event.occurrence
+        else ""
+    )
     return (
         f"submitted{by}: skills {', '.join(spec.skills)}, priority {spec.priority}, "
-        f"max attempts {spec.max_attempts}{pin}{parent}"
+        f"max attempts {spec.max_attempts}{pin}{parent}{fired}"
+    )
+
+
+def _schedule_added(event: ScheduleAdded) -> str:
+    timing = event.timing
+    when = f"cron {timing.cron} ({timing.tz})" if timing.cron else f"every {timing.every_s}s"
+    return (
+        f"schedule {event.name}: {when}, catch-up {timing.catch_up}, grace "
+        f"{timing.grace_s:g} s, skills {', '.join(event.task.skills)}"
+    )
+
+
+def _schedule_fired(event: ScheduleFired) -> str:
+    missed = f" (once for {event.missed} missed)" if event.missed else ""
+    return f"{event.name} fired {short_time(event.occurrence)}{missed} -> task {event.task_id}"
+
+
+def _schedule_skipped(event: ScheduleSkipped) -> str:
+    return (
+        f"{event.name} skipped {event.count} from {short_time(event.first)} to "
+        f"{short_time(event.last)}: {event.reason}"
     )
 
 
@@ -158,6 +190,12 @@ _SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
         "settings: " + ", ".join(f"{k}={v}" for k, v in sorted(e.settings.items()))
     ),
     Heartbeat: _heartbeat,
+    ScheduleAdded: _schedule_added,
+    SchedulePaused: lambda e: f"pause {e.name}{_reason(e.reason)}",
+    ScheduleResumed: lambda e: f"resume {e.name} from {short_time(e.anchor)}",
+    ScheduleRemoved: lambda e: f"remove {e.name}{_reason(e.reason)}",
+    ScheduleFired: _schedule_fired,
+    ScheduleSkipped: _schedule_skipped,
 }
 
 

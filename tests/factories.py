@@ -19,6 +19,13 @@ from eventsrc.events import (
     NodeJoined,
     NodeLeft,
     OutputLine,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
     SkillCategory,
     SkillInstanceExpired,
     SkillInstanceRegistered,
@@ -206,6 +213,36 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
             progress=0.5,
             progress_message="half",
         ),
+        *schedule_events(spec, later),
     ]
     assert {event.type for event in events} == set(EVENT_CLASSES), "factory misses a type"
     return events
+
+
+def schedule_events(spec: TaskSpec, later: datetime, name: str = "daily") -> list[Event]:
+    """One schedule's life: added, skipped, fired, paused, resumed, removed."""
+    timing = ScheduleTiming(cron="0 9 * * 1-5", tz="Europe/Berlin", catch_up="once")
+    return [
+        ScheduleAdded(
+            **envelope("coordinator", epoch=1), name=name, timing=timing, task=spec, anchor=T0
+        ),
+        ScheduleSkipped(
+            **envelope("coordinator", epoch=1),
+            name=name,
+            first=later,
+            last=later,
+            count=1,
+            reason="missed",
+        ),
+        ScheduleFired(
+            **envelope("coordinator", epoch=1),
+            name=name,
+            occurrence=later + timedelta(days=1),
+            task_id=f"{name}-20260102T080000Z",
+        ),
+        SchedulePaused(**envelope("coordinator", epoch=1), name=name, reason="holiday"),
+        ScheduleResumed(
+            **envelope("coordinator", epoch=1), name=name, anchor=later + timedelta(days=2)
+        ),
+        ScheduleRemoved(**envelope("coordinator", epoch=1), name=name),
+    ]

@@ -39,6 +39,9 @@ class TaskInfo(View):
     would_qualify: tuple[str, ...] = ()
     parent_task_id: str | None = None
     broadcast_id: str | None = None
+    # The schedule that started the task, and the occurrence it fired for.
+    schedule: str | None = None
+    occurrence: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -117,6 +120,8 @@ def task_info(task: TaskView) -> TaskInfo:
         would_qualify=task.would_qualify,
         parent_task_id=task.parent_task_id,
         broadcast_id=task.broadcast_id,
+        schedule=task.schedule,
+        occurrence=task.occurrence,
     )
 
 

@@ -11,6 +11,7 @@ no word from anyone to stop: it refuses once the lease may have lapsed
 - Control loop: after every applied batch (and on a short tick, for deadlines) it runs
   ``reconcile`` and appends its decisions, each guarded by its task's last sequence.
 - Sweep: every ``sweep_interval`` nodes silent for ``stale_after`` expire by event.
+- Schedules: a short tick fires their due occurrences (``coordinator.schedules``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from eventsrc.commands.registry import (
     in_use_message,
     live_holder,
 )
+from eventsrc.commands.schedules import AddSchedule, ScheduleCommand, ShowSchedule
 from eventsrc.commands.tasks import (
     CancelTask,
     DrainNode,
@@ -54,6 +56,7 @@ from eventsrc.commands.views import (
     status_info,
 )
 from eventsrc.coordinator.endpoints import Handler, endpoint
+from eventsrc.coordinator.schedules import ScheduleDesk
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError, StoreError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
@@ -127,6 +130,7 @@ class CoordinatorService:
             holds_lease=holds_lease,
         )
         self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
+        self._schedules = ScheduleDesk(runner, self._writer, self._desk, limits=self._limits)
         self._standbys = standbys
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -188,6 +192,12 @@ class CoordinatorService:
             ),
             "expire_stale": (ExpireStale, self._registry_write(decide_expire_stale)),
             "node_hello": (api.NodeHello, self._node_hello),
+            "schedule_add": (AddSchedule, self._schedules.add),
+            "schedule_list": (api.Empty, self._schedules.list),
+            "schedule_pause": (ScheduleCommand, self._schedules.pause),
+            "schedule_resume": (ScheduleCommand, self._schedules.resume),
+            "schedule_remove": (ScheduleCommand, self._schedules.remove),
+            "schedule_next": (ShowSchedule, self._schedules.next),
         }
         for name, (model, handler) in endpoints.items():
             limit = self._waiting if name in ("run", "wait") else self._inflight
@@ -195,6 +205,8 @@ class CoordinatorService:
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
+        fire = self._schedules.fire_loop(lambda: self._deposed)
+        self._tasks.append(asyncio.create_task(fire, name="schedule-loop"))
 
     async def close(self) -> None:
         """Stop deciding at once, then stop serving; idempotent."""

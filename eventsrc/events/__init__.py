@@ -28,6 +28,16 @@ from eventsrc.events.node import (
     UnavailableSkill,
 )
 from eventsrc.events.output import OutputLine, TaskOutput, parse_progress
+from eventsrc.events.schedule import (
+    CatchUp,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
+)
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
@@ -57,6 +67,7 @@ __all__ = [
     "MAX_TOKEN_LENGTH",
     "AgentRun",
     "Candidate",
+    "CatchUp",
     "ClusterSettingsChanged",
     "Event",
     "EventBase",
@@ -70,6 +81,13 @@ __all__ = [
     "NodeLeft",
     "Origin",
     "OutputLine",
+    "ScheduleAdded",
+    "ScheduleFired",
+    "SchedulePaused",
+    "ScheduleRemoved",
+    "ScheduleResumed",
+    "ScheduleSkipped",
+    "ScheduleTiming",
     "SkillCategory",
     "SkillInstanceExpired",
     "SkillInstanceRegistered",

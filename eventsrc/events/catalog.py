@@ -20,6 +20,14 @@ from eventsrc.events.node import (
     SkillInstanceUnregistered,
 )
 from eventsrc.events.output import TaskOutput
+from eventsrc.events.schedule import (
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+)
 from eventsrc.events.skill import SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
     TaskAssigned,
@@ -62,6 +70,12 @@ Event = Annotated[
     | TaskCancelled
     | LeaderElected
     | ClusterSettingsChanged
+    | ScheduleAdded
+    | SchedulePaused
+    | ScheduleResumed
+    | ScheduleRemoved
+    | ScheduleFired
+    | ScheduleSkipped
     | Heartbeat
     | TaskOutput,
     Field(discriminator="type"),
@@ -98,6 +112,12 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         TaskCancelled,
         LeaderElected,
         ClusterSettingsChanged,
+        ScheduleAdded,
+        SchedulePaused,
+        ScheduleResumed,
+        ScheduleRemoved,
+        ScheduleFired,
+        ScheduleSkipped,
         Heartbeat,
         TaskOutput,
     )

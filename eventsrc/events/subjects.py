@@ -7,6 +7,7 @@ subject token.
     evt.cluster                         leader elections, cluster settings
     evt.node.<node>                     membership and instances of one node
     evt.skill.<name>                    the catalog entry of one skill
+    evt.schedule.<name>                 one schedule: added, fired, skipped, paused...
     evt.task.<task>.lifecycle           what the coordinator decides about a task
     evt.task.<task>.to.<node>           an attempt assigned to a node
     evt.task.<task>.from.<node>         what the node reports back about it
@@ -38,6 +39,8 @@ ALL_SUBMISSIONS_FILTER: Final = "evt.task.*.lifecycle"
 """The lifecycle subjects of every task (where each TaskSubmitted is)."""
 ALL_TASKS_FILTER: Final = "evt.task.>"
 """Every subject of every task."""
+ALL_SCHEDULES_FILTER: Final = "evt.schedule.*"
+"""The subjects of every schedule."""
 
 _TASK_PREFIX: Final = "evt.task."
 _HEARTBEAT_PREFIX: Final = "hb."
@@ -69,6 +72,11 @@ def task_output_filter(task_id: str) -> str:
 def skill_subject(name: str) -> str:
     """The catalog events of one skill: ``evt.skill.<name>``."""
     return f"evt.skill.{name}"
+
+
+def schedule_subject(name: str) -> str:
+    """Every event of one schedule, its aggregate: ``evt.schedule.<name>``."""
+    return f"evt.schedule.{name}"
 
 
 def task_filter(task_id: str) -> str:

@@ -132,6 +132,9 @@ class TaskSubmitted(_TaskEvent):
     parent_task_id: str | None = None
     broadcast_id: str | None = None
     queue_deadline: datetime
+    # Set when a schedule started the task: its name and the occurrence fired.
+    schedule: str | None = None
+    occurrence: datetime | None = None
 
 
 class TaskQueued(_TaskEvent):

@@ -15,7 +15,7 @@ from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of
 from eventsrc.events.subjects import task_id_of
 from eventsrc.ports import Record
-from eventsrc.projections import membership, tasks
+from eventsrc.projections import membership, schedules, tasks
 from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ClusterState
 
@@ -48,6 +48,12 @@ HANDLERS: dict[str, Handler] = {
     "TaskTimedOut": tasks.timed_out,
     "TaskCancelRequested": tasks.cancel_requested,
     "TaskCancelled": tasks.cancelled,
+    "ScheduleAdded": schedules.added,
+    "SchedulePaused": schedules.paused,
+    "ScheduleResumed": schedules.resumed,
+    "ScheduleRemoved": schedules.removed,
+    "ScheduleFired": schedules.fired,
+    "ScheduleSkipped": schedules.skipped,
 }
 
 

@@ -17,12 +17,12 @@ from typing import Annotated, Any, Final
 
 from pydantic import PlainSerializer
 
-from eventsrc.events import AgentRun, SkillMetadata, TaskSpec, UnavailableSkill
+from eventsrc.events import AgentRun, ScheduleTiming, SkillMetadata, TaskSpec, UnavailableSkill
 
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay. Stored times are
 # floored to microseconds, so a snapshot from before that can differ from a replay.
-STATE_SCHEMA_VERSION = 6
+STATE_SCHEMA_VERSION = 7
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -178,10 +178,34 @@ class TaskView:
     parent_task_id: str | None = None
     broadcast_id: str | None = None
     submit_event_id: str = ""
+    schedule: str | None = None
+    occurrence: datetime | None = None
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+
+@dataclass(slots=True)
+class ScheduleView:
+    """A schedule as its aggregate ``evt.schedule.<name>`` says.
+
+    ``cursor``: every occurrence up to it is handled (fired or skipped), or was before
+    the schedule was added or resumed. ``pending_task``: fired, its task's submission
+    not applied yet (the coordinator submits it if a fail-over came in between).
+    """
+
+    name: str
+    timing: ScheduleTiming
+    task: TaskSpec
+    cursor: datetime
+    added_at: datetime
+    paused: bool = False
+    fired: int = 0
+    skipped: int = 0
+    last_occurrence: datetime | None = None
+    last_task_id: str | None = None
+    pending_task: str | None = None
 
 
 @dataclass(slots=True)
@@ -225,6 +249,7 @@ class ClusterState:
     instance_unregistrations: int = 0
     nodes: dict[str, NodeView] = field(default_factory=dict)
     tasks: dict[str, TaskView] = field(default_factory=dict)
+    schedules: dict[str, ScheduleView] = field(default_factory=dict)
     finished: OrderedDict[str, datetime] = field(default_factory=OrderedDict)
     evicted: int = 0
     aggregate_seq: dict[str, int] = field(default_factory=dict)

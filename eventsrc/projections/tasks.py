@@ -116,8 +116,13 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> None
         parent_task_id=event.parent_task_id,
         broadcast_id=event.broadcast_id,
         submit_event_id=event.event_id,
+        schedule=event.schedule,
+        occurrence=event.occurrence,
     )
     state.open_tasks.add(event.task_id)
+    schedule = state.schedules.get(event.schedule) if event.schedule else None
+    if schedule is not None and schedule.pending_task == event.task_id:
+        schedule.pending_task = None
     state.waiting.add(event.task_id)
 
 

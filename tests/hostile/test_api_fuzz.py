@@ -52,6 +52,16 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "unregister_instance": {"skill": "fz-skill", "node_id": "ghost", "reason": "fuzz"},
     "expire_stale": {"stale_after_s": 3600},
     "node_hello": {"node_id": "fz-node", "incarnation": "i1"},
+    "schedule_add": {
+        "name": "fz-sched",
+        "timing": {"cron": "0 9 * * 1-5", "tz": "Europe/Berlin", "catch_up": "once"},
+        "task": {"skills": ["python"], "payload": {"code": "print(1)"}},
+    },
+    "schedule_list": {},
+    "schedule_next": {"name": "fz-sched", "count": 3},
+    "schedule_pause": {"name": "fz-sched", "reason": "fuzz"},
+    "schedule_resume": {"name": "fz-sched"},
+    "schedule_remove": {"name": "fz-sched"},
 }
 """A valid request per endpoint, the starting point of the shaped mutations."""
 
@@ -65,6 +75,9 @@ ID_FIELDS: dict[str, list[tuple[Any, ...]]] = {
     "register_instance": [("skill",), ("node_id",)],
     "unregister_instance": [("skill",), ("node_id",)],
     "node_hello": [("node_id",)],
+    "schedule_add": [("name",), ("task", "skills", 0), ("task", "node_id")],
+    "schedule_next": [("name",)],
+    "schedule_pause": [("name",)],
 }
 """Where each endpoint takes an id that becomes a subject token."""
 

@@ -32,6 +32,13 @@ from eventsrc.events import (
     NodeExpired,
     NodeJoined,
     NodeLeft,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
     SkillCategory,
     SkillInstanceExpired,
     SkillInstanceRegistered,
@@ -71,6 +78,8 @@ nodes = st.sampled_from(NODES)
 skills = st.sampled_from(SKILLS)
 incarnations = st.sampled_from(("i1", "i2", "i3"))
 attempts = st.integers(1, 4)
+schedules = st.sampled_from(("s1", "s2"))
+occurrences = st.integers(1, 5).map(lambda minutes: T0 + timedelta(minutes=minutes))
 short_text = st.sampled_from(("", "boom", "no free slot", "user", "节点离线"))
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | short_text,
@@ -150,7 +159,13 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         node_id=nodes,
         unavailable=st.lists(unavailable, max_size=2).map(tuple),
     ),
-    TaskSubmitted: draft(TaskSubmitted, task_id=tasks, spec=specs, queue_deadline=st.just(LATER)),
+    TaskSubmitted: draft(
+        TaskSubmitted,
+        task_id=tasks,
+        spec=specs,
+        queue_deadline=st.just(LATER),
+        schedule=st.none() | schedules,
+    ),
     TaskQueued: draft(
         TaskQueued,
         task_id=tasks,
@@ -212,6 +227,25 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
     Heartbeat: draft(Heartbeat, node_id=nodes),
     TaskOutput: draft(
         TaskOutput, task_id=tasks, node_id=nodes, attempt=attempts, progress=st.just(0.5)
+    ),
+    ScheduleAdded: draft(
+        ScheduleAdded,
+        name=schedules,
+        timing=st.sampled_from((ScheduleTiming(every_s=60), ScheduleTiming(cron="0 9 * * *"))),
+        task=specs,
+        anchor=st.just(T0),
+    ),
+    SchedulePaused: draft(SchedulePaused, name=schedules),
+    ScheduleResumed: draft(ScheduleResumed, name=schedules, anchor=occurrences),
+    ScheduleRemoved: draft(ScheduleRemoved, name=schedules),
+    ScheduleFired: draft(ScheduleFired, name=schedules, occurrence=occurrences, task_id=tasks),
+    ScheduleSkipped: draft(
+        ScheduleSkipped,
+        name=schedules,
+        first=occurrences,
+        last=occurrences,
+        count=st.integers(1, 3),
+        reason=short_text,
     ),
 }
 assert {cls.model_fields["type"].default for cls in NOISE} == set(EVENT_CLASSES)
@@ -325,6 +359,49 @@ def node_story(draw: st.DrawFn, node_id: str) -> list[Draft]:
 
 
 @st.composite
+def schedule_story(draw: st.DrawFn, name: str) -> list[Draft]:
+    """Added, then occurrences fired (with their tasks' submissions) or skipped in order,
+    sometimes paused and resumed, removed and added again."""
+    story: list[Draft] = []
+
+    def add(cls: type[EventBase], **fields: Any) -> None:
+        story.append(Draft(cls, {"name": name, **fields}))
+
+    spec = draw(specs)
+    minute = 0
+    for _ in range(draw(st.integers(0, 2))):
+        add(ScheduleAdded, timing=ScheduleTiming(every_s=60), task=spec, anchor=T0)
+        for _ in range(draw(st.integers(0, 5))):
+            minute += draw(st.integers(1, 3))
+            at = T0 + timedelta(minutes=minute)
+            match draw(st.sampled_from(("fire", "fire", "skip", "pause", "cut"))):
+                case "fire" | "cut" as move:
+                    task_id = f"{name}-{minute}"
+                    add(ScheduleFired, occurrence=at, task_id=task_id)
+                    if move == "fire":  # "cut": the leader died before the submission
+                        story.append(
+                            Draft(
+                                TaskSubmitted,
+                                {
+                                    "task_id": task_id,
+                                    "spec": spec,
+                                    "queue_deadline": LATER,
+                                    "schedule": name,
+                                    "occurrence": at,
+                                },
+                            )
+                        )
+                case "skip":
+                    add(ScheduleSkipped, first=at, last=at, count=1, reason="missed")
+                case "pause":
+                    add(SchedulePaused)
+                    add(ScheduleResumed, anchor=at)
+        if draw(st.booleans()):
+            add(ScheduleRemoved)
+    return story
+
+
+@st.composite
 def interleavings(draw: st.DrawFn, stories: list[list[Draft | Garbage]]) -> list[Draft | Garbage]:
     """One merge of the stories that keeps each story's own order."""
     queues = [list(story) for story in stories if story]
@@ -352,6 +429,7 @@ def histories(draw: st.DrawFn, noise_size: int = 6) -> list[Record]:
     ]
     stories += [list(draw(node_story(node_id))) for node_id in NODES]
     stories += [list(draw(task_story(task_id))) for task_id in draw(st.lists(tasks, unique=True))]
+    stories += [list(draw(schedule_story(name))) for name in ("s1", "s2")]
     stories += [
         [item] for item in draw(st.lists(st.one_of(*NOISE.values(), garbage), max_size=noise_size))
     ]

@@ -4,6 +4,7 @@ it is counted as instead (never raised)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,13 @@ from eventsrc.events import (
     NodeDrainCancelled,
     NodeDrainRequested,
     NodeJoined,
+    ScheduleAdded,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleRemoved,
+    ScheduleResumed,
+    ScheduleSkipped,
+    ScheduleTiming,
     SkillInstanceExpired,
     SkillMetadata,
     SkillUpdated,
@@ -25,6 +33,7 @@ from eventsrc.events import (
     TaskOutput,
     TaskQueued,
     TaskRejected,
+    TaskSpec,
     UnavailableSkill,
 )
 from eventsrc.projections.apply import apply, apply_heartbeat, apply_undecodable
@@ -118,6 +127,22 @@ def output(task_id: str = "t1", node_id: str = "n1") -> TaskOutput:
 
 def heartbeat(node_id: str = "n1") -> Heartbeat:
     return Heartbeat(**by_node(node_id), node_id=node_id, incarnation="i1", cpu_percent=7.5)
+
+
+def schedule_added(name: str = "s1") -> ScheduleAdded:
+    timing = ScheduleTiming(every_s=60)
+    task = TaskSpec(skills=("python",))
+    return ScheduleAdded(**coord(), name=name, timing=timing, task=task, anchor=T0)
+
+
+def schedule_fired(minute: int = 1, name: str = "s1") -> ScheduleFired:
+    at = T0 + timedelta(minutes=minute)
+    return ScheduleFired(**coord(), name=name, occurrence=at, task_id=f"{name}-{minute}")
+
+
+def schedule_skipped(last: int = 3, name: str = "s1") -> ScheduleSkipped:
+    first, end = T0 + timedelta(minutes=1), T0 + timedelta(minutes=last)
+    return ScheduleSkipped(**coord(), name=name, first=first, last=end, count=last, reason="missed")
 
 
 def member(*more: Event) -> list[Event]:
@@ -508,6 +533,53 @@ APPLIED: list[Any] = [
         ("left", t(4), "offline", ()),
         id="NodeLeft",
     ),
+    pytest.param(
+        list,
+        schedule_added,
+        lambda s: (s.schedules["s1"].cursor, s.schedules["s1"].added_at, s.schedules["s1"].paused),
+        (T0, t(1), False),
+        id="ScheduleAdded",
+    ),
+    pytest.param(
+        lambda: [schedule_added()],
+        schedule_fired,
+        lambda s: (
+            s.schedules["s1"].cursor,
+            s.schedules["s1"].fired,
+            s.schedules["s1"].last_task_id,
+            s.schedules["s1"].pending_task,
+        ),
+        (T0 + timedelta(minutes=1), 1, "s1-1", "s1-1"),
+        id="ScheduleFired",
+    ),
+    pytest.param(
+        lambda: [schedule_added()],
+        schedule_skipped,
+        lambda s: (s.schedules["s1"].cursor, s.schedules["s1"].skipped),
+        (T0 + timedelta(minutes=3), 3),
+        id="ScheduleSkipped",
+    ),
+    pytest.param(
+        lambda: [schedule_added()],
+        lambda: SchedulePaused(**coord(), name="s1"),
+        lambda s: s.schedules["s1"].paused,
+        True,
+        id="SchedulePaused",
+    ),
+    pytest.param(
+        lambda: [schedule_added(), SchedulePaused(**coord(), name="s1")],
+        lambda: ScheduleResumed(**coord(), name="s1", anchor=T0 + timedelta(hours=1)),
+        lambda s: (s.schedules["s1"].paused, s.schedules["s1"].cursor),
+        (False, T0 + timedelta(hours=1)),
+        id="ScheduleResumed",
+    ),
+    pytest.param(
+        lambda: [schedule_added()],
+        lambda: ScheduleRemoved(**coord(), name="s1"),
+        lambda s: (s.schedules, s.aggregate_seq["evt.schedule.s1"]),
+        ({}, 2),
+        id="ScheduleRemoved",
+    ),
 ]
 
 
@@ -739,6 +811,36 @@ PROBLEMS: list[Any] = [
         "illegal",
         "capabilities for unknown node n9",
         id="NodeCapabilitiesReported-unknown",
+    ),
+    pytest.param(
+        list,
+        schedule_fired,
+        "illegal",
+        "ScheduleFired for unknown schedule s1",
+        id="ScheduleFired-unknown",
+    ),
+    pytest.param(
+        lambda: [schedule_added(), schedule_fired(2)],
+        lambda: schedule_fired(2),
+        "late",
+        "schedule s1 fired for 2026-01-01T00:02:00+00:00, handled already (up to "
+        "2026-01-01T00:02:00+00:00)",
+        id="ScheduleFired-twice",
+    ),
+    pytest.param(
+        lambda: [schedule_added(), schedule_fired(5)],
+        lambda: schedule_skipped(3),
+        "late",
+        "schedule s1 skipped up to 2026-01-01T00:03:00+00:00, handled already (up to "
+        "2026-01-01T00:05:00+00:00)",
+        id="ScheduleSkipped-handled",
+    ),
+    pytest.param(
+        lambda: [schedule_added()],
+        schedule_added,
+        "illegal",
+        "schedule s1 added twice",
+        id="ScheduleAdded-twice",
     ),
 ]
 
