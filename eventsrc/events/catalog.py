@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from eventsrc.events.base import EventBase
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
+from eventsrc.events.limit import LimitRemoved, LimitSet
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
     NodeDrainCancelled,
@@ -61,6 +62,8 @@ Event = Annotated[
     | TaskCancelled
     | LeaderElected
     | ClusterSettingsChanged
+    | LimitSet
+    | LimitRemoved
     | Heartbeat,
     Field(discriminator="type"),
 ]
@@ -96,6 +99,8 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         TaskCancelled,
         LeaderElected,
         ClusterSettingsChanged,
+        LimitSet,
+        LimitRemoved,
         Heartbeat,
     )
 }

@@ -7,6 +7,7 @@ subject token.
     evt.cluster                         leader elections, cluster settings
     evt.node.<node>                     membership and instances of one node
     evt.skill.<name>                    the catalog entry of one skill
+    evt.limit.<key>                     the cluster-wide limit of one key
     evt.task.<task>.lifecycle           what the coordinator decides about a task
     evt.task.<task>.to.<node>           an attempt assigned to a node
     evt.task.<task>.from.<node>         what the node reports back about it
@@ -53,6 +54,11 @@ def heartbeat_subject(node_id: str) -> str:
 def skill_subject(name: str) -> str:
     """The catalog events of one skill: ``evt.skill.<name>``."""
     return f"evt.skill.{name}"
+
+
+def limit_subject(key: str) -> str:
+    """The limit of one key (``limit_key`` of tasks): ``evt.limit.<key>``."""
+    return f"evt.limit.{key}"
 
 
 def task_filter(task_id: str) -> str:
