@@ -50,8 +50,8 @@ CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
 CREDS_DIR: Final = "creds"
 
-READ_ENDPOINTS: Final = ("get", "wait", "tasks", "nodes", "skills", "status")
-SUBMIT_ENDPOINTS: Final = ("submit", "run", "cancel", "drain")
+READ_ENDPOINTS: Final = ("get", "wait", "tasks", "nodes", "skills", "status", "limits")
+SUBMIT_ENDPOINTS: Final = ("submit", "run", "cancel", "drain", "limit_set", "limit_remove")
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 
 COORDINATOR_PUBLISH: Final = (
