@@ -17,6 +17,10 @@ EVENTSRC_COMMANDS: dict[str, list[str] | None] = {
     "cancel": ["t-1"],
     "drain": ["n-1"],
     "undrain": ["n-1"],
+    "limit": None,
+    "limit set": ["openai", "--max", "2"],
+    "limit list": [],
+    "limit remove": ["openai"],
     "nodes": [],
     "skills": [],
     "status": [],
@@ -26,6 +30,7 @@ EVENTSRC_COMMANDS: dict[str, list[str] | None] = {
     "secure add-node": ["/tmp/x", "n-1"],
     "server": ["--data-dir", "/tmp/x"],
     "mcp": [],
+    "dashboard": [],
     "openclaw": None,
     "openclaw install": [],
 }
