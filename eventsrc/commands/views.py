@@ -16,6 +16,7 @@ from eventsrc.projections.state import (
     NodeView,
     TaskView,
 )
+from eventsrc.projections.tasks import not_before
 
 
 class View(BaseModel):
@@ -39,6 +40,11 @@ class TaskInfo(View):
     would_qualify: tuple[str, ...] = ()
     parent_task_id: str | None = None
     broadcast_id: str | None = None
+    # Chains, delays and limits (see docs/concepts.md): what it waits for, if anything.
+    after: str | None = None
+    not_before: datetime | None = None
+    deadline: datetime | None = None
+    limit_key: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -117,6 +123,10 @@ def task_info(task: TaskView) -> TaskInfo:
         would_qualify=task.would_qualify,
         parent_task_id=task.parent_task_id,
         broadcast_id=task.broadcast_id,
+        after=task.spec.after,
+        not_before=not_before(task.spec, task.submitted_at) if task.submitted_at else None,
+        deadline=task.spec.deadline,
+        limit_key=task.spec.limit_key,
     )
 
 

@@ -116,6 +116,13 @@ specs = st.builds(
     max_attempts=st.integers(1, 3),
     limit_key=st.none() | limit_keys,
     delay_s=st.none() | st.just(5.0),
+    not_before=st.none() | st.just(LATER),
+) | st.builds(
+    TaskSpec,
+    skills=st.just(("python",)),
+    payload=st.none() | st.dictionaries(st.sampled_from(("x", "y")), json_values, max_size=2),
+    after=tasks,
+    deadline=st.none() | st.just(LATER),
 )
 limit_uses = st.builds(
     LimitUse,
