@@ -70,10 +70,23 @@ class LimitReached:
 @dataclass(slots=True)
 class LimitCounts:
     """What limits count in one pass: tasks under each limit assigned or running (the
-    applied ones and this pass's), and the starts this pass decided (not applied yet)."""
+    applied ones and this pass's), and the starts this pass decided (not applied yet).
+    Counted from the state on first use, so a pass with no limited task pays nothing."""
 
     running: Counter[str] = field(default_factory=Counter)
     started: Counter[str] = field(default_factory=Counter)
+    counted: bool = False
+
+    def count(self, state: ClusterState) -> LimitCounts:
+        """Count the applied tasks holding a slot under each limit (once per pass)."""
+        if not self.counted:
+            self.counted = True
+            for node in state.nodes.values():
+                for task_id in node.running:
+                    task = state.tasks.get(task_id)
+                    if task is not None:
+                        self.running.update(limit.name for limit in limits_of(state, task.spec))
+        return self
 
     def add(self, uses: tuple[LimitUse, ...]) -> None:
         """Count one more start under each of ``uses`` (a placement just decided)."""
@@ -84,13 +97,7 @@ class LimitCounts:
 
 def limit_counts(state: ClusterState) -> LimitCounts:
     """The tasks holding a slot (assigned or running) under each limit, as applied."""
-    counts = LimitCounts()
-    for node in state.nodes.values():
-        for task_id in node.running:
-            task = state.tasks.get(task_id)
-            if task is not None:
-                counts.running.update(limit.name for limit in limits_of(state, task.spec))
-    return counts
+    return LimitCounts().count(state)
 
 
 def check_limits(
@@ -102,7 +109,10 @@ def check_limits(
     ``now``: the starts the state keeps (server times) plus this pass's own.
     """
     uses: list[LimitUse] = []
-    for limit in limits_of(state, spec):
+    limits = limits_of(state, spec)
+    if limits:
+        counts.count(state)
+    for limit in limits:
         running = counts.running[limit.name]
         if limit.max_running is not None and running >= limit.max_running:
             return LimitReached(limit.name, running, limit.max_running)

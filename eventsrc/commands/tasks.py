@@ -28,7 +28,6 @@ from eventsrc.commands.scheduler import (
     Reject,
     Wait,
     check_limits,
-    limit_counts,
     place,
     unknown_skills,
 )
@@ -311,7 +310,7 @@ def reconcile(
             decisions.append((task.task_id, events))
     waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or stamp.now, t.task_id))
     full_up: dict[Hashable, Wait] = {}
-    limited = limit_counts(state) if waiting else LimitCounts()
+    limited = LimitCounts()  # counted when a task under a limit first needs it
     for task in waiting:
         events = _check_waiting(state, task, counted, full_up, limited, stamp=stamp)
         if events:
