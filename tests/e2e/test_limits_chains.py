@@ -139,6 +139,19 @@ async def test_a_skill_limit_and_a_key_rate_hold_across_the_cluster(
     assert all(len(uses[0].window_starts) < 10 for uses in evidence)
     assert any(len(uses[0].window_starts) == 9 for uses in evidence)
 
+    # A key's max below the skill's: the tighter one holds.
+    solo = await e2e.cli("limit", "set", "solo", "--max", "1", "--json")
+    assert solo.code == 0, solo
+    alone = [f"solo-{n}" for n in range(3)]
+    await asyncio.gather(*(client.submit("slow", task_id=t, limit_key="solo") for t in alone))
+    outcomes = await each_task_ends_once(client)
+    assert {outcomes[t] for t in alone} == {"succeeded"}
+    history = await stored(client, alone)
+    assert most_at_once(held_slots(history)) == 1
+    assert "limit solo: 1 of 1 running" in {
+        r.event.reason for rs in history.values() for r in rs if isinstance(r.event, TaskQueued)
+    }
+
     removed = await e2e.cli("limit", "remove", "burst", "--json")
     assert removed.code == 0 and all(row["name"] != "burst" for row in removed.json)
     verify = replay_tools(e2e, "verify")
