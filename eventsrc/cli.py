@@ -25,7 +25,7 @@ from eventsrc.commands.limits import SetLimit
 from eventsrc.commands.views import TaskInfo
 from eventsrc.dashboard import command as dashboard_command
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
-from eventsrc.events import TaskSpec, validate_token
+from eventsrc.events import TaskOutput, TaskSpec, validate_token
 from eventsrc.lineage import inherited_task_id
 from eventsrc.mcp import command as mcp_command
 from eventsrc.projections.state import UNSUCCESSFUL_STATES, TaskState
@@ -349,6 +349,7 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
         return await _until_stopped(_watch(cluster, args))
     if args.command == "tasks":
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+        await _add_progress(cluster, data["tasks"])
         return cli_text.show(data, args.json, cli_text.tasks_table)
     if args.command == "limit":
         return await _limit(cluster, args)
@@ -417,13 +418,31 @@ async def _until_stopped(following: Coroutine[Any, Any, int]) -> int:
     return job.result() if job.done() and not job.cancelled() else EXIT_OK
 
 
+async def _add_progress(cluster: Cluster, tasks: list[dict[str, Any]]) -> None:
+    """Each running task's latest progress (``progress``: fraction and message), read
+    here rather than kept by the coordinator: one message get per running task, only
+    when asked, where a projection would have to read every output line of every task."""
+    running = [t for t in tasks if t["state"] == "running" and t.get("node_id")]
+    found = await asyncio.gather(
+        *(cluster.latest_output(t["task_id"], t["node_id"]) for t in running),
+        return_exceptions=True,
+    )
+    for task, output in zip(running, found, strict=True):
+        if isinstance(output, TaskOutput) and output.attempt == task["attempts"]:
+            task["progress"] = {"fraction": output.progress, "message": output.progress_message}
+
+
 async def _follow(cluster: Cluster, task_id: str, as_json: bool) -> int:
-    """``get --follow``: each change as it happens; the exit code of ``submit --wait``."""
+    """``get --follow``: each change as it happens, and the task's progress and output
+    lines as they come; the exit code of ``submit --wait``."""
     last: TaskInfo | None = None
-    async for task in cluster.follow(task_id):
-        cli_text.show_task(task, as_json)
+    async for item in cluster.follow_output(task_id):
+        if isinstance(item, TaskOutput):
+            cli_text.show_output(item, as_json)
+        else:
+            cli_text.show_task(item, as_json)
+            last = item
         sys.stdout.flush()
-        last = task
     return EXIT_FAILED if last is not None and last.state in UNSUCCESSFUL_STATES else EXIT_OK
 
 
@@ -432,6 +451,7 @@ async def _watch(cluster: Cluster, args: argparse.Namespace) -> int:
     # The position first: a change between it and the list shows twice, none is lost.
     from_seq = await cluster.store.last_seq() + 1
     data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
+    await _add_progress(cluster, data["tasks"])
     if args.json:
         for task in data["tasks"]:
             print(json.dumps(task, default=str))

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from eventsrc.commands.views import TaskInfo
+from eventsrc.events import TaskOutput
 from eventsrc.projections.state import MEMBER_STATES
 from eventsrc.runtime import EXIT_OK, format_table
 
@@ -39,6 +40,39 @@ def show_task(task: TaskInfo, as_json: bool) -> int:
     return EXIT_OK
 
 
+def show_output(output: TaskOutput, as_json: bool) -> None:
+    """A batch of a running task's output lines, as ``get --follow`` prints them:
+    ``  | line`` for stdout, ``  ! line`` for stderr, ``  [ 40%] message`` for progress."""
+    if as_json:
+        print(output.model_dump_json(include=_OUTPUT_FIELDS))
+        return
+    for line in output.lines:
+        if line.kind == "progress":
+            print(f"  {progress_text(line.fraction, line.text)}")
+        else:
+            print(f"  {'|' if line.kind == 'stdout' else '!'} {line.text}")
+    if output.dropped:
+        print(f"  ... {output.dropped} lines dropped (they came faster than they are sent)")
+
+
+_OUTPUT_FIELDS = {
+    "type",
+    "task_id",
+    "node_id",
+    "attempt",
+    "lines",
+    "progress",
+    "progress_message",
+    "dropped",
+}
+
+
+def progress_text(fraction: float | None, message: str) -> str:
+    """A progress report in a few characters: ``[ 40%] fetching pages``."""
+    percent = "    " if fraction is None else f"{fraction * 100:3.0f}%"
+    return f"[{percent}] {message}".rstrip()
+
+
 def show(data: Any, as_json: bool, text: Any) -> int:
     if as_json:
         print(json.dumps(data, default=str))
@@ -47,7 +81,7 @@ def show(data: Any, as_json: bool, text: Any) -> int:
     return EXIT_OK
 
 
-TASKS_HEADER = ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]
+TASKS_HEADER = ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "PROGRESS", "REASON"]
 
 
 def task_cells(task: dict[str, Any]) -> list[str]:
@@ -58,8 +92,17 @@ def task_cells(task: dict[str, Any]) -> list[str]:
         task["node_id"] or "-",
         str(task["attempts"]),
         ",".join(task["skills"]),
+        _progress_cell(task.get("progress")),
         task["reason"] or "",
     ]
+
+
+def _progress_cell(progress: dict[str, Any] | None) -> str:
+    """The PROGRESS column: the latest report of a running task (``-`` for none)."""
+    if not progress or progress.get("fraction") is None:
+        return "-"
+    text = f"{progress['fraction'] * 100:.0f}% {progress.get('message') or ''}".rstrip()
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def tasks_table(data: dict[str, Any]) -> str:

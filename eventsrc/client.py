@@ -36,9 +36,17 @@ from eventsrc.errors import (
     ServerUnavailableError,
     first_problem,
 )
-from eventsrc.events import EVENT_ADAPTER, Event, TaskSpec, validate_token
-from eventsrc.history import fold_task, follow_task, follow_tasks, watch_task
+from eventsrc.events import EVENT_ADAPTER, Event, TaskOutput, TaskSpec, validate_token
+from eventsrc.events.subjects import output_subject
+from eventsrc.history import (
+    fold_task,
+    follow_task,
+    follow_task_output,
+    follow_tasks,
+    watch_task,
+)
 from eventsrc.lineage import running_task
+from eventsrc.ports import OUTPUT_STREAM, StoredEvent
 from eventsrc.registry import SkillRegistry
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats, resolve_servers
@@ -236,6 +244,35 @@ class Cluster:
                 yield info
         if shown is None:
             raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+
+    async def follow_output(self, task_id: str) -> AsyncIterator[TaskInfo | TaskOutput]:
+        """Like ``follow``, with the task's progress and output as it runs: each
+        ``TaskOutput`` batch (``lines``: stdout, stderr and progress lines; ``progress``:
+        the latest fraction) as it arrives, between the task's changes. The retained
+        output of a task already running comes first; the final change comes last."""
+        shown: TaskInfo | None = None
+        checked = validate_token(task_id, what="task id")
+        async for item in follow_task_output(self.store, checked):
+            if isinstance(item, TaskOutput):
+                yield item
+                continue
+            info = task_info(item)
+            if info != shown:
+                shown = info
+                yield info
+        if shown is None:
+            raise NotFoundError(f"no task {task_id}; check the id (eventsrc tasks --all)")
+
+    async def latest_output(self, task_id: str, node_id: str) -> TaskOutput | None:
+        """The newest output batch of a task from the node running it (its ``progress``
+        and ``progress_message`` are the latest reported), or None: one message get."""
+        subject = output_subject(
+            validate_token(task_id, what="task id"), validate_token(node_id, what="node id")
+        )
+        record = await self.store.latest(OUTPUT_STREAM, subject)
+        if isinstance(record, StoredEvent) and isinstance(record.event, TaskOutput):
+            return record.event
+        return None
 
     async def watch_tasks(self, *, from_seq: int | None = None) -> AsyncIterator[TaskInfo]:
         """Each change to any task as it happens, from stream sequence ``from_seq`` on

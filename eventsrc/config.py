@@ -61,6 +61,12 @@ class CoordinatorConfig(CommonConfig):
     events_max_bytes: int = Field(default=-1, ge=-1)
     heartbeats_max_per_node: int = Field(default=1000, ge=1)
     heartbeats_max_age: float = Field(default=3600, gt=0)
+    output_max_age: float = Field(
+        default=3600, gt=0, description="seconds a running task's progress/output is kept"
+    )
+    output_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024 * 1024, description="bytes of progress/output kept"
+    )
     http: str | None = Field(
         default=None, description="dashboard HOST:PORT, or off; default: loopback if embedded"
     )

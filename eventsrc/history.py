@@ -4,26 +4,32 @@ One-shot commands (``eventsrc get``, ``submit --wait``) and lookups of tasks tha
 left memory fold one aggregate: the leader epochs (for fencing) and the task's own
 subjects. ``fold_until`` folds the whole cluster up to a point of the stream: the time
 travel of ``replay_tools rebuild --until-*`` and of the dashboard.
-``eventsrc get --follow`` and ``tasks --watch`` follow tasks live the same way.
+``eventsrc get --follow`` and ``tasks --watch`` follow tasks live the same way;
+``follow_task_output`` interleaves a task's progress and output lines (EVENTSRC_OUTPUT).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
-from eventsrc.events import Heartbeat
+from eventsrc.errors import EventsrcError
+from eventsrc.events import Heartbeat, TaskOutput
 from eventsrc.events.subjects import (
     ALL_TASKS_FILTER,
     CLUSTER_SUBJECT,
     task_filter,
     task_id_of,
+    task_output_filter,
 )
-from eventsrc.ports import HEARTBEATS_STREAM, EventStore, Record, StoredEvent
+from eventsrc.ports import HEARTBEATS_STREAM, OUTPUT_STREAM, EventStore, Record, StoredEvent
 from eventsrc.projections.apply import apply_heartbeat, apply_record
 from eventsrc.projections.state import ClusterState, Retention, TaskView
+
+log = logging.getLogger(__name__)
 
 
 async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
@@ -59,6 +65,74 @@ async def follow_task(store: EventStore, task_id: str) -> AsyncIterator[TaskView
         yield task
         if task.terminal:
             return
+
+
+async def follow_task_output(
+    store: EventStore, task_id: str
+) -> AsyncIterator[TaskView | TaskOutput]:
+    """Like ``follow_task``, with the task's output batches (progress and lines, those
+    still retained first) interleaved as they arrive. The view that ends the task comes
+    last, after the output stored before it."""
+    queue: asyncio.Queue[TaskView | TaskOutput | None] = asyncio.Queue()
+    last_output = 0
+
+    async def views() -> None:
+        try:
+            async for task in follow_task(store, task_id):
+                await queue.put(task)
+        finally:
+            queue.put_nowait(None)
+
+    async def outputs() -> None:
+        nonlocal last_output
+        try:
+            async for record in store.subscribe(stream=OUTPUT_STREAM, subjects=[filter_]):
+                if isinstance(record, StoredEvent) and isinstance(record.event, TaskOutput):
+                    last_output = record.seq
+                    await queue.put(record.event)
+        except EventsrcError as err:  # soft state: the task's own events still show
+            log.warning("no live output of task %s: %s", task_id, err)
+
+    filter_ = task_output_filter(task_id)
+    pumps = [asyncio.create_task(views()), asyncio.create_task(outputs())]
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                await asyncio.wait({pumps[0]})
+                pumps[0].result()  # the follow's own error, if it had one
+                return
+            if isinstance(item, TaskView) and item.terminal:
+                pumps[1].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pumps[1]
+                while not queue.empty():  # delivered, not yet shown
+                    pending = queue.get_nowait()
+                    if isinstance(pending, TaskOutput):
+                        yield pending
+                for output in await _output_after(store, filter_, last_output):
+                    yield output
+                yield item
+                return
+            yield item
+    finally:
+        for pump in pumps:
+            pump.cancel()
+        for pump in pumps:
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+
+
+async def _output_after(store: EventStore, filter_: str, seq: int) -> list[TaskOutput]:
+    """The output batches stored after ``seq`` (none when the stream cannot say)."""
+    found: list[TaskOutput] = []
+    try:
+        async for record in store.read(stream=OUTPUT_STREAM, subjects=[filter_], from_seq=seq + 1):
+            if isinstance(record, StoredEvent) and isinstance(record.event, TaskOutput):
+                found.append(record.event)
+    except EventsrcError as err:  # soft state: the task's end still shows
+        log.warning("output under %s not read: %s", filter_, err)
+    return found
 
 
 async def follow_tasks(store: EventStore, *, from_seq: int) -> AsyncIterator[TaskView]:

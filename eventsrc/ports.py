@@ -14,7 +14,7 @@ from typing import Protocol
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event
-from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER
+from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER, OUTPUT_FILTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +38,15 @@ Record = StoredEvent | UndecodableEventError
 
 EVENTS_STREAM = "EVENTSRC_EVENTS"
 HEARTBEATS_STREAM = "EVENTSRC_HEARTBEATS"
+OUTPUT_STREAM = "EVENTSRC_OUTPUT"
+"""Running tasks' progress and output lines: soft state with a bounded retention."""
 
 
 def stream_filter(stream: str) -> str:
-    """The subject filter covering one of our streams (``stream`` is one of the two)."""
-    return HEARTBEATS_FILTER if stream == HEARTBEATS_STREAM else EVENTS_FILTER
+    """The subject filter covering one of our streams."""
+    if stream == HEARTBEATS_STREAM:
+        return HEARTBEATS_FILTER
+    return OUTPUT_FILTER if stream == OUTPUT_STREAM else EVENTS_FILTER
 
 
 class EventStore(Protocol):

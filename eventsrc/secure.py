@@ -33,11 +33,13 @@ from eventsrc.events import validate_token
 from eventsrc.events.subjects import (
     EVENTS_FILTER,
     HEARTBEATS_FILTER,
+    OUTPUT_FILTER,
     heartbeat_subject,
     node_subject,
+    output_subject,
     reports_filter,
 )
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 from eventsrc.store.assignments import assignment_consumer_name, usable_node_id
 from eventsrc.store.credentials import (
     ROLE_COORDINATOR,
@@ -57,6 +59,7 @@ NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 COORDINATOR_PUBLISH: Final = (
     EVENTS_FILTER,
     HEARTBEATS_FILTER,  # a local node running inside the coordinator (--local-node)
+    OUTPUT_FILTER,  # and the progress and output of its tasks
     "$JS.API.>",
     "$JS.ACK.>",
     "$JS.FC.>",
@@ -77,7 +80,7 @@ def stream_reads() -> list[str]:
     """
     return [
         f"$JS.API.STREAM.{op}.{stream}"
-        for stream in (EVENTS_STREAM, HEARTBEATS_STREAM)
+        for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM)
         for op in ("INFO", "MSG.GET")
     ]
 
@@ -102,6 +105,7 @@ def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
             node_subject(node_id),
             heartbeat_subject(node_id),
             reports_filter(node_id),
+            output_subject("*", node_id),  # progress and output of the tasks it runs
             f"$JS.API.CONSUMER.MSG.NEXT.{consumer}",
             f"$JS.API.CONSUMER.INFO.{consumer}",
             f"$JS.ACK.{consumer}.>",

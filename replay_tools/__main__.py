@@ -18,6 +18,7 @@ from typing import NoReturn
 import orjson
 
 from eventsrc import progress
+from eventsrc.errors import InvalidRequestError
 from eventsrc.events.schema import event_schemas
 from eventsrc.runner import CATCH_UP_GC_THRESHOLD
 from eventsrc.runtime import (
@@ -30,9 +31,10 @@ from eventsrc.runtime import (
 )
 from eventsrc.store import JetStreamEventStore, resolve_servers
 from eventsrc.store.raw import mapped_nats_errors
-from replay_tools import audit, backup, rebuild, stats, tree, verify, whatif_report
+from replay_tools import audit, backup, rebuild, simulate_report, stats, tree, verify, whatif_report
 from replay_tools.common import Target, UsageError, open_store, parse_time
 from replay_tools.render import print_json
+from replay_tools.simulate import Scenario
 from replay_tools.whatif import Options
 
 
@@ -41,6 +43,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _InOrder(argparse.Action):
+    """Keeps (flag, value) in the order given: ``--skills`` belongs to the ``--add-node``
+    before it."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        ordered = list(getattr(namespace, self.dest) or [])
+        ordered.append((option_string or "", str(values)))
+        setattr(namespace, self.dest, ordered)
 
 
 def _positive(text: str) -> float:
@@ -90,12 +108,26 @@ def build_parser() -> argparse.ArgumentParser:
     cmd = command("verify", "check the history and prove snapshot == replay")
     cmd.add_argument("--json", action="store_true")
 
-    cmd = command("what-if", "re-decide node expiry with another threshold")
-    cmd.add_argument("--stale-after", type=_positive, required=True, help="seconds")
-    cmd.add_argument("--heartbeat-interval", type=_positive, help="seconds between heartbeats")
-    cmd.add_argument(
-        "--sweep-interval", type=_positive, default=5.0, help="coordinator sweep (default 5 s)"
+    cmd = command(
+        "what-if",
+        "replay the recorded tasks on a changed cluster, or node expiry with another threshold",
     )
+    cmd.add_argument("--stale-after", type=_positive, help="expiry threshold, seconds")
+    cmd.add_argument("--heartbeat-interval", type=_positive, help="seconds between heartbeats")
+    cmd.add_argument("--sweep-interval", type=_positive, help="coordinator sweep (default 5 s)")
+    for flag, metavar, text in [
+        ("--add-node", "NAME", "a node that was not there"),
+        ("--skills", "A,B", "the added node's skills"),
+        ("--capacity", "N|NAME=N", "slots: of the added node, or NAME's"),
+        ("--labels", "K=V,...", "the added node's labels"),
+    ]:
+        cmd.add_argument(flag, metavar=metavar, help=text, action=_InOrder, dest="node_options")
+    cmd.add_argument("--remove-node", metavar="NAME", action="append", default=[])
+    cmd.add_argument("--drain", metavar="NAME@TIME", action="append", default=[])
+    cmd.add_argument("--skill-on", metavar="SKILL=NODE,...", action="append", default=[])
+    cmd.add_argument("--limit", metavar="KEY=N", action="append", default=[])
+    cmd.add_argument("--from", dest="since", metavar="TIME", help="tasks submitted from (ISO)")
+    cmd.add_argument("--until", metavar="TIME", help="tasks submitted until (ISO)")
     cmd.add_argument("--json", action="store_true")
 
     cmd = command("export", "both streams to a JSON Lines file (.gz: compressed)")
@@ -145,6 +177,7 @@ async def _dispatch(args: argparse.Namespace, target: Target) -> int:
     until_time = None
     if args.command == "rebuild" and args.until_time is not None:
         until_time = parse_time(args.until_time, flag="--until-time")
+    scenario = _scenario(args) if args.command == "what-if" else None
     async with open_store(target) as store:
         if args.command == "rebuild":
             rebuilt = await rebuild.rebuild(
@@ -170,14 +203,24 @@ async def _dispatch(args: argparse.Namespace, target: Target) -> int:
             checks = await verify.verify(store)
             _show(args.json, verify.to_json(checks), verify.to_text(checks))
             return EXIT_FAILED if verify.failed(checks) else EXIT_OK
-        if args.command == "what-if":
+        if args.command == "what-if" and scenario is None:
             options = Options(
                 stale_after=args.stale_after,
-                sweep_interval=args.sweep_interval,
+                sweep_interval=args.sweep_interval or 5.0,
                 heartbeat_interval=args.heartbeat_interval,
             )
             report = await whatif_report.load_and_compare(store, options)
             _show(args.json, whatif_report.to_json(report), whatif_report.to_text(report))
+            return EXIT_OK
+        if args.command == "what-if":
+            assert scenario is not None
+            try:
+                simulation = await simulate_report.load_and_simulate(store, scenario)
+            except InvalidRequestError as err:
+                raise UsageError(str(err)) from err
+            _show(
+                args.json, simulate_report.to_json(simulation), simulate_report.to_text(simulation)
+            )
             return EXIT_OK
         if args.command == "export":
             counts = await backup.export(store, args.out)
@@ -190,6 +233,37 @@ async def _dispatch(args: argparse.Namespace, target: Target) -> int:
         result = await stats.stats(store)
         _show(args.json, stats.to_json(result), stats.to_text(result))
         return EXIT_OK
+
+
+def _scenario(args: argparse.Namespace) -> Scenario | None:
+    """The placement scenario, or None for the expiry question (``--stale-after``)."""
+    placement = bool(
+        args.node_options
+        or args.remove_node
+        or args.drain
+        or args.skill_on
+        or args.limit
+        or args.since
+        or args.until
+    )
+    if args.stale_after is not None:
+        if placement:
+            raise UsageError(
+                "--stale-after asks about node expiry and takes no placement options; "
+                "run the two questions separately"
+            )
+        return None
+    if args.heartbeat_interval is not None or args.sweep_interval is not None:
+        raise UsageError("--heartbeat-interval and --sweep-interval go with --stale-after S")
+    return simulate_report.scenario_from_options(
+        args.node_options or [],
+        remove=args.remove_node,
+        drains=args.drain,
+        skill_on=args.skill_on,
+        limits=args.limit,
+        since=parse_time(args.since, flag="--from") if args.since else None,
+        until=parse_time(args.until, flag="--until") if args.until else None,
+    )
 
 
 async def _audit_task(store: JetStreamEventStore, task_id: str, as_json: bool) -> None:

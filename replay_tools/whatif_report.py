@@ -19,8 +19,8 @@ _SAY = {
 }
 
 
-async def load_and_compare(store: JetStreamEventStore, options: Options) -> Report:
-    """Read the recorded history of both streams and run ``what_if`` on it."""
+async def load_streams(store: JetStreamEventStore) -> tuple[list[Record], list[Record], bool]:
+    """The records of both streams, and whether the heartbeats' history is cut short."""
     info = await require_stream(store, EVENTS_STREAM)
     events: list[Record] = [record async for record in store.read(from_seq=info.first_seq)]
     heartbeats: list[Record] = []
@@ -33,6 +33,12 @@ async def load_and_compare(store: JetStreamEventStore, options: Options) -> Repo
         ]
         span = beats.last_seq - beats.first_seq + 1
         truncated = beats.first_seq > 1 or beats.messages < span
+    return events, heartbeats, truncated
+
+
+async def load_and_compare(store: JetStreamEventStore, options: Options) -> Report:
+    """Read the recorded history of both streams and run ``what_if`` on it."""
+    events, heartbeats, truncated = await load_streams(store)
     if truncated != options.heartbeats_truncated:
         options = Options(
             stale_after=options.stale_after,

@@ -20,6 +20,7 @@ from eventsrc.events import (
     NodeExpired,
     NodeJoined,
     NodeLeft,
+    OutputLine,
     SkillCategory,
     SkillInstanceExpired,
     SkillInstanceRegistered,
@@ -31,6 +32,7 @@ from eventsrc.events import (
     TaskCancelled,
     TaskCancelRequested,
     TaskFailed,
+    TaskOutput,
     TaskQueued,
     TaskRejected,
     TaskRequeued,
@@ -196,6 +198,18 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
         NodeLeft(**envelope(f"node:{node_id}"), node_id=node_id, incarnation="i1"),
         LimitSet(**envelope("coordinator", epoch=1), key="openai", max_running=2, rate="30/m"),
         LimitRemoved(**envelope("coordinator", epoch=1), key="openai"),
+        TaskOutput(
+            **envelope(f"node:{node_id}"),
+            task_id=task_id,
+            node_id=node_id,
+            attempt=1,
+            lines=(
+                OutputLine(kind="stdout", text="fetched"),
+                OutputLine(kind="progress", text="half", fraction=0.5),
+            ),
+            progress=0.5,
+            progress_message="half",
+        ),
     ]
     assert {event.type for event in events} == set(EVENT_CLASSES), "factory misses a type"
     return events

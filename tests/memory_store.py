@@ -23,7 +23,14 @@ from eventsrc.errors import (
 )
 from eventsrc.events import Event, decode, encode
 from eventsrc.events.subjects import subject_matches
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent, stream_filter
+from eventsrc.ports import (
+    EVENTS_STREAM,
+    HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
+    Record,
+    StoredEvent,
+    stream_filter,
+)
 from eventsrc.store import stream_for
 
 MAX_PAYLOAD = 1024 * 1024
@@ -59,7 +66,11 @@ class MemoryEventStore:
     ) -> None:
         self._clock = clock
         self._max_payload = max_payload
-        self._streams = {EVENTS_STREAM: _Stream(), HEARTBEATS_STREAM: _Stream()}
+        self._streams = {
+            EVENTS_STREAM: _Stream(),
+            HEARTBEATS_STREAM: _Stream(),
+            OUTPUT_STREAM: _Stream(),
+        }
         self._appended = asyncio.Event()
 
     async def append(self, event: Event, *, expected_seq: int | None = None) -> int:

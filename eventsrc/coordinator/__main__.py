@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     token=token,
                     role=lambda: "leader" if coordinator.leading else "standby",
                     identity=coordinator.coordinator_id,
+                    standbys=coordinator.leadership.standbys if coordinator.leadership else None,
                 )
             if dashboard is not None:
                 print(f"dashboard at {dashboard.url} (metrics at /metrics)", flush=True)

@@ -43,6 +43,8 @@ def stream_settings(config: CoordinatorConfig) -> StreamSettings:
         events_max_bytes=config.events_max_bytes,
         heartbeats_max_per_node=config.heartbeats_max_per_node,
         heartbeats_max_age_s=config.heartbeats_max_age,
+        output_max_age_s=config.output_max_age,
+        output_max_bytes=config.output_max_bytes,
     )
 
 

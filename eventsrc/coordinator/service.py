@@ -65,7 +65,7 @@ from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError, StoreError
 from eventsrc.events import CURRENT_SCHEMA_VERSIONS
 from eventsrc.events.subjects import node_subject
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import Connection, JetStreamEventStore
@@ -291,7 +291,7 @@ class CoordinatorService:
     async def _status(self, command: api.Empty) -> Any:
         async with self._runner.reading() as state:
             info = status_info(state)
-        names = (EVENTS_STREAM, HEARTBEATS_STREAM, LEADER_BUCKET_STREAM)
+        names = (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM, LEADER_BUCKET_STREAM)
         leaders, stream_seq, standbys = await asyncio.gather(
             stream_leaders(self._store.js, names),
             _unless_unavailable(self._store.last_seq()),

@@ -23,6 +23,7 @@ from eventsrc.runner import ProjectionRunner
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
 from eventsrc.store import NatsOptions, connect_nats, resolve_servers
 from eventsrc.store.getreads import event_store
+from eventsrc.store.lease import standbys
 
 
 def add_parser(sub: Any) -> None:
@@ -65,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
             store = event_store(nc, consumers=options.may_create_consumers())
             async with ProjectionRunner(store, tune_gc=True) as runner:
                 dashboard = await open_dashboard(
-                    runner, store, http, token=token, role=lambda: "viewer", identity=identity
+                    runner,
+                    store,
+                    http,
+                    token=token,
+                    role=lambda: "viewer",
+                    identity=identity,
+                    standbys=lambda: standbys(nc.jetstream()),
                 )
                 print(f"dashboard at {dashboard.url} for {','.join(servers)}", flush=True)
                 try:

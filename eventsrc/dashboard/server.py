@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +30,7 @@ from eventsrc.commands.views import task_info
 from eventsrc.config import CommonConfig
 from eventsrc.dashboard import views
 from eventsrc.dashboard.metrics import ClusterCollector, ClusterTracker
-from eventsrc.errors import ConfigError, InvalidRequestError, UndecodableEventError
+from eventsrc.errors import ConfigError, InvalidRequestError, StoreError, UndecodableEventError
 from eventsrc.events.subjects import node_subject, task_filter
 from eventsrc.history import fold_heartbeats, fold_task, fold_until
 from eventsrc.metrics import REGISTRY, exposition, serve_app
@@ -48,6 +48,11 @@ PING_S = 15.0
 TIME_TRAVEL_CACHE = 8
 TOKEN_COOKIE = "eventsrc_dashboard"
 HISTORY_LIMIT = 500
+STANDBYS_ASK_S = 1.0
+"""How long the overview waits to learn the standbys before it says "unknown"."""
+
+Standbys = Callable[[], Awaitable[tuple[str, ...]]]
+"""The other coordinators standing by now; raises StoreError when nobody can say."""
 """Most events shown in one node's or task's history."""
 
 
@@ -101,8 +106,10 @@ class Dashboard:
         identity: str,
         token: str | None = None,
         flag: str = "--http",
+        standbys: Standbys | None = None,
     ) -> None:
         self._projection = projection
+        self._standbys = standbys
         self._store = store
         self._host, self._port, self._flag = host, port, flag
         self._role = role
@@ -289,7 +296,20 @@ class Dashboard:
     async def _overview(self, request: web.Request) -> web.StreamResponse:
         async with self._state(request) as (state, now):
             body = {**self._context(state, request), **views.overview(state, now=now)}
+        # Who stands by is not in the events (it is the lease bucket's soft state): known
+        # for now only, and "unknown" (None) while the servers cannot say.
+        body["standbys"] = None if body["role"] == "past" else await self._standbys_now()
         return _json(body)
+
+    async def _standbys_now(self) -> list[str] | None:
+        if self._standbys is None:
+            return None
+        try:
+            async with asyncio.timeout(STANDBYS_ASK_S):
+                return list(await self._standbys())
+        except (StoreError, TimeoutError) as err:
+            log.debug("dashboard: standbys unknown: %s", err or "no answer in time")
+            return None
 
     async def _nodes(self, request: web.Request) -> web.StreamResponse:
         async with self._state(request) as (state, now):
@@ -540,6 +560,7 @@ async def open_dashboard(
     token: str | None,
     role: Callable[[], str],
     identity: str,
+    standbys: Standbys | None = None,
 ) -> Dashboard:
     """Start the dashboard at ``address``. A busy default port falls back to a free
     one; an address asked for must be free."""
@@ -553,6 +574,7 @@ async def open_dashboard(
             role=role,
             identity=identity,
             token=token,
+            standbys=standbys,
         )
 
     dashboard = make(address.port)

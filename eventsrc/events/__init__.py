@@ -28,6 +28,7 @@ from eventsrc.events.node import (
     SkillInstanceUnregistered,
     UnavailableSkill,
 )
+from eventsrc.events.output import OutputLine, TaskOutput, parse_progress
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
 from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
@@ -74,6 +75,7 @@ __all__ = [
     "NodeJoined",
     "NodeLeft",
     "Origin",
+    "OutputLine",
     "SkillCategory",
     "SkillInstanceExpired",
     "SkillInstanceRegistered",
@@ -86,6 +88,7 @@ __all__ = [
     "TaskCancelRequested",
     "TaskCancelled",
     "TaskFailed",
+    "TaskOutput",
     "TaskPriority",
     "TaskQueued",
     "TaskRejected",
@@ -104,6 +107,7 @@ __all__ = [
     "decode",
     "encode",
     "new_event_id",
+    "parse_progress",
     "parse_rate",
     "validate_token",
 ]

@@ -20,6 +20,7 @@ from eventsrc.events.node import (
     SkillInstanceRegistered,
     SkillInstanceUnregistered,
 )
+from eventsrc.events.output import TaskOutput
 from eventsrc.events.skill import SkillRegistered, SkillUpdated
 from eventsrc.events.task import (
     TaskAssigned,
@@ -64,7 +65,8 @@ Event = Annotated[
     | ClusterSettingsChanged
     | LimitSet
     | LimitRemoved
-    | Heartbeat,
+    | Heartbeat
+    | TaskOutput,
     Field(discriminator="type"),
 ]
 """Any event eventsrc writes; decode with ``EVENT_ADAPTER.validate_json``."""
@@ -102,6 +104,7 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         LimitSet,
         LimitRemoved,
         Heartbeat,
+        TaskOutput,
     )
 }
 """Event type name -> model class."""

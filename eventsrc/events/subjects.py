@@ -12,6 +12,8 @@ subject token.
     evt.task.<task>.to.<node>           an attempt assigned to a node
     evt.task.<task>.from.<node>         what the node reports back about it
     hb.<node>                           heartbeats (EVENTSRC_HEARTBEATS)
+    out.<task>.<node>                   a running task's progress and output lines
+                                        (EVENTSRC_OUTPUT)
     evt.bench.raw.<task>...             the store benchmark's raw copies (never read)
     eventsrc.rpc.<node>.<action>        plain node-to-node requests (not stored)
 
@@ -27,6 +29,8 @@ EVENTS_FILTER: Final = "evt.>"
 """Every subject of EVENTSRC_EVENTS."""
 HEARTBEATS_FILTER: Final = "hb.>"
 """Every subject of EVENTSRC_HEARTBEATS."""
+OUTPUT_FILTER: Final = "out.>"
+"""Every subject of EVENTSRC_OUTPUT."""
 CLUSTER_SUBJECT: Final = "evt.cluster"
 """Leader elections and cluster settings."""
 ALL_NODES_FILTER: Final = "evt.node.*"
@@ -38,6 +42,7 @@ ALL_TASKS_FILTER: Final = "evt.task.>"
 
 _TASK_PREFIX: Final = "evt.task."
 _HEARTBEAT_PREFIX: Final = "hb."
+_OUTPUT_PREFIX: Final = "out."
 _TASK_ID_AT: Final = len(_TASK_PREFIX)
 
 
@@ -49,6 +54,17 @@ def node_subject(node_id: str) -> str:
 def heartbeat_subject(node_id: str) -> str:
     """A node's heartbeats in EVENTSRC_HEARTBEATS: ``hb.<node_id>``."""
     return f"{_HEARTBEAT_PREFIX}{node_id}"
+
+
+def output_subject(task_id: str, node_id: str) -> str:
+    """A running task's progress and output lines from the node running it, in
+    EVENTSRC_OUTPUT: ``out.<task_id>.<node_id>``."""
+    return f"{_OUTPUT_PREFIX}{task_id}.{node_id}"
+
+
+def task_output_filter(task_id: str) -> str:
+    """The progress and output of a task from every node: ``out.<task_id>.*``."""
+    return output_subject(task_id, "*")
 
 
 def skill_subject(name: str) -> str:
@@ -124,6 +140,11 @@ def node_rpc_subject(node_id: str, action: str) -> str:
 def is_heartbeat_subject(subject: str) -> bool:
     """Whether a subject belongs to EVENTSRC_HEARTBEATS rather than EVENTSRC_EVENTS."""
     return subject.startswith(_HEARTBEAT_PREFIX)
+
+
+def is_output_subject(subject: str) -> bool:
+    """Whether a subject belongs to EVENTSRC_OUTPUT rather than EVENTSRC_EVENTS."""
+    return subject.startswith(_OUTPUT_PREFIX)
 
 
 def subject_matches(pattern: str, subject: str) -> bool:

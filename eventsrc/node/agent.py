@@ -60,6 +60,7 @@ from eventsrc.node.host import (
     prime_cpu_meter,
     process_is_gone,
 )
+from eventsrc.node.output import OutputSink, current_output
 from eventsrc.node.pyskills import CancelSignal
 from eventsrc.node.setup import NodeSkills
 from eventsrc.ports import StoredEvent
@@ -456,10 +457,23 @@ class NodeAgent:
         timer = asyncio.get_running_loop().call_later(
             STARTED_AFTER_S, lambda: recording.append(asyncio.ensure_future(self._started(event)))
         )
+        output = OutputSink(
+            self._store.append,
+            envelope=self._envelope,
+            task_id=event.task_id,
+            node_id=self.node_id,
+            attempt=event.attempt,
+        )
+        output.start()
+        token = current_output.set(output)
         try:
-            outcome = await run_assignment(
-                event, self.handlers, self._executors, self.node_id, self._cancels[key]
-            )
+            try:
+                outcome = await run_assignment(
+                    event, self.handlers, self._executors, self.node_id, self._cancels[key]
+                )
+            finally:
+                current_output.reset(token)
+                await output.close()  # its last lines go out before the result
             timer.cancel()
             if recording:
                 await recording[0]  # stored before the result, whatever happens next

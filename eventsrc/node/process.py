@@ -1,5 +1,8 @@
 """The child processes executors run: a process group each, a time limit, an output cap.
 
+While an attempt runs, each line of the child's stdout and stderr also goes to the
+attempt's output sink (``eventsrc.node.output``), which streams them live.
+
 Every child starts in a process group of its own. When it times out, is cancelled, or
 the awaiting task is cancelled, the whole group gets SIGTERM, then SIGKILL after a
 grace period; when it exits by itself, whatever it left running in its group is
@@ -18,13 +21,16 @@ from typing import Any
 
 import orjson
 
+from eventsrc.events.output import OutputKind
 from eventsrc.lineage import TASK_ID_ENV, running_task
+from eventsrc.node.output import OutputSink, current_output
 
 __all__ = ["DEFAULT_KILL_GRACE_S", "DEFAULT_OUTPUT_CAP"]
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 """Bytes kept per stream (stdout, stderr); the rest is counted and dropped."""
 DEFAULT_KILL_GRACE_S = 2.0
+_MAX_PARTIAL = 65536
 
 
 @dataclass(frozen=True)
@@ -49,18 +55,39 @@ class _Limits:
 
 
 class _Capture:
-    """Keeps the first ``cap`` bytes of a stream and counts the rest."""
+    """Keeps the first ``cap`` bytes of a stream and counts the rest; with a ``sink``,
+    also hands it every line as it comes (whatever the cap)."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(
+        self, cap: int, kind: OutputKind = "stdout", sink: OutputSink | None = None
+    ) -> None:
         self.cap = cap
         self.data = bytearray()
         self.dropped = 0
+        self._kind: OutputKind = kind
+        self._sink = sink
+        self._partial = bytearray()
 
     async def drain(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(65536):
             room = max(0, self.cap - len(self.data))
             self.data += chunk[:room]
             self.dropped += len(chunk) - min(room, len(chunk))
+            if self._sink is not None:
+                self._lines(chunk)
+        if self._sink is not None and self._partial:
+            self._sink.line(self._kind, self._partial.decode("utf-8", errors="replace"))
+            self._partial.clear()
+
+    def _lines(self, chunk: bytes) -> None:
+        assert self._sink is not None
+        *complete, rest = (self._partial + chunk).split(b"\n")
+        for line in complete:
+            self._sink.line(self._kind, line.decode("utf-8", errors="replace").rstrip("\r"))
+        if len(rest) > _MAX_PARTIAL:  # an endless line goes out in pieces, not held
+            self._sink.line(self._kind, rest.decode("utf-8", errors="replace"))
+            rest.clear()
+        self._partial = rest
 
     def body(self) -> str:
         return self.data.decode("utf-8", errors="replace")
@@ -185,7 +212,9 @@ async def _supervise(
 ) -> _Child:
     pid = transport.get_pid()
     assert protocol.stdout is not None and protocol.stderr is not None
-    out, err = _Capture(limits.output_cap), _Capture(limits.output_cap)
+    sink = current_output.get()
+    out = _Capture(limits.output_cap, "stdout", sink)
+    err = _Capture(limits.output_cap, "stderr", sink)
     helpers = [
         asyncio.create_task(out.drain(protocol.stdout)),
         asyncio.create_task(err.drain(protocol.stderr)),

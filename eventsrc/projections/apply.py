@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsrc.errors import UndecodableEventError
-from eventsrc.events import Event, Heartbeat, LeaderElected, aggregate_of
+from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of
 from eventsrc.events.subjects import task_id_of
 from eventsrc.ports import Record
 from eventsrc.projections import limits, membership, tasks
@@ -61,6 +61,8 @@ def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> Non
     try:
         if isinstance(event, Heartbeat):
             raise Problem("illegal", "a heartbeat in the events stream")
+        if isinstance(event, TaskOutput):
+            raise Problem("illegal", "task output in the events stream")
         if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
             raise Problem(
                 "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"

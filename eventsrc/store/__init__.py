@@ -5,6 +5,7 @@ from __future__ import annotations
 from eventsrc.ports import (
     EVENTS_STREAM,
     HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
     EventStore,
     Record,
     StoredEvent,
@@ -16,6 +17,7 @@ from eventsrc.store.streams import StreamSettings, ensure_streams
 __all__ = [
     "EVENTS_STREAM",
     "HEARTBEATS_STREAM",
+    "OUTPUT_STREAM",
     "Connection",
     "EventStore",
     "JetStreamEventStore",

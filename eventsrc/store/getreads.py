@@ -20,14 +20,11 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
-from eventsrc.errors import UndecodableEventError
-from eventsrc.events import decode
 from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent, stream_filter
 from eventsrc.store.jetstream import (
-    HDR_ORIGIN_TIME,
     JetStreamEventStore,
     _map_error,
-    _origin_time,
+    got_record,
 )
 
 POLL_MIN_S = 0.05
@@ -113,7 +110,7 @@ class ConsumerlessEventStore(JetStreamEventStore):
                 continue  # aged out or purged since the stream info
             except nats.errors.Error as err:
                 raise _map_error(err, subject=subject) from err
-            record = _record(msg, pending=0)
+            record = got_record(msg, pending=0)
             if record.seq <= until_seq:
                 records.append(record)
         return sorted(records, key=lambda record: record.seq)
@@ -126,7 +123,7 @@ class ConsumerlessEventStore(JetStreamEventStore):
             return None
         except nats.errors.Error as err:
             raise _map_error(err, subject=subject) from err
-        return _record(msg, pending=0)
+        return got_record(msg, pending=0)
 
 
 class _Merge:
@@ -162,20 +159,6 @@ def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     if subjects is None:
         return [stream_filter(stream)]
     return [subjects] if isinstance(subjects, str) else list(subjects)
-
-
-def _record(msg: Any, *, pending: int) -> Record:
-    seq, subject = int(msg.seq), str(msg.subject)
-    stored_at: datetime = msg.time
-    headers = msg.headers
-    if headers and HDR_ORIGIN_TIME in headers:
-        stored_at = _origin_time(headers[HDR_ORIGIN_TIME], stored_at)
-    try:
-        event = decode(msg.data or b"", seq=seq, subject=subject)
-    except UndecodableEventError as err:
-        err.time = stored_at
-        return err
-    return StoredEvent(seq, subject, stored_at, event, pending)
 
 
 def event_store(nc: Client, *, consumers: bool, **options: Any) -> JetStreamEventStore:

@@ -41,8 +41,15 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import Event, decode, encode
-from eventsrc.events.subjects import is_heartbeat_subject
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, Record, StoredEvent, stream_filter
+from eventsrc.events.subjects import is_heartbeat_subject, is_output_subject
+from eventsrc.ports import (
+    EVENTS_STREAM,
+    HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
+    Record,
+    StoredEvent,
+    stream_filter,
+)
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
@@ -71,7 +78,9 @@ HDR_ORIGIN_TIME: Final = "Eventsrc-Origin-Time"
 
 def stream_for(subject: str) -> str:
     """The stream that stores a subject."""
-    return HEARTBEATS_STREAM if is_heartbeat_subject(subject) else EVENTS_STREAM
+    if is_heartbeat_subject(subject):
+        return HEARTBEATS_STREAM
+    return OUTPUT_STREAM if is_output_subject(subject) else EVENTS_STREAM
 
 
 class JetStreamEventStore:
@@ -173,6 +182,17 @@ class JetStreamEventStore:
         except nats.errors.Error as err:
             raise _map_error(err, subject=subject) from err
         return int(msg.seq or 0)
+
+    async def latest(self, stream: str, subject: str) -> Record | None:
+        """The newest message stored under ``subject`` (no wildcards) in ``stream``, by
+        one message get (no consumer); None when there is none."""
+        try:
+            msg = await self._js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=subject) from err
+        return got_record(msg, pending=0)
 
     async def last_seq(self, stream: str = EVENTS_STREAM) -> int:
         """The last sequence stored in a stream (0 when it holds no message).
@@ -359,6 +379,21 @@ def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
     return StoredEvent(seq, msg.subject, stored_at, event, pending), pending
 
 
+def got_record(msg: Any, *, pending: int) -> Record:
+    """The record of a message get's reply (``js.get_msg`` / ``get_last_msg``)."""
+    seq, subject = int(msg.seq), str(msg.subject)
+    stored_at: datetime = msg.time
+    headers = msg.headers
+    if headers and HDR_ORIGIN_TIME in headers:
+        stored_at = _origin_time(headers[HDR_ORIGIN_TIME], stored_at)
+    try:
+        event = decode(msg.data or b"", seq=seq, subject=subject)
+    except UndecodableEventError as err:
+        err.time = stored_at
+        return err
+    return StoredEvent(seq, subject, stored_at, event, pending)
+
+
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -392,6 +427,12 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
             subject=err.subject,
         )
     if isinstance(err, nats.js.errors.APIError):
+        # A full stream answers 503 too (err_code 10077): the code decides, not the status.
+        if err.err_code == JS_ERR_STORE_FAILED:
+            return StoreFullError(
+                f"the event store is full ({err.description}); nothing was stored — raise "
+                f"the stream limits (events_max_bytes / events_max_age_s) or free space"
+            )
         if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or isinstance(
             err, nats.js.errors.ServiceUnavailableError
         ):
@@ -403,11 +444,6 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
             )
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)
-        if err.err_code == JS_ERR_STORE_FAILED:
-            return StoreFullError(
-                f"the event store is full ({err.description}); nothing was stored — raise "
-                f"the stream limits (events_max_bytes / events_max_age_s) or free space"
-            )
         if isinstance(err, nats.js.errors.NotFoundError):
             return StoreError(
                 f"stream not found for {subject}: start the coordinator once so it creates "

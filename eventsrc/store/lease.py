@@ -188,11 +188,17 @@ class KvLease:
             raise StoreError(f"could not announce standby {coordinator_id}: {err}") from err
 
     async def standbys(self) -> tuple[str, ...]:
-        """The coordinators that said they stand by within the last lease time, sorted:
-        one stream-info request listing the bucket's standby subjects."""
-        prefix = f"$KV.{self._bucket}.{STANDBY_PREFIX}"
-        try:
-            info = await self._js.stream_info(f"KV_{self._bucket}", subjects_filter=f"{prefix}>")
-        except nats.errors.Error as err:
-            raise StoreError(f"could not list the standby coordinators: {err}") from err
-        return tuple(sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {}))
+        """The coordinators that said they stand by within the last lease time, sorted."""
+        return await standbys(self._js, bucket=self._bucket)
+
+
+async def standbys(js: JetStreamContext, *, bucket: str = LEADER_BUCKET) -> tuple[str, ...]:
+    """The coordinators standing by (their ``standby.<id>`` keys not yet aged out),
+    sorted: one stream-info request listing the bucket's standby subjects, so a reader
+    needs no lease of its own."""
+    prefix = f"$KV.{bucket}.{STANDBY_PREFIX}"
+    try:
+        info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    except nats.errors.Error as err:
+        raise StoreError(f"could not list the standby coordinators: {err}") from err
+    return tuple(sorted(subject.removeprefix(prefix) for subject in info.state.subjects or {}))

@@ -23,7 +23,7 @@ from nats.js.api import DeliverPolicy
 from eventsrc.errors import ServerUnavailableError, StoreError
 from eventsrc.ports import stream_filter
 from eventsrc.store.jetstream import JetStreamEventStore
-from eventsrc.store.streams import StreamSettings, events_config, heartbeats_config
+from eventsrc.store.streams import StreamSettings, stream_configs
 
 IDLE_TIMEOUT_S: Final = 10.0
 BUFFER: Final = 10_000
@@ -160,7 +160,7 @@ async def create_missing_streams(
     """Create the streams that do not exist; an existing stream keeps the limits its
     coordinator gave it (unlike ``ensure_streams``)."""
     settings = settings or StreamSettings()
-    for config in (events_config(settings), heartbeats_config(settings)):
+    for config in stream_configs(settings):
         try:
             await store.js.stream_info(str(config.name))
         except nats.js.errors.NotFoundError:

@@ -1,4 +1,4 @@
-"""The two streams and their limits, created or upgraded idempotently."""
+"""The three streams and their limits, created or upgraded idempotently."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
-from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
+from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER, OUTPUT_FILTER
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ class StreamSettings:
 
     The events stream discards *new* messages when full, so a full store refuses new
     commands with a clear error instead of silently dropping history. Heartbeats are
-    soft state: a bounded history per node, oldest dropped first.
+    soft state: a bounded history per node, oldest dropped first. So are running
+    tasks' progress and output lines: bounded in age and bytes, oldest dropped first.
     """
 
     replicas: int = 1
@@ -46,6 +47,8 @@ class StreamSettings:
     duplicate_window_s: float = 120
     heartbeats_max_per_node: int = 1000
     heartbeats_max_age_s: float = 3600
+    output_max_age_s: float = 3600
+    output_max_bytes: int = 256 * 1024 * 1024
 
 
 def events_config(settings: StreamSettings) -> StreamConfig:
@@ -88,6 +91,30 @@ def heartbeats_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
+def output_config(settings: StreamSettings) -> StreamConfig:
+    """The JetStream config of ``EVENTSRC_OUTPUT``: progress and output lines of running
+    tasks, kept ``output_max_age_s`` and at most ``output_max_bytes`` (oldest dropped)."""
+    window = min(10.0, settings.output_max_age_s or 10.0)
+    return StreamConfig(
+        name=OUTPUT_STREAM,
+        description="eventsrc: running tasks' progress and output (soft state, bounded)",
+        subjects=[OUTPUT_FILTER],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.output_max_age_s,
+        max_bytes=settings.output_max_bytes,
+        duplicate_window=window,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+    )
+
+
+def stream_configs(settings: StreamSettings) -> tuple[StreamConfig, ...]:
+    """The config of every stream of ours."""
+    return events_config(settings), heartbeats_config(settings), output_config(settings)
+
+
 _COMPARED = (
     "subjects",
     "discard",
@@ -103,13 +130,13 @@ _COMPARED = (
 async def ensure_streams(
     js: JetStreamContext, settings: StreamSettings, *, settle_timeout: float = SETTLE_TIMEOUT_S
 ) -> None:
-    """Create both streams, or update them when their limits differ from ``settings``.
+    """Create the streams, or update them when their limits differ from ``settings``.
 
     A replicated stream that was just created or rescaled (R1 -> R3 after a restore)
     refuses or times out writes until its replicas have a leader and caught up, so this
     waits for that, up to ``settle_timeout`` seconds (then it only logs a warning).
     """
-    for config in (events_config(settings), heartbeats_config(settings)):
+    for config in stream_configs(settings):
         assert config.name is not None
         try:
             info = await js.stream_info(config.name)

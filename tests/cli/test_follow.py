@@ -47,10 +47,15 @@ async def test_get_follow_prints_each_change_and_ends_with_the_task(e2e: E2E) ->
         assert first["task_id"] == "t-1" and first["state"] == "queued", first
         await e2e.start_node("n-2", "python")  # now it can run, while we follow
         states = [first["state"]]
+        printed: list[str] = []
         while states[-1] != "succeeded":
             change = await next_json(watcher)
             assert change["task_id"] == "t-1", change
+            if change.get("type") == "TaskOutput":  # the live output, between the changes
+                printed += [line["text"] for line in change["lines"]]
+                continue
             states.append(str(change["state"]))
+        assert printed == ["42"], printed
         assert "running" in states or "assigned" in states, states
         assert change["node_id"] == "n-2" and change["result"]["stdout"] == "42\n", change
         # It ends by itself once the task has ended, exit 0 for a success.
@@ -73,7 +78,15 @@ async def test_tasks_watch_prints_changes_until_interrupted(e2e: E2E) -> None:
     watcher = follow(e2e, "tasks", "--watch", "--all")
     try:
         header = await asyncio.to_thread(watcher.wait_for_line, "TASK", DEADLINE_S)
-        assert header.split() == ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "REASON"]
+        assert header.split() == [
+            "TASK",
+            "STATE",
+            "NODE",
+            "ATTEMPTS",
+            "SKILLS",
+            "PROGRESS",
+            "REASON",
+        ]
         row = await asyncio.to_thread(watcher.wait_for_line, "old", DEADLINE_S)
         assert row.split()[:3] == ["old", "succeeded", "n-1"], row
         ran = await e2e.cli(

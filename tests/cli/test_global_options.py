@@ -30,7 +30,7 @@ EVENTSRC_COMMANDS: dict[str, list[str] | None] = {
     "secure add-node": ["/tmp/x", "n-1"],
     "server": ["--data-dir", "/tmp/x"],
     "mcp": [],
-    "dashboard": [],
+    "dashboard": ["--http", "127.0.0.1:0"],
     "openclaw": None,
     "openclaw install": [],
 }

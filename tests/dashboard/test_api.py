@@ -251,6 +251,19 @@ async def _three_dashboards(site: Site, standby_url: str, viewer_url: str) -> No
         metrics = samples(await site.text(f"{url}/metrics"))
         assert value(metrics, "eventsrc_is_leader") == (1 if role == "leader" else 0)
 
+    async def standbys_seen(url: str) -> Any:
+        async with site.session.get(f"{url}/api/overview") as response:
+            return (await response.json())["standbys"] or None
+
+    # The leader and the viewer both name the one standby; it names no other.
+    by_leader = await poll(
+        lambda: standbys_seen(site.url), "the leader's overview naming a standby"
+    )
+    by_viewer = await poll(lambda: standbys_seen(viewer_url), "the viewer naming the standby")
+    assert len(by_leader) == 1 and by_viewer == by_leader, (by_leader, by_viewer)
+    async with site.session.get(f"{standby_url}/api/overview") as response:
+        assert (await response.json())["standbys"] == []
+
 
 def test_the_embedded_cluster_of_one_serves_its_dashboard_on_loopback(tmp_path: Path) -> None:
     with program(

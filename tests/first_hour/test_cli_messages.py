@@ -59,7 +59,12 @@ async def test_status_names_the_leaders_and_a_frozen_coordinator_is_said_to_be_a
         status = await run_cli(["status", "--json"], cwd=tmp_path, url=nats_url)
         assert status.code == 0, status
         leaders = status.json["stream_leaders"]
-        assert set(leaders) == {"EVENTSRC_EVENTS", "EVENTSRC_HEARTBEATS", "KV_EVENTSRC_LEADER"}
+        assert set(leaders) == {
+            "EVENTSRC_EVENTS",
+            "EVENTSRC_HEARTBEATS",
+            "EVENTSRC_OUTPUT",
+            "KV_EVENTSRC_LEADER",
+        }
         # One server, no cluster: each stream is led by that server.
         assert all(re.fullmatch(r"[\w-]+", where) for where in leaders.values()), leaders
         text = await run_cli(["status"], cwd=tmp_path, url=nats_url)

@@ -46,6 +46,7 @@ from eventsrc.events import (
     TaskCancelled,
     TaskCancelRequested,
     TaskFailed,
+    TaskOutput,
     TaskQueued,
     TaskRejected,
     TaskRequeued,
@@ -235,6 +236,9 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
     ),
     LimitRemoved: draft(LimitRemoved, key=limit_keys),
     Heartbeat: draft(Heartbeat, node_id=nodes),
+    TaskOutput: draft(
+        TaskOutput, task_id=tasks, node_id=nodes, attempt=attempts, progress=st.just(0.5)
+    ),
 }
 assert {cls.model_fields["type"].default for cls in NOISE} == set(EVENT_CLASSES)
 

@@ -129,7 +129,11 @@ def test_a_task_runs_with_every_program_on_its_own_credentials(
             tmp_path,
         )
         assert followed.returncode == 0, followed.stderr
-        assert [json.loads(line)["state"] for line in followed.stdout.splitlines()] == ["succeeded"]
+        printed = [json.loads(line) for line in followed.stdout.splitlines()]
+        # The node's output (its own out.t42.<node>, by message gets), then the task.
+        assert [p["state"] for p in printed if "state" in p] == ["succeeded"]
+        lines = [line["text"] for p in printed if "lines" in p for line in p["lines"]]
+        assert lines == ["42"], printed
         nodes = _run(
             [
                 "-m",

@@ -22,9 +22,16 @@ from eventsrc.errors import (
     PayloadTooLargeError,
     UndecodableEventError,
 )
-from eventsrc.events import Event, Heartbeat, TaskSpec, TaskStarted, TaskSubmitted
+from eventsrc.events import Event, Heartbeat, TaskOutput, TaskSpec, TaskStarted, TaskSubmitted
 from eventsrc.events.subjects import subject_matches
-from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, EventStore, Record, StoredEvent
+from eventsrc.ports import (
+    EVENTS_STREAM,
+    HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
+    EventStore,
+    Record,
+    StoredEvent,
+)
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.getreads import ConsumerlessEventStore
 from tests.factories import T0, envelope, one_of_each
@@ -53,7 +60,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     nc = await nats.connect(request.getfixturevalue("nats_url"))
     try:
         js = nc.jetstream()
-        for stream in (EVENTS_STREAM, HEARTBEATS_STREAM):
+        for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM):
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_stream(stream)
         await JetStreamEventStore(nc).ensure_streams()
@@ -125,10 +132,13 @@ async def test_every_event_type_round_trips_to_its_stream(backend: Backend) -> N
         await backend.store.append(event)
     stored = await collect(backend.store.read())
     beats = await collect(backend.store.read(stream=HEARTBEATS_STREAM))
-    assert events(stored) == [e for e in sent if not isinstance(e, Heartbeat)]
+    output = await collect(backend.store.read(stream=OUTPUT_STREAM))
+    soft = (Heartbeat, TaskOutput)
+    assert events(stored) == [e for e in sent if not isinstance(e, soft)]
     assert events(beats) == [e for e in sent if isinstance(e, Heartbeat)]
+    assert events(output) == [e for e in sent if isinstance(e, TaskOutput)]
     assert [r.subject for r in stored if isinstance(r, StoredEvent)] == [
-        e.subject for e in sent if not isinstance(e, Heartbeat)
+        e.subject for e in sent if not isinstance(e, soft)
     ]
     times = [r.time for r in stored if isinstance(r, StoredEvent)]
     assert times == sorted(times)

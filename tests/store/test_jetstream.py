@@ -22,6 +22,7 @@ from eventsrc.events import Heartbeat, TaskSpec, TaskStarted, TaskSubmitted, new
 from eventsrc.store import (
     EVENTS_STREAM,
     HEARTBEATS_STREAM,
+    OUTPUT_STREAM,
     JetStreamEventStore,
     NatsOptions,
     StoredEvent,
@@ -69,10 +70,12 @@ async def test_every_event_type_round_trips_through_the_stream(
     events = one_of_each(task_id="roundtrip", node_id="rt-node", skill="rt-skill")
     first = await store.last_seq(EVENTS_STREAM) + 1
     hb_first = await store.last_seq(HEARTBEATS_STREAM) + 1
+    out_first = await store.last_seq(OUTPUT_STREAM) + 1
     for event in events:
         await store.append(event)
     stored = await collect(store.read(from_seq=first))
     stored += await collect(store.read(stream=HEARTBEATS_STREAM, from_seq=hb_first))
+    stored += await collect(store.read(stream=OUTPUT_STREAM, from_seq=out_first))
     assert all(isinstance(item, StoredEvent) for item in stored)
     by_id = {item.event.event_id: item for item in stored if isinstance(item, StoredEvent)}
     for event in events:

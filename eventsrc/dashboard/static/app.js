@@ -80,7 +80,9 @@ async function overview() {
   header(o);
   const cards = [
     ["role", o.role === "past" ? "past" : o.serving], ["leader", o.leader || "-"],
-    ["epoch", o.epoch], ["stream position", o.last_seq], ["projection lag", o.lag],
+    ["epoch", o.epoch],
+    ["standbys", o.standbys === null ? (o.role === "past" ? "-" : "unknown") : (o.standbys.join(", ") || "none")],
+    ["stream position", o.last_seq], ["projection lag", o.lag],
     ["queue depth", o.queue_depth], ["oldest waiting", ago(o.oldest_waiting_s)],
     ["skills", o.skills],
   ].map(([k, v]) => `<div class="card"><div class="k">${esc(k)}</div>` +
