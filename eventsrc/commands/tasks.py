@@ -71,6 +71,10 @@ DEFAULT_MAX_PAYLOAD = 512 * 1024
 """Bytes of task payload (as JSON); the submit and the assignment each carry it, and
 both must fit in one NATS message (1 MiB by default)."""
 
+MAX_CHAINED_PAYLOAD = DEFAULT_MAX_PAYLOAD
+"""Bytes (as JSON) of a chained task's payload with its predecessor's result: what one
+assignment can carry whatever the payload and result limits are."""
+
 
 class QueueFullError(DomainError):
     """The queue of waiting tasks is at its limit; submit later."""
@@ -450,19 +454,27 @@ def _predecessor(
     state: ClusterState, task: TaskView, *, stamp: Stamp
 ) -> TaskView | tuple[Event, ...] | None:
     """The succeeded task this one runs after (None if it runs after none), else the
-    events it gets meanwhile: cancelled when that task ended otherwise, or is no
-    longer known; the wait's reason, once, while it has not ended (no deadline passes
-    unseen meanwhile: the caller checks an explicit one)."""
+    events it gets meanwhile: cancelled when that task ended otherwise, is no longer
+    known, or left a result too large to pass on; the wait's reason, once, while it has
+    not ended (no deadline passes unseen meanwhile: the caller checks an explicit one)."""
     after = task.spec.after
     if after is None:
         return None
     before = state.tasks.get(after)
+    reason = ""
     if before is not None and before.state == TaskState.SUCCEEDED:
-        return before
-    if before is None or before.terminal:
+        size = len(canonical_json(_chained_payload(task.spec, before)))
+        if size <= MAX_CHAINED_PAYLOAD:
+            return before
+        reason = (
+            f"its payload with the result of task {after} is {size} bytes as JSON, over the "
+            f"{MAX_CHAINED_PAYLOAD} one assignment may carry: pass large results by reference"
+        )
+    elif before is None or before.terminal:
         why = "is no longer known" if before is None else f"ended {before.state}"
         detail = before.error or before.reason if before is not None else ""
         reason = f"task {after} it runs after {why}" + (f": {detail}" if detail else "")
+    if reason:
         return (
             TaskCancelled(
                 **stamp.envelope(),

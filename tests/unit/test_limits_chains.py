@@ -16,7 +16,7 @@ from eventsrc.commands.limits import (
     decide_set_limit,
     list_limits,
 )
-from eventsrc.commands.tasks import SubmitTask, decide_submit, reconcile
+from eventsrc.commands.tasks import MAX_CHAINED_PAYLOAD, SubmitTask, decide_submit, reconcile
 from eventsrc.errors import InvalidRequestError, NotFoundError
 from eventsrc.events import (
     Event,
@@ -252,6 +252,18 @@ def test_a_chain_is_cancelled_down_the_line_when_a_link_does_not_succeed(
     (c_cancelled,) = cluster.step(at(5))
     assert isinstance(c_cancelled, TaskCancelled) and c_cancelled.task_id == "c"
     assert c_cancelled.reason.startswith("task b it runs after ended cancelled: task a")
+
+
+def test_a_result_too_large_to_pass_on_cancels_the_chained_task() -> None:
+    cluster = sim()
+    cluster.submit("a")
+    cluster.submit("b", after="a", payload={"x": "y" * (MAX_CHAINED_PAYLOAD - 20)})
+    cluster.step(at(1))
+    cluster.finish("a", at=at(2))
+    (event,) = cluster.step(at(3))
+    assert isinstance(event, TaskCancelled)
+    assert event.reason.startswith("its payload with the result of task a is ")
+    assert "pass large results by reference" in event.reason
 
 
 def test_the_queue_timeout_of_a_chained_task_counts_from_its_predecessors_end() -> None:
