@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from eventsrc import cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
+from eventsrc.commands.limits import SetLimit
 from eventsrc.commands.timing import check_timing, parse_duration
 from eventsrc.commands.views import TaskInfo
 from eventsrc.dashboard import command as dashboard_command
@@ -80,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="submit a task")
     _task_flags(submit)
     submit.add_argument("--task-id", help="your id for the task (idempotent resubmit)")
+    submit.add_argument(
+        "--after",
+        metavar="TASK_ID",
+        help="start once that task succeeded, with its result in the payload's 'after' key "
+        "(cancelled if it fails or is cancelled)",
+    )
+    submit.add_argument(
+        "--not-before", metavar="TIME", help="start no earlier (ISO time, e.g. 2026-12-01T09:00Z)"
+    )
+    submit.add_argument(
+        "--delay", type=float, metavar="S", help="start no earlier than S s after submission"
+    )
+    submit.add_argument(
+        "--deadline", metavar="TIME", help="timed out if not started by then (ISO time)"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the result")
     submit.add_argument("--timeout", type=float, default=60.0, help="bound on --wait (s)")
 
@@ -97,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--off", action="store_true", help="undo a drain (as undrain)")
     undrain = sub.add_parser("undrain", help="place work on a drained node again")
     undrain.add_argument("node_id")
+    limit = sub.add_parser("limit", help="cluster-wide limits of keys: set, list, remove")
+    limit_actions = limit.add_subparsers(dest="limit_command", required=True)
+    limit_set = limit_actions.add_parser("set", help="set or change the limit of a key")
+    limit_set.add_argument("key")
+    limit_set.add_argument("--max", type=int, help="at most N of its tasks assigned or running")
+    limit_set.add_argument("--rate", help="at most this many started per window, e.g. 30/m")
+    limit_actions.add_parser("list", help="every limit in force, keys' and skills'")
+    limit_remove = limit_actions.add_parser("remove", help="remove the limit of a key")
+    limit_remove.add_argument("key")
     sub.add_parser("nodes", help="list nodes")
     sub.add_parser("skills", help="list skills: the catalog and what nodes found")
     sub.add_parser("status", help="cluster status")
@@ -135,6 +160,9 @@ def _task_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-attempts", type=int)
     parser.add_argument("--model", help="provider/model for an OpenClaw agent turn")
+    parser.add_argument(
+        "--limit-key", metavar="K", help="held by the cluster-wide limit of K (eventsrc limit)"
+    )
 
 
 def _schedule_parser(sub: Any) -> None:
@@ -304,6 +332,13 @@ def _check_usage(args: argparse.Namespace) -> None:
         for one in value if isinstance(value, list) else [value]:
             if one is not None:
                 validate_token(one, what=what)
+    if args.command == "limit" and args.limit_command != "list":
+        validate_token(args.key, what="limit key")
+        if args.limit_command == "set":
+            try:
+                SetLimit(key=args.key, max_running=args.max, rate=args.rate)
+            except ValidationError as err:
+                raise InvalidRequestError(f"limit {args.key}: {first_problem(err)}") from err
     if args.command == "schedule":
         if "name" in args:
             validate_token(args.name, what="schedule name")
@@ -356,8 +391,13 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         ("run_timeout", "run_timeout_s"),
         ("queue_timeout", "queue_timeout_s"),
         ("max_attempts", "max_attempts"),
+        ("after", "after"),
+        ("not_before", "not_before"),
+        ("delay", "delay_s"),
+        ("deadline", "deadline"),
+        ("limit_key", "limit_key"),
     ):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:  # the waiting flags are submit's only
             options[field] = getattr(args, flag)
     return options
 
@@ -384,6 +424,8 @@ async def _dispatch(cluster: Cluster, args: argparse.Namespace) -> int:
         data = await cluster.api.call("tasks", {"all": args.all, "limit": args.limit})
         await _add_progress(cluster, data["tasks"])
         return cli_text.show(data, args.json, cli_text.tasks_table)
+    if args.command == "limit":
+        return await _limit(cluster, args)
     if args.command == "nodes":
         return cli_text.show(await cluster.api.call("nodes"), args.json, cli_text.nodes_table)
     if args.command == "skills":
@@ -421,6 +463,16 @@ async def _schedule(cluster: Cluster, args: argparse.Namespace) -> int:
     else:
         data = await cluster.resume_schedule(args.name)
     return cli_text.show(data, args.json, cli_text.schedule_text)
+
+
+async def _limit(cluster: Cluster, args: argparse.Namespace) -> int:
+    if args.limit_command == "set":
+        data = await cluster.set_limit(args.key, max_running=args.max, rate=args.rate)
+        return cli_text.show(data["limits"], args.json, cli_text.limits_table)
+    if args.limit_command == "remove":
+        data = await cluster.remove_limit(args.key)
+        return cli_text.show(data["limits"], args.json, cli_text.limits_table)
+    return cli_text.show(await cluster.limits(), args.json, cli_text.limits_table)
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:

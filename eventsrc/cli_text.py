@@ -197,6 +197,17 @@ def drained_text(node: dict[str, Any]) -> str:
     return f"node {node_id} {said} (state: {node['state']})"
 
 
+def limits_table(rows: list[dict[str, Any]]) -> str:
+    """Every limit in force: ``NAME  RUNNING  MAX  RATE``."""
+    if not rows:
+        return "no limits (eventsrc limit set KEY --max N; skills: metadata.eventsrc)"
+    cells = [
+        [row["name"], str(row["running"]), str(row["max_running"] or "-"), row["rate"] or "-"]
+        for row in rows
+    ]
+    return format_table(cells, ["LIMIT", "RUNNING", "MAX", "RATE"])
+
+
 def skills_table(data: dict[str, Any]) -> str:
     rows = []
     for skill in data["skills"]:

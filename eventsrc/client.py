@@ -15,9 +15,12 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
 
+from pydantic import ValidationError
+
 from eventsrc.api_client import ApiClient, CoordinatorUnavailableError, RequestTimeoutError
 from eventsrc.commands import api
 from eventsrc.commands.base import Command
+from eventsrc.commands.limits import RemoveLimit, SetLimit
 from eventsrc.commands.registry import (
     decide_expire_stale,
     decide_register_instance,
@@ -32,6 +35,7 @@ from eventsrc.errors import (
     NotFoundError,
     NotPermittedError,
     ServerUnavailableError,
+    first_problem,
 )
 from eventsrc.events import (
     EVENT_ADAPTER,
@@ -158,8 +162,10 @@ class Cluster:
         **options: Any,
     ) -> TaskInfo:
         """Submit a task needing ``skills``; options are TaskSpec fields (priority, labels,
-        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model); an
-        unknown one raises InvalidRequestError.
+        node_id, run_timeout_s, queue_timeout_s, max_attempts, backoff_s, task_type, model,
+        after, not_before, delay_s, deadline, limit_key); an unknown one raises
+        InvalidRequestError. ``after=TASK_ID`` starts it once that task succeeded, with
+        that task's result in its payload under ``after`` (``{"task_id", "result"}``).
 
         Inside a task's attempt on a node, ``parent_task_id`` defaults to that task: the
         new task is its sub-task."""
@@ -334,6 +340,30 @@ class Cluster:
         if off:
             command = command.model_copy(update={"reason": "undrain requested"})
         return await self.api.call("drain", command)
+
+    async def set_limit(
+        self, key: str, *, max_running: int | None = None, rate: str | None = None
+    ) -> Any:
+        """Limit the tasks submitted with ``limit_key=key`` cluster-wide: at most
+        ``max_running`` assigned or running at once, at most ``rate`` (``30/m``) started.
+        Returns ``changed`` and every limit in force."""
+        try:
+            command = SetLimit(
+                key=validate_token(key, what="limit key"), max_running=max_running, rate=rate
+            )
+        except ValidationError as err:
+            raise InvalidRequestError(f"limit {key}: {first_problem(err)}") from err
+        return await self.api.call("limit_set", command)
+
+    async def remove_limit(self, key: str) -> Any:
+        """Remove a key's limit (its tasks are no longer held by it)."""
+        command = RemoveLimit(key=validate_token(key, what="limit key"))
+        return await self.api.call("limit_remove", command)
+
+    async def limits(self) -> list[dict[str, Any]]:
+        """Every limit in force (keys' and skills'), with the tasks running under each."""
+        rows: list[dict[str, Any]] = await self.api.call("limits")
+        return rows
 
     async def undrain(self, node_id: str) -> Any:
         """Place work on a drained node again."""

@@ -61,6 +61,7 @@ READ_ENDPOINTS: Final = (
     "status",
     "schedule_list",
     "schedule_next",
+    "limits",
 )
 SUBMIT_ENDPOINTS: Final = (
     "submit",
@@ -71,6 +72,8 @@ SUBMIT_ENDPOINTS: Final = (
     "schedule_pause",
     "schedule_resume",
     "schedule_remove",
+    "limit_set",
+    "limit_remove",
 )
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 

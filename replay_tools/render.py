@@ -12,6 +12,8 @@ from eventsrc.events import (
     Event,
     Heartbeat,
     LeaderElected,
+    LimitRemoved,
+    LimitSet,
     NodeCapabilitiesReported,
     NodeDrainCancelled,
     NodeDrainRequested,
@@ -94,6 +96,17 @@ def _submitted(event: TaskSubmitted) -> str:
     by = f" by {event.submitted_by}" if event.submitted_by else ""
     pin = f", pinned to {spec.node_id}" if spec.node_id else ""
     parent = f", sub-task of {event.parent_task_id}" if event.parent_task_id else ""
+    waits = "".join(
+        f", {what} {value}"
+        for what, value in (
+            ("after", spec.after),
+            ("not before", spec.not_before and short_time(spec.not_before)),
+            ("delay", spec.delay_s is not None and f"{spec.delay_s:g} s"),
+            ("deadline", spec.deadline and short_time(spec.deadline)),
+            ("limit key", spec.limit_key),
+        )
+        if value
+    )
     fired = (
         f", occurrence {short_time(event.occurrence)} of schedule {event.schedule}"
         if event.schedule and event.occurrence
@@ -101,7 +114,7 @@ def _submitted(event: TaskSubmitted) -> str:
     )
     return (
         f"submitted{by}: skills {', '.join(spec.skills)}, priority {spec.priority}, "
-        f"max attempts {spec.max_attempts}{pin}{parent}{fired}"
+        f"max attempts {spec.max_attempts}{pin}{parent}{waits}{fired}"
     )
 
 
@@ -128,8 +141,17 @@ def _schedule_skipped(event: ScheduleSkipped) -> str:
 
 def _assigned(event: TaskAssigned) -> str:
     ranked = ", ".join(f"{c.node_id} {c.running}/{c.capacity}" for c in event.candidates)
-    return f"attempt {event.attempt} -> {event.node_id}" + (
-        f" (candidates {ranked})" if ranked else ""
+    limits = "; ".join(
+        f"limit {use.name}: {use.running}"
+        + (f" of {use.max_running}" if use.max_running else "")
+        + " running"
+        + (f", {len(use.window_starts)} started in the {use.rate} window" if use.rate else "")
+        for use in event.limits
+    )
+    return (
+        f"attempt {event.attempt} -> {event.node_id}"
+        + (f" (candidates {ranked})" if ranked else "")
+        + (f" ({limits})" if limits else "")
     )
 
 
@@ -189,6 +211,18 @@ _SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
     ClusterSettingsChanged: lambda e: (
         "settings: " + ", ".join(f"{k}={v}" for k, v in sorted(e.settings.items()))
     ),
+    LimitSet: lambda e: (
+        f"limit {e.key}: "
+        + ", ".join(
+            part
+            for part in (
+                f"at most {e.max_running} running" if e.max_running else "",
+                f"rate {e.rate}" if e.rate else "",
+            )
+            if part
+        )
+    ),
+    LimitRemoved: lambda e: f"limit {e.key} removed",
     Heartbeat: _heartbeat,
     ScheduleAdded: _schedule_added,
     SchedulePaused: lambda e: f"pause {e.name}{_reason(e.reason)}",

@@ -1,8 +1,10 @@
-"""The tree of tasks one task belongs to: its parent chain and the sub-tasks it started.
+"""The tree of tasks one task belongs to: its parent chain and the sub-tasks it started,
+and the chain of tasks run one after another (``--after``).
 
-A sub-task's ``TaskSubmitted`` names its parent (``parent_task_id``), so the tree is
-read from the submissions on ``evt.task.*.lifecycle``. ``audit task`` shows it below
-the task's own timeline, followed by the timelines of its sub-tasks.
+A sub-task's ``TaskSubmitted`` names its parent (``parent_task_id``), a chained task's
+spec the task it runs after (``after``), so both are read from the submissions on
+``evt.task.*.lifecycle``. ``audit task`` shows them below the task's own timeline,
+followed by the timelines of its sub-tasks and of the other tasks of its chain.
 """
 
 from __future__ import annotations
@@ -32,6 +34,27 @@ class TaskTree:
     parent: dict[str, str] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=dict)
     skills: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    after: dict[str, str] = field(default_factory=dict)
+    """Task -> the task it runs after."""
+    then: dict[str, list[str]] = field(default_factory=dict)
+    """Task -> the tasks that run after it, in submission order."""
+
+    def chain(self) -> list[list[str]]:
+        """The chain ``task_id`` is in, as its paths from the first task to each last
+        one (one path for a plain A -> B -> C); empty when it is in no chain."""
+        first, seen = self.task_id, {self.task_id}
+        while first in self.after and self.after[first] not in seen:
+            first = self.after[first]
+            seen.add(first)
+
+        def paths(task_id: str, visited: frozenset[str]) -> list[list[str]]:
+            nexts = [t for t in self.then.get(task_id, []) if t not in visited]
+            if not nexts:
+                return [[task_id]]
+            return [[task_id, *rest] for t in nexts for rest in paths(t, visited | {t})]
+
+        found = paths(first, frozenset({first}))
+        return [] if found == [[self.task_id]] else found
 
     def descendants(self, task_id: str) -> list[str]:
         """The sub-tasks of ``task_id``, depth first, in submission order."""
@@ -51,6 +74,8 @@ async def task_tree(store: JetStreamEventStore, task_id: str) -> TaskTree:
     parent: dict[str, str] = {}
     children: dict[str, list[str]] = {}
     skills: dict[str, tuple[str, ...]] = {}
+    after: dict[str, str] = {}
+    then: dict[str, list[str]] = {}
     async with read_records(store, subjects=[SUBMISSIONS]) as records:
         async for record in records:
             if not isinstance(record, StoredEvent):
@@ -62,11 +87,22 @@ async def task_tree(store: JetStreamEventStore, task_id: str) -> TaskTree:
             if event.parent_task_id:
                 parent[event.task_id] = event.parent_task_id
                 children.setdefault(event.parent_task_id, []).append(event.task_id)
+            if event.spec.after:
+                after[event.task_id] = event.spec.after
+                then.setdefault(event.spec.after, []).append(event.task_id)
     root, seen = task_id, {task_id}
     while root in parent and parent[root] not in seen:  # a cycle of ids ends the walk
         root = parent[root]
         seen.add(root)
-    return TaskTree(task_id=task_id, root=root, parent=parent, children=children, skills=skills)
+    return TaskTree(
+        task_id=task_id,
+        root=root,
+        parent=parent,
+        children=children,
+        skills=skills,
+        after=after,
+        then=then,
+    )
 
 
 def tree_lines(tree: TaskTree) -> list[str]:
@@ -92,6 +128,7 @@ def to_json(tree: TaskTree) -> dict[str, Any]:
     members = [tree.root, *tree.descendants(tree.root)]
     return {
         "root": tree.root,
+        "chain": tree.chain(),
         "tasks": [
             {
                 "task_id": member,
@@ -109,12 +146,21 @@ async def task_tree_text(store: JetStreamEventStore, task_id: str) -> str:
     timelines after it."""
     text = audit.to_text("task", task_id, await audit.audit(store, "task", task_id))
     tree = await task_tree(store, task_id)
-    if tree.size == 1:
+    chain = tree.chain()
+    if tree.size == 1 and not chain:
         return text
-    parts = [text, "tree of tasks:\n" + "\n".join(tree_lines(tree))]
+    parts = [text]
+    if tree.size > 1:
+        parts.append("tree of tasks:\n" + "\n".join(tree_lines(tree)))
     for sub_task in tree.descendants(task_id)[:MAX_SHOWN]:
         entries = await audit.audit(store, "task", sub_task)
         parts.append(
             f"sub-task of {tree.parent[sub_task]}: " + audit.to_text("task", sub_task, entries)
         )
+    if chain:
+        parts.append("\n".join("chain: " + " -> ".join(path) for path in chain))
+        linked = dict.fromkeys(t for path in chain for t in path if t != task_id)
+        for other in list(linked)[:MAX_SHOWN]:
+            entries = await audit.audit(store, "task", other)
+            parts.append(f"in the chain: {audit.to_text('task', other, entries)}")
     return "\n\n".join(parts)

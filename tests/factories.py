@@ -12,6 +12,8 @@ from eventsrc.events import (
     Event,
     Heartbeat,
     LeaderElected,
+    LimitRemoved,
+    LimitSet,
     NodeCapabilitiesReported,
     NodeDrainCancelled,
     NodeDrainRequested,
@@ -201,6 +203,8 @@ def one_of_each(task_id: str = "t1", node_id: str = "n1", skill: str = "python")
             stale_after_s=15,
         ),
         NodeLeft(**envelope(f"node:{node_id}"), node_id=node_id, incarnation="i1"),
+        LimitSet(**envelope("coordinator", epoch=1), key="openai", max_running=2, rate="30/m"),
+        LimitRemoved(**envelope("coordinator", epoch=1), key="openai"),
         TaskOutput(
             **envelope(f"node:{node_id}"),
             task_id=task_id,

@@ -7,15 +7,22 @@ week-5 ``gpu: "recommended"`` or ``gpu: true``) never exclude. Among eligible no
 lowest running/capacity, then highest success rate, then the node with a GPU where a
 skill wants one qualitatively, then lower cpu and memory use where they differ by more
 than 10 points (nodes on one host tie), then node id.
+
+Before a node is looked for, the cluster-wide limits that cover the task (its skills'
+``max_concurrent`` and ``rate``, its ``limit_key``'s) must each allow one more start
+(``check_limits``); the placement then carries what each limit counted as evidence.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from eventsrc.events import Candidate, TaskSpec
+from eventsrc.events import Candidate, LimitUse, TaskSpec, parse_rate
+from eventsrc.projections.limits import limits_of
 from eventsrc.projections.queries import reported_skills, resolve_dependencies
 from eventsrc.projections.state import MEMBER_STATES, ClusterState, NodeState, NodeView
 
@@ -42,6 +49,94 @@ class Ineligible:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitReached:
+    """A cluster-wide limit holds the task: all its slots are taken, or its rate's
+    starts in the current window are used up."""
+
+    name: str
+    running: int
+    max_running: int | None = None
+    rate: str | None = None
+    """Set when the rate is what holds (not the running count)."""
+
+    @property
+    def text(self) -> str:
+        """The task's reason: ``limit openai-key: 2 of 2 running``."""
+        if self.rate is not None:
+            return f"limit {self.name}: rate {self.rate} used up"
+        return f"limit {self.name}: {self.running} of {self.max_running} running"
+
+
+@dataclass(slots=True)
+class LimitCounts:
+    """What limits count in one pass: tasks under each limit assigned or running (the
+    applied ones and this pass's), and the starts this pass decided (not applied yet).
+    Counted from the state on first use, so a pass with no limited task pays nothing."""
+
+    running: Counter[str] = field(default_factory=Counter)
+    started: Counter[str] = field(default_factory=Counter)
+    counted: bool = False
+
+    def count(self, state: ClusterState) -> LimitCounts:
+        """Count the applied tasks holding a slot under each limit (once per pass)."""
+        if not self.counted:
+            self.counted = True
+            for node in state.nodes.values():
+                for task_id in node.running:
+                    task = state.tasks.get(task_id)
+                    if task is not None:
+                        self.running.update(limit.name for limit in limits_of(state, task.spec))
+        return self
+
+    def add(self, uses: tuple[LimitUse, ...]) -> None:
+        """Count one more start under each of ``uses`` (a placement just decided)."""
+        for use in uses:
+            self.running[use.name] += 1
+            self.started[use.name] += 1
+
+
+def limit_counts(state: ClusterState) -> LimitCounts:
+    """The tasks holding a slot (assigned or running) under each limit, as applied."""
+    return LimitCounts().count(state)
+
+
+def check_limits(
+    state: ClusterState, spec: TaskSpec, counts: LimitCounts, *, now: datetime
+) -> LimitReached | tuple[LimitUse, ...]:
+    """The first limit that holds ``spec`` now, else each limit's evidence for a start.
+
+    A rate allows a start while fewer than its count started in the window ending
+    ``now``: the starts the state keeps (server times) plus this pass's own.
+    """
+    uses: list[LimitUse] = []
+    limits = limits_of(state, spec)
+    if limits:
+        counts.count(state)
+    for limit in limits:
+        running = counts.running[limit.name]
+        if limit.max_running is not None and running >= limit.max_running:
+            return LimitReached(limit.name, running, limit.max_running)
+        starts: tuple[datetime, ...] = ()
+        if limit.rate is not None:
+            count, window_s = parse_rate(limit.rate)
+            since = now - timedelta(seconds=window_s)
+            starts = tuple(t for t in state.limit_starts.get(limit.name, ()) if t > since)
+            starts += (now,) * counts.started[limit.name]
+            if len(starts) >= count:
+                return LimitReached(limit.name, running, limit.max_running, limit.rate)
+        uses.append(
+            LimitUse(
+                name=limit.name,
+                running=running,
+                max_running=limit.max_running,
+                rate=limit.rate,
+                window_starts=starts,
+            )
+        )
+    return tuple(uses)
+
+
+@dataclass(frozen=True, slots=True)
 class Assign:
     node_id: str
     candidates: tuple[Candidate, ...]
@@ -53,6 +148,8 @@ class Wait:
     would_qualify: tuple[str, ...] = ()
     busy: bool = False
     """Every eligible node is only short of a free slot (the usual wait under load)."""
+    limit: LimitReached | None = None
+    """The cluster-wide limit that holds the task, when that is why it waits."""
 
 
 @dataclass(frozen=True, slots=True)

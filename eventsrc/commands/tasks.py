@@ -3,6 +3,11 @@
 ``reconcile`` is the coordinator's control loop as a pure function: given the state and
 the time, it returns the events that move every unfinished task along (place, retry,
 requeue, time out). Each decision carries its evidence, so a replay never needs a clock.
+
+Tasks that wait by design (``after`` another task, ``not_before`` a time, a ``delay_s``)
+or under a cluster-wide limit are placed by ``reconcile`` only, never by their submit:
+its passes run one at a time on the applied state, so two decisions in flight never
+share a limit's last slot. Time only comes from the stamp.
 """
 
 from __future__ import annotations
@@ -15,10 +20,22 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from eventsrc.commands.base import Command, Stamp
-from eventsrc.commands.scheduler import Assign, Placement, Reject, Wait, place
+from eventsrc.commands.scheduler import (
+    Assign,
+    LimitCounts,
+    LimitReached,
+    Placement,
+    Reject,
+    Wait,
+    check_limits,
+    place,
+    unknown_skills,
+)
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
+    AFTER_KEY,
     Event,
+    LimitUse,
     NodeDrainCancelled,
     NodeDrainRequested,
     TaskAssigned,
@@ -34,6 +51,7 @@ from eventsrc.events import (
     Token,
     canonical_json,
 )
+from eventsrc.projections.limits import limits_of
 from eventsrc.projections.state import (
     ACTIVE_TASK_STATES,
     MEMBER_STATES,
@@ -41,7 +59,7 @@ from eventsrc.projections.state import (
     TaskState,
     TaskView,
 )
-from eventsrc.projections.tasks import AWAITING_PLACEMENT
+from eventsrc.projections.tasks import AWAITING_PLACEMENT, not_before
 
 MAX_REASON = 1000
 """Characters of a free-text field (reason, task type) a command may carry into events."""
@@ -52,6 +70,10 @@ MAX_SKILLS = 64
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 """Bytes of task payload (as JSON); the submit and the assignment each carry it, and
 both must fit in one NATS message (1 MiB by default)."""
+
+MAX_CHAINED_PAYLOAD = DEFAULT_MAX_PAYLOAD
+"""Bytes (as JSON) of a chained task's payload with its predecessor's result: what one
+assignment can carry whatever the payload and result limits are."""
 
 
 class QueueFullError(DomainError):
@@ -133,6 +155,16 @@ def decide_submit(
         raise DomainError(
             f"task {command.task_id} exists with a different request; use another task id"
         )
+    deferred = _deferred(state, command.spec)
+    if deferred and command.spec.queue_timeout_s == 0:
+        raise InvalidRequestError(
+            f"the task must wait ({deferred}) but its queue timeout is 0 (never wait); "
+            f"give a queue timeout above 0"
+        )
+    if command.spec.after is not None and command.spec.after not in state.tasks:
+        raise NotFoundError(
+            f"no task {command.spec.after} to run after; check the id (eventsrc tasks --all)"
+        )
     waiting = len(state.waiting)
     limit = limits.max_queued
     if waiting >= limit:
@@ -148,7 +180,16 @@ def decide_submit(
         broadcast_id=command.broadcast_id,
         queue_deadline=stamp.now + timedelta(seconds=command.spec.queue_timeout_s),
     )
-    placement = place(state, command.spec, planned=planned)
+    if deferred:
+        # Placed by reconcile (see the module's doc); only refused here if it never can.
+        missing = unknown_skills(state, command.spec.skills)
+        if not missing:
+            return (submitted,)
+        placement: Placement = Reject(
+            f"unknown skills: {', '.join(missing)} (not in the catalog)", missing
+        )
+    else:
+        placement = place(state, command.spec, planned=planned)
     if isinstance(placement, Wait) and command.spec.queue_timeout_s == 0:
         placement = Reject(f"{placement.reason} (queue timeout 0: not waiting)", ())
     followup = _placement_event(
@@ -161,6 +202,18 @@ def decide_submit(
         causation_id=submitted.event_id,
     )
     return (submitted, followup) if followup is not None else (submitted,)
+
+
+def _deferred(state: ClusterState, spec: TaskSpec) -> str:
+    """Why a submit leaves the task to reconcile ("" if it places it itself)."""
+    if spec.after is not None:
+        return f"after task {spec.after}"
+    if spec.waits_by_design():
+        return "not before a time"
+    if spec.limit_key is not None:
+        return f"under limit key {spec.limit_key}"
+    held = limits_of(state, spec)
+    return f"under limit {held[0].name}" if held else ""
 
 
 def _lineage(state: ClusterState, parent_task_id: str | None) -> dict[str, str]:
@@ -261,8 +314,9 @@ def reconcile(
             decisions.append((task.task_id, events))
     waiting.sort(key=lambda t: (-t.spec.priority, t.queued_since or stamp.now, t.task_id))
     full_up: dict[Hashable, Wait] = {}
+    limited = LimitCounts()  # counted when a task under a limit first needs it
     for task in waiting:
-        events = _check_waiting(state, task, counted, full_up, stamp=stamp)
+        events = _check_waiting(state, task, counted, full_up, limited, stamp=stamp)
         if events:
             decisions.append((task.task_id, events))
     return decisions
@@ -314,6 +368,7 @@ def _check_waiting(
     task: TaskView,
     planned: Counter[str],
     full: dict[Hashable, Wait],
+    limited: LimitCounts,
     *,
     stamp: Stamp,
 ) -> tuple[Event, ...]:
@@ -342,8 +397,17 @@ def _check_waiting(
                 error=task.error or "",
             ),
         )
-    since = task.queued_since or now
-    deadline = since + timedelta(seconds=spec.queue_timeout_s)
+    before = _predecessor(state, task, stamp=stamp)
+    if isinstance(before, tuple):
+        return before  # cancelled with it, or waiting for it
+    # The queue timeout counts from when the task may start (its retry's own time
+    # does not move it); a deadline bounds it.
+    asked = not_before(spec, task.submitted_at) if task.submitted_at else None
+    times = (task.queued_since, asked, before.finished_at if before else None)
+    ready = max((t for t in times if t is not None), default=now)
+    deadline = ready + timedelta(seconds=spec.queue_timeout_s)
+    if spec.deadline is not None:
+        deadline = min(deadline, spec.deadline)
     if now > deadline:
         return (
             TaskTimedOut(
@@ -356,13 +420,22 @@ def _check_waiting(
             ),
         )
     if task.not_before is not None and now < task.not_before:
-        return ()
-    key = _placement_key(spec)
-    placement = full.get(key) or place(state, spec, planned=planned)
-    if isinstance(placement, Assign):
-        planned[placement.node_id] += 1
-    elif isinstance(placement, Wait) and placement.busy:
-        full[key] = placement  # later tasks needing the same nodes wait too (this pass)
+        if task.reason != AWAITING_PLACEMENT:
+            return ()
+        return _queued(task, f"not before {task.not_before.isoformat()}", stamp=stamp)
+    held = check_limits(state, spec, limited, now=now)
+    if isinstance(held, LimitReached):
+        placement: Placement = Wait(held.text, limit=held)
+        uses: tuple[LimitUse, ...] = ()
+    else:
+        uses = held
+        key = _placement_key(spec)
+        placement = full.get(key) or place(state, spec, planned=planned)
+        if isinstance(placement, Assign):
+            planned[placement.node_id] += 1
+            limited.add(uses)
+        elif isinstance(placement, Wait) and placement.busy:
+            full[key] = placement  # later tasks needing the same nodes wait too (this pass)
     event = _placement_event(
         task.task_id,
         spec,
@@ -371,8 +444,71 @@ def _check_waiting(
         previous_reason=task.reason,
         previous_hints=task.would_qualify,
         stamp=stamp,
+        limits=uses,
+        after=before,
     )
     return (event,) if event is not None else ()
+
+
+def _predecessor(
+    state: ClusterState, task: TaskView, *, stamp: Stamp
+) -> TaskView | tuple[Event, ...] | None:
+    """The succeeded task this one runs after (None if it runs after none), else the
+    events it gets meanwhile: cancelled when that task ended otherwise, is no longer
+    known, or left a result too large to pass on; the wait's reason, once, while it has
+    not ended (no deadline passes unseen meanwhile: the caller checks an explicit one)."""
+    after = task.spec.after
+    if after is None:
+        return None
+    before = state.tasks.get(after)
+    reason = ""
+    if before is not None and before.state == TaskState.SUCCEEDED:
+        size = len(canonical_json(_chained_payload(task.spec, before)))
+        if size <= MAX_CHAINED_PAYLOAD:
+            return before
+        reason = (
+            f"its payload with the result of task {after} is {size} bytes as JSON, over the "
+            f"{MAX_CHAINED_PAYLOAD} one assignment may carry: pass large results by reference"
+        )
+    elif before is None or before.terminal:
+        why = "is no longer known" if before is None else f"ended {before.state}"
+        detail = before.error or before.reason if before is not None else ""
+        reason = f"task {after} it runs after {why}" + (f": {detail}" if detail else "")
+    if reason:
+        return (
+            TaskCancelled(
+                **stamp.envelope(),
+                task_id=task.task_id,
+                reason=reason[:MAX_REASON],
+                attempt=task.attempt,
+            ),
+        )
+    deadline = task.spec.deadline
+    if deadline is not None and stamp.now > deadline:
+        return (
+            TaskTimedOut(
+                **stamp.envelope(),
+                task_id=task.task_id,
+                phase="queue",
+                attempt=task.attempt,
+                deadline=deadline,
+                observed_at=stamp.now,
+            ),
+        )
+    reason = f"waiting for task {after} to succeed"
+    return () if task.reason == reason else _queued(task, reason, stamp=stamp)
+
+
+def _queued(task: TaskView, reason: str, *, stamp: Stamp) -> tuple[Event, ...]:
+    return (TaskQueued(**stamp.envelope(), task_id=task.task_id, reason=reason),)
+
+
+def _chained_payload(spec: TaskSpec, before: TaskView | None) -> Any:
+    """The payload an assignment carries: the spec's, with the result of the task it ran
+    after under ``AFTER_KEY`` (the spec makes sure it is an object without that key)."""
+    if before is None:
+        return spec.payload
+    return {**(spec.payload or {}), AFTER_KEY: {"task_id": before.task_id, "result": before.result}}
 
 
 def _placement_event(
@@ -385,6 +521,8 @@ def _placement_event(
     previous_hints: tuple[str, ...] = (),
     stamp: Stamp,
     causation_id: str | None = None,
+    limits: tuple[LimitUse, ...] = (),
+    after: TaskView | None = None,
 ) -> Event | None:
     if isinstance(placement, Wait) and (
         (placement.reason == previous_reason and placement.would_qualify == previous_hints)
@@ -400,12 +538,13 @@ def _placement_event(
             node_id=placement.node_id,
             attempt=attempt,
             skills=spec.skills,
-            payload=spec.payload,
+            payload=_chained_payload(spec, after),
             task_type=spec.task_type,
             run_timeout_s=spec.run_timeout_s,
             run_deadline=stamp.now + timedelta(seconds=spec.run_timeout_s),
             model=spec.model,
             candidates=placement.candidates,
+            limits=limits,
         )
     if isinstance(placement, Reject):
         return TaskRejected(

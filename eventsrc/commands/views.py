@@ -16,6 +16,7 @@ from eventsrc.projections.state import (
     NodeView,
     TaskView,
 )
+from eventsrc.projections.tasks import not_before
 
 
 class View(BaseModel):
@@ -42,6 +43,11 @@ class TaskInfo(View):
     # The schedule that started the task, and the occurrence it fired for.
     schedule: str | None = None
     occurrence: datetime | None = None
+    # Chains, delays and limits (see docs/concepts.md): what it waits for, if anything.
+    after: str | None = None
+    not_before: datetime | None = None
+    deadline: datetime | None = None
+    limit_key: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -122,6 +128,10 @@ def task_info(task: TaskView) -> TaskInfo:
         broadcast_id=task.broadcast_id,
         schedule=task.schedule,
         occurrence=task.occurrence,
+        after=task.spec.after,
+        not_before=not_before(task.spec, task.submitted_at) if task.submitted_at else None,
+        deadline=task.spec.deadline,
+        limit_key=task.spec.limit_key,
     )
 
 

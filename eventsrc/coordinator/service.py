@@ -28,6 +28,13 @@ from pydantic import BaseModel
 import eventsrc
 from eventsrc.commands import api
 from eventsrc.commands.base import Command, Origin
+from eventsrc.commands.limits import (
+    RemoveLimit,
+    SetLimit,
+    decide_remove_limit,
+    decide_set_limit,
+    list_limits,
+)
 from eventsrc.commands.registry import (
     ExpireStale,
     RegisterInstance,
@@ -183,6 +190,9 @@ class CoordinatorService:
             "skills": (api.Empty, self._skills),
             "status": (api.Empty, self._status),
             "drain": (DrainNode, self._drain),
+            "limit_set": (SetLimit, self._key_limit_write(decide_set_limit)),
+            "limit_remove": (RemoveLimit, self._key_limit_write(decide_remove_limit)),
+            "limits": (api.Empty, self._limits_list),
             "register_skills": (api.RegisterSkills, self._register_skills),
             "register_skill": (RegisterSkill, self._registry_write(decide_register_skill)),
             "register_instance": (RegisterInstance, self._registry_write(decide_register_instance)),
@@ -314,6 +324,17 @@ class CoordinatorService:
             if await self._writer.execute(decide_register_skill, RegisterSkill(metadata=metadata)):
                 changed.append(metadata.name)
         return {"changed": changed}
+
+    def _key_limit_write(self, decide: Any) -> Handler:
+        async def write(command: Command) -> Any:
+            events = await self._writer.execute(decide, command)
+            return {"changed": bool(events), "limits": await self._limits_list(api.Empty())}
+
+        return write
+
+    async def _limits_list(self, command: api.Empty) -> Any:
+        async with self._runner.reading() as state:
+            return list_limits(state)
 
     def _registry_write(self, decide: Any) -> Handler:
         async def write(command: Command) -> Any:

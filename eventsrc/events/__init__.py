@@ -15,6 +15,7 @@ from eventsrc.events.ids import (
     new_event_id,
     validate_token,
 )
+from eventsrc.events.limit import LimitRemoved, LimitSet, LimitUse, parse_rate
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
     NodeDrainCancelled,
@@ -42,6 +43,7 @@ from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered,
 from eventsrc.events.stamp import Origin, Stamp
 from eventsrc.events.subjects import aggregate_of
 from eventsrc.events.task import (
+    AFTER_KEY,
     AgentRun,
     Candidate,
     TaskAssigned,
@@ -61,6 +63,7 @@ from eventsrc.events.task import (
 )
 
 __all__ = [
+    "AFTER_KEY",
     "CURRENT_SCHEMA_VERSIONS",
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
@@ -73,6 +76,9 @@ __all__ = [
     "EventBase",
     "Heartbeat",
     "LeaderElected",
+    "LimitRemoved",
+    "LimitSet",
+    "LimitUse",
     "NodeCapabilitiesReported",
     "NodeDrainCancelled",
     "NodeDrainRequested",
@@ -120,5 +126,6 @@ __all__ = [
     "encode",
     "new_event_id",
     "parse_progress",
+    "parse_rate",
     "validate_token",
 ]

@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from eventsrc.events.base import EventBase
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
+from eventsrc.events.limit import LimitRemoved, LimitSet
 from eventsrc.events.node import (
     NodeCapabilitiesReported,
     NodeDrainCancelled,
@@ -76,6 +77,8 @@ Event = Annotated[
     | ScheduleRemoved
     | ScheduleFired
     | ScheduleSkipped
+    | LimitSet
+    | LimitRemoved
     | Heartbeat
     | TaskOutput,
     Field(discriminator="type"),
@@ -118,6 +121,8 @@ EVENT_CLASSES: Final[dict[str, type[EventBase]]] = {
         ScheduleRemoved,
         ScheduleFired,
         ScheduleSkipped,
+        LimitSet,
+        LimitRemoved,
         Heartbeat,
         TaskOutput,
     )

@@ -6,10 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
+from eventsrc.events.limit import check_rate
 from eventsrc.events.subjects import skill_subject
 
 # bool must be a member: without it pydantic reads True as the int 1, and a
@@ -48,10 +49,19 @@ class SkillMetadata(BaseModel):
     resources: dict[str, ResourceValue] = Field(
         default_factory=dict, validation_alias=AliasChoices("resources", "required_resources")
     )
+    max_concurrent: int | None = Field(default=None, ge=1)
+    """At most this many of its tasks assigned or running at once, cluster-wide."""
+    rate: str | None = None
+    """At most this many of its tasks started per window, cluster-wide (``30/m``)."""
     created_at: datetime | None = None
     """When the catalog first registered it: the catalog sets it from its events."""
     updated_at: datetime | None = None
     """When the catalog last changed it: set from its events, like ``created_at``."""
+
+    @field_validator("rate")
+    @classmethod
+    def _parses(cls, rate: str | None) -> str | None:
+        return check_rate(rate)
 
     @property
     def required_resources(self) -> dict[str, ResourceValue]:

@@ -8,6 +8,7 @@ subject token.
     evt.node.<node>                     membership and instances of one node
     evt.skill.<name>                    the catalog entry of one skill
     evt.schedule.<name>                 one schedule: added, fired, skipped, paused...
+    evt.limit.<key>                     the cluster-wide limit of one key
     evt.task.<task>.lifecycle           what the coordinator decides about a task
     evt.task.<task>.to.<node>           an attempt assigned to a node
     evt.task.<task>.from.<node>         what the node reports back about it
@@ -77,6 +78,11 @@ def skill_subject(name: str) -> str:
 def schedule_subject(name: str) -> str:
     """Every event of one schedule, its aggregate: ``evt.schedule.<name>``."""
     return f"evt.schedule.{name}"
+
+
+def limit_subject(key: str) -> str:
+    """The limit of one key (``limit_key`` of tasks): ``evt.limit.<key>``."""
+    return f"evt.limit.{key}"
 
 
 def task_filter(task_id: str) -> str:

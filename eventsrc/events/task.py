@@ -10,10 +10,18 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from eventsrc.events.base import EMBEDDED, EventBase, open_schema
 from eventsrc.events.ids import Token
+from eventsrc.events.limit import LimitUse
 from eventsrc.events.subjects import (
     from_node_subject,
     lifecycle_subject,
@@ -22,6 +30,10 @@ from eventsrc.events.subjects import (
 )
 
 DAY = 86_400.0
+
+AFTER_KEY = "after"
+"""The key of a chained task's payload where the coordinator puts the task it ran after:
+``{"task_id": ..., "result": ...}``."""
 
 
 class TaskPriority(IntEnum):
@@ -71,12 +83,41 @@ class TaskSpec(BaseModel):
     backoff_max_s: float = Field(default=60.0, ge=0, le=DAY)
     # provider/model for an OpenClaw agent turn (default: the node's, else OpenClaw's).
     model: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^\S+$")
+    # Chains and delays: start after task ``after`` succeeded (its result comes in the
+    # payload's ``after`` key), not before ``not_before`` nor ``delay_s`` seconds after
+    # the submission (server time); never started by ``deadline``: timed out.
+    after: Token | None = None
+    not_before: AwareDatetime | None = None
+    delay_s: float | None = Field(default=None, ge=0, le=365 * DAY)
+    deadline: AwareDatetime | None = None
+    # Held by the cluster-wide limit of this key, if one is set (``eventsrc limit set``).
+    limit_key: Token | None = None
 
     @field_validator("priority", mode="before")
     @classmethod
     def _rank_of_a_week5_priority(cls, value: Any) -> Any:
         # A TaskPriority is an int too: read as one, CRITICAL (0) would rank below LOW.
         return value.rank if isinstance(value, TaskPriority) else value
+
+    @model_validator(mode="after")
+    def _room_for_the_result(self) -> TaskSpec:
+        if self.after is None:
+            return self
+        if self.payload is not None and not isinstance(self.payload, dict):
+            raise ValueError(
+                f"a task run after another gets its result under the payload's "
+                f"{AFTER_KEY!r} key: give a JSON object as payload, or none"
+            )
+        if isinstance(self.payload, dict) and AFTER_KEY in self.payload:
+            raise ValueError(
+                f"the payload key {AFTER_KEY!r} is where the result of task {self.after} "
+                f"goes: rename it"
+            )
+        return self
+
+    def waits_by_design(self) -> bool:
+        """Whether this task is meant to wait: for a task, a time or a delay."""
+        return self.after is not None or self.not_before is not None or bool(self.delay_s)
 
 
 class Candidate(BaseModel):
@@ -164,6 +205,8 @@ class TaskAssigned(_ToNode):
     run_deadline: datetime
     candidates: tuple[Candidate, ...] = ()
     model: str | None = None
+    limits: tuple[LimitUse, ...] = ()
+    """The limits that held the task and allowed this start, with their counts."""
 
 
 class TaskCancelRequested(_ToNode):

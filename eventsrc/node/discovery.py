@@ -2,7 +2,8 @@
 
 A skill is a folder holding a ``SKILL.md`` (see ``eventsrc.node.gating`` for the front
 matter and OpenClaw's gating). Our own keys live under ``metadata.eventsrc``: ``run``,
-``category``, ``version``, ``dependencies``, ``tags``, ``resources``, ``timeout_s``.
+``category``, ``version``, ``dependencies``, ``tags``, ``resources``, ``timeout_s``,
+``max_concurrent``, ``rate``.
 
 Folders, highest precedence first (OpenClaw's order, then ``--skills-dir`` folders in
 the order given): ``<workspace>/skills``, ``<workspace>/.agents/skills``,
@@ -352,6 +353,9 @@ def _skill_metadata(
         "tags": tags,
         "dependencies": _names(ours.get("dependencies"), "dependencies"),
         "resources": ours.get("resources") or {},
+        # Cluster-wide limits of its tasks (the scheduler's, see docs/concepts.md).
+        "max_concurrent": ours.get("max_concurrent"),
+        "rate": ours.get("rate"),
     }
     if isinstance(version, str | int | float) and not isinstance(version, bool):
         fields["version"] = str(version)

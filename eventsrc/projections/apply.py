@@ -15,7 +15,7 @@ from eventsrc.errors import UndecodableEventError
 from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of
 from eventsrc.events.subjects import task_id_of
 from eventsrc.ports import Record
-from eventsrc.projections import membership, schedules, tasks
+from eventsrc.projections import limits, membership, schedules, tasks
 from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ClusterState
 
@@ -36,6 +36,8 @@ HANDLERS: dict[str, Handler] = {
     "NodeCapabilitiesReported": membership.capabilities,
     "LeaderElected": membership.leader_elected,
     "ClusterSettingsChanged": membership.settings_changed,
+    "LimitSet": limits.limit_set,
+    "LimitRemoved": limits.limit_removed,
     "TaskSubmitted": tasks.submitted,
     "TaskQueued": tasks.queued,
     "TaskRejected": tasks.rejected,

@@ -22,7 +22,7 @@ from eventsrc.events import AgentRun, ScheduleTiming, SkillMetadata, TaskSpec, U
 # Bumped whenever the shape of ClusterState.to_dict changes: snapshots of another
 # version are ignored and the state is rebuilt by a full replay. Stored times are
 # floored to microseconds, so a snapshot from before that can differ from a replay.
-STATE_SCHEMA_VERSION = 7
+STATE_SCHEMA_VERSION = 8
 
 SortedSet = Annotated[set[str], PlainSerializer(sorted, return_type=list[str])]
 """A set that serialises in sorted order, so the canonical form and its hash are stable."""
@@ -209,6 +209,14 @@ class ScheduleView:
 
 
 @dataclass(slots=True)
+class KeyLimit:
+    """The cluster-wide limit of one ``limit_key`` (``eventsrc limit set``)."""
+
+    max_running: int | None = None
+    rate: str | None = None
+
+
+@dataclass(slots=True)
 class Problems:
     """Events that were stored but could not change the state, counted and described."""
 
@@ -257,6 +265,10 @@ class ClusterState:
     # bounded like finished tasks (see apply._track_aggregate).
     strays: OrderedDict[str, None] = field(default_factory=OrderedDict)
     problems: Problems = field(default_factory=Problems)
+    # The limits of keys, and per limit with a rate the server times of its newest
+    # starts (as many as the rate counts): what a rate decision counts, from events.
+    limits: dict[str, KeyLimit] = field(default_factory=dict)
+    limit_starts: dict[str, list[datetime]] = field(default_factory=dict)
     retention: Retention = field(default_factory=Retention)
     # Soft state from EVENTSRC_HEARTBEATS: not replayable, not hashed.
     liveness: dict[str, Liveness] = field(default_factory=dict)

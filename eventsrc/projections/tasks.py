@@ -19,12 +19,14 @@ from eventsrc.events import (
     TaskRejected,
     TaskRequeued,
     TaskRetried,
+    TaskSpec,
     TaskStarted,
     TaskSubmitted,
     TaskSucceeded,
     TaskTimedOut,
 )
 from eventsrc.events.subjects import task_filter
+from eventsrc.projections.limits import record_starts
 from eventsrc.projections.problem import Problem
 from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, TaskState, TaskView
 
@@ -103,6 +105,15 @@ def _count_result(state: ClusterState, task: TaskView, node_id: str, ok: bool) -
                 instance.failure_count += 1
 
 
+def not_before(spec: TaskSpec, submitted_at: datetime) -> datetime | None:
+    """When a task may start at the earliest: its ``not_before``, and ``delay_s`` after
+    its submission's server time, whichever is later."""
+    times = [t for t in (spec.not_before,) if t is not None]
+    if spec.delay_s is not None:
+        times.append(submitted_at + timedelta(seconds=spec.delay_s))
+    return max(times, default=None)
+
+
 def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> None:
     if event.task_id in state.tasks:
         raise Problem("illegal", f"task {event.task_id} submitted twice")
@@ -113,6 +124,7 @@ def submitted(state: ClusterState, event: TaskSubmitted, time: datetime) -> None
         submitted_at=time,
         queued_since=time,
         queue_deadline=event.queue_deadline,
+        not_before=not_before(event.spec, time),
         parent_task_id=event.parent_task_id,
         broadcast_id=event.broadcast_id,
         submit_event_id=event.event_id,
@@ -161,6 +173,7 @@ def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> None:
     node = state.nodes.get(event.node_id)
     if node is not None:
         node.running.add(task.task_id)
+    record_starts(state, event, time)
     for skill in task.spec.skills:
         instance = state.instances.get(skill, {}).get(event.node_id)
         if instance is not None:

@@ -282,3 +282,20 @@ def test_builtin_skill() -> None:
     assert python.builtin and python.eligible and python.folder is None
     with pytest.raises(NotFoundError, match="built-ins are"):
         builtin_skill("cooking")
+
+
+def test_a_skills_cluster_wide_limits_are_read_and_a_bad_one_is_reported(
+    workspace: Path, home: Path
+) -> None:
+    root = workspace / "skills"
+    ours = "name: {0}\nmetadata:\n  eventsrc:\n    max_concurrent: {1}\n    rate: {2}"
+    write_skill(root, "limited", ours.format("limited", 2, "30/m"))
+    bad_rate = write_skill(root, "bad-rate", ours.format("bad-rate", 2, "lots"))
+    bad_max = write_skill(root, "bad-max", ours.format("bad-max", 0, "1/s"))
+    result = discovery(workspace, home).scan()
+    meta = result.skills["limited"].metadata
+    assert (meta.max_concurrent, meta.rate) == (2, "30/m")
+    assert set(result.skills) == {"limited"}
+    by_folder = {Path(line.split(": ", 1)[0]).parent: line for line in result.errors}
+    assert "rate 'lots' is not COUNT/UNIT" in by_folder[bad_rate]
+    assert "max_concurrent" in by_folder[bad_max]

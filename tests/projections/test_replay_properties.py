@@ -26,6 +26,9 @@ from eventsrc.events import (
     EventBase,
     Heartbeat,
     LeaderElected,
+    LimitRemoved,
+    LimitSet,
+    LimitUse,
     NodeCapabilitiesReported,
     NodeDrainCancelled,
     NodeDrainRequested,
@@ -114,11 +117,29 @@ metadata = st.builds(
     version=st.sampled_from(("1.0.0", "1.1.0")),
     dependencies=st.lists(skills, max_size=2, unique=True).map(tuple),
 )
+limit_keys = st.sampled_from(("openai", "search"))
+rates = st.sampled_from(("2/s", "3/m", "1/10s"))
 specs = st.builds(
     TaskSpec,
     skills=st.lists(skills, min_size=1, max_size=2, unique=True).map(tuple),
     payload=json_values,
     max_attempts=st.integers(1, 3),
+    limit_key=st.none() | limit_keys,
+    delay_s=st.none() | st.just(5.0),
+    not_before=st.none() | st.just(LATER),
+) | st.builds(
+    TaskSpec,
+    skills=st.just(("python",)),
+    payload=st.none() | st.dictionaries(st.sampled_from(("x", "y")), json_values, max_size=2),
+    after=tasks,
+    deadline=st.none() | st.just(LATER),
+)
+limit_uses = st.builds(
+    LimitUse,
+    name=limit_keys,
+    running=st.integers(0, 3),
+    rate=st.none() | rates,
+    window_starts=st.lists(st.just(LATER), max_size=2).map(tuple),
 )
 unavailable = st.builds(
     UnavailableSkill, name=skills, missing_bins=st.lists(short_text, max_size=2).map(tuple)
@@ -186,6 +207,7 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         skills=st.just(("python",)),
         run_timeout_s=st.just(60.0),
         run_deadline=st.just(LATER),
+        limits=st.lists(limit_uses, max_size=2).map(tuple),
     ),
     TaskCancelRequested: draft(TaskCancelRequested, task_id=tasks, node_id=nodes, attempt=attempts),
     TaskStarted: draft(TaskStarted, task_id=tasks, node_id=nodes, attempt=attempts),
@@ -224,6 +246,10 @@ NOISE: dict[type[EventBase], st.SearchStrategy[Draft]] = {
         ClusterSettingsChanged,
         settings=st.dictionaries(st.sampled_from(("stale_after", "queue_limit")), json_values),
     ),
+    LimitSet: draft(
+        LimitSet, key=limit_keys, max_running=st.none() | st.integers(1, 3), rate=st.none() | rates
+    ),
+    LimitRemoved: draft(LimitRemoved, key=limit_keys),
     Heartbeat: draft(Heartbeat, node_id=nodes),
     TaskOutput: draft(
         TaskOutput, task_id=tasks, node_id=nodes, attempt=attempts, progress=st.just(0.5)

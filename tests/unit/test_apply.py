@@ -15,6 +15,8 @@ from eventsrc.events import (
     ClusterSettingsChanged,
     Event,
     Heartbeat,
+    LimitRemoved,
+    LimitSet,
     NodeCapabilitiesReported,
     NodeDrainCancelled,
     NodeDrainRequested,
@@ -97,6 +99,14 @@ def capabilities(node_id: str = "n1") -> NodeCapabilitiesReported:
     return NodeCapabilitiesReported(**by_node(node_id), node_id=node_id, unavailable=(gated,))
 
 
+def limit(key: str = "openai", max_running: int | None = 2, rate: str | None = None) -> LimitSet:
+    return LimitSet(**coord(), key=key, max_running=max_running, rate=rate)
+
+
+def unlimit(key: str = "openai") -> LimitRemoved:
+    return LimitRemoved(**coord(), key=key)
+
+
 def drain(node_id: str = "n1") -> NodeDrainRequested:
     return NodeDrainRequested(**coord(), node_id=node_id)
 
@@ -170,6 +180,20 @@ def task_of(state: ClusterState) -> Any:
 
 
 APPLIED: list[Any] = [
+    pytest.param(
+        lambda: [limit(rate="5/s")],
+        lambda: limit(max_running=3),
+        lambda s: (s.limits["openai"].max_running, s.limits["openai"].rate),
+        (3, None),
+        id="LimitSet",
+    ),
+    pytest.param(
+        lambda: [limit()],
+        unlimit,
+        lambda s: s.limits,
+        {},
+        id="LimitRemoved",
+    ),
     pytest.param(
         list, lambda: leader(2, "c2"), lambda s: (s.epoch, s.leader), (2, "c2"), id="LeaderElected"
     ),
@@ -593,6 +617,13 @@ def test_an_event_changes_the_state_as_its_type_says(
 
 
 PROBLEMS: list[Any] = [
+    pytest.param(
+        list,
+        unlimit,
+        "illegal",
+        "LimitRemoved for openai, which has no limit",
+        id="LimitRemoved-unknown",
+    ),
     pytest.param(list, heartbeat, "illegal", "a heartbeat in the events stream", id="Heartbeat"),
     pytest.param(list, output, "illegal", "task output in the events stream", id="TaskOutput"),
     pytest.param(
