@@ -67,6 +67,20 @@ MaxAttempts = Annotated[int | None, Field(ge=1, description="attempts for retrya
 TaskIdOption = Annotated[
     str | None, Field(description="your own id for the task (resubmitting it is idempotent)")
 ]
+After = Annotated[
+    str | None,
+    Field(
+        description="start once this task succeeded, with its result in the payload's "
+        "'after' key (ends cancelled if that task fails or is cancelled)"
+    ),
+]
+DelayS = Annotated[
+    float | None, Field(ge=0, description="start no earlier than this many seconds from now")
+]
+LimitKey = Annotated[
+    str | None,
+    Field(description="held by the cluster-wide limit of this key (eventsrc limit set KEY)"),
+]
 WaitS = Annotated[
     float,
     Field(
@@ -131,6 +145,9 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
         queue_timeout_s: QueueTimeout = None,
         max_attempts: MaxAttempts = None,
         task_id: TaskIdOption = None,
+        after: After = None,
+        delay_s: DelayS = None,
+        limit_key: LimitKey = None,
     ) -> dict[str, Any]:
         """Run a task on the cluster and wait for its result. The cluster picks a node
         holding every skill. Returns the task: `state` (succeeded, failed, rejected,
@@ -149,6 +166,9 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
                 queue_timeout_s=queue_timeout_s,
                 max_attempts=max_attempts,
                 task_id=task_id,
+                after=after,
+                delay_s=delay_s,
+                limit_key=limit_key,
             )
         )
 
@@ -163,6 +183,9 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
         queue_timeout_s: QueueTimeout = None,
         max_attempts: MaxAttempts = None,
         task_id: TaskIdOption = None,
+        after: After = None,
+        delay_s: DelayS = None,
+        limit_key: LimitKey = None,
     ) -> dict[str, Any]:
         """Submit a task without waiting; returns its `task_id` and first state
         (assigned, queued with the reason, or rejected naming missing skills). Follow it
@@ -178,6 +201,9 @@ def build_server(tools: ClusterTools) -> MCPServer[Any]:
                 queue_timeout_s=queue_timeout_s,
                 max_attempts=max_attempts,
                 task_id=task_id,
+                after=after,
+                delay_s=delay_s,
+                limit_key=limit_key,
             )
         )
 

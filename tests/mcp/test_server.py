@@ -102,6 +102,16 @@ async def test_over_http_submit_then_wait(e2e: E2E, tmp_path: Path) -> None:
             task = data_of(await client.call_tool("wait_task", {"task_id": task_id, "wait_s": 30}))
             assert task["state"] == "succeeded"
             assert task["result"]["stdout"].strip() == "42"
+            chained = data_of(
+                await client.call_tool(
+                    "submit_task",
+                    {"skills": ["python"], "payload": SIX_TIMES_SEVEN, "after": task_id},
+                )
+            )
+            later = data_of(
+                await client.call_tool("wait_task", {"task_id": chained["task_id"], "wait_s": 30})
+            )
+            assert later["state"] == "succeeded" and later["after"] == task_id, later
             refused = await client.call_tool("cancel_task", {"task_id": "bad id!"})
             assert refused.is_error
             assert data_of(await client.call_tool("list_nodes", {}))["nodes"]
