@@ -36,7 +36,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventsrc.commands import tasks as task_commands
@@ -716,3 +716,133 @@ def _notes(report: Simulation, world: _World) -> None:
         "run times are the recorded ones (assignment to result); one attempt per task, "
         "membership changes as recorded"
     )
+
+
+# -- the document -----------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC with a ``Z``, as the event models write it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _waits_json(waits: Waits) -> dict[str, Any]:
+    return {"count": waits.count, "p50": waits.p50, "p95": waits.p95, "max": waits.max}
+
+
+def _line_json(line: SkillLine) -> dict[str, Any]:
+    return {
+        "skills": line.skills,
+        "tasks": line.tasks,
+        "recorded": _waits_json(line.recorded),
+        "simulated": _waits_json(line.simulated),
+    }
+
+
+def _task_json(task: TaskOutcome) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "skills": list(task.skills),
+        "priority": task.priority,
+        "submitted_at": iso(task.submitted_at),
+        "run_s": task.run_s,
+        "run_time_from": task.run_time_from,
+        "recorded": {
+            "node_id": task.recorded_node,
+            "wait_s": task.recorded_wait_s,
+            "waited": task.recorded_waited,
+        },
+        "simulated": {
+            "node_id": task.simulated_node,
+            "wait_s": task.simulated_wait_s,
+            "waited": task.simulated_waited,
+            "state": task.simulated_state,
+        },
+        "moved": task.moved,
+        "untried_node": task.untried_node,
+    }
+
+
+def to_json(report: Simulation) -> dict[str, Any]:
+    """The ``--json`` document."""
+    scenario = report.scenario
+    return {
+        "scenario": {
+            "changes": scenario.describe(),
+            "from": iso(scenario.since),
+            "until": iso(scenario.until),
+        },
+        "window": [iso(t) for t in report.window] if report.window else None,
+        "overall": _line_json(report.overall) if report.overall else None,
+        "skills": [_line_json(line) for line in report.skills],
+        "nodes": [
+            {
+                "node_id": n.node_id,
+                "recorded": {
+                    "capacity": n.recorded_capacity,
+                    "utilisation": n.recorded_utilisation,
+                    "tasks": n.recorded_tasks,
+                },
+                "simulated": {
+                    "capacity": n.simulated_capacity,
+                    "utilisation": n.simulated_utilisation,
+                    "tasks": n.simulated_tasks,
+                },
+            }
+            for n in report.nodes
+        ],
+        "no_longer_wait": [t.task_id for t in no_longer_wait(report)],
+        "newly_wait": [t.task_id for t in newly_wait(report)],
+        "moved": [t.task_id for t in report.tasks if t.moved],
+        "tasks": [_task_json(task) for task in report.tasks],
+        "notes": report.notes,
+    }
+
+
+def no_longer_wait(report: Simulation) -> list[TaskOutcome]:
+    """Tasks that waited in the queue and would have been placed on arrival."""
+    return [
+        t for t in report.tasks if t.recorded_waited and t.simulated_node and not t.simulated_waited
+    ]
+
+
+def newly_wait(report: Simulation) -> list[TaskOutcome]:
+    """Tasks placed on arrival that would have waited (or never been placed)."""
+    return [
+        t
+        for t in report.tasks
+        if t.recorded_node is not None
+        and not t.recorded_waited
+        and (t.simulated_waited or t.simulated_node is None)
+    ]
+
+
+def waits_over_time(report: Simulation, buckets: int) -> list[dict[str, Any]]:
+    """The waits of the tasks submitted in each of ``buckets`` equal slices of the
+    window's submissions: per slice its start and end, how many tasks, and the
+    recorded and simulated waits (count, p50, p95, max). Empty slices are kept (zero
+    tasks, no waits) so a chart's time axis is even."""
+    if not report.tasks or buckets < 1:
+        return []
+    first = min(t.submitted_at for t in report.tasks)
+    last = max(t.submitted_at for t in report.tasks)
+    width = (last - first) / buckets
+    slices: list[list[TaskOutcome]] = [[] for _ in range(buckets)]
+    for task in report.tasks:
+        index = 0 if width <= timedelta(0) else int((task.submitted_at - first) / width)
+        slices[min(index, buckets - 1)].append(task)
+    out = []
+    for index, tasks in enumerate(slices):
+        line = _line("", tasks)
+        out.append(
+            {
+                "start": iso(first + width * index),
+                "end": iso(first + width * (index + 1)),
+                "tasks": len(tasks),
+                "recorded": _waits_json(line.recorded),
+                "simulated": _waits_json(line.simulated),
+            }
+        )
+    return out
