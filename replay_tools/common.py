@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from eventsrc.commands import scenario
-from eventsrc.commands.simulate import iso
+from eventsrc.commands.simulate import iso as iso
 from eventsrc.errors import InvalidRequestError, StoreError
 from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats

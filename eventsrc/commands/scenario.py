@@ -8,7 +8,7 @@ Pure: InvalidRequestError for a value that cannot be used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +65,8 @@ def scenario_from_options(
         if name == "add-node":
             added.append({"node_id": _name(option, value), "skills": (), "labels": ()})
         elif name == "capacity" and "=" in value:
-            node, _, number = value.partition("=")
-            capacity.append((_name(option, node), _count(option, number, value)))
+            target, _, number = value.partition("=")
+            capacity.append((_name(option, target), _count(option, number, value)))
         elif not added:
             raise InvalidRequestError(
                 f"{option} {value}: it belongs to an {spell('add-node')} NAME given before it"
@@ -154,3 +154,55 @@ def _limit(option: str, text: str) -> tuple[str, int]:
     if not sep:
         raise InvalidRequestError(f"{option} {text}: write KEY=N")
     return key.strip(), _count(option, number, text)
+
+
+QUERY_NAMES = (
+    "skill_on",
+    "add_node",
+    "skills",
+    "capacity",
+    "labels",
+    "remove_node",
+    "drain",
+    "limit",
+    "from",
+    "until",
+)
+"""The options as a query string writes them (``skill_on=python=n2``), in the order
+the error message lists them."""
+
+
+def query_name(name: str) -> str:
+    """A query string's spelling of an option: ``skill-on`` -> ``skill_on``."""
+    return name.replace("-", "_")
+
+
+def scenario_from_query(pairs: Iterable[tuple[str, str]]) -> Scenario:
+    """The scenario of a query string's (key, value) pairs, in their order (a repeated
+    key adds one more; ``from`` and ``until``: the last one counts). InvalidRequestError
+    (one line) for an unknown key or a value that cannot be used."""
+    ordered: list[tuple[str, str]] = []
+    lists: dict[str, list[str]] = {"remove-node": [], "drain": [], "skill-on": [], "limit": []}
+    window: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in QUERY_NAMES:
+            raise InvalidRequestError(
+                f"{key} is not a what-if option; use {', '.join(QUERY_NAMES)}"
+            )
+        name = key.replace("_", "-")
+        if name in ORDERED:
+            ordered.append((name, value))
+        elif name in lists:
+            lists[name].append(value)
+        else:
+            window[name] = value
+    return scenario_from_options(
+        ordered,
+        remove=lists["remove-node"],
+        drains=lists["drain"],
+        skill_on=lists["skill-on"],
+        limits=lists["limit"],
+        since=window.get("from"),
+        until=window.get("until"),
+        spell=query_name,
+    )

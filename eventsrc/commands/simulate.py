@@ -828,10 +828,11 @@ def waits_over_time(report: Simulation, buckets: int) -> list[dict[str, Any]]:
         return []
     first = min(t.submitted_at for t in report.tasks)
     last = max(t.submitted_at for t in report.tasks)
+    buckets = buckets if last > first else 1  # all at one instant: one slice
     width = (last - first) / buckets
     slices: list[list[TaskOutcome]] = [[] for _ in range(buckets)]
     for task in report.tasks:
-        index = 0 if width <= timedelta(0) else int((task.submitted_at - first) / width)
+        index = int((task.submitted_at - first) / width) if width > timedelta(0) else 0
         slices[min(index, buckets - 1)].append(task)
     out = []
     for index, tasks in enumerate(slices):
