@@ -8,24 +8,16 @@ Pure: InvalidRequestError for a value that cannot be used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from eventsrc.commands.simulate import NewNode, Scenario
+from eventsrc.commands.simulate import NewNode, Scenario, Spell, flag
 from eventsrc.errors import InvalidRequestError
-
-Spell = Callable[[str], str]
-"""How a caller writes an option: ``skill-on`` -> ``--skill-on`` or ``skill_on``."""
 
 ORDERED = ("add-node", "skills", "capacity", "labels")
 """The options whose order matters: ``skills``, ``labels`` and a bare ``capacity N``
 belong to the ``add-node`` before them."""
-
-
-def flag(name: str) -> str:
-    """The command line's spelling of an option."""
-    return f"--{name}"
 
 
 def parse_time(text: str, *, flag: str) -> datetime:

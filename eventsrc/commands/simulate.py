@@ -1,4 +1,7 @@
-"""``what-if`` placement: replay the recorded task arrivals under a changed cluster.
+"""What-if placement: replay the recorded task arrivals under a changed cluster.
+
+Used by ``replay_tools what-if`` and the dashboard's what-if page; ``to_json`` is the
+document both answer, ``waits_over_time`` the dashboard's chart.
 
 Pure and deterministic: ``simulate(events, heartbeats, scenario)`` takes the records of
 both streams and never reads a clock. Time is data: a discrete-event loop over the
@@ -34,7 +37,7 @@ import heapq
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +69,15 @@ _ENDS = (TaskSucceeded, TaskFailed, TaskRequeued, TaskTimedOut, TaskCancelled)
 ADDED_INCARNATION = "what-if"
 DEFAULT_CAPACITY = 4
 """Slots of an ``--add-node`` without ``--capacity`` (a node's own default)."""
+
+
+Spell = Callable[[str], str]
+"""How a caller writes an option: ``skill-on`` -> ``--skill-on`` or ``skill_on``."""
+
+
+def flag(name: str) -> str:
+    """The command line's spelling of an option."""
+    return f"--{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +362,7 @@ class _World:
                 self.fold(event, now)
 
 
-def _check(scenario: Scenario, state: ClusterState, skills: set[str]) -> None:
+def _check(scenario: Scenario, state: ClusterState, skills: set[str], spell: Spell) -> None:
     """Names the options use must exist in the history (or must not, for a new node)."""
     known = set(state.nodes)
     for node_id in (
@@ -367,24 +379,25 @@ def _check(scenario: Scenario, state: ClusterState, skills: set[str]) -> None:
     for node in scenario.add_nodes:
         if node.node_id in known:
             raise InvalidRequestError(
-                f"--add-node {node.node_id}: that node is in the recorded history; "
-                f"use --capacity or --skill-on to change it"
+                f"{spell('add-node')} {node.node_id}: that node is in the recorded "
+                f"history; use {spell('capacity')} or {spell('skill-on')} to change it"
             )
     for skill, nodes in scenario.skill_on:
         if skill not in skills:
             raise InvalidRequestError(
-                f"--skill-on {skill}: no node in the recorded history holds it; "
+                f"{spell('skill-on')} {skill}: no node in the recorded history holds it; "
                 f"known skills: {', '.join(sorted(skills)) or 'none'}"
             )
         for node_id in nodes:
             if node_id not in known | added:
                 raise InvalidRequestError(
-                    f"--skill-on {skill}={node_id}: node {node_id} is not in the recorded "
-                    f"history (add it with --add-node)"
+                    f"{spell('skill-on')} {skill}={node_id}: node {node_id} is not in the "
+                    f"recorded history (add it with {spell('add-node')})"
                 )
     if scenario.limits:
         raise InvalidRequestError(
-            "--limit: this scheduler has no cluster-wide limits yet; drop --limit"
+            f"{spell('limit')}: this scheduler has no cluster-wide limits yet; "
+            f"drop {spell('limit')}"
         )
 
 
@@ -441,10 +454,15 @@ def _new_node(node: NewNode, at: datetime, extra: Iterable[str]) -> list[Event]:
 
 
 def simulate(
-    events: Sequence[Record], heartbeats: Sequence[Record], scenario: Scenario
+    events: Sequence[Record],
+    heartbeats: Sequence[Record],
+    scenario: Scenario,
+    *,
+    spell: Spell = flag,
 ) -> Simulation:
     """Replay the arrivals of ``events`` (``EVENTSRC_EVENTS`` records, stream order)
-    under ``scenario``. Raises InvalidRequestError for options the history cannot take."""
+    under ``scenario``. Raises InvalidRequestError for options the history cannot take,
+    naming each option as ``spell`` writes it."""
     report = Simulation(scenario)
     stored = [r for r in events if isinstance(r, StoredEvent)]
     if not stored:
@@ -454,7 +472,7 @@ def simulate(
     for seq, record in enumerate(stored, 1):
         apply(recorded_state, record.event, seq=seq, time=record.time)
     skills = set(recorded_state.skills) | set(recorded_state.instances)
-    _check(scenario, recorded_state, skills)
+    _check(scenario, recorded_state, skills, spell)
     recorded = {
         task_id: task
         for task_id, task in _read_tasks(stored).items()

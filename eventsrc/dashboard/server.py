@@ -26,7 +26,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from eventsrc.commands.scenario import scenario_from_query
+from eventsrc.commands.scenario import query_name, scenario_from_query
 from eventsrc.commands.simulate import simulate, to_json, waits_over_time
 from eventsrc.commands.views import task_info
 from eventsrc.config import CommonConfig
@@ -438,7 +438,9 @@ class Dashboard:
             events = await self._bounded(EVENTS_STREAM)
             heartbeats = await self._bounded(HEARTBEATS_STREAM)
             # Pure and CPU-bound: off the event loop the coordinator also runs in.
-            simulation = await asyncio.to_thread(simulate, events, heartbeats, scenario)
+            simulation = await asyncio.to_thread(
+                simulate, events, heartbeats, scenario, spell=query_name
+            )
         document = to_json(simulation)
         tasks = document.pop("tasks")
         body = {

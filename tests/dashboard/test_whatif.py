@@ -53,6 +53,8 @@ async def test_the_whatif_api_answers_waits_over_time_and_refuses_bad_options(
     cases = {
         "skill_on=python": "skill_on python: write SKILL=NODE[,NODE]",
         "remove_node=n9": "node n9 is not in the recorded history",
+        "skill_on=python=n9": "skill_on python=n9: node n9 is not in the recorded history "
+        "(add it with add_node)",
         "capacity=n1=0": "capacity n1=0: the capacity must be a whole number",
         "add_node=n3": "add_node n3 needs skills a,b after it",
         "from=yesterday": "from 'yesterday' is not an ISO 8601 time",
