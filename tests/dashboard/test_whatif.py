@@ -7,8 +7,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+import nats
+
 import eventsrc
+from eventsrc.dashboard.server import Dashboard
+from eventsrc.events import Event
+from eventsrc.runner import ProjectionRunner
+from eventsrc.store import JetStreamEventStore
+from tests.conftest import MakeServer
 from tests.dashboard.conftest import Browser, Site
+from tests.projections.builders import joined, leader
 
 TASKS = 6
 CODE = "import time; time.sleep(0.5)"
@@ -104,3 +113,33 @@ async def test_the_whatif_chart_shows_the_waits_a_second_node_would_save(
     assert await page.locator("#whatif-form").count() == 1
     # Chromium logs the refused request itself; nothing else may complain.
     assert browser.errors and all("status of 400" in e for e in browser.errors), browser.errors
+
+
+async def test_a_history_over_the_limit_is_refused_with_one_line(make_server: MakeServer) -> None:
+    # A dashboard in-process over a real server, its limit lowered to three records.
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        history: list[Event] = [leader(1), joined("n1"), joined("n2"), joined("n3")]
+        for event in history:
+            await store.append(event)
+        async with (
+            ProjectionRunner(store, follow_heartbeats=False) as runner,
+            Dashboard(
+                runner, store, host="127.0.0.1", port=0, role=lambda: "viewer", identity="t"
+            ) as dashboard,
+            aiohttp.ClientSession() as session,
+        ):
+            dashboard.whatif_limit = 3
+            async with session.get(f"{dashboard.url}/api/whatif") as response:
+                assert response.status == 400
+                error = (await response.json())["error"]
+    finally:
+        await nc.close()
+    assert error == (
+        "the EVENTSRC_EVENTS stream holds more than 3 records, more than the dashboard "
+        "simulates; run replay_tools what-if with the same options"
+    )
