@@ -18,6 +18,8 @@ from typing import NoReturn
 import orjson
 
 from eventsrc import progress
+from eventsrc.commands.scenario import scenario_from_options
+from eventsrc.commands.simulate import Scenario
 from eventsrc.errors import InvalidRequestError
 from eventsrc.events.schema import event_schemas
 from eventsrc.runner import CATCH_UP_GC_THRESHOLD
@@ -34,7 +36,6 @@ from eventsrc.store.raw import mapped_nats_errors
 from replay_tools import audit, backup, rebuild, simulate_report, stats, tree, verify, whatif_report
 from replay_tools.common import Target, UsageError, open_store, parse_time
 from replay_tools.render import print_json
-from replay_tools.simulate import Scenario
 from replay_tools.whatif import Options
 
 
@@ -255,15 +256,18 @@ def _scenario(args: argparse.Namespace) -> Scenario | None:
         return None
     if args.heartbeat_interval is not None or args.sweep_interval is not None:
         raise UsageError("--heartbeat-interval and --sweep-interval go with --stale-after S")
-    return simulate_report.scenario_from_options(
-        args.node_options or [],
-        remove=args.remove_node,
-        drains=args.drain,
-        skill_on=args.skill_on,
-        limits=args.limit,
-        since=parse_time(args.since, flag="--from") if args.since else None,
-        until=parse_time(args.until, flag="--until") if args.until else None,
-    )
+    try:
+        return scenario_from_options(
+            [(flag.removeprefix("--"), value) for flag, value in args.node_options or []],
+            remove=args.remove_node,
+            drains=args.drain,
+            skill_on=args.skill_on,
+            limits=args.limit,
+            since=args.since,
+            until=args.until,
+        )
+    except InvalidRequestError as err:
+        raise UsageError(str(err)) from err
 
 
 async def _audit_task(store: JetStreamEventStore, task_id: str, as_json: bool) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from eventsrc.commands import scenario
+from eventsrc.commands.simulate import iso as iso
 from eventsrc.errors import InvalidRequestError, StoreError
 from eventsrc.ports import EVENTS_STREAM, Record, StoredEvent
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
@@ -90,19 +92,9 @@ async def load_snapshot_bytes(store: JetStreamEventStore) -> bytes | None:
 def parse_time(text: str, *, flag: str) -> datetime:
     """An ISO 8601 time; without a zone it is taken as UTC. Raises UsageError."""
     try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError as err:
-        raise UsageError(
-            f"{flag} {text!r} is not an ISO 8601 time; write e.g. 2026-01-31T12:00:00Z"
-        ) from err
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    """A time as ISO 8601 in UTC with a ``Z``, as the event models write it."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return scenario.parse_time(text, flag=flag)
+    except InvalidRequestError as err:
+        raise UsageError(str(err)) from err
 
 
 def short_time(value: datetime | None) -> str:

@@ -26,6 +26,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from eventsrc.commands.scenario import query_name, scenario_from_query
+from eventsrc.commands.simulate import simulate, to_json, waits_over_time
 from eventsrc.commands.views import task_info
 from eventsrc.config import CommonConfig
 from eventsrc.dashboard import views
@@ -34,7 +36,7 @@ from eventsrc.errors import ConfigError, InvalidRequestError, StoreError, Undeco
 from eventsrc.events.subjects import node_subject, task_filter
 from eventsrc.history import fold_heartbeats, fold_task, fold_until
 from eventsrc.metrics import REGISTRY, exposition, serve_app
-from eventsrc.ports import EventStore, StoredEvent
+from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, EventStore, Record, StoredEvent
 from eventsrc.projections.state import ClusterState
 from eventsrc.runtime import parse_host_port
 
@@ -48,6 +50,10 @@ PING_S = 15.0
 TIME_TRAVEL_CACHE = 8
 TOKEN_COOKIE = "eventsrc_dashboard"
 HISTORY_LIMIT = 500
+WHATIF_LIMIT = 100_000
+"""Most records of each stream the what-if page simulates; beyond: replay_tools."""
+WHATIF_BUCKETS = 40
+"""Slices of the submissions' time span the what-if chart draws."""
 STANDBYS_ASK_S = 1.0
 """How long the overview waits to learn the standbys before it says "unknown"."""
 
@@ -119,6 +125,8 @@ class Dashboard:
         self._tasks: list[asyncio.Task[None]] = []
         self._past: OrderedDict[tuple[str, str], Point] = OrderedDict()
         self._folding = asyncio.Lock()
+        self._simulating = asyncio.Lock()
+        self.whatif_limit = WHATIF_LIMIT
         self.stream_last_seq = 0
         self.registry = CollectorRegistry(auto_describe=True)
         self.tracker = ClusterTracker(self.registry)
@@ -172,6 +180,7 @@ class Dashboard:
         get("/api/tasks", self._tasks_list)
         get("/api/tasks/{task_id}", self._task)
         get("/api/history", self._history)
+        get("/api/whatif", self._whatif)
         get("/api/live", self._live)
         return app
 
@@ -420,6 +429,42 @@ class Dashboard:
                 "last_time": last_time.isoformat() if last_time else None,
             }
         )
+
+    async def _whatif(self, request: web.Request) -> web.StreamResponse:
+        """The recorded tasks replayed on a changed cluster: recorded vs simulated
+        waits over time, and the summary ``replay_tools what-if --json`` gives."""
+        scenario = scenario_from_query(request.query.items())  # a bad option: 400 first
+        async with self._simulating:  # one at a time: each reads both streams
+            events = await self._bounded(EVENTS_STREAM)
+            heartbeats = await self._bounded(HEARTBEATS_STREAM)
+            # Pure and CPU-bound: off the event loop the coordinator also runs in.
+            simulation = await asyncio.to_thread(
+                simulate, events, heartbeats, scenario, spell=query_name
+            )
+        document = to_json(simulation)
+        tasks = document.pop("tasks")
+        body = {
+            **self._context(self._projection.state, request),
+            **document,
+            "tasks": len(tasks),
+            "series": waits_over_time(simulation, WHATIF_BUCKETS),
+        }
+        return _json(body)
+
+    async def _bounded(self, stream: str) -> list[Record]:
+        """Every record of a stream, or InvalidRequestError beyond ``whatif_limit``."""
+        found: list[Record] = []
+        records = self._store.read(stream=stream)
+        async with contextlib.aclosing(records) as reading:  # type: ignore[type-var]
+            async for record in reading:
+                found.append(record)
+                if len(found) > self.whatif_limit:
+                    raise InvalidRequestError(
+                        f"the {stream} stream holds more than "
+                        f"{self.whatif_limit} records, more than the dashboard simulates; "
+                        f"run replay_tools what-if with the same options"
+                    )
+        return found
 
     async def _live(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: ``change`` whenever the projection or a heartbeat moved."""

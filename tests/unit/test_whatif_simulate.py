@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from eventsrc.commands import scheduler, tasks
+from eventsrc.commands import simulate as simulate_module
+from eventsrc.commands.simulate import NewNode, Scenario, Simulation, percentile, simulate
 from eventsrc.coordinator import tasking
 from eventsrc.errors import InvalidRequestError
 from eventsrc.events import Event, TaskAssigned, TaskSpec, TaskSubmitted
 from eventsrc.ports import Record, StoredEvent
-from replay_tools import simulate as simulate_module
-from replay_tools.simulate import NewNode, Scenario, Simulation, percentile, simulate
 from tests.factories import T0
 from tests.projections.builders import (
     LATER,

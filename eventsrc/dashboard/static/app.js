@@ -51,10 +51,10 @@ function table(id, headers, rows) {
   return `<table id="${id}"><thead><tr>${head}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
-async function api(path, params = {}) {
+async function api(path, params = {}, past = true) {
   const query = new URLSearchParams(params);
-  if (point && point.seq) query.set("seq", point.seq);
-  if (point && point.time) query.set("time", point.time);
+  if (past && point && point.seq) query.set("seq", point.seq);
+  if (past && point && point.time) query.set("time", point.time);
   const text = query.toString();
   const response = await fetch(`api/${path}${text ? "?" + text : ""}`, { credentials: "same-origin" });
   const body = await response.json();
@@ -211,6 +211,98 @@ async function task(id) {
     <h2>result</h2><pre id="result">${esc(JSON.stringify(t.result, null, 2))}</pre>`;
 }
 
+// -- what-if: the recorded tasks replayed on a changed cluster ----------------------
+
+const WHATIF_FIELDS = [
+  ["skill_on", "skill on: SKILL=NODE,..."], ["add_node", "add node: NAME"],
+  ["skills", "its skills: a,b"], ["remove_node", "remove node: NAME"],
+];
+
+function seconds(value) {
+  return value === null || value === undefined ? "-" : value.toFixed(3);
+}
+
+function waitsChart(series) {
+  const W = 760, H = 240, L = 56, R = 12, T = 12, B = 34;
+  const values = series.flatMap((b) => [b.recorded.p50, b.simulated.p50]).filter((v) => v !== null);
+  const top = Math.max(0.001, ...values);
+  const x = (i) => L + (series.length > 1 ? (i * (W - L - R)) / (series.length - 1) : (W - L - R) / 2);
+  const y = (v) => T + (H - T - B) * (1 - v / top);
+  const draw = (world) => {
+    const shown = series.map((b, i) => [b, i]).filter(([b]) => b[world].p50 !== null);
+    const points = shown.map(([b, i]) => `${x(i).toFixed(1)},${y(b[world].p50).toFixed(1)}`);
+    const dots = shown.map(([b, i]) => `<circle class="dot-${world}" cx="${x(i).toFixed(1)}" ` +
+      `cy="${y(b[world].p50).toFixed(1)}" r="3"><title>${esc(world)} ${esc(shortTime(b.start))}: ` +
+      `p50 ${seconds(b[world].p50)} s, max ${seconds(b[world].max)} s, ${b.tasks} tasks</title></circle>`);
+    return `<polyline class="series series-${world}" data-series="${world}" data-points="${shown.length}" ` +
+      `fill="none" points="${points.join(" ")}"></polyline>${dots.join("")}`;
+  };
+  const ticks = [0, top / 2, top].map((v) => `<line class="grid" x1="${L}" x2="${W - R}" ` +
+    `y1="${y(v)}" y2="${y(v)}"></line><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v.toFixed(2)}</text>`);
+  const first = series[0], last = series[series.length - 1];
+  return `<svg id="whatif-chart" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img"
+      aria-label="median queue wait per slice of time, recorded and simulated">
+    ${ticks.join("")}
+    <text x="12" y="${T + (H - T - B) / 2}" transform="rotate(-90 12 ${T + (H - T - B) / 2})" text-anchor="middle">wait s (p50)</text>
+    <text x="${L}" y="${H - 10}">${esc(shortTime(first.start))}</text>
+    <text x="${W - R}" y="${H - 10}" text-anchor="end">${esc(shortTime(last.end))}</text>
+    ${draw("recorded")}${draw("simulated")}
+  </svg>
+  <p class="legend"><span class="key key-recorded"></span> recorded
+    <span class="key key-simulated"></span> simulated (median wait of the tasks submitted in each slice)</p>`;
+}
+
+async function whatIf(params) {
+  const query = {};
+  for (const [key, value] of params.entries()) if (value) query[key] = value;
+  const inputs = WHATIF_FIELDS.map(([name, hint]) =>
+    `<input name="${name}" placeholder="${esc(hint)}" value="${esc(query[name] || "")}">`);
+  page.innerHTML = `<h2>what-if on the recorded history</h2>
+    <p class="muted">The recorded tasks replayed with the scheduler's own placement on a changed
+    cluster, as <code>replay_tools what-if</code> does: their arrival times and run times as recorded.</p>
+    <form class="filters" id="whatif-form">${inputs.join("")}<button type="submit">simulate</button></form>
+    <div id="whatif-result"></div>`;
+  document.getElementById("whatif-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [k, v] of new FormData(event.target).entries()) if (v.trim()) next.set(k, v.trim());
+    next.set("run", "1");
+    location.hash = `#/what-if?${next.toString()}`;
+  });
+  if (!params.get("run")) return;
+  delete query.run;
+  const result = document.getElementById("whatif-result");
+  result.innerHTML = `<p class="muted">simulating…</p>`;
+  let body;
+  try {
+    body = await api("whatif", query, false);
+  } catch (err) {
+    result.innerHTML = `<p class="error" id="whatif-error">${esc(err.message)}</p>`;
+    return;
+  }
+  header(body);
+  if (!body.overall || !body.series.length) {
+    result.innerHTML = `<p id="whatif-empty" class="muted">${esc(body.notes.join("; "))}</p>`;
+    return;
+  }
+  const o = body.overall;
+  const rows = [...body.skills, o].map((line) => `<tr data-skills="${esc(line.skills)}">
+    <td>${esc(line.skills)}</td><td>${line.tasks}</td>
+    <td>${seconds(line.recorded.p50)} / ${seconds(line.recorded.p95)} / ${seconds(line.recorded.max)}</td>
+    <td>${seconds(line.simulated.p50)} / ${seconds(line.simulated.p95)} / ${seconds(line.simulated.max)}</td></tr>`);
+  const nodes = body.nodes.map((n) => `<tr data-node="${esc(n.node_id)}"><td>${nodeLink(n.node_id)}</td>
+    <td>${n.recorded.capacity ?? "-"} / ${n.simulated.capacity ?? "-"}</td>
+    <td>${n.recorded.tasks} / ${n.simulated.tasks}</td></tr>`);
+  result.innerHTML = `<p id="whatif-changes">what if: ${esc(body.scenario.changes.join("; "))}</p>
+    <p id="whatif-medians" data-recorded="${o.recorded.p50 ?? ""}" data-simulated="${o.simulated.p50 ?? ""}">
+      median queue wait: recorded <b>${seconds(o.recorded.p50)} s</b>, simulated <b>${seconds(o.simulated.p50)} s</b>
+      · ${body.tasks} tasks · would not have waited: ${body.no_longer_wait.length} · moved: ${body.moved.length}</p>
+    ${waitsChart(body.series)}
+    <h2>waits, s (p50 / p95 / max)</h2>${table("whatif-summary", ["skills", "tasks", "recorded", "simulated"], rows)}
+    <h2>nodes</h2>${table("whatif-nodes", ["node", "capacity rec / sim", "tasks rec / sim"], nodes)}
+    <ul id="whatif-notes">${body.notes.map((n) => `<li class="muted">${esc(n)}</li>`).join("")}</ul>`;
+}
+
 // -- routing, live updates, time travel -------------------------------------------
 
 async function render() {
@@ -226,6 +318,7 @@ async function render() {
     else if (parts[0] === "skills") await skills();
     else if (parts[0] === "tasks" && parts[1]) await task(parts[1]);
     else if (parts[0] === "tasks") await tasks(params);
+    else if (parts[0] === "what-if") await whatIf(params);
     else page.innerHTML = `<p class="error">no such page: ${esc(path)}</p>`;
   } catch (err) {
     page.innerHTML = `<p class="error" id="page-error">${esc(err.message)}</p>`;
@@ -281,7 +374,8 @@ function listen() {
       range.max = Math.max(1, data.last_seq);
       if (!point) range.value = range.max;
     }
-    if (!point) render();
+    // The what-if page is a simulation of the history, not a live view: no redraw.
+    if (!point && !location.hash.startsWith("#/what-if")) render();
   });
 }
 

@@ -1,4 +1,7 @@
-"""``what-if`` placement: replay the recorded task arrivals under a changed cluster.
+"""What-if placement: replay the recorded task arrivals under a changed cluster.
+
+Used by ``replay_tools what-if`` and the dashboard's what-if page; ``to_json`` is the
+document both answer, ``waits_over_time`` the dashboard's chart.
 
 Pure and deterministic: ``simulate(events, heartbeats, scenario)`` takes the records of
 both streams and never reads a clock. Time is data: a discrete-event loop over the
@@ -34,9 +37,9 @@ import heapq
 import itertools
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventsrc.commands import tasks as task_commands
@@ -66,6 +69,15 @@ _ENDS = (TaskSucceeded, TaskFailed, TaskRequeued, TaskTimedOut, TaskCancelled)
 ADDED_INCARNATION = "what-if"
 DEFAULT_CAPACITY = 4
 """Slots of an ``--add-node`` without ``--capacity`` (a node's own default)."""
+
+
+Spell = Callable[[str], str]
+"""How a caller writes an option: ``skill-on`` -> ``--skill-on`` or ``skill_on``."""
+
+
+def flag(name: str) -> str:
+    """The command line's spelling of an option."""
+    return f"--{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +362,7 @@ class _World:
                 self.fold(event, now)
 
 
-def _check(scenario: Scenario, state: ClusterState, skills: set[str]) -> None:
+def _check(scenario: Scenario, state: ClusterState, skills: set[str], spell: Spell) -> None:
     """Names the options use must exist in the history (or must not, for a new node)."""
     known = set(state.nodes)
     for node_id in (
@@ -367,24 +379,25 @@ def _check(scenario: Scenario, state: ClusterState, skills: set[str]) -> None:
     for node in scenario.add_nodes:
         if node.node_id in known:
             raise InvalidRequestError(
-                f"--add-node {node.node_id}: that node is in the recorded history; "
-                f"use --capacity or --skill-on to change it"
+                f"{spell('add-node')} {node.node_id}: that node is in the recorded "
+                f"history; use {spell('capacity')} or {spell('skill-on')} to change it"
             )
     for skill, nodes in scenario.skill_on:
         if skill not in skills:
             raise InvalidRequestError(
-                f"--skill-on {skill}: no node in the recorded history holds it; "
+                f"{spell('skill-on')} {skill}: no node in the recorded history holds it; "
                 f"known skills: {', '.join(sorted(skills)) or 'none'}"
             )
         for node_id in nodes:
             if node_id not in known | added:
                 raise InvalidRequestError(
-                    f"--skill-on {skill}={node_id}: node {node_id} is not in the recorded "
-                    f"history (add it with --add-node)"
+                    f"{spell('skill-on')} {skill}={node_id}: node {node_id} is not in the "
+                    f"recorded history (add it with {spell('add-node')})"
                 )
     if scenario.limits:
         raise InvalidRequestError(
-            "--limit: this scheduler has no cluster-wide limits yet; drop --limit"
+            f"{spell('limit')}: this scheduler has no cluster-wide limits yet; "
+            f"drop {spell('limit')}"
         )
 
 
@@ -441,10 +454,15 @@ def _new_node(node: NewNode, at: datetime, extra: Iterable[str]) -> list[Event]:
 
 
 def simulate(
-    events: Sequence[Record], heartbeats: Sequence[Record], scenario: Scenario
+    events: Sequence[Record],
+    heartbeats: Sequence[Record],
+    scenario: Scenario,
+    *,
+    spell: Spell = flag,
 ) -> Simulation:
     """Replay the arrivals of ``events`` (``EVENTSRC_EVENTS`` records, stream order)
-    under ``scenario``. Raises InvalidRequestError for options the history cannot take."""
+    under ``scenario``. Raises InvalidRequestError for options the history cannot take,
+    naming each option as ``spell`` writes it."""
     report = Simulation(scenario)
     stored = [r for r in events if isinstance(r, StoredEvent)]
     if not stored:
@@ -454,7 +472,7 @@ def simulate(
     for seq, record in enumerate(stored, 1):
         apply(recorded_state, record.event, seq=seq, time=record.time)
     skills = set(recorded_state.skills) | set(recorded_state.instances)
-    _check(scenario, recorded_state, skills)
+    _check(scenario, recorded_state, skills, spell)
     recorded = {
         task_id: task
         for task_id, task in _read_tasks(stored).items()
@@ -716,3 +734,134 @@ def _notes(report: Simulation, world: _World) -> None:
         "run times are the recorded ones (assignment to result); one attempt per task, "
         "membership changes as recorded"
     )
+
+
+# -- the document -----------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC with a ``Z``, as the event models write it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _waits_json(waits: Waits) -> dict[str, Any]:
+    return {"count": waits.count, "p50": waits.p50, "p95": waits.p95, "max": waits.max}
+
+
+def _line_json(line: SkillLine) -> dict[str, Any]:
+    return {
+        "skills": line.skills,
+        "tasks": line.tasks,
+        "recorded": _waits_json(line.recorded),
+        "simulated": _waits_json(line.simulated),
+    }
+
+
+def _task_json(task: TaskOutcome) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "skills": list(task.skills),
+        "priority": task.priority,
+        "submitted_at": iso(task.submitted_at),
+        "run_s": task.run_s,
+        "run_time_from": task.run_time_from,
+        "recorded": {
+            "node_id": task.recorded_node,
+            "wait_s": task.recorded_wait_s,
+            "waited": task.recorded_waited,
+        },
+        "simulated": {
+            "node_id": task.simulated_node,
+            "wait_s": task.simulated_wait_s,
+            "waited": task.simulated_waited,
+            "state": task.simulated_state,
+        },
+        "moved": task.moved,
+        "untried_node": task.untried_node,
+    }
+
+
+def to_json(report: Simulation) -> dict[str, Any]:
+    """The ``--json`` document."""
+    scenario = report.scenario
+    return {
+        "scenario": {
+            "changes": scenario.describe(),
+            "from": iso(scenario.since),
+            "until": iso(scenario.until),
+        },
+        "window": [iso(t) for t in report.window] if report.window else None,
+        "overall": _line_json(report.overall) if report.overall else None,
+        "skills": [_line_json(line) for line in report.skills],
+        "nodes": [
+            {
+                "node_id": n.node_id,
+                "recorded": {
+                    "capacity": n.recorded_capacity,
+                    "utilisation": n.recorded_utilisation,
+                    "tasks": n.recorded_tasks,
+                },
+                "simulated": {
+                    "capacity": n.simulated_capacity,
+                    "utilisation": n.simulated_utilisation,
+                    "tasks": n.simulated_tasks,
+                },
+            }
+            for n in report.nodes
+        ],
+        "no_longer_wait": [t.task_id for t in no_longer_wait(report)],
+        "newly_wait": [t.task_id for t in newly_wait(report)],
+        "moved": [t.task_id for t in report.tasks if t.moved],
+        "tasks": [_task_json(task) for task in report.tasks],
+        "notes": report.notes,
+    }
+
+
+def no_longer_wait(report: Simulation) -> list[TaskOutcome]:
+    """Tasks that waited in the queue and would have been placed on arrival."""
+    return [
+        t for t in report.tasks if t.recorded_waited and t.simulated_node and not t.simulated_waited
+    ]
+
+
+def newly_wait(report: Simulation) -> list[TaskOutcome]:
+    """Tasks placed on arrival that would have waited (or never been placed)."""
+    return [
+        t
+        for t in report.tasks
+        if t.recorded_node is not None
+        and not t.recorded_waited
+        and (t.simulated_waited or t.simulated_node is None)
+    ]
+
+
+def waits_over_time(report: Simulation, buckets: int) -> list[dict[str, Any]]:
+    """The waits of the tasks submitted in each of ``buckets`` equal slices of the
+    window's submissions: per slice its start and end, how many tasks, and the
+    recorded and simulated waits (count, p50, p95, max). Empty slices are kept (zero
+    tasks, no waits) so a chart's time axis is even."""
+    if not report.tasks or buckets < 1:
+        return []
+    first = min(t.submitted_at for t in report.tasks)
+    last = max(t.submitted_at for t in report.tasks)
+    buckets = buckets if last > first else 1  # all at one instant: one slice
+    width = (last - first) / buckets
+    slices: list[list[TaskOutcome]] = [[] for _ in range(buckets)]
+    for task in report.tasks:
+        index = int((task.submitted_at - first) / width) if width > timedelta(0) else 0
+        slices[min(index, buckets - 1)].append(task)
+    out = []
+    for index, tasks in enumerate(slices):
+        line = _line("", tasks)
+        out.append(
+            {
+                "start": iso(first + width * index),
+                "end": iso(first + width * (index + 1)),
+                "tasks": len(tasks),
+                "recorded": _waits_json(line.recorded),
+                "simulated": _waits_json(line.simulated),
+            }
+        )
+    return out
