@@ -14,6 +14,7 @@ from typing import Any
 
 from eventsrc.commands.simulate import NewNode, Scenario, Spell, flag
 from eventsrc.errors import InvalidRequestError
+from eventsrc.events import validate_token
 
 ORDERED = ("add-node", "skills", "capacity", "labels")
 """The options whose order matters: ``skills``, ``labels`` and a bare ``capacity N``
@@ -145,7 +146,11 @@ def _limit(option: str, text: str) -> tuple[str, int]:
     key, sep, number = text.partition("=")
     if not sep:
         raise InvalidRequestError(f"{option} {text}: write KEY=N")
-    return key.strip(), _count(option, number, text)
+    try:
+        key = validate_token(key.strip(), what="limit key")
+    except InvalidRequestError as err:
+        raise InvalidRequestError(f"{option} {text}: {err}") from err
+    return key, _count(option, number, text)
 
 
 QUERY_NAMES = (

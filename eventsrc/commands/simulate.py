@@ -25,10 +25,10 @@ takes the median run time of its skills; membership changes (a node leaving, exp
 happen when they were recorded, up to the window's last recorded task event: after it
 the cluster stays as it was.
 
-``Scenario.limits`` is the hook for cluster-wide limits (``--limit KEY=N``): ``_check``
-refuses them today. Once the scheduler has limits, they are recorded settings, and the
-override becomes one more injected event before the first arrival (as ``_new_node``
-and the drains are); ``decide_submit`` and ``reconcile`` then respect it unchanged.
+``Scenario.limits`` (``--limit KEY=N``) sets the cluster-wide limit of a ``limit_key``
+to N running: one more injected ``LimitSet`` before the first arrival (as ``_new_node``
+and the drains are), the key's recorded limit events left out; ``decide_submit`` and
+``reconcile`` then hold the tasks by it unchanged.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ from eventsrc.errors import DomainError, InvalidRequestError
 from eventsrc.events import (
     Event,
     Heartbeat,
+    LimitRemoved,
+    LimitSet,
     NodeDrainRequested,
     NodeJoined,
     SkillInstanceRegistered,
@@ -63,6 +65,7 @@ from eventsrc.events import (
 from eventsrc.ports import Record, StoredEvent
 from eventsrc.projections.apply import apply, apply_heartbeat
 from eventsrc.projections.state import ClusterState, Retention, TaskState
+from eventsrc.projections.tasks import not_before
 
 _KEEP_ALL = Retention(max_finished=10**9, max_finished_age_s=100 * 365 * 86400.0)
 _ENDS = (TaskSucceeded, TaskFailed, TaskRequeued, TaskTimedOut, TaskCancelled)
@@ -102,7 +105,8 @@ class Scenario:
     since: datetime | None = None
     until: datetime | None = None
     limits: tuple[tuple[str, int], ...] = ()
-    """Cluster-wide limits (``--limit KEY=N``): the hook, refused until they exist."""
+    """Cluster-wide limits (``--limit KEY=N``): at most N tasks of that ``limit_key``
+    running at once, in place of what the history recorded for the key."""
 
     def describe(self) -> list[str]:
         """One phrase per change, in a fixed order."""
@@ -116,6 +120,7 @@ class Scenario:
         said += [f"capacity of {n} {c}" for n, c in self.capacity]
         said += [f"drain {n} at {t.isoformat()}" for n, t in self.drains]
         said += [f"skill {s} also on {','.join(nodes)}" for s, nodes in self.skill_on]
+        said += [f"limit {k} at {n} running" for k, n in self.limits]
         return said or ["nothing changed (the recorded cluster, re-decided)"]
 
 
@@ -329,6 +334,9 @@ class _World:
         if submitted.task_id not in self.assigned:
             deadline = now + timedelta(seconds=submitted.spec.queue_timeout_s)
             self.push(deadline + timedelta(microseconds=1), _WAKE, None)
+            start = not_before(submitted.spec, now)
+            if start is not None and start > now:
+                self.push(start, _WAKE, None)  # its delay is over: the next pass places it
 
     def end(self, task_id: str, attempt: int, since: datetime, now: datetime) -> None:
         task = self.state.tasks.get(task_id)
@@ -394,17 +402,13 @@ def _check(scenario: Scenario, state: ClusterState, skills: set[str], spell: Spe
                     f"{spell('skill-on')} {skill}={node_id}: node {node_id} is not in the "
                     f"recorded history (add it with {spell('add-node')})"
                 )
-    if scenario.limits:
-        raise InvalidRequestError(
-            f"{spell('limit')}: this scheduler has no cluster-wide limits yet; "
-            f"drop {spell('limit')}"
-        )
 
 
 def _membership(stored: Sequence[StoredEvent], scenario: Scenario) -> list[tuple[datetime, Event]]:
     """The recorded non-task events of the changed cluster, with what the options add."""
     removed = set(scenario.remove_nodes)
     capacity = dict(scenario.capacity)
+    overridden = {key for key, _ in scenario.limits}
     extra: dict[str, list[str]] = {}
     for skill, nodes in scenario.skill_on:
         for node_id in nodes:
@@ -414,6 +418,8 @@ def _membership(stored: Sequence[StoredEvent], scenario: Scenario) -> list[tuple
         event = record.event
         if event.type.startswith("Task") or getattr(event, "node_id", None) in removed:
             continue
+        if isinstance(event, LimitSet | LimitRemoved) and event.key in overridden:
+            continue  # the option's limit stands in for the recorded one
         if isinstance(event, NodeJoined):
             if event.node_id in capacity:
                 event = event.model_copy(update={"capacity": capacity[event.node_id]})
@@ -506,6 +512,15 @@ def simulate(
     for node in scenario.add_nodes:
         for event in _new_node(node, start, extra.get(node.node_id, ())):
             world.push(start, _INJECTED, event)
+    for key, most in scenario.limits:
+        limit = LimitSet(
+            event_id=f"what-if-limit-{key}",
+            time=start,
+            producer="coordinator",
+            key=key,
+            max_running=most,
+        )
+        world.push(start, _INJECTED, limit)
     for node_id, at in scenario.drains:
         drain = NodeDrainRequested(
             event_id=f"what-if-drain-{node_id}",
@@ -536,7 +551,7 @@ def _run(world: _World) -> None:
     """The discrete-event loop: each instant's items in rank order, then one reconcile.
 
     The reconcile is skipped where it could decide nothing the coordinator's would: an
-    instant of arrivals only (``decide_submit`` placed them; no slot freed). It looks at
+    instant of arrivals only, all placed by ``decide_submit`` (no slot freed). It looks at
     the waiting tasks only, like the coordinator's pass after each event, except at a
     membership change or a queue deadline, where it makes the full pass (lost nodes).
     """
@@ -560,6 +575,10 @@ def _run(world: _World) -> None:
                 unblocks = True
             elif item.rank == _ARRIVAL:
                 world.arrive(item.payload, now)
+                # A task that waits by design (a limit, a chain, a delay) is placed by a
+                # reconcile pass only, never by its own submit: the coordinator's next
+                # pass sees it.
+                unblocks = unblocks or item.payload.task_id in world.state.waiting
             else:
                 unblocks = full = True
         if (full and world.state.open_tasks) or (unblocks and world.state.waiting):

@@ -6,6 +6,7 @@ simulator against a second real run of the same workload on the changed cluster.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 from collections.abc import Iterator, Sequence
@@ -25,12 +26,15 @@ RUN_S = 0.6
 CODE = f"import time; time.sleep({RUN_S})"
 
 
-async def _workload(url: str, count: int = TASKS) -> dict[str, str]:
+async def _workload(url: str, count: int = TASKS, **options: Any) -> dict[str, str]:
     """``count`` python tasks submitted at once; waits for all; their final states."""
     async with eventsrc.connect(url, project=False) as cluster:
         ids = [f"t{n:02d}" for n in range(count)]
         await asyncio.gather(
-            *(cluster.submit("python", {"code": CODE}, task_id=task_id) for task_id in ids)
+            *(
+                cluster.submit("python", {"code": CODE}, task_id=task_id, **options)
+                for task_id in ids
+            )
         )
         done = await asyncio.gather(*(cluster.wait(task_id, timeout=60) for task_id in ids))
         return {task.task_id: task.state for task in done}
@@ -134,6 +138,23 @@ def test_the_same_history_gives_the_same_report_byte_for_byte(e2e: E2E, cli: Run
     assert first_json.out == second_json.out and json.loads(first_json.out)["tasks"]
 
 
+def test_a_limit_on_a_key_holds_back_the_tasks_that_ran_two_at_a_time(e2e: E2E, cli: Run) -> None:
+    asyncio.run(e2e.start_nodes({"n1": ["python"], "n2": ["python"]}, extra=["--capacity", "1"]))
+    states = asyncio.run(_workload(e2e.url, 6, limit_key="shared-key"))
+    assert set(states.values()) == {"succeeded"}, states
+
+    recorded = _what_if(cli, e2e.url)
+    limited = _what_if(cli, e2e.url, "--limit", "shared-key=1")
+
+    # Two slots ran them two at a time; one at a time, the median wait about doubles.
+    assert _median(limited, "simulated") > 1.5 * _median(recorded, "simulated"), (
+        _median(recorded, "simulated"),
+        _median(limited, "simulated"),
+    )
+    starts = sorted(t["simulated"]["wait_s"] for t in limited["tasks"])
+    assert all(later - earlier >= 0.4 for earlier, later in itertools.pairwise(starts)), starts
+
+
 def test_bad_options_are_one_line_and_exit_2(e2e: E2E, cli: Run) -> None:
     _record(e2e, {"n1": ["python"]}, count=1)
     for args in [
@@ -146,7 +167,8 @@ def test_bad_options_are_one_line_and_exit_2(e2e: E2E, cli: Run) -> None:
         ("--capacity", "n1=0"),
         ("--drain", "n1@yesterday"),
         ("--from", "2026-01-02", "--until", "2026-01-01"),
-        ("--limit", "gpu=1"),
+        ("--limit", "gpu=0"),
+        ("--limit", "a.b=1"),
         ("--stale-after", "2", "--remove-node", "n1"),
         ("--sweep-interval", "1"),
     ]:

@@ -17,7 +17,7 @@ from eventsrc.commands import simulate as simulate_module
 from eventsrc.commands.simulate import NewNode, Scenario, Simulation, percentile, simulate
 from eventsrc.coordinator import tasking
 from eventsrc.errors import InvalidRequestError
-from eventsrc.events import Event, TaskAssigned, TaskSpec, TaskSubmitted
+from eventsrc.events import Event, LimitSet, TaskAssigned, TaskSpec, TaskSubmitted
 from eventsrc.ports import Record, StoredEvent
 from tests.factories import T0
 from tests.projections.builders import (
@@ -56,8 +56,9 @@ class History:
         start: float,
         run: float = 1.0,
         priority: int = 0,
+        limit_key: str | None = None,
     ) -> None:
-        spec = TaskSpec(skills=("python",), priority=priority)
+        spec = TaskSpec(skills=("python",), priority=priority, limit_key=limit_key)
         sub = TaskSubmitted(**coord(), task_id=task_id, spec=spec, queue_deadline=LATER)
         assign = TaskAssigned(
             **coord(),
@@ -225,7 +226,6 @@ def test_it_places_with_the_schedulers_own_function(monkeypatch: pytest.MonkeyPa
         (Scenario(skill_on=(("gpu", ("n2",)),)), "--skill-on gpu: no node"),
         (Scenario(skill_on=(("python", ("n9",)),)), "add it with --add-node"),
         (Scenario(add_nodes=(NewNode("n1", ("python",)),)), "use --capacity or --skill-on"),
-        (Scenario(limits=(("gpu", 1),)), "no cluster-wide limits yet"),
     ],
 )
 def test_options_the_history_cannot_take(scenario: Scenario, text: str) -> None:
@@ -264,3 +264,38 @@ def test_a_node_stopped_after_the_recorded_work_keeps_running_the_delayed_work()
 
     assert waits(result) == {"t1": 0, "t2": 1, "t3": 2, "t4": 3}
     assert any("1 membership or skill event(s) recorded after" in n for n in result.notes)
+
+
+def limited_on_a_big_node(recorded_limit: int | None) -> list[Record]:
+    """Four tasks of key ``k`` on ``n1`` with four slots: all at once, or (under a
+    recorded limit of 1) one after the other."""
+    history = History()
+    history.pending = []
+    history.add(0, leader(1), skill_registered("python"))
+    history.add(0, joined("n1", capacity=4), instance("python", "n1"))
+    if recorded_limit is not None:
+        history.add(0, LimitSet(**coord(), key="k", max_running=recorded_limit))
+    for n in range(4):
+        start = 0.5 + (n if recorded_limit == 1 else 0)
+        history.task(f"t{n + 1}", "n1", submit=0.5, start=start, limit_key="k")
+    return history.close()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "scenario", "wait"),
+    [
+        (None, Scenario(), {"t1": 0, "t2": 0, "t3": 0, "t4": 0}),
+        (None, Scenario(limits=(("k", 1),)), {"t1": 0, "t2": 1, "t3": 2, "t4": 3}),
+        (None, Scenario(limits=(("k", 2),)), {"t1": 0, "t2": 0, "t3": 1, "t4": 1}),
+        (1, Scenario(), {"t1": 0, "t2": 1, "t3": 2, "t4": 3}),
+        (1, Scenario(limits=(("k", 4),)), {"t1": 0, "t2": 0, "t3": 0, "t4": 0}),
+        (1, Scenario(limits=(("other", 1),)), {"t1": 0, "t2": 1, "t3": 2, "t4": 3}),
+    ],
+    ids=["none", "limit 1", "limit 2", "recorded 1", "recorded 1 raised to 4", "other key"],
+)
+def test_a_limit_holds_the_simulated_tasks_of_its_key(
+    recorded: int | None, scenario: Scenario, wait: dict[str, float | None]
+) -> None:
+    result = simulate(limited_on_a_big_node(recorded), [], scenario)
+
+    assert waits(result) == pytest.approx(wait, abs=0.02)
