@@ -51,9 +51,15 @@ class ClusterTracker:
         self._ended: set[str] = set()
         self._placed: dict[str, int] = {}
         self._primed = False
+        self._looked_at = -1
 
     def observe(self, state: ClusterState) -> None:
-        """Count what changed since the last look (no await: a consistent state)."""
+        """Count what changed since the last look (no await: a consistent state). A
+        state no event moved since is not walked again: an idle coordinator pays nothing.
+        """
+        if state.last_seq == self._looked_at:
+            return
+        self._looked_at = state.last_seq
         counting = self._primed
         self._primed = True
         seen: set[str] = set()
