@@ -31,6 +31,7 @@ from eventsrc.config import CommonConfig
 from eventsrc.dashboard import views
 from eventsrc.dashboard.metrics import ClusterCollector, ClusterTracker
 from eventsrc.errors import ConfigError, InvalidRequestError, StoreError, UndecodableEventError
+from eventsrc.events import validate_token
 from eventsrc.events.subjects import node_subject, task_filter
 from eventsrc.history import fold_heartbeats, fold_task, fold_until
 from eventsrc.metrics import REGISTRY, exposition, serve_app
@@ -317,7 +318,7 @@ class Dashboard:
         return _json(body)
 
     async def _node(self, request: web.Request) -> web.StreamResponse:
-        node_id = request.match_info["node_id"]
+        node_id = validate_token(request.match_info["node_id"], what="node id")
         async with self._state(request) as (state, now):
             if node_id not in state.nodes:
                 raise KeyError(f"node {node_id}")
@@ -356,7 +357,7 @@ class Dashboard:
         return _json(body)
 
     async def _task(self, request: web.Request) -> web.StreamResponse:
-        task_id = request.match_info["task_id"]
+        task_id = validate_token(request.match_info["task_id"], what="task id")
         async with self._state(request) as (state, _):
             context = self._context(state, request)
             view = state.tasks.get(task_id)

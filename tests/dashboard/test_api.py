@@ -106,6 +106,12 @@ async def test_bad_input_gets_one_line_and_the_server_stays_read_only(site: Site
         "/api/nodes?time=2000-01-01T00:00:00Z": (400, "before the first event"),
         "/api/nodes/nobody": (404, "not found: node nobody"),
         "/api/tasks/nothing-here": (404, "not found: task nothing-here"),
+        # An id that is no subject token would widen the history filter to every task.
+        "/api/tasks/*": (400, "task id '*' contains '*'"),
+        "/api/tasks/%3E": (400, "task id '>' contains '>'"),
+        "/api/tasks/a.b?seq=1": (400, "task id 'a.b' contains '.'"),
+        "/api/nodes/*": (400, "node id '*' contains '*'"),
+        "/api/nodes/%3E": (400, "node id '>' contains '>'"),
         "/static/../secure.json": (404, ""),
     }
     for path, (status, message) in cases.items():
