@@ -311,3 +311,21 @@ def test_the_token_can_come_from_a_file(tmp_path: Path) -> None:
         read_token(None, secret)
     with pytest.raises(ConfigError, match="cannot read it"):
         read_token(None, tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "says"),
+    [
+        (["--http", "off"], {}, "eventsrc dashboard --http off: nothing to serve"),
+        ([], {"EVENTSRC_HTTP": "off"}, "EVENTSRC_HTTP=off eventsrc dashboard: nothing to serve"),
+    ],
+)
+def test_a_dashboard_told_to_serve_nothing_is_a_usage_error(
+    tmp_path: Path, flag: list[str], env: dict[str, str], says: str
+) -> None:
+    args = ["-m", "eventsrc.cli", "--nats-url", "nats://127.0.0.1:1", "dashboard", *flag]
+    with program(args, cwd=tmp_path, env={**CLEAN_ENV, **env}) as child:
+        assert child.proc.wait(timeout=30) == 2
+        child.kill()
+        assert len(child.stderr_lines) == 1, child.stderr_lines
+        assert child.stderr_lines[0].startswith(f"error: {says}"), child.stderr_lines
