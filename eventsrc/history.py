@@ -195,8 +195,9 @@ async def follow_tasks(store: EventStore, *, from_seq: int) -> AsyncIterator[Tas
             state = states[task_id] = await _task_state(store, task_id)
         apply_record(state, record)  # nothing when the fold above already holds it
         task = state.tasks.get(task_id)
-        if task is None:
-            continue  # a stray event of a task never submitted
+        if task is None:  # a stray event of a task never submitted: keep nothing for it
+            del states[task_id]
+            continue
         yield task
         if task.terminal:
             del states[task_id]

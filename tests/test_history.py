@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import nats
 import pytest
 
 from eventsrc.events import Event, OutputLine, TaskOutput
-from eventsrc.history import follow_task_output
-from eventsrc.projections.state import TaskView
+from eventsrc.history import follow_task_output, follow_tasks
+from eventsrc.projections.state import ClusterState, TaskView
 from eventsrc.store import JetStreamEventStore
 from tests.conftest import MakeServer
 from tests.factories import envelope, one_of_each
@@ -96,3 +97,36 @@ async def test_output_stored_before_the_end_is_shown_once_the_task_ended(
         await nc.close()
     lines = [line.text for item in seen if isinstance(item, TaskOutput) for line in item.lines]
     assert lines == ["real"], seen
+
+
+async def test_watching_all_tasks_keeps_no_state_for_stray_task_ids(
+    make_server: MakeServer,
+) -> None:
+    """``tasks --watch`` runs for days: events under ids never submitted (a stray or
+    hostile publish) must not each leave a folded state behind."""
+    server = make_server()
+    assert server.url is not None
+    events: dict[str, Event] = {e.type: e for e in one_of_each() if e.type in TYPES}
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        await store.append(events["LeaderElected"])
+        gc.collect()
+        before = sum(isinstance(o, ClusterState) for o in gc.get_objects())
+        for i in range(30):
+            stray = events["TaskStarted"].model_copy(
+                update={"task_id": f"ghost{i}", "event_id": envelope()["event_id"]}
+            )
+            await store.append(stray)
+        await store.append(events["TaskSubmitted"])
+        watch = follow_tasks(store, from_seq=1)
+        async with asyncio.timeout(10):
+            task = await anext(watch)
+        assert task.task_id == "t1"
+        gc.collect()
+        held = sum(isinstance(o, ClusterState) for o in gc.get_objects()) - before
+        await watch.aclose()
+    finally:
+        await nc.close()
+    assert held <= 1, f"{held} task states kept for one real task"
