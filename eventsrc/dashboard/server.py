@@ -409,10 +409,12 @@ class Dashboard:
                     break
         state = self._projection.state
         last_time = None
-        if state.last_seq:
-            async for record in self._store.read(from_seq=state.last_seq):
-                if isinstance(record, StoredEvent):
-                    last_time = record.time
+        if state.last_seq:  # one record: a viewer catching up must not read the backlog
+            applied = self._store.read(from_seq=state.last_seq, until_seq=state.last_seq)
+            async with contextlib.aclosing(applied) as reading:  # type: ignore[type-var]
+                async for record in reading:
+                    if isinstance(record, StoredEvent):
+                        last_time = record.time
         return _json(
             {
                 "first_seq": first.seq if first else 0,

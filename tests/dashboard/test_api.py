@@ -3,27 +3,37 @@ serving its projection, node processes, tasks run by the built-in python skill."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventsrc
 from eventsrc.dashboard.server import (
     Address,
+    Dashboard,
     check_exposure,
     dashboard_address,
     is_loopback,
     read_token,
 )
 from eventsrc.errors import ConfigError, InvalidRequestError
+from eventsrc.events import SkillMetadata, SkillRegistered
+from eventsrc.history import fold_until
+from eventsrc.ports import StoredEvent
+from eventsrc.projections.state import ClusterState
+from eventsrc.store import JetStreamEventStore
 from tests.conftest import MakeServer
 from tests.dashboard.conftest import Site, printed_url, start_dashboard_cluster
 from tests.e2e.conftest import CLEAN_ENV, poll
+from tests.factories import envelope
 from tests.nats_cluster import REPO
 from tests.processes import program
 
@@ -329,3 +339,49 @@ def test_a_dashboard_told_to_serve_nothing_is_a_usage_error(
         child.kill()
         assert len(child.stderr_lines) == 1, child.stderr_lines
         assert child.stderr_lines[0].startswith(f"error: {says}"), child.stderr_lines
+
+
+class _Behind:
+    """A projection that has applied the stream only up to a point (catching up)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self._state = state
+
+    @property
+    def state(self) -> ClusterState:
+        return self._state
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[ClusterState]:
+        yield self._state
+
+
+async def test_history_of_a_catching_up_viewer_ends_at_what_it_applied(
+    make_server: MakeServer,
+) -> None:
+    """/api/history reads the applied event only, not the backlog after it."""
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        for i in range(20):
+            await store.append(SkillRegistered(**envelope(), metadata=SkillMetadata(name=f"s{i}")))
+        state = await fold_until(store, ClusterState(), until_seq=3)
+        times = [r.time async for r in store.read() if isinstance(r, StoredEvent)]
+        dashboard = Dashboard(
+            _Behind(state), store, host="127.0.0.1", port=0, role=lambda: "viewer", identity="v"
+        )
+        async with dashboard, aiohttp.ClientSession() as session:
+            body = await _get_json(session, f"{dashboard.url}/api/history")
+    finally:
+        await nc.close()
+    assert body["first_seq"] == 1 and body["last_seq"] == 3, body
+    assert body["last_time"] == times[2].isoformat(), (body, times[2], times[-1])
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
