@@ -46,15 +46,18 @@ DEFAULT_HTTP = "127.0.0.1:8470"
 POLL_S = 0.5
 """How often the live stream and the counters look at the projection."""
 PING_S = 15.0
+"""How often the live stream sends a comment when nothing changed (keeps proxies open)."""
 TIME_TRAVEL_CACHE = 8
+"""How many folded states of the past are kept for the next request."""
 TOKEN_COOKIE = "eventsrc_dashboard"
+"""The cookie that ``?token=`` sets, so the page's own requests carry the token."""
 HISTORY_LIMIT = 500
+"""Most events shown in one node's or task's history."""
 STANDBYS_ASK_S = 1.0
 """How long the overview waits to learn the standbys before it says "unknown"."""
 
 Standbys = Callable[[], Awaitable[tuple[str, ...]]]
 """The other coordinators standing by now; raises StoreError when nobody can say."""
-"""Most events shown in one node's or task's history."""
 
 
 class Projection(Protocol):
