@@ -47,7 +47,7 @@ from eventsrc.store.credentials import (
     ROLE_READER,
     ROLE_SUBMITTER,
 )
-from eventsrc.store.lease import LEADER_BUCKET
+from eventsrc.store.lease import LEADER_BUCKET_STREAM
 
 CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
@@ -108,7 +108,7 @@ def stream_reads() -> list[str]:
             for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM)
             for op in ("INFO", "MSG.GET")
         ),
-        f"$JS.API.STREAM.INFO.KV_{LEADER_BUCKET}",
+        f"$JS.API.STREAM.INFO.{LEADER_BUCKET_STREAM}",
     ]
 
 
