@@ -310,10 +310,15 @@ class Dashboard:
             return None
         try:
             async with asyncio.timeout(STANDBYS_ASK_S):
-                return list(await self._standbys())
+                standing_by = await self._standbys()
         except (StoreError, TimeoutError) as err:
             log.debug("dashboard: standbys unknown: %s", err or "no answer in time")
             return None
+        # A coordinator's word that it stands by outlives its winning the lease by up to
+        # a lease time: the one elected (the lease's holder, as the events say) is no
+        # standby. Read from the events: the lease's value is not granted to readers.
+        leader = self._projection.state.leader
+        return [one for one in standing_by if one != leader]
 
     async def _nodes(self, request: web.Request) -> web.StreamResponse:
         async with self._state(request) as (state, now):

@@ -385,3 +385,34 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as response:
         assert response.status == 200, await response.text()
         return await response.json()
+
+
+async def test_the_standbys_shown_never_include_the_leader(make_server: MakeServer) -> None:
+    """The coordinator that just won the lease may still be listed as standing by (its
+    word ages out a lease time later); the overview leaves the elected leader out."""
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        state = ClusterState()
+        state.leader = "c-lead"
+
+        async def standing_by() -> tuple[str, ...]:
+            return ("c-2", "c-lead")
+
+        dashboard = Dashboard(
+            _Behind(state),
+            store,
+            host="127.0.0.1",
+            port=0,
+            role=lambda: "viewer",
+            identity="v",
+            standbys=standing_by,
+        )
+        async with dashboard, aiohttp.ClientSession() as session:
+            body = await _get_json(session, f"{dashboard.url}/api/overview")
+    finally:
+        await nc.close()
+    assert body["standbys"] == ["c-2"], body
