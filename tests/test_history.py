@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import AsyncGenerator
+from typing import cast
 
 import nats
 import pytest
@@ -120,13 +122,16 @@ async def test_watching_all_tasks_keeps_no_state_for_stray_task_ids(
             )
             await store.append(stray)
         await store.append(events["TaskSubmitted"])
-        watch = follow_tasks(store, from_seq=1)
-        async with asyncio.timeout(10):
-            task = await anext(watch)
-        assert task.task_id == "t1"
-        gc.collect()
-        held = sum(isinstance(o, ClusterState) for o in gc.get_objects()) - before
-        await watch.aclose()
+        # An async generator (typed as an iterator): closed below, its consumer with it.
+        watch = cast(AsyncGenerator[TaskView, None], follow_tasks(store, from_seq=1))
+        try:
+            async with asyncio.timeout(10):
+                task = await anext(watch)
+            assert task.task_id == "t1"
+            gc.collect()
+            held = sum(isinstance(o, ClusterState) for o in gc.get_objects()) - before
+        finally:
+            await watch.aclose()
     finally:
         await nc.close()
     assert held <= 1, f"{held} task states kept for one real task"
