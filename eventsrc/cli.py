@@ -520,6 +520,8 @@ async def _until_stopped(following: Coroutine[Any, Any, int]) -> int:
     finally:
         for task in (job, stopped):
             task.cancel()
+        # Let the follow tear its consumers down before the caller closes the connection.
+        await asyncio.wait({job, stopped})
     return job.result() if job.done() and not job.cancelled() else EXIT_OK
 
 

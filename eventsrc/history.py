@@ -27,9 +27,12 @@ from eventsrc.events.subjects import (
 )
 from eventsrc.ports import HEARTBEATS_STREAM, OUTPUT_STREAM, EventStore, Record, StoredEvent
 from eventsrc.projections.apply import apply_heartbeat, apply_record
-from eventsrc.projections.state import ClusterState, Retention, TaskView
+from eventsrc.projections.state import ACTIVE_TASK_STATES, ClusterState, Retention, TaskView
 
 log = logging.getLogger(__name__)
+
+HELD_OUTPUT = 1000
+"""Most output batches a follow holds while it waits for the assignment they name."""
 
 
 async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
@@ -37,11 +40,15 @@ async def fold_task(store: EventStore, task_id: str) -> TaskView | None:
     return (await _task_state(store, task_id)).tasks.get(task_id)
 
 
-async def _task_state(store: EventStore, task_id: str) -> ClusterState:
+async def _task_state(
+    store: EventStore, task_id: str, on_view: Callable[[TaskView], None] | None = None
+) -> ClusterState:
     state = _one_task_state()
     # One consumer over both filters delivers in stream order, which fencing needs.
     async for record in store.read(subjects=_subjects(task_id)):
         apply_record(state, record)
+        if on_view is not None and (task := state.tasks.get(task_id)) is not None:
+            on_view(task)
     return state
 
 
@@ -49,10 +56,13 @@ def _one_task_state() -> ClusterState:
     return ClusterState(retention=Retention(max_finished=1_000_000))
 
 
-async def follow_task(store: EventStore, task_id: str) -> AsyncIterator[TaskView]:
+async def follow_task(
+    store: EventStore, task_id: str, *, on_view: Callable[[TaskView], None] | None = None
+) -> AsyncIterator[TaskView]:
     """The task as it is now, then again after each of its events, until it ends;
-    nothing when the stream has no such task. Runs until then (or until cancelled)."""
-    state = await _task_state(store, task_id)
+    nothing when the stream has no such task. Runs until then (or until cancelled).
+    ``on_view`` sees the view after each event of the history folded first too."""
+    state = await _task_state(store, task_id, on_view)
     task = state.tasks.get(task_id)
     if task is None:
         return
@@ -72,13 +82,33 @@ async def follow_task_output(
 ) -> AsyncIterator[TaskView | TaskOutput]:
     """Like ``follow_task``, with the task's output batches (progress and lines, those
     still retained first) interleaved as they arrive. The view that ends the task comes
-    last, after the output stored before it."""
+    last, after the output stored before it.
+
+    Only batches of an attempt the task was assigned, from the node it was assigned to,
+    are shown: any node may publish output under any task's subjects (secure mode
+    checks only that the node id in the subject is its own). A batch that arrives before
+    the assignment it belongs to is held until that shows (at most ``HELD_OUTPUT``)."""
     queue: asyncio.Queue[TaskView | TaskOutput | None] = asyncio.Queue()
     last_output = 0
+    assigned: set[tuple[str, int]] = set()
+    held: list[TaskOutput] = []
+
+    def note(task: TaskView) -> None:
+        if task.node_id is not None and task.state in ACTIVE_TASK_STATES:
+            assigned.add((task.node_id, task.attempt))
+
+    def shown(output: TaskOutput) -> bool:
+        return (output.node_id, output.attempt) in assigned
+
+    def release() -> list[TaskOutput]:
+        ready = [output for output in held if shown(output)]
+        held[:] = [output for output in held if not shown(output)]
+        return ready
 
     async def views() -> None:
         try:
-            async for task in follow_task(store, task_id):
+            async for task in follow_task(store, task_id, on_view=note):
+                note(task)
                 await queue.put(task)
         finally:
             queue.put_nowait(None)
@@ -102,16 +132,28 @@ async def follow_task_output(
                 await asyncio.wait({pumps[0]})
                 pumps[0].result()  # the follow's own error, if it had one
                 return
-            if isinstance(item, TaskView) and item.terminal:
+            if isinstance(item, TaskOutput):
+                if shown(item):
+                    yield item
+                else:
+                    held.append(item)
+                    del held[:-HELD_OUTPUT]
+                continue
+            for output in release():
+                yield output
+            if item.terminal:
                 pumps[1].cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pumps[1]
                 while not queue.empty():  # delivered, not yet shown
                     pending = queue.get_nowait()
-                    if isinstance(pending, TaskOutput):
+                    if isinstance(pending, TaskOutput) and shown(pending):
                         yield pending
                 for output in await _output_after(store, filter_, last_output):
-                    yield output
+                    if shown(output):
+                        yield output
+                if held:
+                    log.debug("task %s: %d output batches of no assignment", task_id, len(held))
                 yield item
                 return
             yield item
@@ -153,8 +195,9 @@ async def follow_tasks(store: EventStore, *, from_seq: int) -> AsyncIterator[Tas
             state = states[task_id] = await _task_state(store, task_id)
         apply_record(state, record)  # nothing when the fold above already holds it
         task = state.tasks.get(task_id)
-        if task is None:
-            continue  # a stray event of a task never submitted
+        if task is None:  # a stray event of a task never submitted: keep nothing for it
+            del states[task_id]
+            continue
         yield task
         if task.terminal:
             del states[task_id]

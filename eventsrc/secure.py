@@ -47,6 +47,7 @@ from eventsrc.store.credentials import (
     ROLE_READER,
     ROLE_SUBMITTER,
 )
+from eventsrc.store.lease import LEADER_BUCKET_STREAM
 
 CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
@@ -97,12 +98,17 @@ def stream_reads() -> list[str]:
     """Reading without consumers: stream info and single message gets (request/reply).
 
     Direct gets are left out on purpose: they reply with the stored message itself, to a
-    reply subject the requester picks, which could be a stream subject.
+    reply subject the requester picks, which could be a stream subject. The leader
+    bucket's stream info is in (not its messages): it lists who stands by, which reveals
+    only coordinator ids, for ``eventsrc status`` and the dashboard.
     """
     return [
-        f"$JS.API.STREAM.{op}.{stream}"
-        for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM)
-        for op in ("INFO", "MSG.GET")
+        *(
+            f"$JS.API.STREAM.{op}.{stream}"
+            for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM)
+            for op in ("INFO", "MSG.GET")
+        ),
+        f"$JS.API.STREAM.INFO.{LEADER_BUCKET_STREAM}",
     ]
 
 

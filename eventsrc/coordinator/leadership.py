@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +72,14 @@ async def elect(
     *,
     coordinator_id: str,
     settings: dict[str, Any],
+    holds_lease: Callable[[], bool],
 ) -> int:
     """Append ``LeaderElected`` with the next epoch (and the liveness settings if they
-    changed); return the epoch. Call only while holding the lease.
+    changed); return the epoch. ``holds_lease`` is asked before every append: a
+    coordinator stalled past its lease must not depose the one that holds it now.
 
-    Raises StoreError when ``evt.cluster`` keeps moving under us.
+    Raises LeaseLostError when the lease is no longer ours, StoreError when
+    ``evt.cluster`` keeps moving under us.
     """
     for _ in range(ELECT_TRIES):
         # Catch up first: the epoch and the expectation come from the projection.
@@ -86,12 +89,13 @@ async def elect(
             stamp = Origin(producer=coordinator_id, epoch=epoch).stamp(utc_now())
             elected = LeaderElected(**stamp.envelope(), coordinator_id=coordinator_id)
             expected = expected_seqs(state, (elected,))[elected.aggregate_subject]
+        _check_lease(holds_lease, coordinator_id)
         try:
             seq = await store.append(elected, expected_seq=expected)
         except ConcurrencyError:
             continue
         await runner.wait_for(seq)
-        await _record_settings(store, runner, coordinator_id, epoch, settings)
+        await _record_settings(store, runner, coordinator_id, epoch, settings, holds_lease)
         log.info("%s leads from epoch %d", coordinator_id, epoch)
         return epoch
     raise StoreError(f"{CLUSTER_SUBJECT} kept moving while {coordinator_id} was electing; retrying")
@@ -103,6 +107,7 @@ async def _record_settings(
     coordinator_id: str,
     epoch: int,
     settings: dict[str, Any],
+    holds_lease: Callable[[], bool],
 ) -> None:
     """Put the liveness settings in the history, so replays (what-if) know them."""
     async with runner.reading() as state:
@@ -111,7 +116,16 @@ async def _record_settings(
         stamp = Origin(producer=coordinator_id, epoch=epoch).stamp(utc_now())
         event = ClusterSettingsChanged(**stamp.envelope(), settings=settings)
         expected = expected_seqs(state, (event,))[event.aggregate_subject]
+    _check_lease(holds_lease, coordinator_id)
     await runner.wait_for(await store.append(event, expected_seq=expected))
+
+
+def _check_lease(holds_lease: Callable[[], bool], coordinator_id: str) -> None:
+    if not holds_lease():
+        raise LeaseLostError(
+            f"{coordinator_id} no longer holds the leader lease; it appends nothing and "
+            f"contests again"
+        )
 
 
 async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
@@ -386,7 +400,11 @@ class Leadership:
 
     async def _elect(self) -> int:
         return await elect(
-            self._store, self._runner, coordinator_id=self._id, settings=self._settings
+            self._store,
+            self._runner,
+            coordinator_id=self._id,
+            settings=self._settings,
+            holds_lease=self.holds_lease,
         )
 
     async def _watch_epoch(self) -> None:

@@ -49,15 +49,17 @@ def run(args: argparse.Namespace) -> int:
             args.http_token or os.environ.get("EVENTSRC_HTTP_TOKEN"),
             args.http_token_file or os.environ.get("EVENTSRC_HTTP_TOKEN_FILE") or None,
         )
-        if args.http == "off":
-            raise ConfigError("eventsrc dashboard --http off: nothing to serve; give HOST:PORT")
+        wanted = args.http or os.environ.get("EVENTSRC_HTTP") or None
         http = dashboard_address(
-            args.http or os.environ.get("EVENTSRC_HTTP") or None,
-            default=True,
-            token=token,
-            secure=secure_mode(CommonConfig(creds=creds)),
+            wanted, default=True, token=token, secure=secure_mode(CommonConfig(creds=creds))
         )
-        assert http is not None
+        if http is None:  # "off", from --http or EVENTSRC_HTTP
+            given = (
+                "eventsrc dashboard --http off"
+                if args.http
+                else "EVENTSRC_HTTP=off eventsrc dashboard"
+            )
+            raise ConfigError(f"{given}: nothing to serve; give HOST:PORT")
         stop = stop_event_on_signals()
         servers = resolve_servers(args.nats_url, os.environ)
         options = NatsOptions(servers=servers, name="eventsrc-dashboard", creds=creds)

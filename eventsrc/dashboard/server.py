@@ -33,6 +33,7 @@ from eventsrc.config import CommonConfig
 from eventsrc.dashboard import views
 from eventsrc.dashboard.metrics import ClusterCollector, ClusterTracker
 from eventsrc.errors import ConfigError, InvalidRequestError, StoreError, UndecodableEventError
+from eventsrc.events import validate_token
 from eventsrc.events.subjects import node_subject, task_filter
 from eventsrc.history import fold_heartbeats, fold_task, fold_until
 from eventsrc.metrics import REGISTRY, exposition, serve_app
@@ -47,9 +48,13 @@ DEFAULT_HTTP = "127.0.0.1:8470"
 POLL_S = 0.5
 """How often the live stream and the counters look at the projection."""
 PING_S = 15.0
+"""How often the live stream sends a comment when nothing changed (keeps proxies open)."""
 TIME_TRAVEL_CACHE = 8
+"""How many folded states of the past are kept for the next request."""
 TOKEN_COOKIE = "eventsrc_dashboard"
+"""The cookie that ``?token=`` sets, so the page's own requests carry the token."""
 HISTORY_LIMIT = 500
+"""Most events shown in one node's or task's history."""
 WHATIF_LIMIT = 100_000
 """Most records of each stream the what-if page simulates; beyond: replay_tools."""
 WHATIF_BUCKETS = 40
@@ -59,7 +64,6 @@ STANDBYS_ASK_S = 1.0
 
 Standbys = Callable[[], Awaitable[tuple[str, ...]]]
 """The other coordinators standing by now; raises StoreError when nobody can say."""
-"""Most events shown in one node's or task's history."""
 
 
 class Projection(Protocol):
@@ -315,10 +319,15 @@ class Dashboard:
             return None
         try:
             async with asyncio.timeout(STANDBYS_ASK_S):
-                return list(await self._standbys())
+                standing_by = await self._standbys()
         except (StoreError, TimeoutError) as err:
             log.debug("dashboard: standbys unknown: %s", err or "no answer in time")
             return None
+        # A coordinator's word that it stands by outlives its winning the lease by up to
+        # a lease time: the one elected (the lease's holder, as the events say) is no
+        # standby. Read from the events: the lease's value is not granted to readers.
+        leader = self._projection.state.leader
+        return [one for one in standing_by if one != leader]
 
     async def _nodes(self, request: web.Request) -> web.StreamResponse:
         async with self._state(request) as (state, now):
@@ -326,7 +335,7 @@ class Dashboard:
         return _json(body)
 
     async def _node(self, request: web.Request) -> web.StreamResponse:
-        node_id = request.match_info["node_id"]
+        node_id = validate_token(request.match_info["node_id"], what="node id")
         async with self._state(request) as (state, now):
             if node_id not in state.nodes:
                 raise KeyError(f"node {node_id}")
@@ -365,7 +374,7 @@ class Dashboard:
         return _json(body)
 
     async def _task(self, request: web.Request) -> web.StreamResponse:
-        task_id = request.match_info["task_id"]
+        task_id = validate_token(request.match_info["task_id"], what="task id")
         async with self._state(request) as (state, _):
             context = self._context(state, request)
             view = state.tasks.get(task_id)
@@ -417,10 +426,12 @@ class Dashboard:
                     break
         state = self._projection.state
         last_time = None
-        if state.last_seq:
-            async for record in self._store.read(from_seq=state.last_seq):
-                if isinstance(record, StoredEvent):
-                    last_time = record.time
+        if state.last_seq:  # one record: a viewer catching up must not read the backlog
+            applied = self._store.read(from_seq=state.last_seq, until_seq=state.last_seq)
+            async with contextlib.aclosing(applied) as reading:  # type: ignore[type-var]
+                async for record in reading:
+                    if isinstance(record, StoredEvent):
+                        last_time = record.time
         return _json(
             {
                 "first_seq": first.seq if first else 0,

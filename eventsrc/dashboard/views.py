@@ -17,7 +17,7 @@ from eventsrc.commands.views import (
     task_info,
 )
 from eventsrc.events import Event, TaskAssigned
-from eventsrc.projections.state import TERMINAL_STATES, ClusterState, TaskState, TaskView
+from eventsrc.projections.state import ClusterState, TaskState, TaskView
 
 THROUGHPUT_MINUTES = 10
 WAITING_STATES = frozenset({TaskState.QUEUED})
@@ -124,10 +124,6 @@ def tasks(
 def task_states() -> list[str]:
     """The task states, in lifecycle order (the filter's choices)."""
     return [state.value for state in TaskState]
-
-
-def terminal(state: str) -> bool:
-    return state in TERMINAL_STATES
 
 
 def timeline_entry(seq: int, time: datetime, event: Event) -> dict[str, Any]:

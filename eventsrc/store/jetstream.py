@@ -66,6 +66,8 @@ JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with dis
 # "JetStream system temporarily unavailable" (status 503): the stream (or the cluster's
 # meta group) has no leader now, e.g. while it elects one or after losing its quorum.
 JS_ERR_CLUSTER_NOT_AVAILABLE: Final = 10008
+# "insufficient resources" (503): a server's JetStream store (its disk) has no room.
+JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -419,7 +421,8 @@ async def _unsubscribe(sub: Any) -> None:
 
 
 def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> EventsrcError:
-    """Turn a nats-py error into ours, with a message a person can act on."""
+    """Turn a nats-py error into ours, with a message a person can act on (the one
+    mapping: the raw reads of ``store.raw`` use it too)."""
     if isinstance(err, SubjectRefusedError):
         return NotPermittedError(
             f"NATS refused writing to {err.subject} to these credentials ({err.text}); use "
@@ -433,14 +436,24 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
                 f"the event store is full ({err.description}); nothing was stored — raise "
                 f"the stream limits (events_max_bytes / events_max_age_s) or free space"
             )
-        if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or isinstance(
-            err, nats.js.errors.ServiceUnavailableError
-        ):
-            # No leader to store or read: as unreachable as a server that is down.
+        if err.err_code == JS_ERR_INSUFFICIENT_RESOURCES:
+            return StoreFullError(
+                f"the NATS servers have no room to store {subject} ({err.description}); "
+                f"nothing was stored — free disk space on the servers' JetStream store "
+                f"(or raise their max_file_store) and retry"
+            )
+        unavailable = isinstance(err, nats.js.errors.ServiceUnavailableError)
+        if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or (unavailable and not err.err_code):
+            # No leader to store or read (or no responders): as unreachable as a server
+            # that is down.
             return ServerUnavailableError(
                 f"JetStream cannot serve {subject} now, its stream has no leader "
                 f"({err.description}): retry in a few seconds; if it lasts, bring the lost "
                 f"NATS servers back (a stream needs most of its servers running)"
+            )
+        if unavailable:
+            return StoreError(
+                f"JetStream cannot serve {subject}: {err.description} (error {err.err_code})"
             )
         if err.err_code in (JS_ERR_WRONG_LAST_SEQUENCE, JS_ERR_WRONG_LAST_SEQUENCE_CONSTANT):
             return ConcurrencyError(subject, expected if expected is not None else -1)

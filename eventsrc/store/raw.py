@@ -22,7 +22,7 @@ from nats.js.api import DeliverPolicy
 
 from eventsrc.errors import ServerUnavailableError, StoreError
 from eventsrc.ports import stream_filter
-from eventsrc.store.jetstream import JetStreamEventStore
+from eventsrc.store.jetstream import JetStreamEventStore, _map_error
 from eventsrc.store.streams import StreamSettings, stream_configs
 
 IDLE_TIMEOUT_S: Final = 10.0
@@ -79,14 +79,13 @@ def reason_of(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def mapped_nats_errors() -> Iterator[None]:
-    """Turn a nats-py error escaping the block into ServerUnavailableError (one line)."""
+def mapped_nats_errors(what: str = "the request") -> Iterator[None]:
+    """Turn a nats-py error escaping the block into ours (one line), by the store's own
+    mapping, so a tool and ``eventsrc`` report the same failure the same way."""
     try:
         yield
     except nats.errors.Error as err:
-        raise ServerUnavailableError(
-            f"NATS failed ({err or type(err).__name__}); try again"
-        ) from err
+        raise _map_error(err, subject=what) from err
 
 
 async def stream_state(store: JetStreamEventStore, stream: str) -> StreamState | None:
@@ -96,7 +95,7 @@ async def stream_state(store: JetStreamEventStore, stream: str) -> StreamState |
     except nats.js.errors.NotFoundError:
         return None
     except nats.errors.Error as err:
-        raise StoreError(f"cannot read the state of {stream} ({reason_of(err)})") from err
+        raise _map_error(err, subject=f"the state of {stream}") from err
     state = info.state
     return StreamState(
         messages=state.messages,
@@ -125,7 +124,7 @@ async def read_raw(
             pending_bytes_limit=1024 * 1024 * 1024,
         )
     except nats.errors.Error as err:
-        raise StoreError(f"cannot read {stream} ({reason_of(err)})") from err
+        raise _map_error(err, subject=stream) from err
     try:
         while True:
             try:
@@ -167,7 +166,7 @@ async def create_missing_streams(
             try:
                 await store.js.add_stream(config)
             except nats.errors.Error as err:
-                raise StoreError(f"cannot create {config.name} ({reason_of(err)})") from err
+                raise _map_error(err, subject=f"creating {config.name}") from err
 
 
 async def publish_raw(

@@ -3,7 +3,11 @@ leader — is exit 3 ("cannot reach the cluster") for every command, never a fai
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.cli.conftest import eventsrc_cli
@@ -49,4 +53,17 @@ async def test_a_stream_without_a_leader_exits_3(nats_cluster: NatsCluster, tmp_
             result = await eventsrc_cli(command, cwd=tmp_path, url=survivor)
             assert result.code == EXIT_UNREACHABLE, (command, result)
             assert "Traceback" not in result.err, result
+        # The tools read the streams raw, but map NATS errors as eventsrc does: exit 3.
+        export = ["export", "--out", str(tmp_path / "x.jsonl"), "--nats-url", survivor]
+        tool = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "replay_tools", *export],
+            cwd=tmp_path,
+            env={**os.environ, **CLEAN_ENV},
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
+        assert tool.returncode == EXIT_UNREACHABLE, (tool.returncode, tool.stderr)
+        assert "Traceback" not in tool.stderr and len(tool.stderr.splitlines()) == 1, tool
         coordinator.signal(signal.SIGTERM, timeout=DEADLINE_S)

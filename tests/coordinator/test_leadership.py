@@ -12,7 +12,8 @@ import pytest
 import eventsrc
 from eventsrc.config import CoordinatorConfig
 from eventsrc.coordinator.app import Coordinator
-from eventsrc.errors import ServerUnavailableError
+from eventsrc.coordinator.leadership import elect
+from eventsrc.errors import LeaseLostError, ServerUnavailableError
 from eventsrc.events import LeaderElected
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
@@ -248,3 +249,39 @@ async def test_a_projection_starts_on_a_stream_whose_events_aged_out(
 @pytest.fixture(autouse=True)
 def _quiet_deposed_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("CRITICAL", logger="eventsrc.coordinator")
+
+
+async def test_elect_appends_nothing_once_the_lease_is_not_held(make_server: MakeServer) -> None:
+    """A coordinator stalled past its lease must not depose the holder: the election and
+    the settings are appended only while the lease check says it is still ours."""
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        runner = ProjectionRunner(store)
+        await runner.start(timeout=5)
+        try:
+            with pytest.raises(LeaseLostError, match="no longer holds the leader lease"):
+                await elect(
+                    store, runner, coordinator_id="late", settings={}, holds_lease=lambda: False
+                )
+            assert await store.last_seq() == 0
+
+            # The lease lapses between the election and the settings: only the first lands.
+            answers = iter([True, False])
+            with pytest.raises(LeaseLostError):
+                await elect(
+                    store,
+                    runner,
+                    coordinator_id="late",
+                    settings={"stale_after": 99.0},
+                    holds_lease=lambda: next(answers),
+                )
+            assert await store.last_seq() == 1
+            assert runner.state.epoch == 1 and runner.state.settings.get("stale_after") != 99.0
+        finally:
+            await runner.close()
+    finally:
+        await nc.close()

@@ -3,27 +3,37 @@ serving its projection, node processes, tasks run by the built-in python skill."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import eventsrc
 from eventsrc.dashboard.server import (
     Address,
+    Dashboard,
     check_exposure,
     dashboard_address,
     is_loopback,
     read_token,
 )
 from eventsrc.errors import ConfigError, InvalidRequestError
+from eventsrc.events import SkillMetadata, SkillRegistered
+from eventsrc.history import fold_until
+from eventsrc.ports import StoredEvent
+from eventsrc.projections.state import ClusterState
+from eventsrc.store import JetStreamEventStore
 from tests.conftest import MakeServer
 from tests.dashboard.conftest import Site, printed_url, start_dashboard_cluster
 from tests.e2e.conftest import CLEAN_ENV, poll
+from tests.factories import envelope
 from tests.nats_cluster import REPO
 from tests.processes import program
 
@@ -106,6 +116,12 @@ async def test_bad_input_gets_one_line_and_the_server_stays_read_only(site: Site
         "/api/nodes?time=2000-01-01T00:00:00Z": (400, "before the first event"),
         "/api/nodes/nobody": (404, "not found: node nobody"),
         "/api/tasks/nothing-here": (404, "not found: task nothing-here"),
+        # An id that is no subject token would widen the history filter to every task.
+        "/api/tasks/*": (400, "task id '*' contains '*'"),
+        "/api/tasks/%3E": (400, "task id '>' contains '>'"),
+        "/api/tasks/a.b?seq=1": (400, "task id 'a.b' contains '.'"),
+        "/api/nodes/*": (400, "node id '*' contains '*'"),
+        "/api/nodes/%3E": (400, "node id '>' contains '>'"),
         "/static/../secure.json": (404, ""),
     }
     for path, (status, message) in cases.items():
@@ -305,3 +321,98 @@ def test_the_token_can_come_from_a_file(tmp_path: Path) -> None:
         read_token(None, secret)
     with pytest.raises(ConfigError, match="cannot read it"):
         read_token(None, tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "says"),
+    [
+        (["--http", "off"], {}, "eventsrc dashboard --http off: nothing to serve"),
+        ([], {"EVENTSRC_HTTP": "off"}, "EVENTSRC_HTTP=off eventsrc dashboard: nothing to serve"),
+    ],
+)
+def test_a_dashboard_told_to_serve_nothing_is_a_usage_error(
+    tmp_path: Path, flag: list[str], env: dict[str, str], says: str
+) -> None:
+    args = ["-m", "eventsrc.cli", "--nats-url", "nats://127.0.0.1:1", "dashboard", *flag]
+    with program(args, cwd=tmp_path, env={**CLEAN_ENV, **env}) as child:
+        assert child.proc.wait(timeout=30) == 2
+        child.kill()
+        assert len(child.stderr_lines) == 1, child.stderr_lines
+        assert child.stderr_lines[0].startswith(f"error: {says}"), child.stderr_lines
+
+
+class _Behind:
+    """A projection that has applied the stream only up to a point (catching up)."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self._state = state
+
+    @property
+    def state(self) -> ClusterState:
+        return self._state
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[ClusterState]:
+        yield self._state
+
+
+async def test_history_of_a_catching_up_viewer_ends_at_what_it_applied(
+    make_server: MakeServer,
+) -> None:
+    """/api/history reads the applied event only, not the backlog after it."""
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        for i in range(20):
+            await store.append(SkillRegistered(**envelope(), metadata=SkillMetadata(name=f"s{i}")))
+        state = await fold_until(store, ClusterState(), until_seq=3)
+        times = [r.time async for r in store.read() if isinstance(r, StoredEvent)]
+        dashboard = Dashboard(
+            _Behind(state), store, host="127.0.0.1", port=0, role=lambda: "viewer", identity="v"
+        )
+        async with dashboard, aiohttp.ClientSession() as session:
+            body = await _get_json(session, f"{dashboard.url}/api/history")
+    finally:
+        await nc.close()
+    assert body["first_seq"] == 1 and body["last_seq"] == 3, body
+    assert body["last_time"] == times[2].isoformat(), (body, times[2], times[-1])
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_the_standbys_shown_never_include_the_leader(make_server: MakeServer) -> None:
+    """The coordinator that just won the lease may still be listed as standing by (its
+    word ages out a lease time later); the overview leaves the elected leader out."""
+    server = make_server()
+    assert server.url is not None
+    nc = await nats.connect(server.url)
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_streams()
+        state = ClusterState()
+        state.leader = "c-lead"
+
+        async def standing_by() -> tuple[str, ...]:
+            return ("c-2", "c-lead")
+
+        dashboard = Dashboard(
+            _Behind(state),
+            store,
+            host="127.0.0.1",
+            port=0,
+            role=lambda: "viewer",
+            identity="v",
+            standbys=standing_by,
+        )
+        async with dashboard, aiohttp.ClientSession() as session:
+            body = await _get_json(session, f"{dashboard.url}/api/overview")
+    finally:
+        await nc.close()
+    assert body["standbys"] == ["c-2"], body

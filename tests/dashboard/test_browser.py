@@ -3,8 +3,12 @@ that appears without a reload and its timeline, time travel, no console errors."
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from pathlib import Path
+
 import eventsrc
-from tests.dashboard.conftest import Browser, Site
+from tests.conftest import MakeServer
+from tests.dashboard.conftest import Browser, Site, start_dashboard_cluster
 
 TIMEOUT_MS = 20_000
 
@@ -84,3 +88,25 @@ async def test_time_travel_to_before_a_node_joined(site: Site, browser: Browser)
     await page.wait_for_selector('#serving:not([data-role="past"])', timeout=TIMEOUT_MS)
     await page.wait_for_selector('#nodes-table tr[data-node="node_b"]', timeout=TIMEOUT_MS)
     assert browser.errors == []
+
+
+async def test_the_token_leaves_the_address_bar_once_the_cookie_is_set(
+    make_server: MakeServer, tmp_path: Path, browser: Browser
+) -> None:
+    with ExitStack() as stack:
+        _, url = start_dashboard_cluster(make_server, tmp_path, stack, "--http-token", "s3cret")
+        page = browser.page
+        await page.goto(url + "/?token=s3cret#/nodes")
+        await page.wait_for_function(
+            "document.getElementById('serving').textContent.includes('leader')",
+            timeout=TIMEOUT_MS,
+        )
+        assert "token" not in page.url and page.url.endswith("/#/nodes"), page.url
+        # The cookie carries the token from here on: a reload still shows the cluster.
+        await page.reload()
+        await page.wait_for_function(
+            "document.getElementById('serving').textContent.includes('leader')",
+            timeout=TIMEOUT_MS,
+        )
+        assert "token" not in page.url, page.url
+    assert browser.errors == [], browser.errors

@@ -8,8 +8,10 @@ and that nothing landed in the stream.
 
 from __future__ import annotations
 
+import os
 import uuid
 
+import aiohttp
 import nats.errors
 import nats.js.errors
 import pytest
@@ -23,6 +25,10 @@ from eventsrc.events import TaskSpec, TaskStarted
 from eventsrc.node.host import envelope, heartbeat_event, joined_event
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
+from eventsrc.store.lease import standbys
+from tests.dashboard.conftest import printed_url
+from tests.e2e.conftest import CLEAN_ENV
+from tests.processes import program
 from tests.secure.conftest import Refusals, SecureServer, connect_as, connect_with
 
 FORGED = b'{"type": "forged"}'
@@ -179,3 +185,29 @@ async def test_submitter_can_submit(secure_cluster: SecureServer) -> None:
     # the request reached the coordinator and was decided (an event was stored).
     assert info["task_id"] == task_id
     assert await _stored(secure_cluster, EVENTS_STREAM, f"evt.task.{task_id}.lifecycle")
+
+
+async def test_a_dashboard_on_reader_credentials_knows_the_standbys(
+    secure_cluster: SecureServer,
+) -> None:
+    """The reader may ask the leader bucket's stream info (who stands by), so a viewer
+    on reader credentials shows the standbys instead of "unknown", and the server logs
+    no permissions violation."""
+    refusals = Refusals()
+    nc = await connect_as(secure_cluster, "reader", refusals)
+    try:
+        assert await standbys(nc.jetstream()) == ()
+        await nc.flush()
+    finally:
+        await nc.close()
+    assert not [e for e in refusals.errors if "permissions violation" in e], refusals.errors
+
+    args = ["-m", "eventsrc.cli", "--nats-url", secure_cluster.url]
+    args += ["--creds", secure_cluster.creds("reader"), "dashboard", "--http", "127.0.0.1:0"]
+    where = secure_cluster.folder.parent
+    with program(args, cwd=where, env={**os.environ, **CLEAN_ENV}) as viewer:
+        url = printed_url(viewer, "dashboard at")
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/api/overview") as got:
+            body = await got.json()
+        assert body["role"] == "viewer" and body["standbys"] == [], body
+        assert viewer.signal() == 0

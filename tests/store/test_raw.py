@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from nats.aio.client import Client
 
-from eventsrc.errors import ServerUnavailableError
+from eventsrc.errors import ServerUnavailableError, StoreError, StoreFullError
 from eventsrc.events import encode
 from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM, JetStreamEventStore
-from eventsrc.store.jetstream import HDR_MSG_ID
+from eventsrc.store.jetstream import HDR_MSG_ID, _map_error
 from eventsrc.store.raw import (
     RawAck,
     StreamState,
@@ -71,4 +72,37 @@ async def test_raw_messages_come_back_byte_for_byte_and_ids_deduplicate(nc: Clie
 def test_a_stray_nats_error_becomes_one_line() -> None:
     with pytest.raises(ServerUnavailableError) as caught, mapped_nats_errors():
         raise nats.errors.NoServersError
-    assert str(caught.value) == "NATS failed (nats: no servers available for connection); try again"
+    assert str(caught.value) == (
+        "NATS did not answer for the request (nats: no servers available for connection); "
+        "check that the server is running and reachable"
+    )
+
+
+def unavailable(err_code: int | None, description: str) -> nats.js.errors.APIError:
+    return nats.js.errors.ServiceUnavailableError(
+        code=503, err_code=err_code, description=description
+    )
+
+
+@pytest.mark.parametrize(
+    ("err_code", "description", "kind", "says"),
+    [
+        (10008, "JetStream system temporarily unavailable", ServerUnavailableError, "no leader"),
+        (None, "No Responders Available For Request", ServerUnavailableError, "no leader"),
+        (10077, "maximum bytes exceeded", StoreFullError, "the event store is full"),
+        (10023, "insufficient resources", StoreFullError, "free disk space on the servers"),
+        (10039, "jetstream not enabled for account", StoreError, "not enabled for account"),
+    ],
+)
+def test_only_a_leaderless_503_is_unreachable(
+    err_code: int | None, description: str, kind: type[Exception], says: str
+) -> None:
+    """A 503 is unreachable (exit 3) only for "temporarily unavailable" or no responders;
+    the raw reads of the tools map nats errors by the same rule as the store."""
+    mapped = _map_error(unavailable(err_code, description), subject="evt.cluster")
+    with pytest.raises(StoreError) as caught, mapped_nats_errors():
+        raise unavailable(err_code, description)
+    assert type(caught.value) is type(mapped) is kind, caught.value
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    if kind is not ServerUnavailableError:
+        assert "no leader" not in str(caught.value) and "retry in a few" not in str(caught.value)

@@ -12,6 +12,14 @@ const serving = document.getElementById("serving");
 const liveDot = document.getElementById("live-dot");
 const footer = document.getElementById("footer");
 
+// Opened as /?token=TOKEN: the server has set the cookie by now, so take the token out
+// of the address bar (and the history), where it would be shown, bookmarked or shared.
+if (new URLSearchParams(location.search).has("token")) {
+  const address = new URL(location.href);
+  address.searchParams.delete("token");
+  history.replaceState(history.state, "", address.pathname + address.search + address.hash);
+}
+
 let point = null; // null: live; {seq: N} or {time: ISO}: the past
 let span = { first_seq: 0, last_seq: 0 };
 let rendering = false;
