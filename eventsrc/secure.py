@@ -65,6 +65,7 @@ READ_ENDPOINTS: Final = (
 )
 SUBMIT_ENDPOINTS: Final = (
     "submit",
+    "submit_many",
     "run",
     "cancel",
     "drain",
