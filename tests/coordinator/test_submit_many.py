@@ -17,6 +17,7 @@ import eventsrc
 from eventsrc.client import Cluster
 from eventsrc.commands import api
 from eventsrc.errors import InvalidRequestError, NotFoundError
+from eventsrc.events import TaskSubmitted
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.store import JetStreamEventStore, StoredEvent
@@ -53,8 +54,8 @@ async def _submissions(cluster: Cluster) -> Counter[str]:
     """How many TaskSubmitted events the stream holds, per task id."""
     counts: Counter[str] = Counter()
     async for record in cluster.store.read(subjects="evt.task.>"):
-        if isinstance(record, StoredEvent) and type(record.event).__name__ == "TaskSubmitted":
-            counts[record.event.task_id] += 1  # type: ignore[attr-defined]
+        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted):
+            counts[record.event.task_id] += 1
     return counts
 
 
