@@ -117,7 +117,9 @@ async def test_submit_from_a_file_and_a_bad_line_named_by_its_number(
     cluster: Cluster, coordinator_url: str, tmp_path: Path
 ) -> None:
     lines = [
-        orjson.dumps({"skill": "search", "payload": {"n": n}, "task_id": f"file-{n}"}).decode()
+        orjson.dumps(
+            {"skill": "search", "payload": {"n": n}, "task_id": f"file-{n}", "task_type": "echo"}
+        ).decode()
         for n in range(5)
     ]
     good = tmp_path / "tasks.jsonl"
@@ -129,6 +131,9 @@ async def test_submit_from_a_file_and_a_bad_line_named_by_its_number(
     assert [t["task_id"] for t in done.json] == [f"file-{n}" for n in range(5)]
     text = await eventsrc_cli(["submit", "--from", str(good)], cwd=tmp_path, url=coordinator_url)
     assert text.code == 0 and "5 tasks:" in text.out, text
+
+    ended = await asyncio.gather(*(cluster.wait(f"file-{n}", timeout=60) for n in range(5)))
+    assert [t.result for t in ended] == [{"n": n} for n in range(5)]
 
     before = await cluster.store.last_seq()
     bad = tmp_path / "bad.jsonl"
