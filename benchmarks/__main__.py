@@ -27,6 +27,7 @@ import nats
 
 from benchmarks import heartbeats, history, memory, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
+from eventsrc.runtime import UVLOOP_ENV, loop_name, run_async
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer, find_nats_server
 
@@ -58,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(b.name for b in BENCHMARKS)
         print(f"no benchmark matches {args.only!r}; the figures are: {names}", file=sys.stderr)
         return 2
+    if args.loop:
+        # Here and in every child program (coordinator, node, workers): they inherit it.
+        os.environ[UVLOOP_ENV] = "1" if args.loop == "uvloop" else "0"
+    loop = loop_name()
+    if args.loop and loop != args.loop:
+        print(f"--loop {args.loop}: uvloop is not installed here", file=sys.stderr)
+        return 2
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
     warmup = 0 if args.quick else 1
     interrupt = _Interrupt()
@@ -66,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             server.start()
             assert server.url is not None
-            figures = asyncio.run(
+            figures = run_async(
                 _run(
                     server.url,
                     chosen,
@@ -83,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         finally:
             server.stop()
-    mode = {"quick": args.quick, "rounds": rounds, "warmup": warmup}
+    mode = {"quick": args.quick, "rounds": rounds, "warmup": warmup, "loop": loop}
     _print_report(keep(figures, args.only), mode, as_json=args.json)
     return 0
 
@@ -107,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--only", metavar="NAME", help="run the figures whose name contains NAME")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        help="the event loop of the benchmark and of every program it starts (default: "
+        f"what the programs use, uvloop unless {UVLOOP_ENV}=0)",
+    )
     parser.add_argument(
         "--rounds",
         type=_positive,
@@ -222,7 +236,7 @@ def render(figures: Sequence[Figure], machine: dict[str, Any], mode: dict[str, A
     kind = "quick" if mode["quick"] else "full"
     lines = [
         f"eventsrc benchmark ({kind}: median of {mode['rounds']} rounds per side, "
-        f"interleaved); {RATIO_CONVENTION}",
+        f"interleaved, {mode['loop']} loop); {RATIO_CONVENTION}",
         f"machine: {machine['cpu_count']} cpus, {machine['python']}, nats-py "
         f"{machine['nats_py']}, pydantic {machine['pydantic']}, nats-server "
         f"{machine['nats_server']}, {machine['platform']}",

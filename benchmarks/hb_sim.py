@@ -46,6 +46,7 @@ from nats.js.api import DeliverPolicy
 from eventsrc.events import Heartbeat, NodeJoined, encode, new_event_id
 from eventsrc.events.subjects import HEARTBEATS_FILTER
 from eventsrc.ports import HEARTBEATS_STREAM
+from eventsrc.runtime import run_async
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.jetstream import HDR_MSG_ID
 
@@ -359,7 +360,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the child processes."""
     args = _parser().parse_args(argv)
-    asyncio.run(publish(args) if args.command == "publish" else consume(args))
+    run_async(publish(args) if args.command == "publish" else consume(args))
     return 0
 
 

@@ -36,8 +36,10 @@ from benchmarks.harness import (
     start_clock,
 )
 from benchmarks.history import history_chunks, prelude
+from benchmarks.store import as_raw, lifecycle, publish_raw_pipelined
 from benchmarks.worker import READY, RESPONDER_SUBJECT, SKILL, TASK_TYPE
 from eventsrc.client import Cluster
+from eventsrc.commands import api
 from eventsrc.projections.state import Retention, TaskState
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer
@@ -257,6 +259,51 @@ async def task_throughput(ctx: Context) -> list[Figure]:
     return figures
 
 
+async def task_batch(ctx: Context) -> list[Figure]:
+    """Tasks accepted per second through ``submit_many`` (batches of ``MAX_BATCH``, one
+    at a time: decided, stored, applied, answered), vs raw nats-py publishing the same
+    number of like events (a submission and an assignment per task) pipelined."""
+    n = ctx.size(quick=api.MAX_BATCH, full=5 * api.MAX_BATCH)
+    cluster = await _cluster(ctx)
+    run_id = f"{ctx.run_id}-batch"
+    # One node takes the work, so every task is assigned (two appends, as a lone task).
+    await cluster.scale(max(1, len(cluster.workers)))
+    js = cluster.raw.jetstream()
+
+    async def ours(round_: int) -> float:
+        ids = [f"{run_id}-{round_}-{k}" for k in range(n)]
+        batches = [
+            [{"skills": SKILL, "task_id": i, "task_type": TASK_TYPE} for i in chunk]
+            for chunk in (ids[k : k + api.MAX_BATCH] for k in range(0, n, api.MAX_BATCH))
+        ]
+        start = start_clock()
+        accepted = [t for batch in batches for t in await cluster.client.submit_many(batch)]
+        elapsed = time.perf_counter() - start
+        refused = [t for t in accepted if t.state == TaskState.REJECTED]
+        if len(accepted) != n or refused:
+            raise RuntimeError(f"task.batch: {len(refused)} of {n} tasks rejected")
+        # Let the node finish them off the clock, so rounds do not overlap.
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def finished(task_id: str) -> None:
+            async with gate:
+                await cluster.client.wait(task_id, timeout=_REQUEST_TIMEOUT_S)
+
+        await asyncio.gather(*(finished(i) for i in ids))
+        return rate(n, elapsed)
+
+    async def raw(round_: int) -> float:
+        msgs = as_raw(
+            [e for k in range(n) for e in lifecycle(f"{run_id}-raw-{round_}-{k}", count=2)]
+        )
+        start = start_clock()
+        await publish_raw_pipelined(js, msgs)
+        return rate(n, time.perf_counter() - start)
+
+    got_ours, got_raw = await interleave(ours, raw, rounds=ctx.rounds, warmup=ctx.warmup)
+    return [figure("task.batch", "tasks/s", got_ours, got_raw, n=n, higher_is_better=True)]
+
+
 BENCHMARKS: Final = (
     Benchmark(
         "task.latency",
@@ -269,5 +316,11 @@ BENCHMARKS: Final = (
         f"no-op tasks, {CONCURRENCY} in flight, with 1/2/4 node processes (capacity "
         f"{CAPACITY}) vs request/reply to 1/2/4 responders",
         task_throughput,
+    ),
+    Benchmark(
+        "task.batch",
+        f"no-op tasks accepted through submit_many in batches of {api.MAX_BATCH} (one node "
+        "takes them) vs js.publish_async of as many submissions and assignments, pipelined",
+        task_batch,
     ),
 )

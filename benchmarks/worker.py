@@ -12,7 +12,6 @@ drains and leaves).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from nats.aio.msg import Msg
 
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
-from eventsrc.runtime import stop_event_on_signals
+from eventsrc.runtime import run_async, stop_event_on_signals
 from eventsrc.store import JetStreamEventStore
 
 READY: Final = "ready"
@@ -38,11 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(name)s: %(message)s")
     if args.kind == "node":
-        asyncio.run(_node(args.nats_url, node_id=args.node_id, capacity=args.capacity))
+        run_async(_node(args.nats_url, node_id=args.node_id, capacity=args.capacity))
     elif args.kind == "replay":
-        asyncio.run(_replay(args.nats_url))
+        run_async(_replay(args.nats_url))
     else:
-        asyncio.run(_responder(args.nats_url))
+        run_async(_responder(args.nats_url))
     return 0
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from eventsrc import cli_text, openclaw_install, secure
+from eventsrc import cli_batch, cli_text, openclaw_install, secure
 from eventsrc.client import Cluster, connect
+from eventsrc.commands import api
 from eventsrc.commands.limits import SetLimit
 from eventsrc.commands.timing import check_timing, parse_duration
 from eventsrc.commands.views import TaskInfo
@@ -78,8 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    submit = sub.add_parser("submit", help="submit a task")
-    _task_flags(submit)
+    submit = sub.add_parser("submit", help="submit a task, or many with --from FILE")
+    _task_flags(submit, skill_required=False)
+    submit.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help=f"submit the tasks of FILE in one request: JSON lines, one task a line with "
+        f'the fields of these flags, e.g. {{"skill": "python", "payload": {{"n": 1}}}} '
+        f"(at most {api.MAX_BATCH}; '-' reads standard input); a bad line: nothing is "
+        f"submitted",
+    )
     submit.add_argument("--task-id", help="your id for the task (idempotent resubmit)")
     submit.add_argument(
         "--after",
@@ -146,9 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     return with_global_options(parser, _global_options)
 
 
-def _task_flags(parser: argparse.ArgumentParser) -> None:
+def _task_flags(parser: argparse.ArgumentParser, *, skill_required: bool = True) -> None:
     """The flags of a task's request (``submit``, ``schedule add``)."""
-    parser.add_argument("--skill", action="append", required=True, help="required skill")
+    parser.add_argument("--skill", action="append", required=skill_required, help="required skill")
     parser.add_argument("--payload", help="task payload as JSON")
     parser.add_argument("--task-type", help="selects a handler registered on the node")
     parser.add_argument("--priority", type=int, default=0)
@@ -267,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     async def run() -> int:
         async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
+            batch = getattr(args, "batch", None)  # submit --from, read by _check_usage
+            if batch is not None:
+                return await _submit_batch(cluster, batch, args.json)
             try:
                 # submit says it itself: a task's own run time is expected waiting; so is
                 # the wait of a command that follows live.
@@ -346,6 +359,9 @@ def _check_usage(args: argparse.Namespace) -> None:
             return
         _timing(args)
     elif args.command != "submit":
+        return
+    args.batch = _batch(args)
+    if args.batch is not None:
         return
     for skill in args.skill:
         validate_token(skill, what="skill name")
@@ -473,6 +489,38 @@ async def _limit(cluster: Cluster, args: argparse.Namespace) -> int:
         data = await cluster.remove_limit(args.key)
         return cli_text.show(data["limits"], args.json, cli_text.limits_table)
     return cli_text.show(await cluster.limits(), args.json, cli_text.limits_table)
+
+
+def _batch(args: argparse.Namespace) -> api.SubmitTasks | None:
+    """``submit --from FILE``'s request (None without --from)."""
+    if args.from_file is None:
+        if not args.skill:
+            raise InvalidRequestError("submit: give --skill (or --from FILE for many tasks)")
+        return None
+    given = [flag for flag in _TASK_FLAGS if getattr(args, flag.lstrip("-").replace("-", "_"))]
+    if given:
+        raise InvalidRequestError(
+            f"submit --from takes every task's fields from the file; drop {', '.join(given)}"
+        )
+    return cli_batch.read_batch(args.from_file, parent_task_id=inherited_task_id(os.environ))
+
+
+_TASK_FLAGS = (
+    *("--skill", "--payload", "--task-type", "--priority", "--label", "--node"),
+    *("--run-timeout", "--queue-timeout", "--max-attempts", "--model", "--limit-key"),
+    *("--task-id", "--after", "--not-before", "--delay", "--deadline", "--wait"),
+)
+
+
+async def _submit_batch(cluster: Cluster, batch: api.SubmitTasks, as_json: bool) -> int:
+    """Exit 0 once all are accepted; 1 if the coordinator rejected any (unplaceable)."""
+    async with _notice_if_slow("submit", enabled=True):
+        tasks = await cluster.submit_batch(batch)
+    if as_json:
+        print(orjson.dumps([task.model_dump(mode="json") for task in tasks]).decode())
+    else:
+        print(cli_text.submitted_table(tasks))
+    return EXIT_FAILED if any(task.state == TaskState.REJECTED for task in tasks) else EXIT_OK
 
 
 async def _submit(cluster: Cluster, args: argparse.Namespace) -> int:

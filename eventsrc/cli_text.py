@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from eventsrc.commands.views import TaskInfo
+from eventsrc.commands.views import SubmittedTask, TaskInfo
 from eventsrc.events import TaskOutput
 from eventsrc.projections.state import MEMBER_STATES
 from eventsrc.runtime import EXIT_OK, format_table
@@ -83,6 +85,15 @@ def show(data: Any, as_json: bool, text: Any) -> int:
     else:
         print(text(data))
     return EXIT_OK
+
+
+def submitted_table(tasks: Sequence[SubmittedTask]) -> str:
+    """``submit --from``'s answer: each task as it stands, then a count per state."""
+    rows = [(t.task_id, t.state, t.node_id or "-", t.reason) for t in tasks]
+    counts = Counter(t.state for t in tasks)
+    summary = ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))
+    table = format_table(rows, ["TASK", "STATE", "NODE", "REASON"])
+    return f"{table}\n{len(tasks)} tasks: {summary}"
 
 
 TASKS_HEADER = ["TASK", "STATE", "NODE", "ATTEMPTS", "SKILLS", "PROGRESS", "REASON"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from eventsrc.api_client import ApiClient, CoordinatorUnavailableError, RequestTimeoutError
 from eventsrc.commands import api
+from eventsrc.commands.api import SubmitTasks
 from eventsrc.commands.base import Command
 from eventsrc.commands.limits import RemoveLimit, SetLimit
 from eventsrc.commands.registry import (
@@ -29,7 +30,7 @@ from eventsrc.commands.registry import (
 )
 from eventsrc.commands.schedules import AddSchedule, ScheduleCommand, ShowSchedule
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
-from eventsrc.commands.views import TaskInfo, task_info
+from eventsrc.commands.views import SubmittedTask, TaskInfo, task_info
 from eventsrc.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -177,6 +178,21 @@ class Cluster:
             broadcast_id=broadcast_id,
         )
         return TaskInfo.model_validate(await self._patiently("submit", command))
+
+    async def submit_many(self, specs: Iterable[Mapping[str, Any]]) -> list[SubmittedTask]:
+        """Submit many tasks in one request; each spec holds ``submit``'s arguments
+        (``skills``, ``payload``, ``task_id``, ``submitted_by``, ``parent_task_id``,
+        ``broadcast_id`` and the task options). All are checked first: a bad spec
+        raises InvalidRequestError naming its number (from 1) and nothing is submitted;
+        so does a task the coordinator refuses. At most ``api.MAX_BATCH`` per call.
+        Idempotent per task id as ``submit`` is: the same batch again changes nothing.
+        Returns each task's short form (id, state, node, reason) in order."""
+        return await self.submit_batch(submit_tasks(specs, parent_task_id=running_task.get()))
+
+    async def submit_batch(self, command: SubmitTasks) -> list[SubmittedTask]:
+        """``submit_many`` of a request built already (``submit_tasks``)."""
+        reply = await self._patiently("submit_many", command, timeout=BATCH_TIMEOUT_S)
+        return [SubmittedTask.model_validate(task) for task in reply["tasks"]]
 
     async def _patiently(
         self, endpoint: str, command: Command, *, timeout: float | None = None
@@ -440,6 +456,61 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+BATCH_TIMEOUT_S = 60.0
+"""How long a ``submit_many`` request may take (a full batch is well under a second)."""
+
+_SUBMIT_ARGS = frozenset(
+    {"skills", "payload", "task_id", "submitted_by", "parent_task_id", "broadcast_id"}
+)
+
+
+def submit_tasks(
+    specs: Iterable[Mapping[str, Any]], *, parent_task_id: str | None = None
+) -> SubmitTasks:
+    """The batch request for ``specs`` (``submit``'s arguments each); InvalidRequestError
+    naming the first bad one (``task N: ...``, N from 1), or for too many or none."""
+    tasks: list[SubmitTask] = []
+    for number, spec in enumerate(specs, start=1):
+        if len(tasks) == api.MAX_BATCH:
+            raise InvalidRequestError(
+                f"more than {api.MAX_BATCH} tasks in one batch; split them into batches of "
+                f"at most {api.MAX_BATCH}"
+            )
+        try:
+            tasks.append(submission(spec, parent_task_id=parent_task_id))
+        except InvalidRequestError as err:
+            raise InvalidRequestError(f"task {number}: {err}") from err
+    if not tasks:
+        raise InvalidRequestError("no tasks to submit; give at least one")
+    return SubmitTasks.model_construct(tasks=tuple(tasks))
+
+
+def submission(spec: Mapping[str, Any], *, parent_task_id: str | None = None) -> SubmitTask:
+    """One task of a batch (``submit``'s arguments); InvalidRequestError saying what is
+    wrong with it."""
+    try:
+        return _submission(spec, parent_task_id)
+    except TypeError as err:
+        raise InvalidRequestError(str(err)) from err
+    except ValidationError as err:
+        raise InvalidRequestError(str(first_problem(err, root="task"))) from err
+
+
+def _submission(spec: Mapping[str, Any], parent_task_id: str | None) -> SubmitTask:
+    if not isinstance(spec, Mapping):
+        raise InvalidRequestError(f"a task is a mapping of submit's arguments, not {spec!r:.60}")
+    if "skills" not in spec:
+        raise InvalidRequestError("no skills; give the skills the task needs")
+    options = {key: value for key, value in spec.items() if key not in _SUBMIT_ARGS}
+    return SubmitTask(
+        task_id=_task_id(spec.get("task_id")),
+        spec=_spec(spec["skills"], spec.get("payload"), options),
+        submitted_by=spec.get("submitted_by", ""),
+        parent_task_id=spec.get("parent_task_id") or parent_task_id,
+        broadcast_id=spec.get("broadcast_id"),
+    )
 
 
 def _task_id(task_id: str | None) -> str:

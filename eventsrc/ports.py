@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from eventsrc.errors import UndecodableEventError
+from eventsrc.errors import EventsrcError, UndecodableEventError
 from eventsrc.events import Event
 from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER, OUTPUT_FILTER
 
@@ -64,6 +64,13 @@ class EventStore(Protocol):
 
     async def append_many(self, events: Sequence[Event]) -> list[int]:
         """Store many events pipelined (no concurrency check); sequences in order."""
+        ...
+
+    async def append_guarded(
+        self, events: Sequence[Event], expected: Sequence[int | None]
+    ) -> list[int | EventsrcError]:
+        """Store many events pipelined, each guarded as ``append`` guards one; per event
+        its sequence or the error ``append`` would raise, in order."""
         ...
 
     def read(

@@ -34,7 +34,7 @@ from eventsrc.events import (
 )
 from eventsrc.projections import queries
 from eventsrc.projections.queries import SkillInstance
-from eventsrc.projections.state import ClusterState, InstanceStatus
+from eventsrc.projections.state import ClusterState, InstanceStatus, NodeIds
 from eventsrc.runner import ProjectionRunner
 from eventsrc.writer import C, Decide
 
@@ -114,9 +114,11 @@ class SkillRegistry:
         async with self._runner.reading() as state:
             return queries.skill_instances(state, skill_name, include_offline=include_offline)
 
-    async def get_available_nodes_for_skill(self, skill_name: str) -> list[str]:
+    async def get_available_nodes_for_skill(self, skill_name: str) -> NodeIds:
+        """The node ids with a live instance, sorted: a read-only sequence equal to the
+        list of them (no copy of every id per call)."""
         async with self._runner.reading() as state:
-            return state.active_instance_nodes(skill_name)
+            return state.holders(skill_name)
 
     async def get_node_skills(self, node_id: str) -> set[str]:
         async with self._runner.reading() as state:

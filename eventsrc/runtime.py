@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import functools
 import logging
+import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 from eventsrc.errors import (
     ConfigError,
@@ -19,6 +20,8 @@ from eventsrc.errors import (
     NotPermittedError,
     ServerUnavailableError,
 )
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,10 +59,39 @@ def stop_event_on_signals() -> asyncio.Event:
     return stop
 
 
+UVLOOP_ENV = "EVENTSRC_UVLOOP"
+"""``0`` (or ``false``, ``no``, ``off``) runs a program on asyncio's own loop instead of
+uvloop's."""
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop every program runs on: uvloop's (libuv: faster socket I/O and
+    callbacks) on Linux and macOS, unless ``EVENTSRC_UVLOOP=0``; ``None`` for asyncio's
+    own (Windows, uvloop not installed, or turned off)."""
+    if os.environ.get(UVLOOP_ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name() -> str:
+    """``uvloop`` or ``asyncio``: what ``loop_factory`` gives (for logs and reports)."""
+    return "asyncio" if loop_factory() is None else "uvloop"
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on the loop ``loop_factory`` picks."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
 def run_program(main: Callable[[], Awaitable[int]]) -> int:
     """Run an async main; a user-facing error becomes one line on stderr and an exit code."""
     try:
-        return asyncio.run(_guarded(main))
+        return run_async(_guarded(main))
     except KeyboardInterrupt:
         return EXIT_OK
 

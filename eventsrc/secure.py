@@ -66,6 +66,7 @@ READ_ENDPOINTS: Final = (
 )
 SUBMIT_ENDPOINTS: Final = (
     "submit",
+    "submit_many",
     "run",
     "cancel",
     "drain",

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from eventsrc.commands.base import Command, Origin, Stamp
-from eventsrc.errors import ConcurrencyError, DuplicateEventError, NotLeaderError, StoreError
+from eventsrc.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    EventsrcError,
+    NotLeaderError,
+    StoreError,
+)
 from eventsrc.events import Event, TaskAssigned
 from eventsrc.ports import EventStore
 from eventsrc.projections.state import ClusterState
@@ -151,6 +157,37 @@ class EventWriter:
                 f"{self.origin.producer} was deposed (leader epoch {epoch} > "
                 f"{self.origin.epoch}); retry: the current leader answers"
             )
+
+    async def append_chains(
+        self, chains: Sequence[Sequence[Event]], expected: Sequence[dict[str, int]]
+    ) -> list[int | EventsrcError]:
+        """Append many chains (each the events of one decision, in order) pipelined: the
+        first event of every chain in one round trip, then the second of each, and so
+        on, each guarded as ``append_chain`` guards it. Per chain the sequence of its
+        last event, or the error that stopped it (a duplicate counts as stored)."""
+        results: list[int | EventsrcError] = [0] * len(chains)
+        going = [index for index, chain in enumerate(chains) if chain]
+        position = 0
+        while going:
+            self.check_leading(self.runner.state.epoch)
+            events = [chains[index][position] for index in going]
+            seqs: list[int | None] = [
+                expected[index].get(event.aggregate_subject, 0)
+                for index, event in zip(going, events, strict=True)
+            ]
+            outcomes = await self.store.append_guarded(events, seqs)
+            position += 1
+            still: list[int] = []
+            for index, event, outcome in zip(going, events, outcomes, strict=True):
+                if isinstance(outcome, DuplicateEventError):
+                    outcome = outcome.seq
+                results[index] = outcome
+                if isinstance(outcome, int):
+                    expected[index][event.aggregate_subject] = outcome
+                    if position < len(chains[index]):
+                        still.append(index)
+            going = still
+        return results
 
     async def append_chain(self, events: Sequence[Event], expected: dict[str, int]) -> int:
         """Append in order; each aggregate's expectation moves with our own appends."""

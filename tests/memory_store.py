@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from eventsrc.errors import (
     ConcurrencyError,
     DuplicateEventError,
+    EventsrcError,
     PayloadTooLargeError,
     UndecodableEventError,
 )
@@ -99,6 +100,17 @@ class MemoryEventStore:
                 else self._store(stream, event.subject, encode(event), event.event_id)
             )
         return seqs
+
+    async def append_guarded(
+        self, events: Sequence[Event], expected: Sequence[int | None]
+    ) -> list[int | EventsrcError]:
+        results: list[int | EventsrcError] = []
+        for event, seq in zip(events, expected, strict=True):
+            try:
+                results.append(await self.append(event, expected_seq=seq))
+            except EventsrcError as err:
+                results.append(err)
+        return results
 
     def put_raw(self, subject: str, data: bytes) -> int:
         """Store bytes that may be no event at all (what a foreign publisher could do)."""

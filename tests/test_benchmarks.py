@@ -30,6 +30,14 @@ def test_quick_json_run_reports_positive_figures(capsys: pytest.CaptureFixture[s
     assert len(single["samples"]["ours"]) == single["samples"]["rounds"] >= 1
 
 
+def test_loop_switch_runs_and_names_the_loop(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVENTSRC_UVLOOP", "1")  # restored after: --loop sets it for children
+    assert main(["--quick", "--json", "--only", "append.single", "--loop", "asyncio"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"]["loop"] == "asyncio"
+
+
 def test_only_that_matches_nothing_is_a_usage_error() -> None:
     assert main(["--quick", "--only", "no.such.figure"]) == 2
 
@@ -94,6 +102,7 @@ async def test_shared_setups_are_made_once_and_left_at_the_end() -> None:
     [
         ("restart", {"restart.snapshot", "restart.full"}),
         ("task.latency", {"task.latency.p50", "task.latency.p99"}),
+        ("task.batch", {"task.batch"}),
     ],
 )
 def test_quick_run_of_a_new_figure(

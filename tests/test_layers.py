@@ -201,6 +201,7 @@ def test_every_unit_is_placed_in_a_ring_or_is_an_application() -> None:
     assert outer == [
         "eventsrc",
         "eventsrc.cli",
+        "eventsrc.cli_batch",
         "eventsrc.cli_text",
         "eventsrc.client",
         "eventsrc.communication",

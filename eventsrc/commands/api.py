@@ -108,6 +108,17 @@ class RunTask(SubmitTask):
     wait_s: float = Field(default=60.0, ge=0, le=MAX_WAIT_S)
 
 
+MAX_BATCH: Final = 1000
+"""The most tasks one ``submit_many`` request carries (split a longer list)."""
+
+
+class SubmitTasks(Command):
+    """Many submissions in one request, each decided as ``submit`` decides one (and as
+    idempotent); refused as a whole, with nothing stored, if any one is refused."""
+
+    tasks: tuple[SubmitTask, ...] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class ListTasks(Command):
     all: bool = False
     limit: int = Field(default=1000, ge=1, le=100_000)

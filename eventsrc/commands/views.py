@@ -107,6 +107,21 @@ class StatusInfo(View):
     standbys: tuple[str, ...] | None = None
 
 
+class SubmittedTask(View):
+    """A task of a batch submission as it stands once stored: the short form."""
+
+    task_id: str
+    state: str
+    node_id: str | None = None
+    reason: str = ""
+
+
+def submitted_task(task: TaskView) -> SubmittedTask:
+    return SubmittedTask(
+        task_id=task.task_id, state=task.state, node_id=task.node_id, reason=task.reason
+    )
+
+
 def task_info(task: TaskView) -> TaskInfo:
     """The public view of a task."""
     return TaskInfo(

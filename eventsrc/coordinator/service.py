@@ -181,6 +181,7 @@ class CoordinatorService:
         await self._api.start()
         endpoints: dict[str, tuple[type[BaseModel], Handler]] = {
             "submit": (SubmitTask, self._desk.submit),
+            "submit_many": (api.SubmitTasks, self._desk.submit_many),
             "run": (api.RunTask, self._desk.run),
             "wait": (api.WaitTask, self._desk.wait),
             "get": (api.GetTask, self._desk.get),

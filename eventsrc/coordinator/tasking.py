@@ -24,8 +24,15 @@ from eventsrc.commands.tasks import (
     decide_submit,
     reconcile,
 )
-from eventsrc.commands.views import TaskInfo, task_info
-from eventsrc.errors import ConcurrencyError, DomainError, NotFoundError, StoreError
+from eventsrc.commands.views import SubmittedTask, TaskInfo, submitted_task, task_info
+from eventsrc.errors import (
+    ConcurrencyError,
+    DomainError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    StoreError,
+)
 from eventsrc.events import Event
 from eventsrc.events.subjects import task_filter
 from eventsrc.history import fold_task
@@ -81,6 +88,65 @@ class TaskDesk:
                 raise
             return existing
         return await self.view(command.task_id)
+
+    async def submit_many(self, command: api.SubmitTasks) -> dict[str, list[SubmittedTask]]:
+        """Decide every task as ``submit`` does, then store them all pipelined (one
+        round trip per event of a decision, not per task). A task refused refuses the
+        whole batch before anything is stored; tasks already stored with the same
+        request change nothing."""
+        state = self._runner.state  # decided without an await: no lock needed
+        self._writer.check_leading(state.epoch)
+        _check_unique(command.tasks)
+        one_by_one: list[SubmitTask] = []
+        batch: list[SubmitTask] = []
+        chains: list[tuple[Event, ...]] = []
+        held: list[str] = []
+        try:
+            for number, task in enumerate(command.tasks, start=1):
+                if task.task_id not in state.tasks and task_filter(task.task_id) in (
+                    state.aggregate_seq
+                ):
+                    one_by_one.append(task)  # history but no task in memory: see submit
+                    continue
+                try:
+                    events = decide_submit(
+                        state,
+                        task,
+                        stamp=self._writer.stamp(),
+                        limits=self._limits,
+                        planned=self.reservations.counts,
+                    )
+                except (DomainError, InvalidRequestError, PayloadTooLargeError) as err:
+                    raise type(err)(f"task {number} ({task.task_id}): {err}") from err
+                # Held at once, so the next task of the batch sees this one's slot taken.
+                held += self.reservations.hold(events)
+                batch.append(task)
+                chains.append(events)
+            outcomes = await self._writer.append_chains(
+                chains, [expected_seqs(state, events) for events in chains]
+            )
+            last = max((o for o in outcomes if isinstance(o, int)), default=0)
+            if last:
+                await self._runner.wait_for(last)
+        finally:
+            self.reservations.release(held)
+        for task, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, ConcurrencyError):
+                one_by_one.append(task)  # stored meanwhile by another request: see submit
+            elif not isinstance(outcome, int):
+                raise outcome  # the rest is stored: the same batch again completes it
+        for task in one_by_one:
+            await self.submit(task)
+        return {"tasks": [await self._submitted(task.task_id) for task in command.tasks]}
+
+    async def _submitted(self, task_id: str) -> SubmittedTask:
+        task = self._runner.state.tasks.get(task_id)
+        if task is not None:
+            return submitted_task(task)
+        info = await self.view(task_id)
+        return SubmittedTask(
+            task_id=task_id, state=info.state, node_id=info.node_id, reason=info.reason
+        )
 
     async def run(self, command: api.RunTask) -> TaskInfo:
         """Submit, then wait up to ``wait_s`` for the task to end."""
@@ -183,3 +249,15 @@ class TaskDesk:
             return await self._writer.append_chain(events, expected)
         except ConcurrencyError:
             return 0  # the task moved on meanwhile; the next pass decides again
+
+
+def _check_unique(tasks: Sequence[SubmitTask]) -> None:
+    """One task id once per batch (twice is a mistake in the list, not a resubmission)."""
+    first: dict[str, int] = {}
+    for number, task in enumerate(tasks, start=1):
+        seen = first.setdefault(task.task_id, number)
+        if seen != number:
+            raise InvalidRequestError(
+                f"task {number}: task id {task.task_id} is also task {seen} of the batch; "
+                f"give each task its own id"
+            )

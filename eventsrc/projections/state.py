@@ -241,6 +241,24 @@ class Retention:
     max_finished_age_s: float = 24 * 3600
 
 
+class NodeIds(tuple[str, ...]):
+    """Node ids, sorted: an immutable sequence that also compares equal to a ``list`` of
+    the same ids (the week-5 registry returned lists). The state hands out the one it
+    caches instead of copying every id per read; ``list(ids)`` for a list to change."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, list):
+            return tuple.__eq__(self, tuple(other))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+
 @dataclass(slots=True)
 class ClusterState:
     """Everything the events say, as of stream sequence ``last_seq``."""
@@ -280,18 +298,18 @@ class ClusterState:
     # (cleared by any membership change).
     open_tasks: set[str] = field(default_factory=set)
     waiting: set[str] = field(default_factory=set)
-    available: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    available: dict[str, tuple[str, ...]] = field(default_factory=dict)  # NodeIds
 
     def active_instance_nodes(self, skill: str) -> list[str]:
         """Node ids holding a live instance of ``skill`` (see ``live``)."""
         return list(self.holders(skill))
 
-    def holders(self, skill: str) -> tuple[str, ...]:
-        """``active_instance_nodes`` as a cached tuple (do not mutate the state with it)."""
+    def holders(self, skill: str) -> NodeIds:
+        """``active_instance_nodes`` as a cached, immutable sequence (no copy per call)."""
         cached = self.available.get(skill)
-        if cached is None:
+        if not isinstance(cached, NodeIds):
             holders = self.instances.get(skill, {})
-            cached = self.available[skill] = tuple(
+            cached = self.available[skill] = NodeIds(
                 sorted(node_id for node_id, instance in holders.items() if self.live(instance))
             )
         return cached

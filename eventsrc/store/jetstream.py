@@ -126,22 +126,39 @@ class JetStreamEventStore:
 
     async def append(self, event: Event, *, expected_seq: int | None = None) -> int:
         """Store one event; see ``EventStore.append`` for the concurrency contract."""
-        subject = event.subject
-        headers = {HDR_MSG_ID: event.event_id}
-        if expected_seq is not None:
-            headers[HDR_EXPECTED_LAST_SUBJECT_SEQ] = str(expected_seq)
-            aggregate = event.aggregate_subject
-            if aggregate != subject:
-                headers[HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = aggregate
         try:
-            # No Nats-Expected-Stream header: evt.> and hb.> belong to our streams only,
-            # and the header would be stored and parsed again on every replay.
-            ack = await self._publisher.publish(subject, encode(event), headers)
+            ack = await self._publisher.publish(
+                event.subject, encode(event), _append_headers(event, expected_seq)
+            )
         except nats.errors.Error as err:
             raise _map_error(err, subject=event.aggregate_subject, expected=expected_seq) from err
         if ack.duplicate:
             raise DuplicateEventError(event.event_id, ack.seq)
         return int(ack.seq)
+
+    async def append_guarded(
+        self, events: Sequence[Event], expected: Sequence[int | None]
+    ) -> list[int | EventsrcError]:
+        """Append every event pipelined, each guarded by its own ``expected`` sequence as
+        ``append`` guards one, in one round trip; per event its sequence or the error
+        ``append`` would raise (DuplicateEventError for an id already stored)."""
+        messages = [
+            (event.subject, encode(event), _append_headers(event, seq))
+            for event, seq in zip(events, expected, strict=True)
+        ]
+        try:
+            acks = await self._publisher.publish_many(messages)
+        except nats.errors.Error as err:
+            raise _map_error(err, subject="(batch)") from err
+        results: list[int | EventsrcError] = []
+        for event, seq, ack in zip(events, expected, acks, strict=True):
+            if isinstance(ack, nats.errors.Error):
+                results.append(_map_error(ack, subject=event.aggregate_subject, expected=seq))
+            elif ack.duplicate:
+                results.append(DuplicateEventError(event.event_id, ack.seq))
+            else:
+                results.append(int(ack.seq))
+        return results
 
     async def append_many(self, events: Sequence[Event]) -> list[int]:
         """Publish all events pipelined, then wait for every ack.
@@ -355,6 +372,19 @@ class _Inbox:
             yield items.popleft()
             if not self._room.is_set() and len(items) < self.HIGH_WATER // 2:
                 self._room.set()
+
+
+def _append_headers(event: Event, expected_seq: int | None) -> dict[str, str]:
+    """An append's headers: its id (dedup), and the guard of its aggregate if any. No
+    Nats-Expected-Stream header: evt.> and hb.> belong to our streams only, and the
+    header would be stored and parsed again on every replay."""
+    headers = {HDR_MSG_ID: event.event_id}
+    if expected_seq is not None:
+        headers[HDR_EXPECTED_LAST_SUBJECT_SEQ] = str(expected_seq)
+        aggregate = event.aggregate_subject
+        if aggregate != event.subject:
+            headers[HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = aggregate
+    return headers
 
 
 def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:

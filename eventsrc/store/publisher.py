@@ -15,6 +15,7 @@ SubjectRefusedError, one of them), so callers map them in one place.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import nats.errors
@@ -85,6 +86,35 @@ class Requester:
             raise nats.errors.NoRespondersError
         return msg
 
+    async def request_many(
+        self,
+        messages: Sequence[tuple[str, bytes, dict[str, str] | None]],
+        *,
+        timeout: float | None = None,
+    ) -> list[Msg | nats.errors.Error]:
+        """Send every request first, then collect the replies in order: the reply, or
+        the error ``request`` would raise for it (one round trip for them all)."""
+        sent: list[tuple[str, asyncio.Future[Msg]]] = []
+        try:
+            for subject, payload, headers in messages:
+                sent.append(await self._send(subject, payload, headers))
+        except BaseException:
+            for token, _ in sent:
+                self._pending.pop(token, None)
+            raise
+        replies: list[Msg | nats.errors.Error] = []
+        for token, reply in sent:
+            try:
+                msg = await self._reply(token, reply, timeout or self._timeout)
+            except nats.errors.Error as err:
+                replies.append(err)
+                continue
+            if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+                replies.append(nats.errors.NoRespondersError())
+            else:
+                replies.append(msg)
+        return replies
+
     async def _send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None
     ) -> tuple[str, asyncio.Future[Msg]]:
@@ -147,6 +177,23 @@ class AckedPublisher:
         except nats.errors.NoRespondersError as err:
             raise nats.js.errors.NoStreamResponseError from err
         return _read_ack(msg)
+
+    async def publish_many(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str]]]
+    ) -> list[Ack | nats.errors.Error]:
+        """Publish all pipelined, then each one's ack or the error ``publish`` raises."""
+        results: list[Ack | nats.errors.Error] = []
+        for reply in await self._requests.request_many(messages):
+            if isinstance(reply, nats.errors.NoRespondersError):
+                results.append(nats.js.errors.NoStreamResponseError())
+            elif isinstance(reply, nats.errors.Error):
+                results.append(reply)
+            else:
+                try:
+                    results.append(_read_ack(reply))
+                except nats.errors.Error as err:
+                    results.append(err)
+        return results
 
 
 def _read_ack(msg: Msg) -> Ack:

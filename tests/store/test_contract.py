@@ -200,6 +200,19 @@ async def test_append_many_keeps_order_and_is_idempotent(backend: Backend) -> No
     assert await backend.store.last_seq() == 20
 
 
+async def test_append_guarded_checks_each_event_in_one_pipelined_call(backend: Backend) -> None:
+    store = backend.store
+    first, second = submitted("g1"), submitted("g2")
+    assert await store.append_guarded([first, second], [0, 0]) == [1, 2]
+    third, late, again = submitted("g3"), started("g1"), submitted("g4")
+    outcomes = await store.append_guarded([third, late, first, again], [0, 0, 0, None])
+    assert outcomes[0] == 3 and outcomes[3] == 4
+    assert isinstance(outcomes[1], ConcurrencyError)  # g1 is at 1, not 0
+    assert isinstance(outcomes[2], ConcurrencyError | DuplicateEventError)
+    assert await store.append_guarded([late], [1]) == [5]
+    assert await store.last_seq() == 5
+
+
 async def test_reads_by_sequence_range_and_subjects(backend: Backend) -> None:
     store = backend.store
     for i in range(5):
