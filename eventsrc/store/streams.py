@@ -73,37 +73,53 @@ def events_config(settings: StreamSettings) -> StreamConfig:
 
 def heartbeats_config(settings: StreamSettings) -> StreamConfig:
     """The JetStream config of ``EVENTSRC_HEARTBEATS``."""
-    # JetStream requires the dedup window to fit inside max_age.
-    window = min(10.0, settings.heartbeats_max_age_s or 10.0)
-    return StreamConfig(
-        name=HEARTBEATS_STREAM,
-        description="eventsrc: node heartbeats (soft state, bounded history)",
-        subjects=[HEARTBEATS_FILTER],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=settings.heartbeats_max_age_s,
+    return _soft_state_config(
+        HEARTBEATS_STREAM,
+        "eventsrc: node heartbeats (soft state, bounded history)",
+        HEARTBEATS_FILTER,
+        settings,
+        max_age_s=settings.heartbeats_max_age_s,
         max_bytes=-1,
         max_msgs_per_subject=settings.heartbeats_max_per_node,
-        duplicate_window=window,
-        num_replicas=settings.replicas,
-        allow_direct=True,
     )
 
 
 def output_config(settings: StreamSettings) -> StreamConfig:
     """The JetStream config of ``EVENTSRC_OUTPUT``: progress and output lines of running
     tasks, kept ``output_max_age_s`` and at most ``output_max_bytes`` (oldest dropped)."""
-    window = min(10.0, settings.output_max_age_s or 10.0)
+    return _soft_state_config(
+        OUTPUT_STREAM,
+        "eventsrc: running tasks' progress and output (soft state, bounded)",
+        OUTPUT_FILTER,
+        settings,
+        max_age_s=settings.output_max_age_s,
+        max_bytes=settings.output_max_bytes,
+    )
+
+
+def _soft_state_config(
+    name: str,
+    description: str,
+    subjects: str,
+    settings: StreamSettings,
+    *,
+    max_age_s: float,
+    max_bytes: int,
+    max_msgs_per_subject: int = -1,
+) -> StreamConfig:
+    """A stream of soft state: bounded, the oldest dropped first (never refused)."""
+    # JetStream requires the dedup window to fit inside max_age.
+    window = min(10.0, max_age_s or 10.0)
     return StreamConfig(
-        name=OUTPUT_STREAM,
-        description="eventsrc: running tasks' progress and output (soft state, bounded)",
-        subjects=[OUTPUT_FILTER],
+        name=name,
+        description=description,
+        subjects=[subjects],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
-        max_age=settings.output_max_age_s,
-        max_bytes=settings.output_max_bytes,
+        max_age=max_age_s,
+        max_bytes=max_bytes,
+        max_msgs_per_subject=max_msgs_per_subject,
         duplicate_window=window,
         num_replicas=settings.replicas,
         allow_direct=True,
