@@ -360,7 +360,7 @@ def _check_usage(args: argparse.Namespace) -> None:
         _timing(args)
     elif args.command != "submit":
         return
-    args.batch = _batch(args)
+    args.batch = _batch(args) if args.command == "submit" else None
     if args.batch is not None:
         return
     for skill in args.skill:
