@@ -506,8 +506,8 @@ class Dashboard:
                 if loop.time() >= ping:
                     ping = loop.time() + PING_S
                 await asyncio.sleep(POLL_S)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            log.debug("live stream: the browser went away")
         return response
 
 

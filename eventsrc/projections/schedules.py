@@ -57,13 +57,7 @@ def removed(state: ClusterState, event: ScheduleRemoved, time: datetime) -> None
 
 def fired(state: ClusterState, event: ScheduleFired, time: datetime) -> None:
     schedule = _schedule(state, event.name, "ScheduleFired")
-    if event.occurrence <= schedule.cursor:
-        raise Problem(
-            "late",
-            f"schedule {event.name} fired for {event.occurrence.isoformat()}, handled "
-            f"already (up to {schedule.cursor.isoformat()})",
-        )
-    schedule.cursor = event.occurrence
+    _advance(schedule, event.occurrence, f"fired for {event.occurrence.isoformat()}")
     schedule.fired += 1
     schedule.last_occurrence = event.occurrence
     schedule.last_task_id = event.task_id
@@ -72,11 +66,16 @@ def fired(state: ClusterState, event: ScheduleFired, time: datetime) -> None:
 
 def skipped(state: ClusterState, event: ScheduleSkipped, time: datetime) -> None:
     schedule = _schedule(state, event.name, "ScheduleSkipped")
-    if event.last <= schedule.cursor:
+    _advance(schedule, event.last, f"skipped up to {event.last.isoformat()}")
+    schedule.skipped += event.count
+
+
+def _advance(schedule: ScheduleView, upto: datetime, what: str) -> None:
+    """Move the cursor to ``upto``; an occurrence handled already is a late event."""
+    if upto <= schedule.cursor:
         raise Problem(
             "late",
-            f"schedule {event.name} skipped up to {event.last.isoformat()}, handled "
-            f"already (up to {schedule.cursor.isoformat()})",
+            f"schedule {schedule.name} {what}, handled already "
+            f"(up to {schedule.cursor.isoformat()})",
         )
-    schedule.cursor = event.last
-    schedule.skipped += event.count
+    schedule.cursor = upto
