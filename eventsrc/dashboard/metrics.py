@@ -19,10 +19,10 @@ from prometheus_client.registry import Collector
 
 from eventsrc.dashboard.views import oldest_waiting_s, waiting
 from eventsrc.projections.state import (
-    TERMINAL_STATES,
     ClusterState,
     NodeState,
     TaskState,
+    TaskView,
 )
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 4 * 3600)
@@ -48,44 +48,64 @@ class ClusterTracker:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        # Ended tasks already counted (pruned to those still in memory), and attempts
+        # counted per open task.
         self._ended: set[str] = set()
         self._placed: dict[str, int] = {}
         self._primed = False
         self._looked_at = -1
 
     def observe(self, state: ClusterState) -> None:
-        """Count what changed since the last look (no await: a consistent state). A
-        state no event moved since is not walked again: an idle coordinator pays nothing.
+        """Count what changed since the last look (no await: a consistent state).
+
+        A look walks the open tasks and the tasks that ended since the last one (the
+        newest end of ``state.finished``), not the finished history in memory; a state
+        no event moved since is not walked at all: an idle coordinator pays nothing.
         """
         if state.last_seq == self._looked_at:
             return
         self._looked_at = state.last_seq
         counting = self._primed
         self._primed = True
-        seen: set[str] = set()
-        for task_id, task in state.tasks.items():
-            seen.add(task_id)
-            # Attempts placed so far: the current one counts once it has a node.
-            on_node = task.node_id is not None and task.state != TaskState.QUEUED
-            placed = task.attempt if on_node else task.attempt - 1
-            before = self._placed.get(task_id, 0 if counting else placed)
-            if placed > before:
-                self.placements.inc(placed - before)
-            self._placed[task_id] = max(before, placed)
-            if task.state not in TERMINAL_STATES or task_id in self._ended:
-                continue
+        for task_id in state.open_tasks:
+            task = state.tasks.get(task_id)
+            if task is not None:
+                self._count_placements(task, counting)
+        newly_ended: list[str] = []
+        for task_id in reversed(state.finished):
+            if task_id in self._ended:
+                break
+            newly_ended.append(task_id)
+        for task_id in reversed(newly_ended):
             self._ended.add(task_id)
-            if not counting:
+            task = state.tasks.get(task_id)
+            if task is None:
                 continue
-            skill = task.spec.skills[0] if task.spec.skills else ""
-            self.ended.labels(outcome=task.state.value, skill=skill).inc()
-            if task.submitted_at is not None and task.finished_at is not None:
-                took = (task.finished_at - task.submitted_at).total_seconds()
-                self.latency.labels(outcome=task.state.value).observe(max(took, 0.0))
-        # Tasks that left memory never come back: forget them.
-        self._ended &= seen
-        for task_id in [t for t in self._placed if t not in seen]:
-            del self._placed[task_id]
+            self._count_placements(task, counting)
+            self._placed.pop(task_id, None)
+            if counting:
+                self._count_end(task)
+        # Finished tasks leave memory oldest first and never come back: forget them.
+        if len(self._ended) > 2 * len(state.finished) + 64:
+            self._ended.intersection_update(state.finished)
+        if len(self._placed) > 2 * len(state.open_tasks) + 64:
+            self._placed = {t: n for t, n in self._placed.items() if t in state.open_tasks}
+
+    def _count_placements(self, task: TaskView, counting: bool) -> None:
+        # Attempts placed so far: the current one counts once it has a node.
+        on_node = task.node_id is not None and task.state != TaskState.QUEUED
+        placed = task.attempt if on_node else task.attempt - 1
+        before = self._placed.get(task.task_id, 0 if counting else placed)
+        if placed > before:
+            self.placements.inc(placed - before)
+        self._placed[task.task_id] = max(before, placed)
+
+    def _count_end(self, task: TaskView) -> None:
+        skill = task.spec.skills[0] if task.spec.skills else ""
+        self.ended.labels(outcome=task.state.value, skill=skill).inc()
+        if task.submitted_at is not None and task.finished_at is not None:
+            took = (task.finished_at - task.submitted_at).total_seconds()
+            self.latency.labels(outcome=task.state.value).observe(max(took, 0.0))
 
 
 class ClusterCollector(Collector):
