@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import psutil
 from benchmarks.harness import percentile
 from benchmarks.tasks import TaskCluster, task_cluster
 from benchmarks.worker import SKILL, TASK_TYPE
+from eventsrc.config import ENV_PREFIX
 from eventsrc.projections.state import TaskState
 
 log = logging.getLogger("benchmarks.soak")
@@ -146,18 +148,48 @@ def _report(elapsed: float, interval: _Interval) -> Report:
     )
 
 
+FLAT = 0.10
+"""How much memory and median latency may move from the start to the end: 10%."""
+
+WINDOW = 3
+"""Reports compared at each end (medians): one noisy interval on a shared 2-core machine
+is not a trend."""
+
+
+def _ends(values: Sequence[float]) -> tuple[float, float]:
+    """The medians of the first and the last ``WINDOW`` values."""
+    return percentile(values[:WINDOW], 50), percentile(values[-WINDOW:], 50)
+
+
+def _change(first: float, last: float) -> str:
+    moved = (last - first) / first if first else 0.0
+    verdict = "flat" if abs(moved) <= FLAT else "moved"
+    return f"{first:.1f} → {last:.1f} ({moved:+.0%}, {verdict})"
+
+
 def summary(reports: Sequence[Report]) -> tuple[str, bool]:
-    """The closing lines, and whether the soak passed (no failed task)."""
+    """The closing lines, and whether the soak passed (no failed task).
+
+    Memory and latency are compared between the medians of the first and the last
+    ``WINDOW`` full intervals, after the first one (the warm-up: the coordinator fills
+    its window of finished tasks, the server its caches); "flat" is within ``FLAT``.
+    The closing partial interval is left out. The nats-server's memory also grows with
+    the distinct subjects the events stream keeps (about 1 KB per task), unless
+    ``--events-max-age`` bounds the stream: that growth is the stream's, not a leak.
+    """
     done = sum(r.done for r in reports)
     failed = sum(r.failed for r in reports)
-    first, last = reports[0].rss_mb, reports[-1].rss_mb
-    growth = ", ".join(
-        f"{role} {first[role]:.1f} → {last.get(role, 0.0):.1f} MB" for role in sorted(first)
-    )
-    lines = [
-        f"tasks: {done} succeeded, {failed} failed or lost",
-        f"memory, first report → last: {growth}",
-    ]
+    steady = list(reports[1:-1]) or list(reports)
+    lines = [f"tasks: {done} succeeded, {failed} failed or lost"]
+    for role in sorted(steady[0].rss_mb):
+        first, last = _ends([r.rss_mb.get(role, 0.0) for r in steady])
+        lines.append(f"memory of the {role}, MB: {_change(first, last)}")
+    for name, values in (
+        ("p50", [r.p50_ms for r in steady]),
+        ("p99", [r.p99_ms for r in steady]),
+    ):
+        first, last = _ends(values)
+        lines.append(f"submit→result {name}, ms: {_change(first, last)}")
     return "\n".join(lines), failed == 0 and done > 0
 
 
@@ -167,11 +199,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="tasks per second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between reports")
+    parser.add_argument(
+        "--events-max-age",
+        type=float,
+        default=0.0,
+        help="seconds the events stream keeps (the coordinator's events_max_age; "
+        "default 0, everything, as shipped)",
+    )
     args = parser.parse_args(argv)
+    if args.events_max_age:
+        # The coordinator process reads it from its environment when it makes the stream.
+        os.environ[f"{ENV_PREFIX}EVENTS_MAX_AGE"] = f"{args.events_max_age:g}"
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     print(
         f"soak: {args.minutes:g} min of no-op tasks at {args.rate:g}/s on {args.workers} "
-        f"worker processes; a line every {args.every:g} s",
+        f"worker processes; a line every {args.every:g} s"
+        + (f"; events kept {args.events_max_age:g} s" if args.events_max_age else ""),
         flush=True,
     )
     reports = asyncio.run(soak(args.minutes, args.rate, args.workers, args.every))

@@ -128,6 +128,26 @@ async def test_a_short_soak_reports_memory_and_latency_and_loses_nothing() -> No
     text, passed = summary(reports)
     assert passed, text
     assert "0 failed" in text
+    assert "memory of the coordinator, MB:" in text
+    assert "submit→result p50, ms:" in text
+
+
+def test_the_soak_summary_compares_medians_of_the_ends_after_the_warm_up() -> None:
+    from benchmarks.soak import Report, summary
+
+    def report(p50: float, coordinator: float, server: float) -> Report:
+        rss = {"coordinator": coordinator, "nats-server": server}
+        return Report(elapsed_s=0, done=10, failed=0, p50_ms=p50, p99_ms=2 * p50, rss_mb=rss)
+
+    warm_up = [report(9.0, 50.0, 10.0)]  # left out: far below the steady figures
+    steady = [report(p, 100.0 + i, 10.0 * (i + 1)) for i, p in enumerate([2, 2, 9, 2, 2.1, 2])]
+    text, passed = summary([*warm_up, *steady, report(1.0, 1.0, 1.0)])
+    assert passed
+    lines = text.splitlines()
+    # Coordinator 101 → 104: flat. One slow interval at the start is not the median.
+    assert "memory of the coordinator, MB: 101.0 → 104.0 (+3%, flat)" in lines, text
+    assert "memory of the nats-server, MB: 20.0 → 50.0 (+150%, moved)" in lines, text
+    assert "submit→result p50, ms: 2.0 → 2.0 (+0%, flat)" in lines, text
 
 
 def test_quick_memory_figures_measure_real_processes(capsys: pytest.CaptureFixture[str]) -> None:
