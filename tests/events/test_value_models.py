@@ -84,3 +84,15 @@ def test_the_published_event_schema_does_not_forbid_unknown_fields() -> None:
     defs = union_schema()["$defs"]
     assert "additionalProperties" not in defs["SkillMetadata"]
     assert "additionalProperties" not in defs["TaskSpec"]
+
+
+def test_a_stored_task_spec_is_validated_in_json_mode_throughout() -> None:
+    # A Python step before the spec's own validation would turn its JSON into Python
+    # objects to validate them again (what once doubled a TaskSubmitted's decoding).
+    schema = TaskSubmitted.__pydantic_core_schema__["schema"]["fields"]["spec"]["schema"]
+    kinds = []
+    while schema["type"] != "model":
+        kinds.append(schema["type"])
+        schema = schema["schema"]
+    assert "function-before" not in kinds and "function-wrap" not in kinds
+    assert schema["cls"] is TaskSpec and schema["config"]["extra_fields_behavior"] == "ignore"
