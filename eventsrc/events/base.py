@@ -35,7 +35,7 @@ class Embedded:
         schema = handler(source)
         if schema["type"] == "definition-ref":
             schema = handler.resolve_ref_schema(schema)
-        if source.__pydantic_core_schema__["type"] != "model":
+        if not _validated_as_is(source):
             return _ignoring_unknown_fields(schema)
         known = _field_names(source)
 
@@ -45,6 +45,15 @@ class Embedded:
             return value
 
         return core_schema.no_info_before_validator_function(known_keys_only, schema)
+
+
+def _validated_as_is(source: type[BaseModel]) -> bool:
+    """Whether pydantic-core reuses the model's own validator wherever the model occurs:
+    it does when that validator is the plain model one (no model validators)."""
+    own: dict[str, Any] = dict(source.__pydantic_core_schema__)
+    if own["type"] == "definitions":  # the model's nested models, then the model
+        own = own["schema"]
+    return bool(own["type"] == "model")
 
 
 def _field_names(source: type[BaseModel]) -> set[str]:
