@@ -9,6 +9,8 @@ from pydantic import ValidationError
 
 from eventsrc.events import (
     EVENT_ADAPTER,
+    ScheduleAdded,
+    ScheduleTiming,
     SkillMetadata,
     SkillRegistered,
     TaskSpec,
@@ -55,8 +57,42 @@ def test_events_ignore_unknown_fields_of_what_they_carry() -> None:
     decoded = EVENT_ADAPTER.validate_json(orjson.dumps(submitted))
     assert isinstance(decoded, TaskSubmitted) and decoded.spec == spec
 
+    timing = ScheduleTiming(every_s=60)
+    added = ScheduleAdded(**envelope(), name="nightly", timing=timing, task=spec, anchor=LATER)
+    stored = orjson.loads(added.model_dump_json())
+    stored["timing"]["jitter_s"] = 3
+    stored["task"]["deadline_hint"] = 5
+    decoded = EVENT_ADAPTER.validate_json(orjson.dumps(stored))
+    assert isinstance(decoded, ScheduleAdded)
+    assert (decoded.timing, decoded.task) == (timing, spec)
+
+
+def test_embedding_keeps_the_models_own_validators_and_strictness() -> None:
+    # The embedded copies of the schemas still check what the models check...
+    spec = TaskSpec(skills=("python",), after="t0")
+    event = TaskSubmitted(**envelope(), task_id="t1", spec=spec, queue_deadline=LATER)
+    submitted = orjson.loads(event.model_dump_json())
+    submitted["spec"]["payload"] = [1]
+    with pytest.raises(ValidationError, match="payload"):
+        EVENT_ADAPTER.validate_json(orjson.dumps(submitted))
+    # ... and leave the models outside events as strict as they were.
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        ScheduleTiming.model_validate({"every_s": 60, "jitter_s": 3})
+
 
 def test_the_published_event_schema_does_not_forbid_unknown_fields() -> None:
     defs = union_schema()["$defs"]
     assert "additionalProperties" not in defs["SkillMetadata"]
     assert "additionalProperties" not in defs["TaskSpec"]
+
+
+def test_a_stored_task_spec_is_validated_in_json_mode_throughout() -> None:
+    # A Python step before the spec's own validation would turn its JSON into Python
+    # objects to validate them again (what once doubled a TaskSubmitted's decoding).
+    schema = TaskSubmitted.__pydantic_core_schema__["schema"]["fields"]["spec"]["schema"]
+    kinds = []
+    while schema["type"] != "model":
+        kinds.append(schema["type"])
+        schema = schema["schema"]
+    assert "function-before" not in kinds and "function-wrap" not in kinds
+    assert schema["cls"] is TaskSpec and schema["config"]["extra_fields_behavior"] == "ignore"
