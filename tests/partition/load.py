@@ -35,8 +35,13 @@ class Load:
     prefix: str
     accepted: set[str] = field(default_factory=set)
     retries: Counter[str] = field(default_factory=Counter)
+    retried_ids: set[str] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
+
+    def retried(self) -> str:
+        """How many submissions needed more than one try, and the errors of those tries."""
+        return f"{len(self.retried_ids)} submissions retried ({dict(self.retries)})"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"load-{self.prefix}")
@@ -68,6 +73,7 @@ class Load:
                     await client.submit("word-count", {"text": "w " * words}, task_id=task_id)
             except EventsrcError as err:
                 self.retries[type(err).__name__] += 1
+                self.retried_ids.add(task_id)
                 errors.append(err)
                 return False
             return True
@@ -111,13 +117,23 @@ async def events_of(client: Cluster, task_id: str) -> list[object] | None:
         return None
 
 
+async def stored_ids(client: Cluster) -> set[str] | None:
+    """The tasks stored, or None while a stream has no leader (a healed server may make
+    JetStream elect again)."""
+    try:
+        return await stored_task_ids(client)
+    except EventsrcError:
+        return None
+
+
 async def tally(urls: str, prefixes: Sequence[str], accepted: set[str]) -> Tally:
     """Wait until every stored task of ``prefixes`` ends; count how they ended.
 
     A task whose submission is stored counts even if its reply was lost in the cut (the
     submitter then tried again with the same id, which finds it)."""
     async with eventsrc.connect(urls, project=False) as client:
-        stored = {t for t in await stored_task_ids(client) if t.startswith(tuple(prefixes))}
+        every = await poll(functools.partial(stored_ids, client), "the stored task ids")
+        stored = {t for t in every if t.startswith(tuple(prefixes))}
         states: Counter[str] = Counter()
         late = 0
         problems: list[str] = []

@@ -65,7 +65,7 @@ def free_subnet() -> ipaddress.IPv4Network:
     ]
     for _ in range(200):
         second, third = random.randint(200, 249), random.randint(0, 255)
-        subnet = ipaddress.ip_network(f"10.{second}.{third}.0/24")
+        subnet = ipaddress.IPv4Network(f"10.{second}.{third}.0/24")
         if not any(subnet.overlaps(other) for other in used):
             return subnet
     raise RuntimeError("no free 10.200-249.x.0/24 subnet for the test network")
