@@ -52,7 +52,7 @@ async def test_a_connection_reads_again_after_a_flush_timed_out_in_a_short_cut(
     try:
         network.cut(lone_server.role)
         with pytest.raises(nats.errors.FlushTimeoutError):
-            await nc.flush(timeout=0.5)
+            await nc.flush(timeout=1)
         network.heal(lone_server.role)
         # The late PONG of that flush comes in first; this flush needs the next one.
         await nc.flush(timeout=5)
