@@ -120,6 +120,7 @@ async def test_a_cut_off_server_is_left_and_catches_up_after_the_heal(
     moving = set(on[victim])
     assert moving, f"no program on nats-{victim}: {on}"
 
+    epoch_before = (await partitioned.status() or {}).get("epoch")
     partitioned.network.cut(f"n{victim}")
     cut_at = time.monotonic()
     before_cut = len(load.accepted)
@@ -144,11 +145,14 @@ async def test_a_cut_off_server_is_left_and_catches_up_after_the_heal(
     seqs = await asyncio.to_thread(until_blocking, caught_up, f"nats-{victim} to catch up", 30, 0.1)
     caught_up_in = since(healed_at)
     counts = await tally(partitioned.urls, ["srv"], load.accepted)
+    leader = await partitioned.wait_leader()
+    epoch_after = (await partitioned.status() or {}).get("epoch")
     report(
         f"nats-{victim} cut (clients on it: {', '.join(sorted(moving))}): all of them on the "
         f"other two by {moved_in:.1f} s; {MORE_WHILE_CUT} more accepted by {serving_in:.1f} s; "
         f"after the heal (and the load stopped) its {EVENTS_STREAM} replica at the others' last "
-        f"seq {seqs[victim]} by {caught_up_in:.1f} s; {counts.line()}; {load.retried()}"
+        f"seq {seqs[victim]} by {caught_up_in:.1f} s; leader epoch {epoch_before} -> "
+        f"{epoch_after} ({leader[0]}); {counts.line()}; {load.retried()}"
     )
     for name, child in {**partitioned.topology.coordinators, **partitioned.topology.nodes}.items():
         assert child.proc.poll() is None, (name, child.stderr_lines[-10:])
@@ -194,12 +198,15 @@ async def test_a_cut_off_node_s_task_ends_elsewhere_and_its_late_result_is_kept_
         late = check_one_end("slow-node", task.attempts, events)
         after = await client.get("slow-node")
         status = await partitioned.status()
+    await partitioned.topology.wait_node(victim, "alive")
+    alive_in = since(healed_at)
     await load.stop()
     counts = await tally(partitioned.urls, ["node"], load.accepted)
     report(
         f"{victim} cut mid-task: the task requeued and succeeded on {task.node_id} "
         f"{ended_in:.1f} s after the cut; {victim}'s late result stored {late_in:.1f} s after "
-        f"the heal, kept as late (late problems counted: {(status or {}).get('problems')}); "
+        f"the heal, kept as late (problems counted: {(status or {}).get('problems')}); "
+        f"{victim} alive again {alive_in:.1f} s after the heal; "
         f"{counts.line()}; {load.retried()}"
     )
     assert late == 1, events
