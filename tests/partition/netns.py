@@ -20,17 +20,12 @@ import random
 import secrets
 import shutil
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 PREFIX = "esp"
 """Every namespace, veth and bridge these tests make starts with it."""
 INSIDE = "eth0"
 """The member's end of its veth pair, inside its namespace."""
-
-
-class NetnsUnavailable(Exception):
-    """Namespaces cannot be made here (not root, no ``ip``): the reason, in one line."""
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -93,8 +88,6 @@ class Network:
     suffix: str = field(default_factory=lambda: secrets.token_hex(2))
     subnet: ipaddress.IPv4Network = field(default_factory=free_subnet)
     members: dict[str, Member] = field(default_factory=dict)
-    cuts: list[str] = field(default_factory=list)
-    """Every cut and heal, in order: ``cut nats-2`` / ``heal nats-2``."""
 
     @property
     def bridge(self) -> str:
@@ -137,11 +130,9 @@ class Network:
     def cut(self, role: str) -> None:
         """Drop everything to and from ``role``'s namespace until ``heal``."""
         ip("link", "set", self.members[role].veth, "down")
-        self.cuts.append(f"cut {role}")
 
     def heal(self, role: str) -> None:
         ip("link", "set", self.members[role].veth, "up")
-        self.cuts.append(f"heal {role}")
 
     def close(self) -> None:
         """Remove every namespace, veth and the bridge; idempotent, never raises.
@@ -186,8 +177,3 @@ def sweep() -> list[str]:
                 ip("link", "del", link)
                 removed.append(link)
     return removed
-
-
-def run_inside(member: Member, args: Sequence[str]) -> list[str]:
-    """``args`` as a command line run in ``member``'s namespace."""
-    return [*member.exec_prefix(), *args]

@@ -85,11 +85,12 @@ async def test_a_cut_off_leader_stops_and_the_standby_leads(
     await load.stop()
 
     counts = await tally(partitioned.urls, ["lead"], load.accepted)
+    problems = (await partitioned.status() or {}).get("problems")
     report(
         f"{old_name} (leader) cut: stopped deciding {stopped_in:.1f} s after the cut ({why}); "
         f"{new_name} led at {led_in:.1f} s; {MORE_WHILE_CUT} more accepted by {flowing_in:.1f} s; "
         f"{old_name} standing by {back_in:.1f} s after the heal; {counts.line()}; "
-        f"{load.retried()}"
+        f"problems counted {problems}; {load.retried()}"
     )
     # Observed through its stderr, polled: a little later than the moment itself.
     assert stopped_in < LEASE_S + OBSERVED_LATE_S, f"{old_name} still led {stopped_in:.1f} s on"
