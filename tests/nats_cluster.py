@@ -18,7 +18,7 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,10 @@ class ClusterServer:
     http_port: int
     workdir: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    """The address it listens on and is reached at."""
+    launcher: Sequence[str] = ()
+    """In front of the command line (``ip netns exec NS`` for a server in a namespace)."""
 
     @property
     def name(self) -> str:
@@ -66,11 +70,11 @@ class ClusterServer:
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"nats://{self.host}:{self.client_port}"
 
     @property
     def route_url(self) -> str:
-        return f"nats-route://127.0.0.1:{self.cluster_port}"
+        return f"nats-route://{self.host}:{self.cluster_port}"
 
     @property
     def config_file(self) -> Path:
@@ -90,7 +94,7 @@ class ClusterServer:
 
     def health(self, query: str = "") -> bool:
         """True when ``/healthz`` (with ``query``) answers ok."""
-        url = f"http://127.0.0.1:{self.http_port}/healthz{query}"
+        url = f"http://{self.host}:{self.http_port}/healthz{query}"
         try:
             with urllib.request.urlopen(url, timeout=1) as reply:
                 return bool(json.loads(reply.read()).get("status") == "ok")
@@ -99,7 +103,7 @@ class ClusterServer:
 
     def monitor(self, path: str) -> dict[str, object]:
         """A monitoring endpoint's JSON (``varz``, ``routez``, ``jsz`` ...)."""
-        url = f"http://127.0.0.1:{self.http_port}/{path}"
+        url = f"http://{self.host}:{self.http_port}/{path}"
         with urllib.request.urlopen(url, timeout=2) as reply:
             data: dict[str, object] = json.loads(reply.read())
             return data
@@ -113,13 +117,24 @@ class ClusterServer:
 class NatsCluster:
     """Three clustered nats-servers on loopback; ``stop()`` kills whatever still runs."""
 
-    def __init__(self, workdir: Path, *, size: int = CLUSTER_SIZE) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        size: int = CLUSTER_SIZE,
+        servers: Sequence[ClusterServer] | None = None,
+    ) -> None:
+        """``servers`` placed elsewhere (their own hosts), else ``size`` on loopback."""
         self.workdir = workdir
         self.binary = find_nats_server()
-        self.servers = [
-            ClusterServer(i, free_port(), free_port(), free_port(), workdir / f"nats-{i}")
-            for i in range(1, size + 1)
-        ]
+        self.servers = (
+            list(servers)
+            if servers is not None
+            else [
+                ClusterServer(i, free_port(), free_port(), free_port(), workdir / f"nats-{i}")
+                for i in range(1, size + 1)
+            ]
+        )
         for server in self.servers:
             server.workdir.mkdir(parents=True, exist_ok=True)
             server.config_file.write_text(localized_config(server.index, server.store_dir))
@@ -179,17 +194,18 @@ class NatsCluster:
     def _spawn(self, server: ClusterServer) -> None:
         routes = ",".join(s.route_url for s in self.servers if s is not server)
         args = [
+            *server.launcher,
             self.binary,
             "-c",
             str(server.config_file),
             "-a",
-            "127.0.0.1",
+            server.host,
             "-p",
             str(server.client_port),
             "-m",
             str(server.http_port),
             "--cluster",
-            f"nats://127.0.0.1:{server.cluster_port}",
+            f"nats://{server.host}:{server.cluster_port}",
             "--routes",
             routes,
             "-l",

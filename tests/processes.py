@@ -16,11 +16,21 @@ from tests.waiting import until_blocking
 
 
 class Program:
-    """A child ``python -m ...`` whose stdout lines can be awaited with a deadline."""
+    """A child ``python -m ...`` whose stdout lines can be awaited with a deadline.
 
-    def __init__(self, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None):
+    ``launcher`` goes in front of the interpreter (``ip netns exec NS``: it execs, so the
+    child's pid is still the interpreter's)."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        launcher: Sequence[str] = (),
+    ):
         self.proc = subprocess.Popen(
-            [sys.executable, *args],
+            [*launcher, sys.executable, *args],
             cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
@@ -89,10 +99,14 @@ class Program:
 
 @contextmanager
 def program(
-    args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    launcher: Sequence[str] = (),
 ) -> Iterator[Program]:
     """A child program that is killed at the end of the block if still running."""
-    child = Program(args, cwd=cwd, env=env)
+    child = Program(args, cwd=cwd, env=env, launcher=launcher)
     try:
         yield child
     finally:

@@ -384,6 +384,10 @@ class Leadership:
             self.leading = False
             self._holding = False
             self._valid_until = 0.0
+            if not self._closing:
+                # Said when it stops deciding: stopping the service may take seconds more
+                # (a cut-off network makes it wait for its timeouts).
+                log.error("%s stopped leading: %s; back to standby", self._id, reason)
             for task in tasks:
                 task.cancel()
             if term is not None:
@@ -391,8 +395,6 @@ class Leadership:
                 # The lease goes only once the term is no longer served.
                 await _wait_at_most(term._done, HAND_BACK_S)
             await asyncio.wait(tasks, timeout=10)
-            if not self._closing:
-                log.error("%s stopped leading: %s; back to standby", self._id, reason)
             if not lost:
                 await self._release()
             self._revision = 0

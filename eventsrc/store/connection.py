@@ -25,6 +25,11 @@ on, and looked into only by the store's modules."""
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 PERMISSION_ERROR = "permissions violation"  # nats-py lower-cases the server's -ERR text
+PING_INTERVAL_S = 2.0
+MAX_OUTSTANDING_PINGS = 2
+"""A server cut off by the network sends no FIN, so only unanswered pings show it is
+gone: after two missed pings 2 s apart (4-6 s) the client moves to another server.
+nats-py's default (two minutes apart) left a client on a dead server for minutes."""
 
 
 class Refusals:
@@ -140,7 +145,7 @@ async def connect_nats(
     """
     creds = options.credentials()
     refusals = Refusals()
-    nc = Client()
+    nc = _Client()
     events = _ConnectionLog(nc, options.servers, loud=long_running, refusals=refusals)
     kwargs: dict[str, Any] = {
         "servers": list(options.servers),
@@ -151,6 +156,8 @@ async def connect_nats(
         # one-shot command allows one retry per server and then gives up.
         "max_reconnect_attempts": -1 if long_running else 1,
         "reconnect_time_wait": 1 if long_running else 0.1,
+        "ping_interval": PING_INTERVAL_S,
+        "max_outstanding_pings": MAX_OUTSTANDING_PINGS,
         "user_credentials": creds.path if creds is not None and creds.jwt else None,
         "nkeys_seed_str": creds.seed if creds is not None and not creds.jwt else None,
         "user": options.user,
@@ -177,6 +184,25 @@ async def connect_nats(
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 0.5
     return nc
+
+
+class _Client(Client):
+    """nats-py's client, surviving the PONG of a flush that gave up.
+
+    nats-py 2.16 hands each PONG to the oldest flush waiting for one. A flush that timed
+    out or was cancelled (a subscription drained while the network was cut) leaves its
+    future there, cancelled; when the link heals and its PONG arrives, ``set_result``
+    raises, the read loop ends and the connection silently reads nothing again, never
+    reconnecting. Here that PONG is consumed: it answered a PING nobody waits for.
+    """
+
+    async def _process_pong(self) -> None:
+        if self._pongs and self._pongs[0].done():
+            self._pongs.pop(0)
+            self._pongs_received += 1
+            self._pings_outstanding = 0
+            return
+        await super()._process_pong()
 
 
 def refusals_of(nc: Client) -> Refusals:

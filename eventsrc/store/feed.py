@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 OnMessage = Callable[[Msg], Awaitable[None]]
 OnLost = Callable[[], None]
+OnHeartbeat = Callable[[Msg], None]
 
 _STATUS = "Status"
 _PENDING = "Nats-Pending-Messages"
@@ -59,9 +60,11 @@ class PullFeed:
         expires_s: float = 30.0,
         idle_heartbeat_s: float = 5.0,
         on_lost: OnLost | None = None,
+        on_heartbeat: OnHeartbeat | None = None,
     ) -> None:
         self._nc = nc
         self._on_lost = on_lost
+        self._on_heartbeat = on_heartbeat
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._on_message = on_message
         self._batch = max(1, batch)
@@ -121,7 +124,11 @@ class PullFeed:
 
     async def _control(self, msg: Msg, status: str) -> None:
         if status == "100":
-            return  # idle heartbeat (or flow control): the server is there
+            # Idle heartbeat: the server is there. It names the last message it delivered
+            # (``Nats-Last-Consumer``), for a reader that checks nothing went missing.
+            if self._on_heartbeat is not None:
+                self._on_heartbeat(msg)
+            return
         description = (msg.headers or {}).get("Description", "").lower()
         if status == "503" or (status in ("404", "409") and "consumer" in description):
             # No such consumer (any more): only its owner can make a new one.

@@ -10,7 +10,9 @@ dropped while the consumer believes them delivered. Here the reader asks for mes
 
 Like the ordered push consumer it replaces: no acks, memory storage, a new consumer
 from the next stream sequence whenever the consumer sequence skips (a lost message) or
-the consumer is gone (deleted, or expired during a long disconnect).
+the consumer is gone (deleted, or expired during a long disconnect). A message lost
+with nothing after it (delivered while the network was cut, on a quiet subject) shows
+in the idle heartbeats: they name the last consumer sequence the server delivered.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[Msg, AckReply], Awaitable[None]]
 
 BATCH = 1000
+LAST_CONSUMER_SEQ = "Nats-Last-Consumer"
+"""The idle heartbeat's header with the last consumer sequence the server delivered."""
 INACTIVE_THRESHOLD_S = 60.0
 
 
@@ -96,6 +100,10 @@ class OrderedPull:
             if generation == self._generation:
                 await self._on_message(msg)
 
+        def on_heartbeat(msg: Msg) -> None:
+            if generation == self._generation:
+                self._on_heartbeat(msg)
+
         self._feed = PullFeed(
             self._nc,
             stream=self._stream,
@@ -103,6 +111,7 @@ class OrderedPull:
             on_message=on_message,
             batch=self._batch,
             on_lost=self._restart_soon,
+            on_heartbeat=on_heartbeat,
         )
         await self._feed.start()
 
@@ -115,6 +124,14 @@ class OrderedPull:
         self._next_consumer_seq += 1
         self._last_stream_seq = ack.stream_seq
         await self._deliver(msg, ack)
+
+    def _on_heartbeat(self, msg: Msg) -> None:
+        # Heartbeats come on the same subscription as the messages, after them: a last
+        # delivered sequence at or past the one we wait for is a message that never came.
+        last = (msg.headers or {}).get(LAST_CONSUMER_SEQ)
+        if last is not None and last.isdigit() and int(last) >= self._next_consumer_seq:
+            log.info("ordered read of %s lost message %s in transit; resuming", self._stream, last)
+            self._restart_soon()
 
     def _restart_soon(self) -> None:
         """From a callback of the feed: start over in a task of its own (stopping the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -44,11 +44,21 @@ TaskResult = TaskSucceeded | TaskFailed
 class Topology:
     """Coordinators and nodes as child processes on ``cluster``; ``stack`` ends them."""
 
-    def __init__(self, cluster: NatsCluster, workdir: Path, stack: ExitStack) -> None:
+    def __init__(
+        self,
+        cluster: NatsCluster,
+        workdir: Path,
+        stack: ExitStack,
+        *,
+        launcher: Callable[[str], Sequence[str]] = lambda name: (),
+    ) -> None:
+        """``launcher(name)`` goes in front of each program's command line (where the
+        coordinator or node of that name runs: ``ip netns exec NS`` for a namespace)."""
         self.cluster = cluster
         self.urls = cluster.urls
         self.workdir = workdir
         self._stack = stack
+        self._launcher = launcher
         self.coordinators: dict[str, Program] = {}
         self.nodes: dict[str, Program] = {}
 
@@ -64,26 +74,39 @@ class Topology:
         args += ["--replicas", str(REPLICAS), "--stale-after", STALE_AFTER_S]
         args += ["--sweep-interval", SWEEP_INTERVAL_S, "--data-dir", str(self.workdir / name)]
         args += list(extra)
-        child = self._stack.enter_context(program(args, cwd=self.workdir, env=CLEAN_ENV))
+        launcher = self._launcher(name)
+        child = self._stack.enter_context(
+            program(args, cwd=self.workdir, env=CLEAN_ENV, launcher=launcher)
+        )
         self.coordinators[name] = child
         return child
 
-    def spawn_node(self, node_id: str, *, skills_dir: Path = EXAMPLE_SKILLS) -> Program:
+    def spawn_node(
+        self, node_id: str, *, skills_dir: Path = EXAMPLE_SKILLS, extra: Sequence[str] = ()
+    ) -> Program:
         """``python -m eventsrc.node`` with the example skills, without waiting for it."""
         args = ["-m", "eventsrc.node", "--nats-url", self.urls, "--node-id", node_id]
         args += ["--heartbeat-interval", HEARTBEAT_S, "--skills-dir", str(skills_dir)]
+        args += list(extra)
         workspace = self.workdir / f"ws-{node_id}"
         workspace.mkdir(exist_ok=True)
-        child = self._stack.enter_context(program(args, cwd=workspace, env=CLEAN_ENV))
+        launcher = self._launcher(node_id)
+        child = self._stack.enter_context(
+            program(args, cwd=workspace, env=CLEAN_ENV, launcher=launcher)
+        )
         self._stack.callback(lambda: kill_all(descendants(child)))
         self.nodes[node_id] = child
         return child
 
     async def start_nodes(
-        self, node_ids: Sequence[str], *, skills: Sequence[str] = RUNNABLE_EXAMPLES
+        self,
+        node_ids: Sequence[str],
+        *,
+        skills: Sequence[str] = RUNNABLE_EXAMPLES,
+        extra: Sequence[str] = (),
     ) -> None:
         """Start nodes in parallel; return once the leader shows each alive with ``skills``."""
-        started = [self.spawn_node(node_id) for node_id in node_ids]
+        started = [self.spawn_node(node_id, extra=extra) for node_id in node_ids]
         await asyncio.gather(
             *(asyncio.to_thread(c.wait_for_line, "ready", DEADLINE_S) for c in started)
         )
