@@ -91,9 +91,9 @@ def test_a_bad_sync_interval_is_refused_in_one_line(value: str, tmp_path: Path) 
 def test_the_coordinator_refuses_a_bad_sync_interval_without_a_traceback(
     tmp_path: Path,
 ) -> None:
+    command = [sys.executable, "-m", "eventsrc.coordinator", "--data-dir", str(tmp_path)]
     done = subprocess.run(
-        [sys.executable, "-m", "eventsrc.coordinator", "--data-dir", str(tmp_path)]
-        + ["--sync-interval", "often"],
+        [*command, "--sync-interval", "often"],
         capture_output=True,
         text=True,
         timeout=60,
