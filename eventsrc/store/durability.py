@@ -28,8 +28,7 @@ def sync_interval(value: str) -> str:
     if text == SYNC_ALWAYS or _GO_DURATION.fullmatch(text):
         return text
     raise ValueError(
-        f"sync interval {value!r} is neither 'always' nor a duration such as '2m', '10s' "
-        f"or '500ms'"
+        f"sync interval {value!r} is neither 'always' nor a duration such as '2m', '10s' or '500ms'"
     )
 
 

@@ -27,9 +27,11 @@ def _jetstream_config(config_file: Path, run_dir: Path) -> dict[str, Any]:
     args += ["-m", "-1", "--ports_file_dir", str(run_dir)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        ports_file = until_blocking(
+        found = until_blocking(
             lambda: next(run_dir.glob("*.ports"), None), "nats-server's ports file", 15
         )
+        assert found is not None
+        ports_file = found
         monitor = until_blocking(
             lambda: json.loads(ports_file.read_text() or "{}").get("monitoring"),
             "the monitoring port",
