@@ -21,7 +21,7 @@ from eventsrc.store.assignments import assignment_consumer_name
 from tests.waiting import until, until_awaited
 
 
-def _assignment(task_id: str, node_id: str, epoch: int | None) -> TaskAssigned:
+def assignment(task_id: str, node_id: str, epoch: int | None) -> TaskAssigned:
     now = datetime.now(UTC)
     return TaskAssigned(
         event_id=new_event_id(),
@@ -48,14 +48,14 @@ def _election(epoch: int) -> LeaderElected:
     )
 
 
-async def _store_raw(nc: Client, event: TaskAssigned | LeaderElected) -> int:
+async def store_raw(nc: Client, event: TaskAssigned | LeaderElected) -> int:
     """Publish straight to the stream, as a zombie leader or an attacker would: no
     command API, no projection, no concurrency check."""
     ack = await nc.jetstream().publish(event.subject, encode(event), stream=EVENTS_STREAM)
     return int(ack.seq)
 
 
-async def _leader_epoch(store: JetStreamEventStore) -> int:
+async def leader_epoch(store: JetStreamEventStore) -> int:
     epochs = [
         record.event.epoch or 0
         async for record in store.read(subjects=CLUSTER_SUBJECT)
@@ -107,11 +107,11 @@ async def test_an_old_epoch_assignment_is_never_run_and_a_current_one_is(
     try:
         await agent.start()
         await _joined(coordinator_url, "fenced-1")
-        epoch = await _leader_epoch(store)
+        epoch = await leader_epoch(store)
         assert epoch >= 1
-        await _store_raw(nc, _assignment("zombie-old", "fenced-1", epoch - 1))
-        await _store_raw(nc, _assignment("zombie-none", "fenced-1", None))
-        await _store_raw(nc, _assignment("current", "fenced-1", epoch))
+        await store_raw(nc, assignment("zombie-old", "fenced-1", epoch - 1))
+        await store_raw(nc, assignment("zombie-none", "fenced-1", None))
+        await store_raw(nc, assignment("current", "fenced-1", epoch))
         # Deliveries are handled in stream order: once the current one ran, the two
         # before it were decided on.
         await until(lambda: "current" in runs, "the current-epoch assignment to run", 10)
@@ -137,9 +137,9 @@ async def test_a_node_starting_with_stale_work_waiting_does_not_run_it(
     await first.start()
     await _joined(coordinator_url, "fenced-2")
     await first.close(leave=True)
-    epoch = await _leader_epoch(store)
-    await _store_raw(nc, _assignment("waiting-stale", "fenced-2", epoch - 1))
-    await _store_raw(nc, _assignment("waiting-current", "fenced-2", epoch))
+    epoch = await leader_epoch(store)
+    await store_raw(nc, assignment("waiting-stale", "fenced-2", epoch - 1))
+    await store_raw(nc, assignment("waiting-current", "fenced-2", epoch))
     again = _agent(nc, "fenced-2", runs)
     try:
         await again.start()
@@ -161,14 +161,14 @@ async def test_the_fence_follows_stream_order(nats_url: str) -> None:
     await store.ensure_streams()
     fence = LeaderFence(store, node_id="order")
     try:
-        await _store_raw(nc, _election(1))
-        before = _assignment("before", "order", 1)
-        before_seq = await _store_raw(nc, before)
-        await _store_raw(nc, _election(2))
-        after = _assignment("after", "order", 1)
-        after_seq = await _store_raw(nc, after)
-        newer = _assignment("newer", "order", 2)
-        newer_seq = await _store_raw(nc, newer)
+        await store_raw(nc, _election(1))
+        before = assignment("before", "order", 1)
+        before_seq = await store_raw(nc, before)
+        await store_raw(nc, _election(2))
+        after = assignment("after", "order", 1)
+        after_seq = await store_raw(nc, after)
+        newer = assignment("newer", "order", 2)
+        newer_seq = await store_raw(nc, newer)
         await fence.start()
         assert fence.epoch == 2
         assert await fence.admits(before, before_seq)
@@ -177,15 +177,15 @@ async def test_the_fence_follows_stream_order(nats_url: str) -> None:
 
         # An election the follower learns of while running, and at once a zombie's
         # assignment right behind it: fenced, never let through by the race.
-        await _store_raw(nc, _election(3))
-        late = _assignment("late", "order", 2)
-        late_seq = await _store_raw(nc, late)
+        await store_raw(nc, _election(3))
+        late = assignment("late", "order", 2)
+        late_seq = await store_raw(nc, late)
         assert not await fence.admits(late, late_seq)
         assert fence.epoch == 3
         # An election that is not newer (a second leader claiming epoch 3) changes nothing.
-        await _store_raw(nc, _election(3))
-        current = _assignment("current", "order", 3)
-        assert await fence.admits(current, await _store_raw(nc, current))
+        await store_raw(nc, _election(3))
+        current = assignment("current", "order", 3)
+        assert await fence.admits(current, await store_raw(nc, current))
 
         # Without its follower (not started, or lagging) the fence reads the elections
         # before the assignment from the stream: the same answers.
