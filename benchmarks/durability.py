@@ -18,12 +18,12 @@ from typing import Final
 import nats
 
 from benchmarks import store, tasks
-from benchmarks.harness import Benchmark, Context, Figure
+from benchmarks.harness import SETUP_SYNC, Benchmark, Context, Figure
 from eventsrc.store import JetStreamEventStore
 from eventsrc.store.durability import SYNC_ALWAYS
 from eventsrc.store.server import EmbeddedServer
 
-MODES: Final = (("always", SYNC_ALWAYS), ("interval", "2m"))
+MODES: Final = (("always", SYNC_ALWAYS), ("interval", SETUP_SYNC))
 """Each figure's label and the server's sync_interval."""
 
 
