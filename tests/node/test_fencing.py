@@ -3,6 +3,9 @@ assignment subject is checked against the elections stored before it."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -119,6 +122,19 @@ async def test_an_old_epoch_assignment_is_never_run_and_a_current_one_is(
             lambda: _nothing_unacked(nc, "fenced-1"), "every assignment acked", 10, 0.05
         )
         assert runs == ["current"]
+        # The audit trail shows the zombie's assignment, judged fenced, and nothing after.
+        audit = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "replay_tools", "audit", "task", "zombie-old"]
+            + ["--nats-url", coordinator_url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert audit.returncode == 0, audit.stderr
+        rows = [line for line in audit.stdout.splitlines() if "TaskAssigned" in line]
+        assert len(rows) == 1 and "fenced" in rows[0], audit.stdout
+        assert "TaskSucceeded" not in audit.stdout and "TaskStarted" not in audit.stdout
         print(f"leader epoch {epoch}: ran {runs}, fenced zombie-old and zombie-none")
     finally:
         await agent.close(leave=True)
