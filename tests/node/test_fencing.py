@@ -123,10 +123,10 @@ async def test_an_old_epoch_assignment_is_never_run_and_a_current_one_is(
         )
         assert runs == ["current"]
         # The audit trail shows the zombie's assignment, judged fenced, and nothing after.
+        command = [sys.executable, "-m", "replay_tools", "audit", "task", "zombie-old"]
         audit = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "replay_tools", "audit", "task", "zombie-old"]
-            + ["--nats-url", coordinator_url],
+            [*command, "--nats-url", coordinator_url],
             capture_output=True,
             text=True,
             timeout=60,
