@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from eventsrc import secure
 from eventsrc.errors import EmbeddedServerError
 from eventsrc.store.durability import sync_interval
 from eventsrc.store.server import EmbeddedServer, find_nats_server
@@ -104,3 +105,10 @@ def test_the_coordinator_refuses_a_bad_sync_interval_without_a_traceback(
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "sync_interval" in lines[0] and "2m" in lines[0], done.stderr
+
+
+def test_the_secure_mode_config_flushes_before_acknowledging(tmp_path: Path) -> None:
+    folder = tmp_path / "secure"
+    secure.init(folder, nodes=("A",), host="127.0.0.1", port=-1)
+    config = _jetstream_config(folder / secure.CONFIG_FILE, tmp_path / "run")
+    assert config["sync_always"] is True
