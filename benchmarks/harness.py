@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 from nats.aio.client import Client
 
@@ -23,6 +23,12 @@ T = TypeVar("T")
 
 Measure = Callable[[int], Awaitable[T]]
 """One measurement of one side; gets the round index (for fresh subjects and ids)."""
+
+SETUP_SYNC: Final = "2m"
+"""The flush policy (``sync_interval``) of servers that hold a set-up for read figures
+(a stored history): how fast it was written is not measured there, and flushing each of
+a million writes before its ack would take most of the run. Servers whose writes are
+measured keep eventsrc's default (flushed before every ack)."""
 
 RATIO_CONVENTION = (
     "ratio = ours/raw for throughput, raw/ours for latency: "

@@ -24,7 +24,16 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from benchmarks.harness import Benchmark, Context, Figure, figure, interleave, rate, start_clock
+from benchmarks.harness import (
+    SETUP_SYNC,
+    Benchmark,
+    Context,
+    Figure,
+    figure,
+    interleave,
+    rate,
+    start_clock,
+)
 from eventsrc.events import (
     Event,
     LeaderElected,
@@ -152,7 +161,7 @@ class History:
 async def stored_history(n: int) -> AsyncIterator[History]:
     """Start a server on a temporary dir, store ``n`` events, yield it; stop it at the end."""
     with tempfile.TemporaryDirectory(prefix="eventsrc-bench-history-") as tmp:
-        async with EmbeddedServer(tmp, port=0) as server:
+        async with EmbeddedServer(tmp, port=0, sync=SETUP_SYNC) as server:
             assert server.url is not None
             nc = await nats.connect(server.url, name="eventsrc-bench-history")
             try:

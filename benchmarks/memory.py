@@ -25,7 +25,7 @@ import nats
 import psutil
 
 from benchmarks.children import Child, spawn
-from benchmarks.harness import Benchmark, Context, Figure, figure
+from benchmarks.harness import SETUP_SYNC, Benchmark, Context, Figure, figure
 from benchmarks.history import CHUNK_TASKS, prelude, task_lifecycles
 from eventsrc.events import Event, LeaderElected
 from eventsrc.events.subjects import CLUSTER_SUBJECT
@@ -73,7 +73,7 @@ async def coordinator_memory(ctx: Context) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="eventsrc-bench-memory-") as tmp:
         log_dir = Path(tmp) / "logs"
         log_dir.mkdir()
-        async with EmbeddedServer(Path(tmp) / "nats", port=0) as server:
+        async with EmbeddedServer(Path(tmp) / "nats", port=0, sync=SETUP_SYNC) as server:
             assert server.url is not None
             url = server.url
             nc = await nats.connect(url, name="eventsrc-bench-memory")

@@ -42,6 +42,7 @@ from eventsrc.client import Cluster
 from eventsrc.commands import api
 from eventsrc.projections.state import Retention, TaskState
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.durability import SYNC_ALWAYS
 from eventsrc.store.server import EmbeddedServer
 
 log = logging.getLogger("benchmarks")
@@ -99,8 +100,11 @@ class TaskCluster:
 
 
 @asynccontextmanager
-async def task_cluster(*, finished_tasks: int = 0) -> AsyncIterator[TaskCluster]:
-    """A server on a temporary dir and a coordinator process; stopped at the end.
+async def task_cluster(
+    *, finished_tasks: int = 0, sync: str = SYNC_ALWAYS
+) -> AsyncIterator[TaskCluster]:
+    """A server on a temporary dir (flushing to disk as ``sync`` says) and a coordinator
+    process; stopped at the end.
 
     The stream first gets a history of ``finished_tasks`` finished tasks, so that the
     coordinator holds as many finished tasks as it retains in a long-running cluster
@@ -109,7 +113,9 @@ async def task_cluster(*, finished_tasks: int = 0) -> AsyncIterator[TaskCluster]
     with tempfile.TemporaryDirectory(prefix="eventsrc-bench-cluster-") as tmp:
         log_dir = Path(tmp)
         async with AsyncExitStack() as stack:
-            server = await stack.enter_async_context(EmbeddedServer(log_dir / "nats", port=0))
+            server = await stack.enter_async_context(
+                EmbeddedServer(log_dir / "nats", port=0, sync=sync)
+            )
             assert server.url is not None
             url = server.url
             await _store_finished_tasks(url, finished_tasks)
@@ -144,10 +150,12 @@ async def _store_finished_tasks(url: str, count: int) -> None:
         await nc.close()
 
 
-async def _cluster(ctx: Context) -> TaskCluster:
+async def _cluster(ctx: Context, *, sync: str = SYNC_ALWAYS) -> TaskCluster:
+    """The run's task cluster for ``sync`` (made on first use, then shared)."""
     retained = Retention().max_finished
     finished = ctx.size(quick=retained // 10, full=retained)
-    return await ctx.shared.get("task-cluster", lambda: task_cluster(finished_tasks=finished))
+    key = "task-cluster" if sync == SYNC_ALWAYS else f"task-cluster-sync-{sync}"
+    return await ctx.shared.get(key, lambda: task_cluster(finished_tasks=finished, sync=sync))
 
 
 async def _submit_and_wait(client: Cluster) -> None:
@@ -163,10 +171,11 @@ class _Latencies:
     p99_us: float
 
 
-async def task_latency(ctx: Context) -> list[Figure]:
-    """One no-op task at a time, submit to result, vs one request/reply at a time."""
+async def task_latency(ctx: Context, *, sync: str = SYNC_ALWAYS) -> list[Figure]:
+    """One no-op task at a time, submit to result, vs one request/reply at a time; on a
+    server that flushes as ``sync`` says."""
     n = ctx.size(quick=30, full=300)
-    cluster = await _cluster(ctx)
+    cluster = await _cluster(ctx, sync=sync)
 
     async def ours(_round: int) -> _Latencies:
         samples: list[float] = []

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eventsrc.errors import ConfigError, first_problem
 from eventsrc.store.connection import NatsOptions
+from eventsrc.store.durability import SYNC_ALWAYS, sync_interval
 
 ENV_PREFIX = "EVENTSRC_"
 
@@ -48,6 +49,10 @@ class CoordinatorConfig(CommonConfig):
     lease_s: float = Field(
         default=6.0, ge=1.0, le=300.0, description="leader lease (KV TTL); renewed every third"
     )
+    sync_interval: str = Field(
+        default=SYNC_ALWAYS,
+        description="when the embedded server flushes to disk: always, or a duration (2m)",
+    )
     local_node: bool | None = Field(
         default=None, description="run a node in-process; default: only with embedded server"
     )
@@ -72,6 +77,11 @@ class CoordinatorConfig(CommonConfig):
     )
     http_token: str | None = Field(default=None, description="token the dashboard asks for")
     http_token_file: Path | None = Field(default=None, description="file holding that token")
+
+    @field_validator("sync_interval")
+    @classmethod
+    def _sync_interval(cls, value: str) -> str:
+        return sync_interval(value)
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)

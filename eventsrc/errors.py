@@ -217,4 +217,7 @@ def first_problem(err: ValidationError, *, root: str = "value") -> ValidationPro
     many more there are: ``payload.size: Input should be a valid integer (+1 more)``."""
     first = err.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or root
-    return ValidationProblem(where=where, what=first["msg"], more=err.error_count() - 1)
+    # A validator's own ValueError already says what is wrong; drop pydantic's prefix.
+    cause = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
+    what = str(cause) if cause is not None else first["msg"]
+    return ValidationProblem(where=where, what=what, more=err.error_count() - 1)

@@ -36,6 +36,18 @@ class StoredEvent:
 Record = StoredEvent | UndecodableEventError
 """What reading a stream yields."""
 
+
+@dataclass(frozen=True, slots=True)
+class StreamFill:
+    """How full a stream is: bytes and messages stored, its byte limit (-1: none) and
+    its last sequence then."""
+
+    used_bytes: int
+    messages: int
+    max_bytes: int
+    last_seq: int
+
+
 EVENTS_STREAM = "EVENTSRC_EVENTS"
 HEARTBEATS_STREAM = "EVENTSRC_HEARTBEATS"
 OUTPUT_STREAM = "EVENTSRC_OUTPUT"

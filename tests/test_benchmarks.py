@@ -103,6 +103,21 @@ async def test_shared_setups_are_made_once_and_left_at_the_end() -> None:
         ("restart", {"restart.snapshot", "restart.full"}),
         ("task.latency", {"task.latency.p50", "task.latency.p99"}),
         ("task.batch", {"task.batch"}),
+        (
+            "durability",
+            {
+                f"durability.{mode}.{name}"
+                for mode in ("always", "interval")
+                for name in (
+                    "append.single",
+                    "append.single.p50",
+                    "append.single.p99",
+                    "append.pipelined",
+                    "task.latency.p50",
+                    "task.latency.p99",
+                )
+            },
+        ),
     ],
 )
 def test_quick_run_of_a_new_figure(

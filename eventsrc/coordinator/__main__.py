@@ -58,6 +58,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--embedded-port", type=int, help="port of the embedded server (0 = any free port)"
     )
     parser.add_argument(
+        "--sync-interval",
+        metavar="always|DURATION",
+        help="when the embedded server flushes to disk: always (default: before every "
+        "acknowledgement) or a duration such as 2m (faster; a power loss can lose what "
+        "was acknowledged since the last flush)",
+    )
+    parser.add_argument(
         "--local-node",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -95,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "lease_s": args.lease_s,
                 "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
                 "embedded_port": args.embedded_port,
+                "sync_interval": args.sync_interval,
                 "local_node": args.local_node,
                 "log_level": args.log_level,
                 "http": args.http,

@@ -119,7 +119,11 @@ class Coordinator:
         if self.config.nats_url:
             self.servers = split_urls(self.config.nats_url)
         else:
-            self.server = EmbeddedServer(self.config.data_dir, port=self.config.embedded_port)
+            self.server = EmbeddedServer(
+                self.config.data_dir,
+                port=self.config.embedded_port,
+                sync=self.config.sync_interval,
+            )
             await self._stack.enter_async_context(self.server)
             assert self.server.url is not None
             self.servers = (self.server.url,)

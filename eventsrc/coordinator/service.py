@@ -63,6 +63,7 @@ from eventsrc.commands.views import (
     status_info,
 )
 from eventsrc.coordinator.endpoints import Handler, endpoint
+from eventsrc.coordinator.room import StoreRoom
 from eventsrc.coordinator.schedules import ScheduleDesk
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError, StoreError
@@ -136,7 +137,8 @@ class CoordinatorService:
             origin=Origin(producer=coordinator_id, epoch=epoch),
             holds_lease=holds_lease,
         )
-        self._desk = TaskDesk(store, runner, self._writer, limits=self._limits)
+        self._room = StoreRoom(store, runner)
+        self._desk = TaskDesk(store, runner, self._writer, limits=self._limits, room=self._room)
         self._schedules = ScheduleDesk(runner, self._writer, self._desk, limits=self._limits)
         self._standbys = standbys
         self._dirty = asyncio.Event()
@@ -216,6 +218,7 @@ class CoordinatorService:
         self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="sweep-loop"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="snapshot-loop"))
+        self._tasks.append(asyncio.create_task(self._room.watch(), name="room-watch"))
         fire = self._schedules.fire_loop(lambda: self._deposed)
         self._tasks.append(asyncio.create_task(fire, name="schedule-loop"))
 

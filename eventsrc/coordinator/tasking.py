@@ -25,6 +25,7 @@ from eventsrc.commands.tasks import (
     reconcile,
 )
 from eventsrc.commands.views import SubmittedTask, TaskInfo, submitted_task, task_info
+from eventsrc.coordinator.room import StoreRoom
 from eventsrc.errors import (
     ConcurrencyError,
     DomainError,
@@ -52,15 +53,21 @@ class TaskDesk:
         writer: EventWriter,
         *,
         limits: Limits | None = None,
+        room: StoreRoom | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
         self._writer = writer
         self._limits = limits or Limits()
+        self._room = room
         self.reservations = Reservations()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- requests ---------------------------------------------------------------------
+
+    async def _check_room(self, adding: int = 1) -> None:
+        if self._room is not None:
+            await self._room.check(adding)
 
     async def submit(self, command: SubmitTask) -> TaskInfo:
         """Decide the task and its first placement; resubmitting the same request
@@ -75,6 +82,8 @@ class TaskDesk:
             existing = await self._existing(command)
             if existing is not None:
                 return existing
+        if not in_memory:
+            await self._check_room()
         decide = functools.partial(
             decide_submit, limits=self._limits, planned=self.reservations.counts
         )
@@ -94,9 +103,12 @@ class TaskDesk:
         round trip per event of a decision, not per task). A task refused refuses the
         whole batch before anything is stored; tasks already stored with the same
         request change nothing."""
-        state = self._runner.state  # decided without an await: no lock needed
-        self._writer.check_leading(state.epoch)
         _check_unique(command.tasks)
+        known = self._runner.state.tasks
+        if new := sum(task.task_id not in known for task in command.tasks):
+            await self._check_room(new)
+        state = self._runner.state  # decided without an await from here: no lock needed
+        self._writer.check_leading(state.epoch)
         one_by_one: list[SubmitTask] = []
         batch: list[SubmitTask] = []
         chains: list[tuple[Event, ...]] = []

@@ -40,7 +40,7 @@ from eventsrc.events.schedule import (
     ScheduleTiming,
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
-from eventsrc.events.stamp import Origin, Stamp
+from eventsrc.events.stamp import Origin, Stamp, is_fenced
 from eventsrc.events.subjects import aggregate_of
 from eventsrc.events.task import (
     AFTER_KEY,
@@ -124,6 +124,7 @@ __all__ = [
     "canonical_json",
     "decode",
     "encode",
+    "is_fenced",
     "new_event_id",
     "parse_progress",
     "parse_rate",

@@ -53,3 +53,10 @@ class Stamp:
             "causation_id": causation_id,
             "correlation_id": correlation_id,
         }
+
+
+def is_fenced(epoch: int | None, leader_epoch: int) -> bool:
+    """Whether an event stamped with ``epoch`` comes from a deposed leader: its epoch is
+    older than ``leader_epoch``, the newest ``LeaderElected`` stored before it. An event
+    without an epoch counts as epoch 0. Projections and nodes both apply this rule."""
+    return (epoch or 0) < leader_epoch

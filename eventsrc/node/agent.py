@@ -52,6 +52,7 @@ from eventsrc.node.attempts import (
 )
 from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import Executor
+from eventsrc.node.fencing import LeaderFence
 from eventsrc.node.host import (
     EVENT_SCHEMA,
     envelope,
@@ -132,6 +133,7 @@ class NodeAgent:
         self._loops: list[asyncio.Task[None]] = []
         self._accepting = True
         self._feed: AssignmentFeed | None = None
+        self._fence = LeaderFence(store, node_id=node_id)
         self._unacked: dict[tuple[str, int], Delivery] = {}
         self._joined = False
         self.producer = f"node:{node_id}"
@@ -148,6 +150,7 @@ class NodeAgent:
         """Introduce ourselves, join, advertise, then heartbeat and take work."""
         reply, joined_seq = await self._hello_and_join()
         self._joined = True
+        await self._fence.start()  # knows the leader epoch before anything runs
         # Fetching is not gated on free slots: a cancel request arrives on the same
         # consumer and must be seen while every slot is busy. The coordinator never
         # assigns more than the capacity, so waiting assignments stay few.
@@ -292,6 +295,7 @@ class NodeAgent:
         self._accepting = False
         if self._feed is not None:
             await self._feed.stop()
+        await self._fence.close()
         loops, self._loops = self._loops, []
         for task in [*loops, *self._running.values()]:
             task.cancel()
@@ -390,12 +394,21 @@ class NodeAgent:
     async def deliver(self, delivery: Delivery) -> None:
         """Handle one delivery of this node's work consumer, as the feed does for each:
         an assignment starts running (acked once its result is stored), a cancel request
-        stops its attempt, anything else is acked and dropped. An attempt already run
+        stops its attempt, anything else is acked and dropped. An event a deposed leader
+        stored is acked and not acted on (``LeaderFence``). An attempt already run
         here, running, or over according to the stream is acked and not run again;
         while draining an assignment is left unacked."""
         event = delivery.event
         if isinstance(event, UndecodableEventError):
             log.warning("%s", event)
+            await delivery.ack()
+            return
+        try:
+            admitted = await self._fence.admits(event, delivery.seq)
+        except EventsrcError as err:
+            log.warning("%s at seq %d: %s; left for redelivery", event.type, delivery.seq, err)
+            return
+        if not admitted:
             await delivery.ack()
             return
         if isinstance(event, TaskCancelRequested):

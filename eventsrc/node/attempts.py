@@ -13,7 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from eventsrc.errors import DuplicateEventError, PayloadTooLargeError, ServerUnavailableError
+from eventsrc.errors import (
+    DuplicateEventError,
+    PayloadTooLargeError,
+    ServerUnavailableError,
+    StoreFullError,
+)
 from eventsrc.events import Event, TaskAssigned, TaskFailed, TaskSucceeded, canonical_json
 from eventsrc.lineage import running_task
 from eventsrc.metrics import attempt_ended
@@ -126,8 +131,9 @@ class ResultWriter:
 
     async def _store(self, event: Event) -> None:
         """Append a result, retrying while NATS is unreachable (a server restart, a
-        stream leader election): the same event id again, so JetStream stores it once.
-        Giving up leaves the assignment unacked, so it is redelivered."""
+        stream leader election) or its store is full (until someone frees space): the
+        same event id again, so JetStream stores it once. Giving up leaves the
+        assignment unacked, so it is redelivered."""
         delay = 0.2
         loop = asyncio.get_running_loop()
         give_up = loop.time() + RESULT_RETRY_S
@@ -137,7 +143,7 @@ class ResultWriter:
                 return
             except DuplicateEventError:
                 return  # an earlier try was stored, its ack lost: stored once, as wanted
-            except ServerUnavailableError as err:
+            except (ServerUnavailableError, StoreFullError) as err:
                 if loop.time() + delay > give_up:
                     raise
                 log.info("result of %s not stored yet (%s); retrying", event.subject, err)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsrc.errors import UndecodableEventError
-from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of
+from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of, is_fenced
 from eventsrc.events.subjects import task_id_of
 from eventsrc.ports import Record
 from eventsrc.projections import limits, membership, schedules, tasks
@@ -101,10 +101,9 @@ def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
 
 
 def _fenced(state: ClusterState, event: Event) -> bool:
-    epoch = event.epoch or 0
     if isinstance(event, LeaderElected):
-        return epoch <= state.epoch
-    return epoch < state.epoch
+        return (event.epoch or 0) <= state.epoch  # an election must bring a newer epoch
+    return is_fenced(event.epoch, state.epoch)
 
 
 def apply_undecodable(state: ClusterState, error: UndecodableEventError) -> None:

@@ -30,7 +30,7 @@ from eventsrc.events import Event, decode
 from eventsrc.events.subjects import assignments_filter
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store.connection import Connection
-from eventsrc.store.feed import PullFeed, delivery_count
+from eventsrc.store.feed import PullFeed, ack_reply, delivery_count
 
 ASSIGNMENT_ACK_WAIT_S: Final = 30.0
 """How long JetStream waits for a node's ack (or in-progress mark) before it delivers an
@@ -95,6 +95,11 @@ class Delivery:
     def delivered(self) -> int:
         """How often JetStream delivered this message (1 the first time)."""
         return delivery_count(self._msg)
+
+    @property
+    def seq(self) -> int:
+        """The sequence of EVENTSRC_EVENTS the message is stored at."""
+        return ack_reply(self._msg).stream_seq
 
     async def ack(self) -> None:
         """Done with: JetStream does not deliver it again. Raises ServerUnavailableError

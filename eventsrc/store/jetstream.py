@@ -48,6 +48,7 @@ from eventsrc.ports import (
     OUTPUT_STREAM,
     Record,
     StoredEvent,
+    StreamFill,
     stream_filter,
 )
 from eventsrc.store.feed import AckReply
@@ -68,6 +69,9 @@ JS_ERR_STORE_FAILED: Final = 10077  # "maximum bytes/messages exceeded" with dis
 JS_ERR_CLUSTER_NOT_AVAILABLE: Final = 10008
 # "insufficient resources" (503): a server's JetStream store (its disk) has no room.
 JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
+# "insufficient storage resources available": a stream's byte limit cannot be reserved
+# in the servers' JetStream store (creating or raising a bounded stream).
+JS_ERR_STORAGE_RESOURCES_EXCEEDED: Final = 10047
 
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -224,6 +228,20 @@ class JetStreamEventStore:
         except nats.errors.Error as err:
             raise _map_error(err, subject=stream) from err
         return int(info.state.last_seq) if info.state.messages else 0
+
+    async def fill(self, stream: str = EVENTS_STREAM) -> StreamFill:
+        """How full ``stream`` is now (one stream info request); raises
+        ServerUnavailableError or StoreError as reads do."""
+        try:
+            info = await self._js.stream_info(stream)
+        except nats.errors.Error as err:
+            raise _map_error(err, subject=stream) from err
+        return StreamFill(
+            used_bytes=int(info.state.bytes),
+            messages=int(info.state.messages),
+            max_bytes=int(info.config.max_bytes or -1),
+            last_seq=int(info.state.last_seq),
+        )
 
     async def read(
         self,
@@ -471,6 +489,12 @@ def _map_error(err: Exception, *, subject: str, expected: int | None = None) -> 
                 f"the NATS servers have no room to store {subject} ({err.description}); "
                 f"nothing was stored — free disk space on the servers' JetStream store "
                 f"(or raise their max_file_store) and retry"
+            )
+        if err.err_code == JS_ERR_STORAGE_RESOURCES_EXCEEDED:
+            return StoreFullError(
+                f"the NATS servers cannot reserve room for {subject} ({err.description}): "
+                f"every bounded stream's limit must fit in their JetStream store — lower "
+                f"output_max_bytes or events_max_bytes, or raise the servers' max_file_store"
             )
         unavailable = isinstance(err, nats.js.errors.ServiceUnavailableError)
         if err.err_code == JS_ERR_CLUSTER_NOT_AVAILABLE or (unavailable and not err.err_code):

@@ -2,7 +2,8 @@
 
 Layout of ``data_dir`` (created on the first start)::
 
-    jetstream/          the JetStream store (-sd); nats-server nests its own jetstream/ in it
+    jetstream/          the JetStream store; nats-server nests its own jetstream/ in it
+    nats-server.conf    the JetStream block (store, sync_interval, limit), written each start
     nats-server.pid     pid of the running server (removed by a clean stop)
     nats-server.log     the server's log, appended across starts; stderr goes here too
     port                the client port, reused by the next start when ``port=None``
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit
 
 from eventsrc.errors import EmbeddedServerError
 from eventsrc.store.connection import URL_FILE
+from eventsrc.store.durability import SYNC_ALWAYS, jetstream_block, sync_interval
 from eventsrc.store.server_support import (
     POLL_INTERVAL,
     RANDOM_PORT,
@@ -85,6 +87,9 @@ class EmbeddedServer:
     ``port``: an int > 0 is used as is; 0 picks a free port on the first start and
     keeps it for restarts of this object; None is the coordinator policy (the port kept
     in ``data_dir/port`` if free, else 4222 if free, else a free port, then kept there).
+    ``sync``: when JetStream flushes to disk (``eventsrc.store.durability``), by default
+    before every acknowledgement. ``max_file_store``: the file store's limit in bytes
+    (default: the server's, most of the disk).
 
     The server dies with its parent. On Linux the parent-death signal fires when the
     *thread* that started it ends, so call ``start()`` from a long-lived thread (the
@@ -93,10 +98,21 @@ class EmbeddedServer:
     """
 
     def __init__(
-        self, data_dir: str | Path, *, port: int | None = None, host: str = "127.0.0.1"
+        self,
+        data_dir: str | Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        sync: str = SYNC_ALWAYS,
+        max_file_store: int | None = None,
     ) -> None:
         if port is not None and port < 0:
             raise EmbeddedServerError(f"port must be >= 0 or None, got {port}")
+        try:
+            self._sync = sync_interval(sync)
+        except ValueError as err:
+            raise EmbeddedServerError(f"{err}; fix the sync interval setting") from err
+        self._max_file_store = max_file_store
         self._data_dir = Path(data_dir).resolve()
         self._requested_port = port
         self._host = host
@@ -258,8 +274,17 @@ class EmbeddedServer:
             preferred=DEFAULT_PORT,
         )
 
+    @property
+    def config_file(self) -> Path:
+        """The nats-server config written at each start."""
+        return self._data_dir / "nats-server.conf"
+
     def _spawn(self, binary: str, port: int) -> None:
-        args = [binary, "-js", "-sd", str(self.store_dir), "-a", self._host, "-p", str(port)]
+        block = jetstream_block(
+            str(self.store_dir), sync=self._sync, max_file_store=self._max_file_store
+        )
+        _write_atomic(self.config_file, f"# Written by eventsrc at each start.\n{block}\n")
+        args = [binary, "-c", str(self.config_file), "-a", self._host, "-p", str(port)]
         args += ["-P", str(self.pid_file), "-l", str(self.log_file)]
         args += ["--ports_file_dir", str(self._ports_dir)]
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0

@@ -181,6 +181,8 @@ def test_nats_server_accepts_each_shipped_config(name: str) -> None:
         [find_nats_server(), "-t", "-c", str(path)], capture_output=True, text=True, timeout=30
     )
     assert checked.returncode == 0, checked.stderr
+    # Durable by default: flushed to disk before a write is acknowledged.
+    assert "  sync_interval: always\n" in path.read_text(encoding="utf-8")
 
 
 def test_jetstream_data_lives_on_declared_named_volumes(
