@@ -171,7 +171,10 @@ def decide_submit(
         raise QueueFullError(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
         )
-    submitted = TaskSubmitted(
+    # Built without validating again (here and for the assignment): every field comes
+    # from the validated command, the state or the stamp; tests check that what these
+    # build validates and decodes to itself.
+    submitted = TaskSubmitted.model_construct(
         **stamp.envelope(**_lineage(state, command.parent_task_id)),
         task_id=command.task_id,
         spec=command.spec,
@@ -532,7 +535,7 @@ def _placement_event(
         return None  # nothing new to say
     envelope: dict[str, Any] = stamp.envelope(causation_id=causation_id)
     if isinstance(placement, Assign):
-        return TaskAssigned(
+        return TaskAssigned.model_construct(
             **envelope,
             task_id=task_id,
             node_id=placement.node_id,
