@@ -69,8 +69,9 @@ JS_ERR_CLUSTER_NOT_AVAILABLE: Final = 10008
 # "insufficient resources" (503): a server's JetStream store (its disk) has no room.
 JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 
-MAX_APPENDING: Final = 100_000
-"""Events kept for the follower at most (each is dropped when delivered, within ms)."""
+MAX_APPENDING: Final = 10_000
+"""Events kept for the follower at most: each is dropped when delivered (within ms); a
+``submit_many`` of 1,000 tasks has 2,000 in flight."""
 
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
