@@ -59,6 +59,7 @@ class TaskDesk:
         self._limits = limits or Limits()
         self.reservations = Reservations()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._newest_finished: str | None = None
 
     # -- requests ---------------------------------------------------------------------
 
@@ -219,14 +220,28 @@ class TaskDesk:
 
     def on_applied(self, state: ClusterState) -> None:
         """After every applied batch: wake the requests whose task ended (or left)."""
+        finished = state.finished
+        seen, self._newest_finished = self._newest_finished, next(reversed(finished), None)
         if not self._waiters:
             return
-        for task_id, futures in list(self._waiters.items()):
+        if seen is not None and seen in finished:
+            # Finished tasks are kept, and evicted, in the order they ended: those after
+            # the newest one of the last batch are exactly the ones that ended since.
+            for task_id in reversed(finished):
+                if task_id == seen:
+                    return
+                self._wake(task_id)
+            return
+        # No mark to go by (nothing had ended, or it was evicted since): look at all.
+        for task_id in list(self._waiters):
             task = state.tasks.get(task_id)
             if task is None or task.terminal:
-                for future in futures:
-                    if not future.done():
-                        future.set_result(None)
+                self._wake(task_id)
+
+    def _wake(self, task_id: str) -> None:
+        for future in self._waiters.get(task_id, ()):
+            if not future.done():
+                future.set_result(None)
 
     # -- control loop -----------------------------------------------------------------
 
