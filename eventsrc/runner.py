@@ -152,7 +152,10 @@ class ProjectionRunner:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (seq, next(self._tiebreak), future))
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
+            # asyncio.timeout on the future itself (it is this caller's alone): woken in
+            # one step of the loop, where wait_for over a shield takes three.
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError as err:
             raise NotCaughtUpError(
                 f"the projection did not reach event {seq} within {timeout:g} s (it is at "

@@ -167,18 +167,26 @@ def unknown_skills(state: ClusterState, skills: tuple[str, ...]) -> tuple[str, .
     A skill some node found but cannot run is known: a task for it waits, saying
     what that node lacks.
     """
-    missing = set(resolve_dependencies(state, list(skills))["missing"])
-    return tuple(sorted(missing - reported_skills(state)))
+    return _unknown(state, resolve_dependencies(state, list(skills))["missing"])
+
+
+def _unknown(state: ClusterState, missing: list[str]) -> tuple[str, ...]:
+    """Of the names missing from the catalog, those no node reported either."""
+    if not missing:
+        return ()  # the common case: no need to gather what every node reported
+    return tuple(sorted(set(missing) - reported_skills(state)))
 
 
 def place(
     state: ClusterState, spec: TaskSpec, *, planned: Mapping[str, int] | None = None
 ) -> Placement:
     """Decide where ``spec`` goes now; ``planned`` counts assignments not yet applied."""
-    missing = unknown_skills(state, spec.skills)
+    # Resolved once per placement: the missing names and the dependencies to check.
+    resolved = resolve_dependencies(state, list(spec.skills))
+    missing = _unknown(state, resolved["missing"])
     if missing:
         return Reject(f"unknown skills: {', '.join(missing)} (not in the catalog)", missing)
-    for dependency in resolve_dependencies(state, list(spec.skills))["all"]:
+    for dependency in resolved["all"]:
         if not state.holders(dependency):
             return Wait(f"dependency {dependency} has no live instance in the cluster")
     holders = _holders(state, spec.skills)
@@ -334,7 +342,8 @@ def _better(
 
 def _candidate(state: ClusterState, node: NodeView, planned: Mapping[str, int]) -> Candidate:
     cpu, memory = _usage(state, node.node_id)
-    return Candidate(
+    # Not validated again: every field is the state's own, of the right type.
+    return Candidate.model_construct(
         node_id=node.node_id,
         running=len(node.running) + planned.get(node.node_id, 0),
         capacity=node.capacity,

@@ -171,7 +171,10 @@ def decide_submit(
         raise QueueFullError(
             f"{waiting} tasks are waiting (limit {limit}); submit later or add nodes"
         )
-    submitted = TaskSubmitted(
+    # Built without validating again (here and for the assignment): every field comes
+    # from the validated command, the state or the stamp; tests check that what these
+    # build validates and decodes to itself.
+    submitted = TaskSubmitted.model_construct(
         **stamp.envelope(**_lineage(state, command.parent_task_id)),
         task_id=command.task_id,
         spec=command.spec,
@@ -298,8 +301,11 @@ def reconcile(
 ) -> list[Decision]:
     """The events that move unfinished tasks along, per task, highest priority first.
 
-    ``full=False`` looks at waiting tasks only (what a change in the state can unblock);
-    a full pass also checks the running ones for deadlines and lost nodes.
+    ``full=False`` looks at waiting tasks only (what a change in the state can unblock),
+    and passes over those that wait only for a slot on nodes an earlier task of the pass
+    found busy: their queue deadlines and reasons are the full pass's, which also checks
+    the running ones for deadlines and lost nodes. So the quick pass after each applied
+    batch costs little however long the queue is.
     """
     decisions: list[Decision] = []
     counted: Counter[str] = Counter(planned or {})
@@ -316,10 +322,25 @@ def reconcile(
     full_up: dict[Hashable, Wait] = {}
     limited = LimitCounts()  # counted when a task under a limit first needs it
     for task in waiting:
+        if not full and full_up and _behind_busy_nodes(task, full_up):
+            continue
         events = _check_waiting(state, task, counted, full_up, limited, stamp=stamp)
         if events:
             decisions.append((task.task_id, events))
     return decisions
+
+
+def _behind_busy_nodes(task: TaskView, full_up: Mapping[Hashable, Wait]) -> bool:
+    """Whether the task can only wait for a slot on nodes found busy in this pass: no
+    retry, chain or delay of its own to look at."""
+    spec = task.spec
+    return (
+        not task.retry_pending
+        and task.attempt <= spec.max_attempts
+        and spec.after is None
+        and task.not_before is None
+        and _placement_key(spec) in full_up
+    )
 
 
 def _check_active(state: ClusterState, task: TaskView, *, stamp: Stamp) -> tuple[Event, ...]:
@@ -532,7 +553,7 @@ def _placement_event(
         return None  # nothing new to say
     envelope: dict[str, Any] = stamp.envelope(causation_id=causation_id)
     if isinstance(placement, Assign):
-        return TaskAssigned(
+        return TaskAssigned.model_construct(
             **envelope,
             task_id=task_id,
             node_id=placement.node_id,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from eventsrc.commands import api
 from eventsrc.errors import EventsrcError, InvalidRequestError, PayloadTooLargeError, first_problem
-from eventsrc.events import canonical_json
+from eventsrc.events import canonical_json, may_hold_long_number
 from eventsrc.metrics import API_SECONDS
 from eventsrc.store.transport import Request
 
@@ -65,6 +65,8 @@ def _parse(model: type[BaseModel], raw: bytes) -> BaseModel:
     except orjson.JSONDecodeError as err:
         raise InvalidRequestError(f"request: not valid JSON ({err})") from err
     command = model.model_validate_json(raw)
+    if not may_hold_long_number(raw):
+        return command  # nothing in it that orjson could not store: skip writing it out
     try:
         canonical_json(command.model_dump())
     except TypeError as err:  # an integer beyond 64 bits somewhere in the request

@@ -62,6 +62,7 @@ class TaskDesk:
         self._room = room
         self.reservations = Reservations()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._newest_finished: str | None = None
 
     # -- requests ---------------------------------------------------------------------
 
@@ -72,6 +73,12 @@ class TaskDesk:
     async def submit(self, command: SubmitTask) -> TaskInfo:
         """Decide the task and its first placement; resubmitting the same request
         returns the existing task."""
+        existing = await self._store_submission(command)
+        return existing or await self.view(command.task_id)
+
+    async def _store_submission(self, command: SubmitTask) -> TaskInfo | None:
+        """Decide and store a submission (applied once this returns); the task as the
+        stream has it when it is known there only (evicted from memory), else None."""
         # Reads that never await need no lock: the follower applies a batch without
         # yielding, so no coroutine can see half of one.
         state = self._runner.state
@@ -96,7 +103,7 @@ class TaskDesk:
             if existing is None:
                 raise
             return existing
-        return await self.view(command.task_id)
+        return None
 
     async def submit_many(self, command: api.SubmitTasks) -> dict[str, list[SubmittedTask]]:
         """Decide every task as ``submit`` does, then store them all pipelined (one
@@ -162,28 +169,36 @@ class TaskDesk:
 
     async def run(self, command: api.RunTask) -> TaskInfo:
         """Submit, then wait up to ``wait_s`` for the task to end."""
-        info = await self.submit(command)
-        if info.terminal or command.wait_s <= 0:
-            return info
-        return await self.wait(api.WaitTask(task_id=command.task_id, wait_s=command.wait_s))
+        existing = await self._store_submission(command)
+        if existing is not None and (existing.terminal or command.wait_s <= 0):
+            return existing
+        if command.wait_s <= 0:
+            return await self.view(command.task_id)
+        # The answer is built once, when the task ended (or the wait did), not also here.
+        return await self._wait(command.task_id, command.wait_s)
 
     async def wait(self, command: api.WaitTask) -> TaskInfo:
         """The task once it is terminal, or as it is when ``wait_s`` passed."""
+        return await self._wait(command.task_id, command.wait_s)
+
+    async def _wait(self, task_id: str, wait_s: float) -> TaskInfo:
         future = asyncio.get_running_loop().create_future()
         # Registered before looking, so an end applied in between is not missed.
-        waiters = self._waiters.setdefault(command.task_id, [])
+        waiters = self._waiters.setdefault(task_id, [])
         waiters.append(future)
         try:
-            task = self._runner.state.tasks.get(command.task_id)
+            task = self._runner.state.tasks.get(task_id)
             if task is not None and not task.terminal:
+                # asyncio.timeout, not wait_for: no task or extra future per wait.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, command.wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await future
         finally:
             with contextlib.suppress(ValueError):
                 waiters.remove(future)
-            if not waiters and self._waiters.get(command.task_id) is waiters:
-                del self._waiters[command.task_id]
-        return await self.view(command.task_id)
+            if not waiters and self._waiters.get(task_id) is waiters:
+                del self._waiters[task_id]
+        return await self.view(task_id)
 
     async def get(self, command: api.GetTask) -> TaskInfo:
         return await self.view(command.task_id)
@@ -217,14 +232,28 @@ class TaskDesk:
 
     def on_applied(self, state: ClusterState) -> None:
         """After every applied batch: wake the requests whose task ended (or left)."""
+        finished = state.finished
+        seen, self._newest_finished = self._newest_finished, next(reversed(finished), None)
         if not self._waiters:
             return
-        for task_id, futures in list(self._waiters.items()):
+        if seen is not None and seen in finished:
+            # Finished tasks are kept, and evicted, in the order they ended: those after
+            # the newest one of the last batch are exactly the ones that ended since.
+            for task_id in reversed(finished):
+                if task_id == seen:
+                    return
+                self._wake(task_id)
+            return
+        # No mark to go by (nothing had ended, or it was evicted since): look at all.
+        for task_id in list(self._waiters):
             task = state.tasks.get(task_id)
             if task is None or task.terminal:
-                for future in futures:
-                    if not future.done():
-                        future.set_result(None)
+                self._wake(task_id)
+
+    def _wake(self, task_id: str) -> None:
+        for future in self._waiters.get(task_id, ()):
+            if not future.done():
+                future.set_result(None)
 
     # -- control loop -----------------------------------------------------------------
 

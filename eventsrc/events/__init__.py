@@ -8,7 +8,13 @@ from __future__ import annotations
 from eventsrc.events.base import EventBase
 from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, EVENT_CLASSES, Event
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
-from eventsrc.events.codec import canonical_hash, canonical_json, decode, encode
+from eventsrc.events.codec import (
+    canonical_hash,
+    canonical_json,
+    decode,
+    encode,
+    may_hold_long_number,
+)
 from eventsrc.events.ids import (
     MAX_TOKEN_LENGTH,
     Token,
@@ -125,6 +131,7 @@ __all__ = [
     "decode",
     "encode",
     "is_fenced",
+    "may_hold_long_number",
     "new_event_id",
     "parse_progress",
     "parse_rate",

@@ -76,7 +76,7 @@ def decode(
     else:
         if event.schema_version < CURRENT_SCHEMA_VERSIONS[event.type]:
             event = _decode_slow(raw, seq=seq, subject=subject, upcasters=upcasters)
-        elif _LONG_NUMBER in raw.translate(_DIGITS):
+        elif may_hold_long_number(raw):
             _check_writable(event, seq=seq, subject=subject, raw=raw)
     if subject and event.subject != subject:
         raise UndecodableEventError(
@@ -86,6 +86,13 @@ def decode(
             raw=raw,
         )
     return event
+
+
+def may_hold_long_number(raw: bytes) -> bool:
+    """Whether JSON ``raw`` may hold an integer beyond 64 bits once validated: a run of 19
+    or more digits, or a ``\\u`` escape (digits spelt as escapes in a string that a model
+    reads as an integer). False means none can; True asks for the exact check."""
+    return b"\\u" in raw or _LONG_NUMBER in raw.translate(_DIGITS)
 
 
 def _decode_slow(

@@ -73,6 +73,10 @@ JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 # in the servers' JetStream store (creating or raising a bounded stream).
 JS_ERR_STORAGE_RESOURCES_EXCEEDED: Final = 10047
 
+MAX_APPENDING: Final = 10_000
+"""Events kept for the follower at most: each is dropped when delivered (within ms); a
+``submit_many`` of 1,000 tasks has 2,000 in flight."""
+
 HDR_MSG_ID: Final = "Nats-Msg-Id"
 HDR_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 HDR_EXPECTED_LAST_SUBJECT_SEQ_SUBJECT: Final = "Nats-Expected-Last-Subject-Sequence-Subject"
@@ -103,6 +107,11 @@ class JetStreamEventStore:
         self._js: JetStreamContext = nc.jetstream(timeout=timeout)
         self._publisher = AckedPublisher(nc, timeout=timeout)
         self._settings = settings or StreamSettings()
+        self._following = 0
+        self._appending: dict[str, Event] = {}
+        """Events being appended while this store follows the events stream, by id: the
+        follower takes each as it is instead of decoding the bytes just written (read
+        your own write without a decode). Dropped once delivered or refused; bounded."""
 
     @property
     def js(self) -> JetStreamContext:
@@ -130,13 +139,19 @@ class JetStreamEventStore:
 
     async def append(self, event: Event, *, expected_seq: int | None = None) -> int:
         """Store one event; see ``EventStore.append`` for the concurrency contract."""
+        self._remember((event,))
         try:
             ack = await self._publisher.publish(
                 event.subject, encode(event), _append_headers(event, expected_seq)
             )
         except nats.errors.Error as err:
+            self._appending.pop(event.event_id, None)
             raise _map_error(err, subject=event.aggregate_subject, expected=expected_seq) from err
+        except BaseException:
+            self._appending.pop(event.event_id, None)
+            raise
         if ack.duplicate:
+            self._appending.pop(event.event_id, None)
             raise DuplicateEventError(event.event_id, ack.seq)
         return int(ack.seq)
 
@@ -150,19 +165,37 @@ class JetStreamEventStore:
             (event.subject, encode(event), _append_headers(event, seq))
             for event, seq in zip(events, expected, strict=True)
         ]
+        self._remember(events)
         try:
             acks = await self._publisher.publish_many(messages)
-        except nats.errors.Error as err:
-            raise _map_error(err, subject="(batch)") from err
+        except BaseException as err:
+            for event in events:
+                self._appending.pop(event.event_id, None)
+            if isinstance(err, nats.errors.Error):
+                raise _map_error(err, subject="(batch)") from err
+            raise
         results: list[int | EventsrcError] = []
         for event, seq, ack in zip(events, expected, acks, strict=True):
             if isinstance(ack, nats.errors.Error):
+                self._appending.pop(event.event_id, None)
                 results.append(_map_error(ack, subject=event.aggregate_subject, expected=seq))
             elif ack.duplicate:
+                self._appending.pop(event.event_id, None)
                 results.append(DuplicateEventError(event.event_id, ack.seq))
             else:
                 results.append(int(ack.seq))
         return results
+
+    def _remember(self, events: Sequence[Event]) -> None:
+        """Keep events about to be appended for this store's follower (if it has one)."""
+        if not self._following:
+            return
+        appending = self._appending
+        for event in events:
+            appending[event.event_id] = event
+        while len(appending) > MAX_APPENDING:
+            # Never delivered (e.g. the follower stopped meanwhile): forget the oldest.
+            del appending[next(iter(appending))]
 
     async def append_many(self, events: Sequence[Event]) -> list[int]:
         """Publish all events pipelined, then wait for every ack.
@@ -307,10 +340,16 @@ class JetStreamEventStore:
             from_time=None,
             last_per_subject=last_per_subject,
         )
+        # The whole events stream, live: what this store appends comes by here.
+        own = self._appending if stream == EVENTS_STREAM and subjects is None else None
+        self._following += own is not None
         try:
             async for msg, ack in inbox.messages():
-                yield _record(msg, ack)[0]
+                yield _record(msg, ack, own=own)[0]
         finally:
+            self._following -= own is not None
+            if not self._following:
+                self._appending.clear()
             await _unsubscribe(sub)
 
     async def _ordered(
@@ -413,7 +452,9 @@ def _filters(stream: str, subjects: str | Sequence[str] | None) -> list[str]:
     return list(subjects)
 
 
-def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
+def _record(msg: Msg, ack: AckReply, *, own: dict[str, Event] | None = None) -> tuple[Record, int]:
+    """The record of a delivered message; ``own`` holds events this process is
+    appending, by id: one of them stored under its own subject is taken as it is."""
     seq, pending = ack.stream_seq, ack.pending
     stored_at = _server_time(ack.timestamp_ns)
     headers = msg.headers
@@ -421,6 +462,9 @@ def _record(msg: Msg, ack: AckReply) -> tuple[Record, int]:
         # Imported history keeps the time it was first stored, so a rebuild of an
         # imported deployment equals the original's.
         stored_at = _origin_time(headers[HDR_ORIGIN_TIME], stored_at)
+    mine = own.pop(headers.get(HDR_MSG_ID, ""), None) if own and headers else None
+    if mine is not None and mine.subject == msg.subject:
+        return StoredEvent(seq, msg.subject, stored_at, mine, pending), pending
     try:
         event = decode(msg.data, seq=seq, subject=msg.subject)
     except UndecodableEventError as err:

@@ -81,7 +81,8 @@ class Requester:
         """The reply to ``payload`` sent on ``subject``; raises nats-py's errors
         (NoRespondersError when nobody listens) or SubjectRefusedError."""
         token, reply = await self._send(subject, payload, headers)
-        msg = await self._reply(token, reply, timeout or self._timeout)
+        deadline = asyncio.get_running_loop().time() + (timeout or self._timeout)
+        msg = await self._reply(token, reply, deadline)
         if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
             raise nats.errors.NoRespondersError
         return msg
@@ -103,9 +104,12 @@ class Requester:
                 self._pending.pop(token, None)
             raise
         replies: list[Msg | nats.errors.Error] = []
+        # One deadline for them all: most replies are in by the time they are looked at,
+        # and those need no timer of their own.
+        deadline = asyncio.get_running_loop().time() + (timeout or self._timeout)
         for token, reply in sent:
             try:
-                msg = await self._reply(token, reply, timeout or self._timeout)
+                msg = await self._reply(token, reply, deadline)
             except nats.errors.Error as err:
                 replies.append(err)
                 continue
@@ -132,9 +136,11 @@ class Requester:
             raise
         return token, reply
 
-    async def _reply(self, token: str, reply: asyncio.Future[Msg], timeout: float) -> Msg:
+    async def _reply(self, token: str, reply: asyncio.Future[Msg], deadline: float) -> Msg:
         try:
-            async with asyncio.timeout(timeout):
+            if reply.done():
+                return reply.result()
+            async with asyncio.timeout_at(deadline):
                 return await reply
         except TimeoutError as err:
             raise nats.errors.TimeoutError from err

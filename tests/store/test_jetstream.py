@@ -18,7 +18,7 @@ from eventsrc.errors import (
     StoreFullError,
     UndecodableEventError,
 )
-from eventsrc.events import Heartbeat, TaskSpec, TaskStarted, TaskSubmitted, new_event_id
+from eventsrc.events import Event, Heartbeat, TaskSpec, TaskStarted, TaskSubmitted, new_event_id
 from eventsrc.store import (
     EVENTS_STREAM,
     HEARTBEATS_STREAM,
@@ -268,3 +268,31 @@ async def test_position_parsing_matches_nats_py(store: JetStreamEventStore, nc: 
     assert (ack.stream_seq, ack.pending, stamp) == (seq, meta.num_pending, meta.timestamp)
     assert (ack.delivered, ack.consumer_seq) == (meta.num_delivered, meta.sequence.consumer)
     assert meta.sequence.stream == seq
+
+
+async def test_a_follower_takes_its_own_stores_appends_without_decoding_them(
+    store: JetStreamEventStore, nc: Client
+) -> None:
+    start = await store.last_seq(EVENTS_STREAM) + 1
+    follower = aiter(store.subscribe(from_seq=start))
+    first = asyncio.ensure_future(anext(follower))
+    await asyncio.sleep(0.2)  # the follower's consumer exists before anything is appended
+    mine: list[Event] = [submitted("own-1"), started("own-1")]
+    seq = await store.append(mine[0], expected_seq=0)
+    others = JetStreamEventStore(nc)
+    theirs = started("own-2")
+    await others.append(theirs)
+    guarded = await store.append_guarded([mine[1], submitted("own-1")], [seq, 0])
+    assert isinstance(guarded[1], ConcurrencyError)  # refused: never delivered
+    got = [await first, await anext(follower), await anext(follower)]
+    await follower.aclose()  # type: ignore[attr-defined]
+    events = [r.event for r in got if isinstance(r, StoredEvent)]
+    # The very objects appended by this store; another store's event decoded; both equal
+    # what a fresh read decodes from the stored bytes.
+    assert events[0] is mine[0] and events[2] is mine[1]
+    assert events[1] is not theirs and events[1] == theirs
+    read = [
+        r.event for r in await collect(store.read(from_seq=start)) if isinstance(r, StoredEvent)
+    ]
+    assert read == events
+    assert store._appending == {}  # delivered or refused: nothing kept

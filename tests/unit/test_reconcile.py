@@ -405,3 +405,26 @@ def test_who_would_qualify_is_said_again_when_it_changes() -> None:
     assert loop(cluster.state, now) == [("t1", (expected,))]
     cluster.run.fold(expected.model_copy(update={"epoch": 1}))
     assert loop(cluster.state, now) == []
+
+
+def test_a_quick_pass_leaves_tasks_behind_busy_nodes_to_the_full_pass() -> None:
+    # One slot, taken: the first waiting task finds the node busy; the quick pass after an
+    # applied batch passes over the rest (its cost stays flat however long the queue is)
+    # and still places a task that needs other nodes. The full pass, on the tick, times
+    # out the overdue one as always.
+    cluster = python_on("a", capacity=1).occupy("a")
+    cluster.node("b", "search")
+    cluster.skill("search")
+    since = submit(cluster, "t1")
+    submit(cluster, "t2", queue_timeout_s=1)
+    submit(cluster, "t3", skills=("search",))
+    now = since + timedelta(minutes=1)
+    quick = loop(cluster.state, now, full=False)
+    assert [(task_id, [type(e) for e in events]) for task_id, events in quick] == [
+        ("t3", [TaskAssigned]),
+    ]
+    full = loop(cluster.state, now)
+    assert [(task_id, [type(e) for e in events]) for task_id, events in full] == [
+        ("t2", [TaskTimedOut]),
+        ("t3", [TaskAssigned]),
+    ]
