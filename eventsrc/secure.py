@@ -8,12 +8,18 @@
     DIR/creds/<name>.nk       one seed per identity (mode 0600): coordinator, submitter,
                               reader, node-<id> for each node
 
-Permissions (docs/design.md, Who writes what) are subject rules; JetStream publishes
-are plain publishes, so
-the subject is the gate. Only the coordinator may create consumers: a consumer's
-deliver subject is not checked against its creator's permissions, so anyone who could
-create one could push stored messages back into the streams under other subjects.
-Nodes and clients read with message gets instead (``eventsrc.store.getreads``).
+Isolation is NATS' own: three accounts. The coordinators' account holds the streams;
+nodes and clients live in accounts of their own and reach the streams only through the
+subjects the coordinators' account exports to them. A reply subject names a subject of
+the requester's own account, so an answer to a request (from JetStream or the API) can
+never be stored by a stream, whatever reply subject the requester picked. Inside each
+account, per-user permissions are subject rules (docs/design.md, Who writes what), and
+each identity may subscribe only to its own inbox, ``_INBOX_<name>.>``.
+
+Only the coordinator may create consumers: a consumer's deliver subject is not checked
+against its creator's permissions, so anyone who could create one could push stored
+messages back into the streams under other subjects. Nodes and clients read with
+message gets instead (``eventsrc.store.getreads``).
 """
 
 from __future__ import annotations
@@ -42,10 +48,13 @@ from eventsrc.events.subjects import (
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 from eventsrc.store.assignments import assignment_consumer_name, usable_node_id
 from eventsrc.store.credentials import (
+    JS_API,
+    JS_API_IMPORTED,
     ROLE_COORDINATOR,
     ROLE_NODE,
     ROLE_READER,
     ROLE_SUBMITTER,
+    inbox_prefix,
 )
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
 
@@ -79,38 +88,97 @@ SUBMIT_ENDPOINTS: Final = (
 )
 NODE_ENDPOINTS: Final = ("node_hello", "register_skills", "wait")
 
+ACCOUNT_CLUSTER: Final = "EVENTSRC"
+"""The coordinators' account: the streams, the leader bucket, the API service."""
+ACCOUNT_NODES: Final = "EVENTSRC_NODES"
+ACCOUNT_CLIENTS: Final = "EVENTSRC_CLIENTS"
+ACCOUNT_OF_ROLE: Final = {
+    ROLE_COORDINATOR: ACCOUNT_CLUSTER,
+    ROLE_NODE: ACCOUNT_NODES,
+    ROLE_SUBMITTER: ACCOUNT_CLIENTS,
+    ROLE_READER: ACCOUNT_CLIENTS,
+}
+RESPONSE_THRESHOLD: Final = "15m"
+"""How long an imported request's reply may take (``wait`` blocks for up to ten minutes);
+NATS' default of two minutes would drop a late answer."""
+
 COORDINATOR_PUBLISH: Final = (
     EVENTS_FILTER,
     HEARTBEATS_FILTER,  # a local node running inside the coordinator (--local-node)
     OUTPUT_FILTER,  # and the progress and output of its tasks
-    "$JS.API.>",
+    f"{JS_API}.>",
     "$JS.ACK.>",
     "$JS.FC.>",
     "$KV.EVENTSRC_LEADER.>",
     "$O.EVENTSRC_SNAPSHOTS.>",
     f"{API_PREFIX}.>",
     "$SRV.>",
-    "_INBOX.>",  # replies to API requests
+    "_R_.>",  # replies to requests from the other accounts (NATS maps their reply subjects)
 )
-INBOX: Final = "_INBOX.>"
+
+NODE_WRITES: Final = (
+    node_subject("*"),
+    reports_filter("*"),
+    heartbeat_subject("*"),
+    output_subject("*", "*"),
+)
+"""What nodes publish into the streams (each node only its own, by its permissions)."""
 
 
-def stream_reads() -> list[str]:
+def stream_reads(api: str = JS_API_IMPORTED) -> list[str]:
     """Reading without consumers: stream info and single message gets (request/reply).
 
-    Direct gets are left out on purpose: they reply with the stored message itself, to a
-    reply subject the requester picks, which could be a stream subject. The leader
-    bucket's stream info is in (not its messages): it lists who stands by, which reveals
-    only coordinator ids, for ``eventsrc status`` and the dashboard.
+    Direct gets are left out on purpose: they reply with the stored message itself, which
+    nobody needs. The leader bucket's stream info is in (not its messages): it lists who
+    stands by, which reveals only coordinator ids, for ``eventsrc status`` and the
+    dashboard.
     """
     return [
         *(
-            f"$JS.API.STREAM.{op}.{stream}"
+            f"{api}.STREAM.{op}.{stream}"
             for stream in (EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM)
             for op in ("INFO", "MSG.GET")
         ),
-        f"$JS.API.STREAM.INFO.{LEADER_BUCKET_STREAM}",
+        f"{api}.STREAM.INFO.{LEADER_BUCKET_STREAM}",
     ]
+
+
+def _work(api: str, consumer: str) -> list[str]:
+    """A node's pull consumer: ask for work, look at it, ack (``consumer`` may be ``*``)."""
+    return [
+        f"{api}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{consumer}",
+        f"{api}.CONSUMER.INFO.{EVENTS_STREAM}.{consumer}",
+    ]
+
+
+def exports() -> list[dict[str, Any]]:
+    """What the cluster's account offers the others: every subject a node or client may
+    publish to, as a service (requests and plain publishes alike)."""
+    nodes, both = [ACCOUNT_NODES], [ACCOUNT_NODES, ACCOUNT_CLIENTS]
+    pull, info = _work(JS_API, "*")
+    return [
+        *({"service": subject, "accounts": nodes} for subject in NODE_WRITES),
+        # A pull request is answered by a stream of messages, the last up to its expiry.
+        {"service": pull, "response_type": "stream", "accounts": nodes},
+        {"service": info, "accounts": nodes},
+        {"service": f"$JS.ACK.{EVENTS_STREAM}.>", "accounts": nodes},
+        *({"service": subject, "accounts": both} for subject in stream_reads(JS_API)),
+        {"service": f"{API_PREFIX}.>", "response_threshold": RESPONSE_THRESHOLD, "accounts": both},
+        {"service": "$SRV.>", "response_type": "stream", "accounts": both},
+    ]
+
+
+def imports(account: str) -> list[dict[str, Any]]:
+    """An account's imports of the cluster's exports; the JetStream API lands under
+    ``JS_API_IMPORTED``, everything else under its own subject."""
+    found = []
+    for export in exports():
+        if account not in export["accounts"]:
+            continue
+        subject: str = export["service"]
+        local = JS_API_IMPORTED + subject[len(JS_API) :] if subject.startswith(JS_API) else subject
+        found.append({"service": {"account": ACCOUNT_CLUSTER, "subject": subject}, "to": local})
+    return found
 
 
 def _api(endpoints: tuple[str, ...]) -> list[str]:
@@ -118,31 +186,33 @@ def _api(endpoints: tuple[str, ...]) -> list[str]:
 
 
 def permissions(role: str, node_id: str | None = None) -> dict[str, Any]:
-    """The nats-server permissions map of a role (``node_id`` for nodes); the
-    coordinator's publish list is broad and it may subscribe to anything."""
+    """The nats-server permissions map of an identity (``node_id`` for nodes), inside its
+    role's account: the coordinator's publish list is broad and it may subscribe to
+    anything; every other identity subscribes only to its own inbox."""
+    name = Identity(role=role, nkey="", node_id=node_id).name
     if role == ROLE_COORDINATOR:
-        return {"publish": {"allow": list(COORDINATOR_PUBLISH)}, "subscribe": {"allow": [">"]}}
+        allow = [*COORDINATOR_PUBLISH, f"{inbox_prefix(name)}.>"]
+        return {"publish": {"allow": allow}, "subscribe": {"allow": [">"]}}
     if role == ROLE_READER:
         allow = [*_api(READ_ENDPOINTS), "$SRV.>", *stream_reads()]
     elif role == ROLE_SUBMITTER:
         allow = [*_api(READ_ENDPOINTS), *_api(SUBMIT_ENDPOINTS), "$SRV.>", *stream_reads()]
     elif role == ROLE_NODE:
         assert node_id is not None
-        consumer = f"{EVENTS_STREAM}.{assignment_consumer_name(node_id)}"
+        consumer = assignment_consumer_name(node_id)
         allow = [
             node_subject(node_id),
             heartbeat_subject(node_id),
             reports_filter(node_id),
             output_subject("*", node_id),  # progress and output of the tasks it runs
-            f"$JS.API.CONSUMER.MSG.NEXT.{consumer}",
-            f"$JS.API.CONSUMER.INFO.{consumer}",
-            f"$JS.ACK.{consumer}.>",
+            *_work(JS_API_IMPORTED, consumer),
+            f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>",
             *_api(NODE_ENDPOINTS),
             *stream_reads(),
         ]
     else:
         raise ConfigError(f"unknown role {role!r}")
-    return {"publish": {"allow": allow}, "subscribe": {"allow": [INBOX]}}
+    return {"publish": {"allow": allow}, "subscribe": {"allow": [f"{inbox_prefix(name)}.>"]}}
 
 
 @dataclass
@@ -184,11 +254,23 @@ class SecureSetup:
                 tls["ca_file"] = self.tls_ca
             lines.append(f"tls: {json.dumps(tls)}")
         lines.append("# No no_auth_user: a connection without credentials is refused.")
-        lines.append("authorization {\n  users: [")
-        for user in self.users:
-            entry = {"nkey": user.nkey, "permissions": permissions(user.role, user.node_id)}
-            lines.append(f"    # {user.name}\n    {json.dumps(entry)}")
-        lines.append("  ]\n}")
+        lines.append("accounts {")
+        for account in (ACCOUNT_CLUSTER, ACCOUNT_NODES, ACCOUNT_CLIENTS):
+            lines.append(f"  {account}: {{")
+            if account == ACCOUNT_CLUSTER:
+                lines.append("    jetstream: enabled")
+                lines.append(f"    exports: {json.dumps(exports())}")
+            else:
+                lines.append(f"    imports: {json.dumps(imports(account))}")
+            lines.append("    users: [")
+            for user in self.users:
+                if ACCOUNT_OF_ROLE[user.role] != account:
+                    continue
+                perms = permissions(user.role, user.node_id)
+                entry = {"nkey": user.nkey, "permissions": perms}
+                lines.append(f"      # {user.name}\n      {json.dumps(entry)}")
+            lines.append("    ]\n  }")
+        lines.append("}")
         return "\n".join(lines) + "\n"
 
 

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                     token=token,
                     role=lambda: "viewer",
                     identity=identity,
-                    standbys=lambda: standbys(nc.jetstream()),
+                    standbys=lambda: standbys(store.js),
                 )
                 print(f"dashboard at {dashboard.url} for {','.join(servers)}", flush=True)
                 try:

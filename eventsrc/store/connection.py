@@ -15,7 +15,7 @@ import nats
 from nats.aio.client import Client
 
 from eventsrc.errors import ServerUnavailableError
-from eventsrc.store.credentials import Credentials, load_credentials
+from eventsrc.store.credentials import JS_API, Credentials, load_credentials
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def refused_subject(text: str) -> str | None:
 
 
 _REFUSALS: weakref.WeakKeyDictionary[Client, Refusals] = weakref.WeakKeyDictionary()
+_JS_API: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
 DEFAULT_DATA_DIR = Path(".eventsrc")
 URL_FILE = "url"
 
@@ -161,6 +162,8 @@ async def connect_nats(
         "disconnected_cb": events.on_disconnected,
         "reconnected_cb": events.on_reconnected,
     }
+    if creds is not None and creds.inbox_prefix:
+        kwargs["inbox_prefix"] = creds.inbox_prefix  # the only inbox it may subscribe to
     try:
         await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
@@ -169,6 +172,7 @@ async def connect_nats(
             await nc.close()
         raise unavailable(options.servers, err) from err
     _REFUSALS[nc] = refusals
+    _JS_API[nc] = creds.jetstream_api if creds is not None else JS_API
     events.connected()
     if not long_running:
         # Failing fast was for the first connect; from now on, reconnect (nats-py reads
@@ -186,6 +190,12 @@ def refusals_of(nc: Client) -> Refusals:
     if found is None:
         found = _REFUSALS[nc] = Refusals()
     return found
+
+
+def jetstream_api(nc: Client) -> str:
+    """The JetStream API prefix of a connection: ``$JS.API``, or for secure mode's nodes
+    and clients the prefix their account imports it under (what the credentials say)."""
+    return _JS_API.get(nc, JS_API)
 
 
 def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:

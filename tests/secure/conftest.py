@@ -131,7 +131,11 @@ async def connect_as(server: SecureServer, name: str, refusals: Refusals) -> Cli
     creds = NatsOptions(creds=server.creds(name)).credentials()
     assert creds is not None and creds.seed is not None
     return await nats.connect(
-        server.url, nkeys_seed_str=creds.seed, error_cb=refusals.record, allow_reconnect=False
+        server.url,
+        nkeys_seed_str=creds.seed,
+        inbox_prefix=creds.inbox_prefix or "_INBOX",
+        error_cb=refusals.record,
+        allow_reconnect=False,
     )
 
 

@@ -105,7 +105,7 @@ def test_node_permissions_follow_the_design() -> None:
     assert {"evt.node.n1", "hb.n1", "evt.task.*.from.n1"} <= set(publish)
     assert not any(p.startswith(("evt.task.*.to", "evt.skill", "evt.cluster")) for p in publish)
     assert not any("CONSUMER.CREATE" in p or "DIRECT" in p for p in publish)
-    assert perms["subscribe"]["allow"] == ["_INBOX.>"]
+    assert perms["subscribe"]["allow"] == ["_INBOX_node-n1.>"]
     reader = secure.permissions("reader")
     assert "eventsrc.api.submit" not in reader["publish"]["allow"]
 
