@@ -24,13 +24,20 @@ message gets instead (``eventsrc.store.getreads``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import nkeys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from eventsrc.commands.api import API_PREFIX
 from eventsrc.commands.api import subject as api_subject
@@ -61,6 +68,15 @@ from eventsrc.store.lease import LEADER_BUCKET_STREAM
 CONFIG_FILE: Final = "nats-server.conf"
 STATE_FILE: Final = "secure.json"
 CREDS_DIR: Final = "creds"
+TLS_DIR: Final = "tls"
+CA_CERT: Final = "ca.pem"
+CA_KEY: Final = "ca-key.pem"
+SERVER_CERT: Final = "server.pem"
+SERVER_KEY: Final = "server-key.pem"
+CA_DAYS: Final = 3650
+CERT_DAYS: Final = 825
+"""Server and client certificates: at most 825 days, as clients such as browsers and
+macOS accept."""
 
 READ_ENDPOINTS: Final = (
     "get",
@@ -238,6 +254,8 @@ class SecureSetup:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    tls_made: bool = False
+    """``--tls``: the CA and certificates are ours (DIR/tls/); add-node issues one more."""
     users: list[Identity] = field(default_factory=list)
 
     def render(self) -> str:
@@ -249,9 +267,12 @@ class SecureSetup:
             f"jetstream {{ store_dir: {json.dumps(self.store_dir)} }}",
         ]
         if self.tls_cert:
-            tls = {"cert_file": self.tls_cert, "key_file": self.tls_key}
+            tls: dict[str, Any] = {"cert_file": self.tls_cert, "key_file": self.tls_key}
             if self.tls_ca:
-                tls["ca_file"] = self.tls_ca
+                # Mutual TLS: a client without a certificate signed by this CA is refused
+                # during the handshake, before it can try its credentials.
+                tls |= {"ca_file": self.tls_ca, "verify": True}
+            lines.append("# TLS only: a plain connection is refused.")
             lines.append(f"tls: {json.dumps(tls)}")
         lines.append("# No no_auth_user: a connection without credentials is refused.")
         lines.append("accounts {")
@@ -299,11 +320,15 @@ def _write_seed(folder: Path, identity_name: str, role: str, seed: str) -> Path:
     return path
 
 
-def _add(folder: Path, setup: SecureSetup, role: str, node_id: str | None = None) -> Path:
+def _add(folder: Path, setup: SecureSetup, role: str, node_id: str | None = None) -> list[Path]:
+    """A new identity: its seed, and its client certificate when the setup made TLS."""
     seed, public = _new_seed()
     identity = Identity(role=role, nkey=public, node_id=node_id)
     setup.users.append(identity)
-    return _write_seed(folder, identity.name, role, seed)
+    written = [_write_seed(folder, identity.name, role, seed)]
+    if setup.tls_made:
+        written += _issue_client(folder / TLS_DIR, identity.name)
+    return written
 
 
 def init(
@@ -313,6 +338,8 @@ def init(
     store_dir: str | None = None,
     host: str = "0.0.0.0",
     port: int = 4222,
+    tls: bool = False,
+    tls_hosts: tuple[str, ...] = (),
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_ca: str | None = None,
@@ -320,8 +347,11 @@ def init(
 ) -> list[Path]:
     """Write the config and a seed per identity; the files written.
 
-    Raises ConfigError when ``folder`` holds a setup already (unless ``force``) or a
-    node id is not a valid subject token.
+    ``tls`` makes a CA, a server certificate for ``tls_hosts`` (and the local names) and
+    a client certificate per identity in ``folder/tls``; ``tls_cert``/``tls_key`` (and
+    ``tls_ca`` for client certificates) name your own instead. Raises ConfigError when
+    ``folder`` holds a setup already (unless ``force``) or a node id is not a valid
+    subject token.
     """
     if (folder / STATE_FILE).exists() and not force:
         raise ConfigError(
@@ -329,7 +359,11 @@ def init(
             f"nodes, or --force to replace every key"
         )
     if bool(tls_cert) != bool(tls_key):
-        raise ConfigError("--tls-cert and --tls-key go together")
+        raise ConfigError("--server-cert and --server-key go together")
+    if tls and tls_cert:
+        raise ConfigError("--tls makes the certificates; leave out --server-cert/--server-key")
+    if tls_ca and not tls_cert:
+        raise ConfigError("--client-ca goes with --server-cert and --server-key")
     ids = [usable_node_id(validate_token(node, what="node id")) for node in nodes]
     if len(set(ids)) != len(ids):
         raise ConfigError("a node id is given twice")
@@ -342,10 +376,13 @@ def init(
         tls_key=_absolute(tls_key),
         tls_ca=_absolute(tls_ca),
     )
-    written = [
-        _add(folder, setup, role) for role in (ROLE_COORDINATOR, ROLE_SUBMITTER, ROLE_READER)
-    ]
-    written += [_add(folder, setup, ROLE_NODE, node) for node in ids]
+    written = []
+    if tls:
+        written += _make_tls(folder, setup, tls_hosts)
+    for role in (ROLE_COORDINATOR, ROLE_SUBMITTER, ROLE_READER):
+        written += _add(folder, setup, role)
+    for node in ids:
+        written += _add(folder, setup, ROLE_NODE, node)
     return [*_save(folder, setup), *written]
 
 
@@ -355,8 +392,8 @@ def add_node(folder: Path, node_id: str) -> list[Path]:
     node_id = usable_node_id(validate_token(node_id, what="node id"))
     if any(user.node_id == node_id for user in setup.users):
         raise ConfigError(f"node {node_id} has credentials already ({folder / CREDS_DIR})")
-    creds = _add(folder, setup, ROLE_NODE, node_id)
-    return [*_save(folder, setup), creds]
+    written = _add(folder, setup, ROLE_NODE, node_id)
+    return [*_save(folder, setup), *written]
 
 
 def load(folder: Path) -> SecureSetup:
@@ -378,6 +415,133 @@ def _save(folder: Path, setup: SecureSetup) -> list[Path]:
     state.write_text(json.dumps(asdict(setup), indent=2) + "\n", encoding="utf-8")
     config.write_text(setup.render(), encoding="utf-8")
     return [config, state]
+
+
+def _make_tls(folder: Path, setup: SecureSetup, hosts: tuple[str, ...]) -> list[Path]:
+    """The CA and the server certificate; the setup then serves TLS with them."""
+    tls_dir = folder / TLS_DIR
+    written = _make_ca(tls_dir)
+    names = [*hosts, *(() if setup.host in ("0.0.0.0", "::") else (setup.host,))]
+    written += _issue_server(tls_dir, names)
+    setup.tls_made = True
+    setup.tls_cert = str((tls_dir / SERVER_CERT).resolve())
+    setup.tls_key = str((tls_dir / SERVER_KEY).resolve())
+    setup.tls_ca = str((tls_dir / CA_CERT).resolve())
+    return written
+
+
+def client_cert_files(name: str) -> tuple[str, str]:
+    """The certificate and key file names of an identity's client certificate."""
+    return f"{name}.pem", f"{name}-key.pem"
+
+
+def _make_ca(tls_dir: Path) -> list[Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eventsrc secure mode CA")])
+    cert = (
+        _builder(subject, subject, key.public_key(), CA_DAYS)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return _write_pair(tls_dir, CA_CERT, CA_KEY, cert, key)
+
+
+def _issue_server(tls_dir: Path, hosts: list[str]) -> list[Path]:
+    names = list(dict.fromkeys([*hosts, "localhost", "127.0.0.1", "::1", socket.gethostname()]))
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    usage = ExtendedKeyUsageOID.SERVER_AUTH
+    return _issue(tls_dir, "eventsrc nats-server", SERVER_CERT, SERVER_KEY, usage, alt)
+
+
+def _issue_client(tls_dir: Path, name: str) -> list[Path]:
+    cert_file, key_file = client_cert_files(name)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH
+    return _issue(tls_dir, name, cert_file, key_file, usage, [])
+
+
+def _issue(
+    tls_dir: Path,
+    common_name: str,
+    cert_file: str,
+    key_file: str,
+    usage: x509.ObjectIdentifier,
+    alt: list[x509.GeneralName],
+) -> list[Path]:
+    """A certificate signed by the setup's CA (``DIR/tls/ca-key.pem``)."""
+    try:
+        ca_key = serialization.load_pem_private_key((tls_dir / CA_KEY).read_bytes(), None)
+        ca = x509.load_pem_x509_certificate((tls_dir / CA_CERT).read_bytes())
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"cannot read the setup's CA in {tls_dir} ({err}); it is needed to issue "
+            f"certificates (was it moved away?)"
+        ) from err
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        _builder(subject, ca.subject, key.public_key(), CERT_DAYS)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if alt:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    return _write_pair(tls_dir, cert_file, key_file, builder.sign(ca_key, hashes.SHA256()), key)
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public: ec.EllipticCurvePublicKey, days: int
+) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+    )
+
+
+def _write_pair(
+    tls_dir: Path,
+    cert_file: str,
+    key_file: str,
+    cert: x509.Certificate,
+    key: ec.EllipticCurvePrivateKey,
+) -> list[Path]:
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cert_path, key_path = tls_dir / cert_file, tls_dir / key_file
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return [cert_path, key_path]
 
 
 def _absolute(path: str | None) -> str | None:

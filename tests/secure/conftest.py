@@ -37,6 +37,22 @@ class SecureServer:
         """The credentials file of an identity (``coordinator``, ``node-A``, ...)."""
         return str(self.folder / secure.CREDS_DIR / f"{name}.nk")
 
+    def tls_files(self, name: str) -> dict[str, str]:
+        """The CA and an identity's client certificate and key (``secure init --tls``),
+        keyed like the settings (``tls_ca``, ``tls_cert``, ``tls_key``)."""
+        tls_dir = self.folder / secure.TLS_DIR
+        cert, key = secure.client_cert_files(name)
+        return {
+            "tls_ca": str(tls_dir / secure.CA_CERT),
+            "tls_cert": str(tls_dir / cert),
+            "tls_key": str(tls_dir / key),
+        }
+
+    def tls_flags(self, name: str) -> list[str]:
+        """``--tls-ca CA --tls-cert CERT --tls-key KEY`` for an identity."""
+        files = self.tls_files(name)
+        return [f for key, path in files.items() for f in (f"--{key.replace('_', '-')}", path)]
+
 
 @dataclass
 class Refusals:
@@ -98,8 +114,18 @@ def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 @pytest.fixture
 def secure_server(tmp_path: Path) -> Iterator[SecureServer]:
     """``eventsrc secure init`` (nodes A and B) and a nats-server on its config."""
+    yield from _serve(tmp_path, tls=False)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[SecureServer]:
+    """``eventsrc secure init --tls``: the same, TLS only, with client certificates."""
+    yield from _serve(tmp_path, tls=True)
+
+
+def _serve(tmp_path: Path, *, tls: bool) -> Iterator[SecureServer]:
     folder = tmp_path / "secure"
-    secure.init(folder, nodes=NODES, host="127.0.0.1", port=-1)
+    secure.init(folder, nodes=NODES, host="127.0.0.1", port=-1, tls=tls)
     proc, url = _start(folder, tmp_path / "run")
     try:
         yield SecureServer(folder, url)
