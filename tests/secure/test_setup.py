@@ -50,7 +50,7 @@ def test_init_writes_config_and_one_secret_seed_per_identity(tmp_path: Path) -> 
     assert load_credentials(str(folder / "creds" / "node-gpu-1.nk")).role == "node"
     assert not load_credentials(str(folder / "creds" / "reader.nk")).may_create_consumers
     assert load_credentials(str(folder / "creds" / "coordinator.nk")).may_create_consumers
-    config = (folder / "nats-server.conf").read_text()
+    config = (folder / secure.AUTH_FILE).read_text()
     assert "no_auth_user" not in config.replace("No no_auth_user", "")
     assert '"evt.task.*.from.gpu-1"' in config and '"hb.cpu-2"' in config
     state = json.loads((folder / "secure.json").read_text())
@@ -66,7 +66,7 @@ def test_add_node_extends_the_config_and_refuses_duplicates(tmp_path: Path) -> N
     before = (folder / "creds" / "node-a.nk").read_text()
     written = secure.add_node(folder, "b")
     assert folder / "creds" / "node-b.nk" in written
-    config = (folder / "nats-server.conf").read_text()
+    config = (folder / secure.AUTH_FILE).read_text()
     assert '"hb.a"' in config and '"hb.b"' in config
     assert (folder / "creds" / "node-a.nk").read_text() == before
     with pytest.raises(ConfigError, match="already"):
