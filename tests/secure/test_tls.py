@@ -117,6 +117,17 @@ def test_every_program_runs_a_task_over_mutual_tls(
         )
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["state"] == "succeeded"
+        replay = ["-m", "replay_tools", "--nats-url", url, "--creds", creds("coordinator")]
+        verified = subprocess.run(
+            [sys.executable, *replay, *tls_server.tls_flags("coordinator"), "verify"],
+            cwd=tmp_path,
+            env={**os.environ, **CLEAN_ENV},
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stderr
         viewer = stack.enter_context(
             program(
                 ["-m", "eventsrc.cli", "--nats-url", url, "dashboard", "--http", "127.0.0.1:0"],
@@ -239,3 +250,23 @@ def test_tls_mistakes_are_one_line(tls_server: SecureServer, tmp_path: Path) -> 
     assert not_pem.returncode == 2 and "PEM" in not_pem.stderr, not_pem.stderr
     for result in (plain, missing, half, not_pem):
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_openclaw_install_passes_the_tls_files_to_the_mcp_server(
+    tls_server: SecureServer, tmp_path: Path
+) -> None:
+    """The MCP server OpenClaw starts gets the same credentials and TLS files."""
+    env = {"EVENTSRC_NATS_CREDS": tls_server.creds("reader"), **_tls_env(tls_server, "reader")}
+    env["HOME"] = str(tmp_path)
+    printed = _cli(
+        "--nats-url", tls_server.url, "openclaw", "install", "--print-mcp", cwd=tmp_path, env=env
+    )
+    assert printed.returncode == 0, printed.stderr
+    args = json.loads(printed.stdout)["args"]
+    for flag, path in zip(
+        ("--creds", "--tls-ca", "--tls-cert", "--tls-key"),
+        (tls_server.creds("reader"), *tls_server.tls_files("reader").values()),
+        strict=True,
+    ):
+        assert args[args.index(flag) + 1] == path, (flag, args)
+    assert args[-1] == "mcp"
