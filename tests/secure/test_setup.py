@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from eventsrc import secure
 from eventsrc.errors import ConfigError, InvalidIdError
@@ -144,3 +145,33 @@ def test_unusable_creds_file_is_one_line(
     )
     assert node.returncode == 2 and expected in node.stderr
     assert "Traceback" not in node.stderr
+
+
+def test_tls_init_makes_a_ca_and_add_node_issues_the_nodes_certificate(tmp_path: Path) -> None:
+    folder = tmp_path / "sec"
+    secure.init(folder, nodes=("a",), host="127.0.0.1", tls=True, tls_hosts=("nats-1",))
+    secure.add_node(folder, "b")
+    tls_dir = folder / secure.TLS_DIR
+    ca = x509.load_pem_x509_certificate((tls_dir / secure.CA_CERT).read_bytes())
+    server = x509.load_pem_x509_certificate((tls_dir / secure.SERVER_CERT).read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"nats-1", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    for name in ("coordinator", "submitter", "reader", "node-a", "node-b"):
+        cert_file, key_file = secure.client_cert_files(name)
+        cert = x509.load_pem_x509_certificate((tls_dir / cert_file).read_bytes())
+        cert.verify_directly_issued_by(ca)  # raises unless the setup's CA signed it
+        assert (tls_dir / key_file).stat().st_mode & 0o077 == 0, key_file
+    server.verify_directly_issued_by(ca)
+    assert (tls_dir / secure.CA_KEY).stat().st_mode & 0o077 == 0
+    config = (folder / secure.CONFIG_FILE).read_text()
+    assert '"verify": true' in config and str(tls_dir / secure.SERVER_CERT) in config
+
+
+def test_tls_init_refuses_mixed_certificate_options(tmp_path: Path) -> None:
+    result = _cli("secure", "init", str(tmp_path / "s"), "--tls", "--server-cert", "x.pem")
+    assert result.returncode == 2 and "go together" in result.stderr, result.stderr
+    result = _cli(
+        "secure", "init", str(tmp_path / "s"), "--tls", "--server-cert", "x", "--server-key", "y"
+    )
+    assert result.returncode == 2 and "--tls makes the certificates" in result.stderr
+    assert "Traceback" not in result.stderr
