@@ -141,15 +141,27 @@ def _serve(tmp_path: Path, *, tls: bool) -> Iterator[SecureServer]:
 @pytest.fixture
 async def secure_cluster(secure_server: SecureServer) -> AsyncIterator[SecureServer]:
     """The secure server with an in-process coordinator on the coordinator's credentials."""
+    async with _coordinator(secure_server, tls=False):
+        yield secure_server
+
+
+@pytest.fixture
+async def tls_cluster(tls_server: SecureServer) -> AsyncIterator[SecureServer]:
+    """The TLS server with an in-process coordinator on its credentials and certificate."""
+    async with _coordinator(tls_server, tls=True):
+        yield tls_server
+
+
+def _coordinator(server: SecureServer, *, tls: bool) -> Coordinator:
     config = CoordinatorConfig(
-        nats_url=secure_server.url,
-        creds=secure_server.creds("coordinator"),
-        data_dir=secure_server.folder.parent / "coordinator",
+        nats_url=server.url,
+        creds=server.creds("coordinator"),
+        data_dir=server.folder.parent / "coordinator",
         stale_after=2.0,
         sweep_interval=0.5,
+        **(server.tls_files("coordinator") if tls else {}),
     )
-    async with Coordinator(config):
-        yield secure_server
+    return Coordinator(config)
 
 
 async def connect_as(server: SecureServer, name: str, refusals: Refusals) -> Client:
