@@ -268,6 +268,14 @@ def _run_secure(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     config = args.dir / secure.CONFIG_FILE
     print(f"start the server: nats-server -c {config}", file=sys.stderr)
+    if secure.load(args.dir).tls_made:
+        tls = args.dir / secure.TLS_DIR
+        cert, key = secure.client_cert_files("<name>")
+        print(
+            f"TLS: give each program --tls-ca {tls / secure.CA_CERT} --tls-cert {tls / cert} "
+            f"--tls-key {tls / key} (its own <name>, as in {args.dir / secure.CREDS_DIR})",
+            file=sys.stderr,
+        )
     if args.secure_command == "add-node":
         print("a running server: reload its config with kill -HUP <pid>", file=sys.stderr)
     return EXIT_OK
