@@ -136,7 +136,7 @@ def exports() -> list[dict[str, Any]]:
         {"service": f"$JS.ACK.{EVENTS_STREAM}.>", "accounts": nodes},
         *({"service": subject, "accounts": both} for subject in stream_reads(JS_API)),
         {"service": f"{API_PREFIX}.>", "response_threshold": RESPONSE_THRESHOLD, "accounts": both},
-        {"service": "$SRV.>", "response_type": "stream", "accounts": both},
+        {"service": "$SRV.>", "response_type": "stream", "accounts": [ACCOUNT_CLIENTS]},
     ]
 
 
