@@ -25,6 +25,7 @@ from eventsrc.commands import api
 from eventsrc.commands.limits import SetLimit
 from eventsrc.commands.timing import check_timing, parse_duration
 from eventsrc.commands.views import TaskInfo
+from eventsrc.config import add_connection_options
 from eventsrc.dashboard import command as dashboard_command
 from eventsrc.errors import InvalidIdError, InvalidRequestError, NotPermittedError, first_problem
 from eventsrc.events import ScheduleTiming, TaskOutput, TaskSpec, validate_token
@@ -69,13 +70,15 @@ def _global_options(add: AddOption) -> None:
         "--nats-url",
         help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
     )
-    add("--creds", help="NATS credentials file (default: EVENTSRC_NATS_CREDS)")
+    add_connection_options(add)
     add("--json", action="store_true", help="print JSON, for programs")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eventsrc", description=DESCRIPTION, epilog=EXIT_CODES_HELP
+        prog="eventsrc",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -219,9 +222,25 @@ def _secure_parser(sub: Any) -> None:
     init.add_argument("--store-dir", help="JetStream store dir (default DIR/jetstream)")
     init.add_argument("--host", default="0.0.0.0", help="address the server listens on")
     init.add_argument("--port", type=int, default=4222)
-    init.add_argument("--tls-cert", help="server certificate (PEM) to enable TLS")
-    init.add_argument("--tls-key", help="its private key (PEM)")
-    init.add_argument("--tls-ca", help="CA to verify client certificates (optional)")
+    init.add_argument(
+        "--tls",
+        action="store_true",
+        help="make a CA, a server certificate and one client certificate per identity "
+        "(DIR/tls/); the server then asks every client for its certificate (mutual TLS)",
+    )
+    init.add_argument(
+        "--tls-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name or address clients reach the server by, put in its certificate "
+        "(repeatable; localhost, 127.0.0.1 and this host's name are always in)",
+    )
+    init.add_argument("--server-cert", help="your own server certificate (PEM) instead")
+    init.add_argument("--server-key", help="its private key (PEM)")
+    init.add_argument(
+        "--client-ca", help="with --server-cert: CA that client certificates must be signed by"
+    )
     init.add_argument("--force", action="store_true", help="replace an existing setup")
     add = actions.add_parser("add-node", help="add credentials for one more node")
     add.add_argument("dir", type=Path)
@@ -236,9 +255,11 @@ def _run_secure(args: argparse.Namespace) -> int:
             store_dir=args.store_dir,
             host=args.host,
             port=args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-            tls_ca=args.tls_ca,
+            tls=args.tls,
+            tls_hosts=tuple(args.tls_host),
+            tls_cert=args.server_cert,
+            tls_key=args.server_key,
+            tls_ca=args.client_ca,
             force=args.force,
         )
     else:
@@ -247,6 +268,14 @@ def _run_secure(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     config = args.dir / secure.CONFIG_FILE
     print(f"start the server: nats-server -c {config}", file=sys.stderr)
+    if secure.load(args.dir).tls_made:
+        tls = args.dir / secure.TLS_DIR
+        cert, key = secure.client_cert_files("<name>")
+        print(
+            f"TLS: give each program --tls-ca {tls / secure.CA_CERT} --tls-cert {tls / cert} "
+            f"--tls-key {tls / key} (its own <name>, as in {args.dir / secure.CREDS_DIR})",
+            file=sys.stderr,
+        )
     if args.secure_command == "add-node":
         print("a running server: reload its config with kill -HUP <pid>", file=sys.stderr)
     return EXIT_OK
@@ -276,7 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return dashboard_command.run(args)
 
     async def run() -> int:
-        async with connect(args.nats_url, creds=args.creds, project=False) as cluster:
+        async with connect(
+            args.nats_url,
+            creds=args.creds,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            project=False,
+        ) as cluster:
             batch = getattr(args, "batch", None)  # submit --from, read by _check_usage
             if batch is not None:
                 return await _submit_batch(cluster, batch, args.json)

@@ -31,6 +31,7 @@ from eventsrc.commands.registry import (
 from eventsrc.commands.schedules import AddSchedule, ScheduleCommand, ShowSchedule
 from eventsrc.commands.tasks import CancelTask, DrainNode, SubmitTask
 from eventsrc.commands.views import SubmittedTask, TaskInfo, task_info
+from eventsrc.config import connection_config, nats_options
 from eventsrc.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -535,18 +536,24 @@ def _spec(
     return TaskSpec(skills=names, payload=payload, **options)
 
 
-def connect(url: str | None = None, *, creds: str | None = None, project: bool = True) -> Cluster:
+def connect(
+    url: str | None = None,
+    *,
+    creds: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    project: bool = True,
+) -> Cluster:
     """A Cluster for ``url`` (else ``EVENTSRC_NATS_URL``, ``./.eventsrc/url``, default).
 
+    ``creds`` and the TLS files (the CA of the servers' certificates; a client
+    certificate and key for mutual TLS) default to ``EVENTSRC_NATS_CREDS``,
+    ``EVENTSRC_TLS_CA``, ``EVENTSRC_TLS_CERT`` and ``EVENTSRC_TLS_KEY``.
     ``project=False`` skips the local projection (no registry reads): what one-shot
     commands use, so they do not replay the whole history.
     """
     servers = resolve_servers(url, os.environ)
-    return Cluster(
-        NatsOptions(
-            servers=servers,
-            name="eventsrc-client",
-            creds=creds or os.environ.get("EVENTSRC_NATS_CREDS"),
-        ),
-        project=project,
-    )
+    given = {"creds": creds, "tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key}
+    options = nats_options(connection_config(given, os.environ), servers, "eventsrc-client")
+    return Cluster(options, project=project)

@@ -10,15 +10,55 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eventsrc.errors import ConfigError, first_problem
+from eventsrc.runtime import AddOption
 from eventsrc.store.connection import NatsOptions
 from eventsrc.store.durability import SYNC_ALWAYS, sync_interval
 
 ENV_PREFIX = "EVENTSRC_"
+
+CONNECTION_ENV: Final = {
+    "creds": "EVENTSRC_NATS_CREDS",
+    "tls_ca": "EVENTSRC_TLS_CA",
+    "tls_cert": "EVENTSRC_TLS_CERT",
+    "tls_key": "EVENTSRC_TLS_KEY",
+}
+"""The connection settings every program takes, and the environment variable of each
+(the flag is the name with dashes: ``--tls-ca``)."""
+
+
+def add_connection_options(add: AddOption) -> None:
+    """``--creds`` and the TLS files, the same for every program."""
+    add("--creds", help=f"NATS credentials file (default: {CONNECTION_ENV['creds']})")
+    add(
+        "--tls-ca",
+        help=f"CA certificate (PEM) the NATS servers' certificates are checked against "
+        f"(default: {CONNECTION_ENV['tls_ca']})",
+    )
+    add(
+        "--tls-cert",
+        help=f"client certificate (PEM), for a server that asks for one (mutual TLS; "
+        f"default: {CONNECTION_ENV['tls_cert']})",
+    )
+    add("--tls-key", help=f"its private key (PEM) (default: {CONNECTION_ENV['tls_key']})")
+
+
+def connection_settings(flags: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str | None]:
+    """The connection settings from ``add_connection_options``' flags (``vars(args)``),
+    else from the environment: keys as in ``CommonConfig``, None where neither has one."""
+    return {
+        name: flags.get(name) or env.get(variable) or None
+        for name, variable in CONNECTION_ENV.items()
+    }
+
+
+def connection_config(flags: Mapping[str, Any], env: Mapping[str, str]) -> CommonConfig:
+    """``connection_settings`` as the config of a program that has no other settings."""
+    return CommonConfig.model_validate(connection_settings(flags, env))
 
 
 class CommonConfig(BaseModel):

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eventsrc.config import connection_settings
 from eventsrc.errors import ConfigError
 from eventsrc.node.discovery import CLUSTER_SKILL, SkillDiscovery
 from eventsrc.store import resolve_servers
@@ -128,12 +129,16 @@ def places(env: Mapping[str, str], *, workspace: Path | None) -> Places:
 
 
 def server_entry(
-    *, servers: tuple[str, ...], creds: str | None, command: list[str]
+    *, servers: tuple[str, ...], connection: Mapping[str, str | None], command: list[str]
 ) -> dict[str, Any]:
-    """The ``mcp.servers.eventsrc`` value: a stdio server, as ``openclaw mcp set`` stores."""
+    """The ``mcp.servers.eventsrc`` value: a stdio server, as ``openclaw mcp set`` stores.
+
+    ``connection`` holds the credentials and TLS files (``connection_settings``), each
+    passed on as its flag with an absolute path."""
     args = [*command[1:], "--nats-url", ",".join(servers)]
-    if creds:
-        args += ["--creds", str(Path(creds).expanduser().resolve())]
+    for name, path in connection.items():
+        if path:
+            args += [f"--{name.replace('_', '-')}", str(Path(path).expanduser().resolve())]
     return {"command": command[0], "args": [*args, "mcp"]}
 
 
@@ -327,7 +332,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     where = places(env, workspace=args.workspace.resolve() if args.workspace else None)
     entry = server_entry(
         servers=resolve_servers(args.nats_url, env),
-        creds=args.creds or env.get("EVENTSRC_NATS_CREDS"),
+        connection=connection_settings(vars(args), env),
         command=eventsrc_command(),
     )
     if args.print_mcp:

@@ -154,9 +154,14 @@ def with_global_options(
     subcommands they have no default (``argparse.SUPPRESS``): a value given before the
     command stays unless the same option is given again after it. Call it once the
     subcommands exist; returns ``parser``.
+
+    No option may be abbreviated then: a command's own option (``secure init --tls``)
+    would otherwise be taken for an ambiguous abbreviation of global ones (``--tls-ca``).
     """
+    parser.allow_abbrev = False
     define(parser.add_argument)
     for command in _subcommands(parser):
+        command.allow_abbrev = False
         define(functools.partial(_add_without_default, command))
     return parser
 

@@ -20,6 +20,7 @@ import orjson
 from eventsrc import progress
 from eventsrc.commands.scenario import scenario_from_options
 from eventsrc.commands.simulate import Scenario
+from eventsrc.config import add_connection_options, connection_settings
 from eventsrc.errors import InvalidRequestError
 from eventsrc.events.schema import event_schemas
 from eventsrc.runner import CATCH_UP_GC_THRESHOLD
@@ -78,7 +79,7 @@ def _global_options(add: AddOption) -> None:
         "--nats-url",
         help="NATS URL(s); default: EVENTSRC_NATS_URL, ./.eventsrc/url, nats://127.0.0.1:4222",
     )
-    add("--creds", help="NATS credentials file (default: EVENTSRC_NATS_CREDS)")
+    add_connection_options(add)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,9 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A one-shot program folding whole histories: collect garbage less often (the
     # coordinator's runner does the same while it catches up).
     gc.set_threshold(*CATCH_UP_GC_THRESHOLD)
+    connection = connection_settings(vars(args), os.environ)
     target = Target(
         servers=resolve_servers(args.nats_url, os.environ),
-        creds=args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+        creds=connection["creds"],
+        tls_ca=connection["tls_ca"],
+        tls_cert=connection["tls_cert"],
+        tls_key=connection["tls_key"],
     )
 
     async def run() -> int:

@@ -30,10 +30,14 @@ class UsageError(InvalidRequestError):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where the streams are: resolved NATS URLs and credentials (built by the CLI)."""
+    """Where the streams are: resolved NATS URLs, credentials and TLS files (built by
+    the CLI)."""
 
     servers: tuple[str, ...]
     creds: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @asynccontextmanager
@@ -42,7 +46,14 @@ async def open_store(target: Target) -> AsyncIterator[JetStreamEventStore]:
 
     Raises ServerUnavailableError (one line naming the URL) when no server answers.
     """
-    options = NatsOptions(servers=target.servers, name="replay_tools", creds=target.creds)
+    options = NatsOptions(
+        servers=target.servers,
+        name="replay_tools",
+        creds=target.creds,
+        tls_ca=target.tls_ca,
+        tls_cert=target.tls_cert,
+        tls_key=target.tls_key,
+    )
     nc = await connect_nats(options, long_running=False)
     try:
         yield event_store(nc, consumers=options.may_create_consumers())

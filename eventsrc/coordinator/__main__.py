@@ -8,7 +8,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from eventsrc.config import CoordinatorConfig, NodeConfig, load_config
+from eventsrc.config import (
+    CoordinatorConfig,
+    NodeConfig,
+    add_connection_options,
+    connection_settings,
+    load_config,
+)
 from eventsrc.coordinator.app import Coordinator
 from eventsrc.dashboard.server import (
     DEFAULT_HTTP,
@@ -53,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--lease-s", type=float, help="leader lease in seconds, for several coordinators"
     )
     parser.add_argument("--config", help="TOML config file")
-    parser.add_argument("--creds", help="NATS credentials file")
+    add_connection_options(parser.add_argument)
     parser.add_argument(
         "--embedded-port", type=int, help="port of the embedded server (0 = any free port)"
     )
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sweep_interval": args.sweep_interval,
                 "replicas": args.replicas,
                 "lease_s": args.lease_s,
-                "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+                **connection_settings(vars(args), os.environ),
                 "embedded_port": args.embedded_port,
                 "sync_interval": args.sync_interval,
                 "local_node": args.local_node,

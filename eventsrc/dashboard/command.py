@@ -10,7 +10,7 @@ import secrets
 import socket
 from typing import Any
 
-from eventsrc.config import CommonConfig
+from eventsrc.config import connection_config, nats_options
 from eventsrc.dashboard.server import (
     DEFAULT_HTTP,
     dashboard_address,
@@ -21,7 +21,7 @@ from eventsrc.dashboard.server import (
 from eventsrc.errors import ConfigError
 from eventsrc.runner import ProjectionRunner
 from eventsrc.runtime import EXIT_OK, configure_logging, run_program, stop_event_on_signals
-from eventsrc.store import NatsOptions, connect_nats, resolve_servers
+from eventsrc.store import connect_nats, resolve_servers
 from eventsrc.store.getreads import event_store
 from eventsrc.store.lease import standbys
 
@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     configure_logging("WARNING")
-    creds = args.creds or os.environ.get("EVENTSRC_NATS_CREDS")
+    connection = connection_config(vars(args), os.environ)
     identity = f"dashboard-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     async def main() -> int:
@@ -50,9 +50,7 @@ def run(args: argparse.Namespace) -> int:
             args.http_token_file or os.environ.get("EVENTSRC_HTTP_TOKEN_FILE") or None,
         )
         wanted = args.http or os.environ.get("EVENTSRC_HTTP") or None
-        http = dashboard_address(
-            wanted, default=True, token=token, secure=secure_mode(CommonConfig(creds=creds))
-        )
+        http = dashboard_address(wanted, default=True, token=token, secure=secure_mode(connection))
         if http is None:  # "off", from --http or EVENTSRC_HTTP
             given = (
                 "eventsrc dashboard --http off"
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{given}: nothing to serve; give HOST:PORT")
         stop = stop_event_on_signals()
         servers = resolve_servers(args.nats_url, os.environ)
-        options = NatsOptions(servers=servers, name="eventsrc-dashboard", creds=creds)
+        options = nats_options(connection, servers, "eventsrc-dashboard")
         nc = await connect_nats(options, long_running=True)
         try:
             store = event_store(nc, consumers=options.may_create_consumers())
@@ -74,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                     token=token,
                     role=lambda: "viewer",
                     identity=identity,
-                    standbys=lambda: standbys(nc.jetstream()),
+                    standbys=lambda: standbys(store.js),
                 )
                 print(f"dashboard at {dashboard.url} for {','.join(servers)}", flush=True)
                 try:

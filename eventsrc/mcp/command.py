@@ -39,7 +39,14 @@ def run(args: argparse.Namespace, parent_task_id: str | None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     tools = ClusterTools(
-        lambda: connect(args.nats_url, creds=args.creds, project=False),
+        lambda: connect(
+            args.nats_url,
+            creds=args.creds,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            project=False,
+        ),
         parent_task_id=parent_task_id,
     )
 

@@ -9,7 +9,13 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from eventsrc.config import NodeConfig, load_config, nats_options
+from eventsrc.config import (
+    NodeConfig,
+    add_connection_options,
+    connection_settings,
+    load_config,
+    nats_options,
+)
 from eventsrc.errors import ConfigError, InvalidRequestError, NotPermittedError
 from eventsrc.events.subjects import (
     heartbeat_subject,
@@ -51,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--openclaw-model", help="provider/model for OpenClaw agent turns")
     parser.add_argument("--openclaw-max-turns", type=int, help="agent turns at once (1 per GB)")
     parser.add_argument("--config", help="TOML config file")
-    parser.add_argument("--creds", help="NATS credentials file")
+    add_connection_options(parser.add_argument)
     parser.add_argument(
         "--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at /metrics there"
     )
@@ -81,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "openclaw_agent": args.openclaw_agent,
                 "openclaw_model": args.openclaw_model,
                 "openclaw_max_turns": args.openclaw_max_turns,
-                "creds": args.creds or os.environ.get("EVENTSRC_NATS_CREDS"),
+                **connection_settings(vars(args), os.environ),
                 "log_level": args.log_level,
             },
         )

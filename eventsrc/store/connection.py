@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import ssl
@@ -14,8 +15,8 @@ from typing import Any, TypeAlias
 import nats
 from nats.aio.client import Client
 
-from eventsrc.errors import ServerUnavailableError
-from eventsrc.store.credentials import Credentials, load_credentials
+from eventsrc.errors import ConfigError, ServerUnavailableError
+from eventsrc.store.credentials import JS_API, Credentials, load_credentials
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def refused_subject(text: str) -> str | None:
 
 
 _REFUSALS: weakref.WeakKeyDictionary[Client, Refusals] = weakref.WeakKeyDictionary()
+_JS_API: weakref.WeakKeyDictionary[Client, str] = weakref.WeakKeyDictionary()
 DEFAULT_DATA_DIR = Path(".eventsrc")
 URL_FILE = "url"
 
@@ -123,12 +125,35 @@ class NatsOptions:
 
 
 def _tls_context(options: NatsOptions) -> ssl.SSLContext | None:
-    if not (options.tls_ca or options.tls_cert):
+    """The TLS context of ``options`` (None without TLS files); ConfigError with one line
+    when a file is missing or not a usable PEM certificate or key."""
+    if not (options.tls_ca or options.tls_cert or options.tls_key):
         return None
-    context = ssl.create_default_context(cafile=options.tls_ca)
-    if options.tls_cert:
-        context.load_cert_chain(options.tls_cert, options.tls_key)
+    if bool(options.tls_cert) != bool(options.tls_key):
+        raise ConfigError(
+            "--tls-cert and --tls-key go together (EVENTSRC_TLS_CERT, EVENTSRC_TLS_KEY): "
+            "a client certificate needs its key"
+        )
+    try:
+        context = ssl.create_default_context(cafile=_pem(options.tls_ca, "--tls-ca"))
+        cert = _pem(options.tls_cert, "--tls-cert")
+        if cert is not None:
+            context.load_cert_chain(cert, _pem(options.tls_key, "--tls-key"))
+    except ssl.SSLError as err:
+        raise ConfigError(
+            f"the TLS files are not a usable PEM CA, certificate and key ({err.reason or err}); "
+            f"check --tls-ca, --tls-cert and --tls-key"
+        ) from err
     return context
+
+
+def _pem(path: str | None, flag: str) -> str | None:
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{flag} {file}: no such file; give the path of a PEM file")
+    return str(file)
 
 
 async def connect_nats(
@@ -168,14 +193,26 @@ async def connect_nats(
         "disconnected_cb": events.on_disconnected,
         "reconnected_cb": events.on_reconnected,
     }
+    if creds is not None and creds.inbox_prefix:
+        kwargs["inbox_prefix"] = creds.inbox_prefix  # the only inbox it may subscribe to
     try:
         await nc.connect(**kwargs)
     except (OSError, TimeoutError, nats.errors.Error) as err:
-        # nats-py leaves the socket open when the server refuses us during connect.
+        # nats-py leaves the socket open when the server refuses us during connect; after
+        # a failed TLS handshake its close never returns, so it gets a moment only.
         with contextlib.suppress(Exception):
-            await nc.close()
+            async with asyncio.timeout(1.0):
+                await nc.close()
+        if options.tls_ca and not options.tls_cert and not _is_auth_error(err):
+            # Mutual TLS: the server drops a client without a certificate in the handshake.
+            raise ServerUnavailableError(
+                f"NATS at {','.join(options.servers)} dropped the TLS connection ({err or 'lost'})"
+                f": the server may want this program's client certificate; pass --tls-cert "
+                f"and --tls-key (EVENTSRC_TLS_CERT, EVENTSRC_TLS_KEY)"
+            ) from err
         raise unavailable(options.servers, err) from err
     _REFUSALS[nc] = refusals
+    _JS_API[nc] = creds.jetstream_api if creds is not None else JS_API
     events.connected()
     if not long_running:
         # Failing fast was for the first connect; from now on, reconnect (nats-py reads
@@ -214,19 +251,35 @@ def refusals_of(nc: Client) -> Refusals:
     return found
 
 
+def jetstream_api(nc: Client) -> str:
+    """The JetStream API prefix of a connection: ``$JS.API``, or for secure mode's nodes
+    and clients the prefix their account imports it under (what the credentials say)."""
+    return _JS_API.get(nc, JS_API)
+
+
 def unavailable(servers: tuple[str, ...], err: BaseException) -> ServerUnavailableError:
     """The one-line error for a NATS server that does not answer or refuses us."""
     reason = str(err) or type(err).__name__
-    if isinstance(err, nats.errors.AuthorizationError) or "authorization" in reason.lower():
+    if _is_auth_error(err):
         return ServerUnavailableError(
             f"NATS at {','.join(servers)} refused the connection ({reason}): it wants "
             f"credentials this program lacks or does not accept; pass --creds FILE or set "
             f"EVENTSRC_NATS_CREDS (secure mode: DIR/creds/<role>.nk)"
         )
+    if isinstance(err, ssl.SSLError) or "certificate" in reason.lower() or "tls" in reason.lower():
+        return ServerUnavailableError(
+            f"NATS at {','.join(servers)} refused the TLS handshake ({reason}): give the CA "
+            f"that signed the server's certificate with --tls-ca (EVENTSRC_TLS_CA) and, if "
+            f"the server wants client certificates, --tls-cert and --tls-key"
+        )
     return ServerUnavailableError(
         f"cannot reach NATS at {','.join(servers)} ({reason}); start the coordinator "
         f"(python -m eventsrc.coordinator) or pass --nats-url / set EVENTSRC_NATS_URL"
     )
+
+
+def _is_auth_error(err: BaseException) -> bool:
+    return isinstance(err, nats.errors.AuthorizationError) or "authorization" in str(err).lower()
 
 
 class _ConnectionLog:

@@ -2,7 +2,7 @@
 
 ``eventsrc secure init`` writes one NKey seed per identity, decorated like nsc does::
 
-    # eventsrc NATS credentials: role=node id=gpu-box
+    # eventsrc NATS credentials: role=node name=node-gpu-box
     -----BEGIN USER NKEY SEED-----
     SUA...
     ------END USER NKEY SEED------
@@ -10,6 +10,10 @@
 A bare seed file (one ``SU...`` line, as ``nk -gen user`` writes) works too. A file with
 a ``BEGIN NATS USER JWT`` block is an operator-mode ``.creds`` file and is handed to
 nats-py as it is.
+
+The role decides how the identity reaches the streams (``Credentials.jetstream_api``) and
+the name its inbox (``Credentials.inbox_prefix``): secure mode's server config gives each
+role its account and each identity its inbox, so both must match it.
 """
 
 from __future__ import annotations
@@ -33,8 +37,25 @@ RESTRICTED_ROLES: Final = frozenset({ROLE_NODE, ROLE_SUBMITTER, ROLE_READER})
 checked against its creator's permissions, so it could push stored messages into the
 streams under other subjects. These read by message get instead."""
 
+JS_API: Final = "$JS.API"
+"""The JetStream API where the streams live (the cluster's account)."""
+JS_API_IMPORTED: Final = "$JS.eventsrc.API"
+"""The JetStream API as secure mode's nodes and clients reach it: their accounts import the
+few API subjects they may use from the cluster's account under this prefix. Not under
+``$JS.API`` itself: in an account without JetStream the server answers that prefix
+too ("JetStream not enabled for account"), and its answer would race the imported one."""
+INBOX_PREFIX: Final = "_INBOX_"
+"""Secure mode's identities receive replies under ``_INBOX_<name>.>`` and may subscribe to
+nothing else, so no identity reads another's replies."""
+
 _JWT_MARKER = "BEGIN NATS USER JWT"
 _ROLE_LINE = re.compile(r"^#.*\brole=(?P<role>[\w-]+)", re.MULTILINE)
+_NAME_LINE = re.compile(r"^#.*\bname=(?P<name>[^\s.*>]+)", re.MULTILINE)
+
+
+def inbox_prefix(identity: str) -> str:
+    """The inbox prefix of a secure-mode identity: ``_INBOX_<identity>``."""
+    return f"{INBOX_PREFIX}{identity}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +66,22 @@ class Credentials:
     jwt: bool
     seed: str | None = None
     role: str | None = None
+    name: str | None = None
 
     @property
     def may_create_consumers(self) -> bool:
         """False for the restricted roles of secure mode (they read by message get)."""
         return self.role not in RESTRICTED_ROLES
+
+    @property
+    def jetstream_api(self) -> str:
+        """The JetStream API prefix these credentials reach the streams through."""
+        return JS_API_IMPORTED if self.role in RESTRICTED_ROLES else JS_API
+
+    @property
+    def inbox_prefix(self) -> str | None:
+        """The identity's own inbox prefix (secure mode), None for nats-py's default."""
+        return inbox_prefix(self.name) if self.name else None
 
 
 def load_credentials(path: str) -> Credentials:
@@ -75,6 +107,11 @@ def load_credentials(path: str) -> Credentials:
     except (nkeys.NkeysError, ValueError, TypeError) as err:
         raise ConfigError(f"credentials file {file}: the user seed is damaged; {hint}") from err
     role = _ROLE_LINE.search(text)
+    name = _NAME_LINE.search(text)
     return Credentials(
-        path=str(file), jwt=False, seed=seeds[0], role=role.group("role") if role else None
+        path=str(file),
+        jwt=False,
+        seed=seeds[0],
+        role=role.group("role") if role else None,
+        name=name.group("name") if name else None,
     )

@@ -35,6 +35,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from eventsrc.store.connection import jetstream_api
+
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[Msg], Awaitable[None]]
@@ -65,7 +67,7 @@ class PullFeed:
         self._nc = nc
         self._on_lost = on_lost
         self._on_heartbeat = on_heartbeat
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._next_subject = f"{jetstream_api(nc)}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._on_message = on_message
         self._batch = max(1, batch)
         self._expires_s = expires_s

@@ -51,6 +51,7 @@ from eventsrc.ports import (
     StreamFill,
     stream_filter,
 )
+from eventsrc.store.connection import jetstream_api
 from eventsrc.store.feed import AckReply
 from eventsrc.store.ordered import OrderedPull
 from eventsrc.store.publisher import AckedPublisher, SubjectRefusedError
@@ -104,7 +105,7 @@ class JetStreamEventStore:
         timeout: float = 5.0,
     ) -> None:
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream(timeout=timeout)
+        self._js: JetStreamContext = nc.jetstream(timeout=timeout, prefix=jetstream_api(nc))
         self._publisher = AckedPublisher(nc, timeout=timeout)
         self._settings = settings or StreamSettings()
         self._following = 0

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from eventsrc import secure
 from eventsrc.coordinator.__main__ import parse_args as coordinator_args
 from eventsrc.node.__main__ import parse_args as node_args
 from eventsrc.store.server import find_nats_server
@@ -276,13 +277,15 @@ def test_the_secure_overlay_gives_every_program_its_credentials(tmp_path: Path) 
     services = load_compose("docker-compose.yml", "docker-compose.secure.yml")["services"]
     for name in (*COORDINATORS, *NODES):
         service = services[name]
-        role = "coordinator" if name in COORDINATORS else name
+        identity = "coordinator" if name in COORDINATORS else f"node-{name}"
+        creds = f"/secure/{secure.CREDS_DIR}/{identity}.nk"  # what `secure init` writes
         command = service["command"]
-        assert command[command.index("--creds") + 1] == f"/secure/{role}.creds", name
+        assert command[command.index("--creds") + 1] == creds, name
         assert mounts(service)["/secure"] == "./deploy/secure"
-        assert service["environment"]["EVENTSRC_NATS_CREDS"] == "/secure/reader.creds"
+        reader = f"/secure/{secure.CREDS_DIR}/reader.nk"
+        assert service["environment"]["EVENTSRC_NATS_CREDS"] == reader
         parse = coordinator_args if name in COORDINATORS else node_args
-        assert parse(command[3:]).creds == f"/secure/{role}.creds"
+        assert parse(command[3:]).creds == creds
     for name in NATS:
         service = services[name]
         assert service["command"] == ["nats-server", "-c", "/etc/nats/secure.conf"]
@@ -293,7 +296,7 @@ def test_the_secure_overlay_gives_every_program_its_credentials(tmp_path: Path) 
         for target, source in mounts(service).items():
             if target.startswith("/etc/nats/"):
                 destination = etc / Path(target).name
-                if source == "./deploy/secure/auth.conf":
+                if source == f"./deploy/secure/{secure.AUTH_FILE}":
                     destination.write_text("authorization { users = [{user: a, password: b}] }\n")
                 else:
                     shutil.copy(REPO / source, destination)

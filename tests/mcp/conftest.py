@@ -15,9 +15,9 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
 from tests.e2e.conftest import CLEAN_ENV, e2e
-from tests.secure.conftest import secure_cluster, secure_server
+from tests.secure.conftest import secure_cluster, secure_server, tls_cluster, tls_server
 
-__all__ = ["e2e", "secure_cluster", "secure_server"]
+__all__ = ["e2e", "secure_cluster", "secure_server", "tls_cluster", "tls_server"]
 
 
 def mcp_argv(url: str, *extra: str, creds: str | None = None) -> list[str]:

@@ -32,3 +32,23 @@ async def test_a_reader_reads_and_is_refused_run_task(
         assert "\n" not in message.strip()
         assert data_of(await client.call_tool("get_task", {"task_id": "s1"}))["task_id"] == "s1"
         assert data_of(await client.call_tool("list_nodes", {}))["nodes"] == []
+
+
+async def test_the_mcp_server_works_over_mutual_tls(
+    tls_cluster: SecureServer, tmp_path: Path
+) -> None:
+    """``eventsrc mcp`` with the submitter's credentials and TLS files from the
+    environment, on a server that wants client certificates."""
+    tls = {
+        f"EVENTSRC_{key.upper()}": path for key, path in tls_cluster.tls_files("submitter").items()
+    }
+    creds = tls_cluster.creds("submitter")
+    async with stdio_client(tls_cluster.url, cwd=tmp_path, creds=creds, env=tls) as client:
+        task = data_of(
+            await client.call_tool(
+                "submit_task",
+                {"skills": ["python"], "payload": {"code": "print(1)"}, "task_id": "tls1"},
+            )
+        )
+        assert task["task_id"] == "tls1"
+        assert data_of(await client.call_tool("get_task", {"task_id": "tls1"}))["task_id"] == "tls1"

@@ -37,6 +37,22 @@ class SecureServer:
         """The credentials file of an identity (``coordinator``, ``node-A``, ...)."""
         return str(self.folder / secure.CREDS_DIR / f"{name}.nk")
 
+    def tls_files(self, name: str) -> dict[str, str]:
+        """The CA and an identity's client certificate and key (``secure init --tls``),
+        keyed like the settings (``tls_ca``, ``tls_cert``, ``tls_key``)."""
+        tls_dir = self.folder / secure.TLS_DIR
+        cert, key = secure.client_cert_files(name)
+        return {
+            "tls_ca": str(tls_dir / secure.CA_CERT),
+            "tls_cert": str(tls_dir / cert),
+            "tls_key": str(tls_dir / key),
+        }
+
+    def tls_flags(self, name: str) -> list[str]:
+        """``--tls-ca CA --tls-cert CERT --tls-key KEY`` for an identity."""
+        files = self.tls_files(name)
+        return [f for key, path in files.items() for f in (f"--{key.replace('_', '-')}", path)]
+
 
 @dataclass
 class Refusals:
@@ -98,8 +114,18 @@ def _start(folder: Path, run_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
 @pytest.fixture
 def secure_server(tmp_path: Path) -> Iterator[SecureServer]:
     """``eventsrc secure init`` (nodes A and B) and a nats-server on its config."""
+    yield from _serve(tmp_path, tls=False)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[SecureServer]:
+    """``eventsrc secure init --tls``: the same, TLS only, with client certificates."""
+    yield from _serve(tmp_path, tls=True)
+
+
+def _serve(tmp_path: Path, *, tls: bool) -> Iterator[SecureServer]:
     folder = tmp_path / "secure"
-    secure.init(folder, nodes=NODES, host="127.0.0.1", port=-1)
+    secure.init(folder, nodes=NODES, host="127.0.0.1", port=-1, tls=tls)
     proc, url = _start(folder, tmp_path / "run")
     try:
         yield SecureServer(folder, url)
@@ -115,15 +141,27 @@ def secure_server(tmp_path: Path) -> Iterator[SecureServer]:
 @pytest.fixture
 async def secure_cluster(secure_server: SecureServer) -> AsyncIterator[SecureServer]:
     """The secure server with an in-process coordinator on the coordinator's credentials."""
+    async with _coordinator(secure_server, tls=False):
+        yield secure_server
+
+
+@pytest.fixture
+async def tls_cluster(tls_server: SecureServer) -> AsyncIterator[SecureServer]:
+    """The TLS server with an in-process coordinator on its credentials and certificate."""
+    async with _coordinator(tls_server, tls=True):
+        yield tls_server
+
+
+def _coordinator(server: SecureServer, *, tls: bool) -> Coordinator:
     config = CoordinatorConfig(
-        nats_url=secure_server.url,
-        creds=secure_server.creds("coordinator"),
-        data_dir=secure_server.folder.parent / "coordinator",
+        nats_url=server.url,
+        creds=server.creds("coordinator"),
+        data_dir=server.folder.parent / "coordinator",
         stale_after=2.0,
         sweep_interval=0.5,
+        **(server.tls_files("coordinator") if tls else {}),
     )
-    async with Coordinator(config):
-        yield secure_server
+    return Coordinator(config)
 
 
 async def connect_as(server: SecureServer, name: str, refusals: Refusals) -> Client:
@@ -131,7 +169,11 @@ async def connect_as(server: SecureServer, name: str, refusals: Refusals) -> Cli
     creds = NatsOptions(creds=server.creds(name)).credentials()
     assert creds is not None and creds.seed is not None
     return await nats.connect(
-        server.url, nkeys_seed_str=creds.seed, error_cb=refusals.record, allow_reconnect=False
+        server.url,
+        nkeys_seed_str=creds.seed,
+        inbox_prefix=creds.inbox_prefix or "_INBOX",
+        error_cb=refusals.record,
+        allow_reconnect=False,
     )
 
 

@@ -25,6 +25,7 @@ from eventsrc.events import TaskSpec, TaskStarted
 from eventsrc.node.host import envelope, heartbeat_event, joined_event
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM
 from eventsrc.store import JetStreamEventStore, NatsOptions, connect_nats
+from eventsrc.store.credentials import JS_API_IMPORTED
 from eventsrc.store.lease import standbys
 from tests.dashboard.conftest import printed_url
 from tests.e2e.conftest import CLEAN_ENV
@@ -134,16 +135,20 @@ async def test_node_cannot_take_another_nodes_work_nor_make_consumers(
     refusals = Refusals()
     nc = await connect_as(secure_cluster, "node-A", refusals)
     try:
-        await _expect_refused(nc, refusals, f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.node-B")
+        await _expect_refused(
+            nc, refusals, f"{JS_API_IMPORTED}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.node-B"
+        )
         with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
-            await nc.jetstream(timeout=1.0).add_consumer(
+            await nc.jetstream(timeout=1.0, prefix=JS_API_IMPORTED).add_consumer(
                 EVENTS_STREAM, ConsumerConfig(deliver_subject="hb.B")
             )
-        assert await refusals.wait_for(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}")
-        await _expect_refused(nc, refusals, f"$JS.API.CONSUMER.DELETE.{EVENTS_STREAM}.node-B")
+        assert await refusals.wait_for(f"{JS_API_IMPORTED}.CONSUMER.CREATE.{EVENTS_STREAM}")
+        await _expect_refused(
+            nc, refusals, f"{JS_API_IMPORTED}.CONSUMER.DELETE.{EVENTS_STREAM}.node-B"
+        )
         # Direct gets answer with the stored message itself, to a reply subject the
         # requester picks: not granted.
-        await _expect_refused(nc, refusals, f"$JS.API.DIRECT.GET.{EVENTS_STREAM}")
+        await _expect_refused(nc, refusals, f"{JS_API_IMPORTED}.DIRECT.GET.{EVENTS_STREAM}")
     finally:
         await nc.close()
 
@@ -196,7 +201,7 @@ async def test_a_dashboard_on_reader_credentials_knows_the_standbys(
     refusals = Refusals()
     nc = await connect_as(secure_cluster, "reader", refusals)
     try:
-        assert await standbys(nc.jetstream()) == ()
+        assert await standbys(nc.jetstream(prefix=JS_API_IMPORTED)) == ()
         await nc.flush()
     finally:
         await nc.close()

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from eventsrc import secure
 from eventsrc.errors import ConfigError, InvalidIdError
@@ -50,7 +51,7 @@ def test_init_writes_config_and_one_secret_seed_per_identity(tmp_path: Path) -> 
     assert load_credentials(str(folder / "creds" / "node-gpu-1.nk")).role == "node"
     assert not load_credentials(str(folder / "creds" / "reader.nk")).may_create_consumers
     assert load_credentials(str(folder / "creds" / "coordinator.nk")).may_create_consumers
-    config = (folder / "nats-server.conf").read_text()
+    config = (folder / secure.AUTH_FILE).read_text()
     assert "no_auth_user" not in config.replace("No no_auth_user", "")
     assert '"evt.task.*.from.gpu-1"' in config and '"hb.cpu-2"' in config
     state = json.loads((folder / "secure.json").read_text())
@@ -66,7 +67,7 @@ def test_add_node_extends_the_config_and_refuses_duplicates(tmp_path: Path) -> N
     before = (folder / "creds" / "node-a.nk").read_text()
     written = secure.add_node(folder, "b")
     assert folder / "creds" / "node-b.nk" in written
-    config = (folder / "nats-server.conf").read_text()
+    config = (folder / secure.AUTH_FILE).read_text()
     assert '"hb.a"' in config and '"hb.b"' in config
     assert (folder / "creds" / "node-a.nk").read_text() == before
     with pytest.raises(ConfigError, match="already"):
@@ -105,7 +106,7 @@ def test_node_permissions_follow_the_design() -> None:
     assert {"evt.node.n1", "hb.n1", "evt.task.*.from.n1"} <= set(publish)
     assert not any(p.startswith(("evt.task.*.to", "evt.skill", "evt.cluster")) for p in publish)
     assert not any("CONSUMER.CREATE" in p or "DIRECT" in p for p in publish)
-    assert perms["subscribe"]["allow"] == ["_INBOX.>"]
+    assert perms["subscribe"]["allow"] == ["_INBOX_node-n1.>"]
     reader = secure.permissions("reader")
     assert "eventsrc.api.submit" not in reader["publish"]["allow"]
 
@@ -144,3 +145,33 @@ def test_unusable_creds_file_is_one_line(
     )
     assert node.returncode == 2 and expected in node.stderr
     assert "Traceback" not in node.stderr
+
+
+def test_tls_init_makes_a_ca_and_add_node_issues_the_nodes_certificate(tmp_path: Path) -> None:
+    folder = tmp_path / "sec"
+    secure.init(folder, nodes=("a",), host="127.0.0.1", tls=True, tls_hosts=("nats-1",))
+    secure.add_node(folder, "b")
+    tls_dir = folder / secure.TLS_DIR
+    ca = x509.load_pem_x509_certificate((tls_dir / secure.CA_CERT).read_bytes())
+    server = x509.load_pem_x509_certificate((tls_dir / secure.SERVER_CERT).read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"nats-1", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    for name in ("coordinator", "submitter", "reader", "node-a", "node-b"):
+        cert_file, key_file = secure.client_cert_files(name)
+        cert = x509.load_pem_x509_certificate((tls_dir / cert_file).read_bytes())
+        cert.verify_directly_issued_by(ca)  # raises unless the setup's CA signed it
+        assert (tls_dir / key_file).stat().st_mode & 0o077 == 0, key_file
+    server.verify_directly_issued_by(ca)
+    assert (tls_dir / secure.CA_KEY).stat().st_mode & 0o077 == 0
+    config = (folder / secure.CONFIG_FILE).read_text()
+    assert '"verify": true' in config and str(tls_dir / secure.SERVER_CERT) in config
+
+
+def test_tls_init_refuses_mixed_certificate_options(tmp_path: Path) -> None:
+    result = _cli("secure", "init", str(tmp_path / "s"), "--tls", "--server-cert", "x.pem")
+    assert result.returncode == 2 and "go together" in result.stderr, result.stderr
+    result = _cli(
+        "secure", "init", str(tmp_path / "s"), "--tls", "--server-cert", "x", "--server-key", "y"
+    )
+    assert result.returncode == 2 and "--tls makes the certificates" in result.stderr
+    assert "Traceback" not in result.stderr
