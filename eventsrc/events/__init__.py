@@ -46,7 +46,7 @@ from eventsrc.events.schedule import (
     ScheduleTiming,
 )
 from eventsrc.events.skill import SkillCategory, SkillMetadata, SkillRegistered, SkillUpdated
-from eventsrc.events.stamp import Origin, Stamp, is_fenced
+from eventsrc.events.stamp import Origin, Stamp, is_fenced, is_newer_election
 from eventsrc.events.subjects import aggregate_of
 from eventsrc.events.task import (
     AFTER_KEY,
@@ -131,6 +131,7 @@ __all__ = [
     "decode",
     "encode",
     "is_fenced",
+    "is_newer_election",
     "may_hold_long_number",
     "new_event_id",
     "parse_progress",

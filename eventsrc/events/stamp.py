@@ -60,3 +60,10 @@ def is_fenced(epoch: int | None, leader_epoch: int) -> bool:
     older than ``leader_epoch``, the newest ``LeaderElected`` stored before it. An event
     without an epoch counts as epoch 0. Projections and nodes both apply this rule."""
     return (epoch or 0) < leader_epoch
+
+
+def is_newer_election(epoch: int | None, leader_epoch: int) -> bool:
+    """Whether a ``LeaderElected`` stamped with ``epoch`` counts: an election must bring an
+    epoch newer than ``leader_epoch``, the newest counted so far; any other one is fenced
+    and changes nothing. Projections and nodes both apply this rule."""
+    return (epoch or 0) > leader_epoch

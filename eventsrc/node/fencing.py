@@ -28,7 +28,7 @@ import logging
 from typing import Final
 
 from eventsrc.errors import EventsrcError
-from eventsrc.events import Event, LeaderElected, is_fenced
+from eventsrc.events import Event, LeaderElected, is_fenced, is_newer_election
 from eventsrc.events.subjects import CLUSTER_SUBJECT, assignments_filter
 from eventsrc.ports import Record, StoredEvent
 from eventsrc.store import JetStreamEventStore
@@ -122,7 +122,7 @@ class LeaderFence:
         event = record.event
         # A fenced election (not newer) changes nothing, as in the projections; the
         # sequences stay sorted for the lookup, whatever a resubscription repeats.
-        newer = isinstance(event, LeaderElected) and (event.epoch or 0) > self.epoch
+        newer = isinstance(event, LeaderElected) and is_newer_election(event.epoch, self.epoch)
         if newer and (not self._seqs or record.seq > self._seqs[-1]):
             self._seqs.append(record.seq)
             self._epochs.append(event.epoch or 0)

@@ -12,7 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from eventsrc.errors import UndecodableEventError
-from eventsrc.events import Event, Heartbeat, LeaderElected, TaskOutput, aggregate_of, is_fenced
+from eventsrc.events import (
+    Event,
+    Heartbeat,
+    LeaderElected,
+    TaskOutput,
+    aggregate_of,
+    is_fenced,
+    is_newer_election,
+)
 from eventsrc.events.subjects import task_id_of
 from eventsrc.ports import Record
 from eventsrc.projections import limits, membership, schedules, tasks
@@ -102,7 +110,7 @@ def _track_aggregate(state: ClusterState, aggregate: str, seq: int) -> None:
 
 def _fenced(state: ClusterState, event: Event) -> bool:
     if isinstance(event, LeaderElected):
-        return (event.epoch or 0) <= state.epoch  # an election must bring a newer epoch
+        return not is_newer_election(event.epoch, state.epoch)
     return is_fenced(event.epoch, state.epoch)
 
 
