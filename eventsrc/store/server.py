@@ -35,7 +35,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from eventsrc.errors import EmbeddedServerError
-from eventsrc.store.connection import URL_FILE
+from eventsrc.store.connection import SERVER_PINGS, URL_FILE
 from eventsrc.store.durability import SYNC_ALWAYS, jetstream_block, sync_interval
 from eventsrc.store.server_support import (
     POLL_INTERVAL,
@@ -283,7 +283,8 @@ class EmbeddedServer:
         block = jetstream_block(
             str(self.store_dir), sync=self._sync, max_file_store=self._max_file_store
         )
-        _write_atomic(self.config_file, f"# Written by eventsrc at each start.\n{block}\n")
+        text = f"# Written by eventsrc at each start.\n{SERVER_PINGS}\n{block}\n"
+        _write_atomic(self.config_file, text)
         args = [binary, "-c", str(self.config_file), "-a", self._host, "-p", str(port)]
         args += ["-P", str(self.pid_file), "-l", str(self.log_file)]
         args += ["--ports_file_dir", str(self._ports_dir)]

@@ -22,7 +22,8 @@ from tests.waiting import until_blocking
 
 
 def _jetstream_config(config_file: Path, run_dir: Path) -> dict[str, Any]:
-    """What nats-server itself reports (``/varz``) when it runs on ``config_file``."""
+    """What nats-server itself reports (``/varz``) when it runs on ``config_file``: its
+    JetStream config, and its pings (``ping_interval`` in ns, ``ping_max``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     args = [find_nats_server(), "-c", str(config_file), "-a", "127.0.0.1", "-p", "-1"]
     args += ["-m", "-1", "--ports_file_dir", str(run_dir)]
@@ -40,7 +41,8 @@ def _jetstream_config(config_file: Path, run_dir: Path) -> dict[str, Any]:
         )[0]
         with urllib.request.urlopen(f"{monitor}/varz", timeout=10) as reply:
             varz: dict[str, Any] = json.load(reply)
-        return dict(varz["jetstream"]["config"])
+        pings = {key: varz[key] for key in ("ping_interval", "ping_max")}
+        return {**varz["jetstream"]["config"], **pings}
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -64,6 +66,8 @@ def test_the_embedded_server_flushes_before_acknowledging_by_default(
     config = _jetstream_config(server.config_file, tmp_path / "run")
     assert config["sync_always"] is True
     assert config["store_dir"] == str(server.store_dir / "jetstream")
+    # A cut-off client is dropped within seconds, as on the shipped cluster configs.
+    assert (config["ping_interval"], config["ping_max"]) == (2 * 10**9, 2)
     print(f"default: sync_always={config['sync_always']}")
 
 
@@ -112,3 +116,4 @@ def test_the_secure_mode_config_flushes_before_acknowledging(tmp_path: Path) -> 
     secure.init(folder, nodes=("A",), host="127.0.0.1", port=-1)
     config = _jetstream_config(folder / secure.CONFIG_FILE, tmp_path / "run")
     assert config["sync_always"] is True
+    assert (config["ping_interval"], config["ping_max"]) == (2 * 10**9, 2)
