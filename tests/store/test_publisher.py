@@ -22,6 +22,7 @@ async def test_a_batch_answered_steadily_gets_every_reply_however_long_in_all(
     make_server: MakeServer,
 ) -> None:
     server = make_server()
+    assert server.url is not None
     responder = await nats.connect(server.url)
     client = await nats.connect(server.url)
     queue: asyncio.Queue[Msg] = asyncio.Queue()
@@ -59,6 +60,7 @@ async def test_a_batch_answered_steadily_gets_every_reply_however_long_in_all(
 
 async def test_a_batch_nobody_answers_ends_within_its_timeout(make_server: MakeServer) -> None:
     server = make_server()
+    assert server.url is not None
     silent = await nats.connect(server.url)
     client = await nats.connect(server.url)
     try:
