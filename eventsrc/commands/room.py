@@ -10,8 +10,9 @@ of ``MARGIN`` of the limit for everything else (elections, node events).
 
 The coordinator looks at the stream now and then and estimates what was stored since
 by the sequence (at the average event size). Once that estimate comes within
-``LOOK_AGAIN_AT`` of the limit, it looks again before each submission, so the refusal
-rests on the stream's own figures, not on an estimate.
+``LOOK_AGAIN_AT`` of the limit, it looks again before each submission (submissions at
+the same time share a look), so the refusal rests on the stream's own figures, not on an
+estimate.
 """
 
 from __future__ import annotations

@@ -23,13 +23,22 @@ _GO_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
 
 def sync_interval(value: str) -> str:
     """``value`` as nats-server takes it for ``sync_interval``: ``always`` or a duration
-    such as ``2m`` or ``500ms``; raises ValueError saying what to give otherwise."""
+    above zero such as ``2m`` or ``500ms``; raises ValueError saying what to give
+    otherwise (nats-server itself takes a zero duration as its two-minute default)."""
     text = value.strip().lower()
-    if text == SYNC_ALWAYS or _GO_DURATION.fullmatch(text):
+    if text == SYNC_ALWAYS:
         return text
-    raise ValueError(
-        f"sync interval {value!r} is neither 'always' nor a duration such as '2m', '10s' or '500ms'"
-    )
+    if not _GO_DURATION.fullmatch(text):
+        raise ValueError(
+            f"sync interval {value!r} is neither 'always' nor a duration such as '2m', '10s' "
+            f"or '500ms'"
+        )
+    if not any(digit in text for digit in "123456789"):  # nats-server: zero is its default
+        raise ValueError(
+            f"sync interval {value!r} is zero, which nats-server takes as its default of 2m; "
+            f"give 'always' to flush before acknowledging, or a duration above zero such as '10s'"
+        )
+    return text
 
 
 def jetstream_block(

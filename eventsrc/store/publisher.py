@@ -104,19 +104,28 @@ class Requester:
                 self._pending.pop(token, None)
             raise
         replies: list[Msg | nats.errors.Error] = []
-        # One deadline for them all: most replies are in by the time they are looked at,
-        # and those need no timer of their own.
-        deadline = asyncio.get_running_loop().time() + (timeout or self._timeout)
+        # One deadline, moved on by every reply that arrives: each reply may take
+        # ``timeout`` from the one before it, so a long batch that the server works
+        # through steadily (every ack flushed to disk first) does not time out in its
+        # tail; a server that stops answering still ends it within ``timeout``. Most
+        # replies are in by the time they are looked at and need no timer of their own.
+        loop = asyncio.get_running_loop()
+        wait = timeout or self._timeout
+        deadline = loop.time() + wait
         for token, reply in sent:
             try:
                 msg = await self._reply(token, reply, deadline)
+            except nats.errors.TimeoutError as err:
+                replies.append(err)  # no progress: the deadline stays
+                continue
             except nats.errors.Error as err:
                 replies.append(err)
-                continue
-            if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
-                replies.append(nats.errors.NoRespondersError())
             else:
-                replies.append(msg)
+                if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+                    replies.append(nats.errors.NoRespondersError())
+                else:
+                    replies.append(msg)
+            deadline = max(deadline, loop.time() + wait)
         return replies
 
     async def _send(

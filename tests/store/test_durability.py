@@ -84,7 +84,9 @@ def test_a_sync_interval_trades_durability_for_speed(
     assert config["max_storage"] == 8 << 20
 
 
-@pytest.mark.parametrize("value", ["always", "2m", "10s", "500ms", "1h30m", " ALWAYS "])
+@pytest.mark.parametrize(
+    "value", ["always", "2m", "10s", "500ms", "1h30m", " ALWAYS ", "0.5s", "0m10s"]
+)
 def test_sync_interval_takes_what_nats_server_takes(value: str) -> None:
     assert sync_interval(value) == value.strip().lower()
 
@@ -95,12 +97,29 @@ def test_a_bad_sync_interval_is_refused_in_one_line(value: str, tmp_path: Path) 
         EmbeddedServer(tmp_path, sync=value)
 
 
+def test_nats_server_takes_a_zero_sync_interval_as_its_default(tmp_path: Path) -> None:
+    config_file = tmp_path / "zero.conf"
+    store = json.dumps(str(tmp_path / "store"))
+    config_file.write_text(f'jetstream {{ store_dir: {store}, sync_interval: "0s" }}\n')
+    config = _jetstream_config(config_file, tmp_path / "run")
+    # Neither flushing before acknowledging nor an interval of its own: the 2m default.
+    assert "sync_always" not in config and "sync_interval" not in config, config
+
+
+@pytest.mark.parametrize("value", ["0s", "0ms", "0m0s", "0.0s", "00h"])
+def test_a_zero_sync_interval_is_refused_in_one_line(value: str, tmp_path: Path) -> None:
+    with pytest.raises(EmbeddedServerError, match="is zero, which nats-server takes") as err:
+        EmbeddedServer(tmp_path, sync=value)
+    assert "\n" not in str(err.value) and "'always'" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["often", "0s"])
 def test_the_coordinator_refuses_a_bad_sync_interval_without_a_traceback(
-    tmp_path: Path,
+    value: str, tmp_path: Path
 ) -> None:
     command = [sys.executable, "-m", "eventsrc.coordinator", "--data-dir", str(tmp_path)]
     done = subprocess.run(
-        [*command, "--sync-interval", "often"],
+        [*command, "--sync-interval", value],
         capture_output=True,
         text=True,
         timeout=60,
