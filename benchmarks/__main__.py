@@ -25,7 +25,7 @@ from typing import Any
 
 import nats
 
-from benchmarks import heartbeats, history, memory, registry, store, tasks
+from benchmarks import heartbeats, history, memory, openclaw, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
 from eventsrc.runtime import UVLOOP_ENV, loop_name, run_async
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
@@ -40,6 +40,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     *tasks.BENCHMARKS,
     *heartbeats.BENCHMARKS,
     *memory.BENCHMARKS,
+    *openclaw.BENCHMARKS,
 )
 FULL_ROUNDS = 5
 QUICK_ROUNDS = 3
