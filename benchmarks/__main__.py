@@ -25,8 +25,9 @@ from typing import Any
 
 import nats
 
-from benchmarks import durability, heartbeats, history, memory, registry, store, tasks
+from benchmarks import durability, heartbeats, history, memory, openclaw, registry, store, tasks
 from benchmarks.harness import RATIO_CONVENTION, Benchmark, Context, Figure, keep, select
+from eventsrc.openclaw_toolchain import ToolchainError
 from eventsrc.runtime import UVLOOP_ENV, loop_name, run_async
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
 from eventsrc.store.server import EmbeddedServer, find_nats_server
@@ -41,6 +42,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     *heartbeats.BENCHMARKS,
     *memory.BENCHMARKS,
     *durability.BENCHMARKS,
+    *openclaw.BENCHMARKS,
 )
 FULL_ROUNDS = 5
 QUICK_ROUNDS = 3
@@ -48,7 +50,8 @@ _RECANCEL_S = 0.2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; 0 on success, 2 when ``--only`` selects nothing, 130 on Ctrl-C."""
+    """Run the benchmark; 0 on success, 1 without a usable OpenClaw for its figures, 2 when
+    ``--only`` selects nothing, 130 on Ctrl-C."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.json else logging.INFO,
@@ -85,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     interrupt=interrupt,
                 )
             )
+        except ToolchainError as err:
+            print(f"cannot run the OpenClaw figures: {err}", file=sys.stderr)
+            return 1
         except (KeyboardInterrupt, asyncio.CancelledError, Exception) as err:
             if not (interrupt.seen or isinstance(err, KeyboardInterrupt)):
                 raise

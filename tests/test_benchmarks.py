@@ -175,3 +175,20 @@ def test_quick_memory_figures_measure_real_processes(capsys: pytest.CaptureFixtu
         # A Python process with nats-py alone takes tens of MB; the coordinator more.
         assert 20 < figures[name]["raw"] < figures[name]["ours"] < 1000, figures[name]
     assert figures["memory.growth"]["ours"] > 0
+
+
+def test_quick_openclaw_start_measures_a_real_node_starting_real_agent_turns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A coordinator, a node process and the real openclaw (installed like the tests'
+    # toolchain) behind a timing wrapper, with the scripted model: 6 turns, ~2 minutes.
+    assert main(["--quick", "--json", "--only", "node.openclaw.start"]) == 0
+
+    figures = {f["figure"]: f for f in json.loads(capsys.readouterr().out)["figures"]}
+    assert set(figures) == {"node.openclaw.start.p50", "node.openclaw.start.p99"}
+    p50, p99 = figures["node.openclaw.start.p50"], figures["node.openclaw.start.p99"]
+    assert p50["unit"] == "ms" and p50["samples"]["n"] == 5
+    # Both are times between two real events of this machine: after the assignment was
+    # stored (after the spawn began for raw), before any turn ended.
+    for side in ("ours", "raw"):
+        assert 0 < p50[side] <= p99[side] < 10_000, (p50, p99)

@@ -207,6 +207,7 @@ def test_every_unit_is_placed_in_a_ring_or_is_an_application() -> None:
         "eventsrc.communication",
         "eventsrc.mcp",
         "eventsrc.openclaw_install",
+        "eventsrc.openclaw_toolchain",
         "eventsrc.skills",
         "replay_tools",
     ], outer
