@@ -4,9 +4,9 @@ Work arrives on the durable pull consumer ``node-<id>`` (filter
 ``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``, as deliveries
 the store has already decoded (``eventsrc.store.assignments``). For each assignment the
 node runs the executor (appending ``TaskStarted`` once it has run for
-``STARTED_AFTER_S``), appends the result and only then acks, so a crash before the
-result means a redelivery, never a loss. A redelivered assignment whose attempt already
-ended is not run again.
+``STARTED_AFTER_S``, if it can be stored), appends the result and only then acks, so a
+crash before the result means a redelivery, never a loss. A redelivered assignment
+whose attempt already ended is not run again.
 """
 
 from __future__ import annotations
@@ -466,7 +466,7 @@ class NodeAgent:
         # A task still running after STARTED_AFTER_S gets a TaskStarted; a quick one goes
         # straight to its result (Temporal, likewise, stores an activity's start with its
         # end): one event and one round trip fewer per task.
-        recording: list[asyncio.Future[int]] = []
+        recording: list[asyncio.Future[None]] = []
         timer = asyncio.get_running_loop().call_later(
             STARTED_AFTER_S, lambda: recording.append(asyncio.ensure_future(self._started(event)))
         )
@@ -489,7 +489,7 @@ class NodeAgent:
                 await output.close()  # its last lines go out before the result
             timer.cancel()
             if recording:
-                await recording[0]  # stored before the result, whatever happens next
+                await recording[0]  # tried before the result; never raises
             elapsed = (time.perf_counter() - started) * 1000
             await self._results.report(event, outcome, elapsed)
             # Stored: never run this attempt again, even if the ack is lost (a server
@@ -503,15 +503,26 @@ class NodeAgent:
             self._executing -= 1
             timer.cancel()
 
-    async def _started(self, event: TaskAssigned) -> int:
-        return await self._append(
-            TaskStarted(
-                **self._envelope(),
-                task_id=event.task_id,
-                node_id=self.node_id,
-                attempt=event.attempt,
+    async def _started(self, event: TaskAssigned) -> None:
+        """Store a TaskStarted once; if that fails (a full store, a leader election) the
+        task runs on and its result is stored without it, as a quick task's is: losing
+        the result over its TaskStarted would run the task again."""
+        try:
+            await self._append(
+                TaskStarted(
+                    **self._envelope(),
+                    task_id=event.task_id,
+                    node_id=self.node_id,
+                    attempt=event.attempt,
+                )
             )
-        )
+        except EventsrcError as err:
+            log.warning(
+                "task %s attempt %d: TaskStarted not stored (%s); its result will be",
+                event.task_id,
+                event.attempt,
+                err,
+            )
 
     def _remember_done(self, key: tuple[str, int]) -> None:
         # Bounded: older attempts are caught by the stream check on redelivery anyway.

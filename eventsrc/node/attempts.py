@@ -3,7 +3,8 @@
 A handler registered for the task's type runs first, else the executor of its first
 required skill. The result becomes ``TaskSucceeded`` or ``TaskFailed``; one that cannot
 be stored (not JSON, too large) becomes a clear failure instead, and storing it is
-retried while NATS is unreachable, so a server restart does not cost a redelivery.
+retried while NATS is unreachable, so a server restart does not cost a redelivery, and
+for as long as the store is full, so a full disk costs neither the result nor a rerun.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ TaskHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 RUN_TIMEOUT_GRACE_S = 5.0
 """The node's own time limit is the coordinator's run timeout plus this (a backstop)."""
 RESULT_RETRY_S = 20.0
-"""How long a node keeps trying to store a result before leaving it to redelivery."""
+"""How long a node keeps trying to store a result while no NATS server answers, before
+leaving it to redelivery. A full store is waited out without a limit."""
+RESULT_BACKOFF_MAX_S = 5.0
+"""The longest pause between two tries to store a result."""
+STORE_FULL_LOG_S = 60.0
+"""While a result waits for room, how often the node says so."""
 DEFAULT_MAX_RESULT = 512 * 1024
 MAX_ERROR_CHARS = 4000
 """An error text is cut to this, so a failure can always be reported."""
@@ -130,25 +136,35 @@ class ResultWriter:
         )
 
     async def _store(self, event: Event) -> None:
-        """Append a result, retrying while NATS is unreachable (a server restart, a
-        stream leader election) or its store is full (until someone frees space): the
-        same event id again, so JetStream stores it once. Giving up leaves the
-        assignment unacked, so it is redelivered."""
+        """Append a result: the same event id on every try, so JetStream stores it once.
+        While the store is full it waits for room without a limit (the keep-alive loop
+        keeps the assignment from being redelivered meanwhile), so a result is never
+        thrown away for a full disk. While no server answers (a restart, a stream leader
+        election) it tries for ``RESULT_RETRY_S``, then raises, leaving the assignment
+        unacked, so it is redelivered."""
         delay = 0.2
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + RESULT_RETRY_S
+        give_up: float | None = None  # when the current run of unavailability ends the wait
+        next_full_log = loop.time()
         while True:
             try:
                 await self._append(event)
                 return
             except DuplicateEventError:
                 return  # an earlier try was stored, its ack lost: stored once, as wanted
-            except (ServerUnavailableError, StoreFullError) as err:
+            except StoreFullError as err:
+                give_up = None
+                if loop.time() >= next_full_log:
+                    next_full_log = loop.time() + STORE_FULL_LOG_S
+                    log.warning("result of %s waits for room: %s", event.subject, err)
+            except ServerUnavailableError as err:
+                if give_up is None:
+                    give_up = loop.time() + RESULT_RETRY_S
                 if loop.time() + delay > give_up:
                     raise
                 log.info("result of %s not stored yet (%s); retrying", event.subject, err)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESULT_BACKOFF_MAX_S)
 
     def _check(self, outcome: ExecutionResult) -> ExecutionResult:
         """The outcome, or a non-retryable failure for a result that cannot be stored."""

@@ -5,6 +5,8 @@ work again without a restart once there is room."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +18,9 @@ from nats.aio.client import Client
 from nats.js.errors import APIError
 
 import eventsrc
+import eventsrc.node.agent
+import eventsrc.node.attempts
+import eventsrc.store.assignments
 from eventsrc.client import Cluster
 from eventsrc.config import CoordinatorConfig
 from eventsrc.coordinator.app import Coordinator
@@ -24,10 +29,11 @@ from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store import JetStreamEventStore
+from eventsrc.store.assignments import assignment_consumer_name
 from eventsrc.store.server import EmbeddedServer
 from tests.conftest import MakeServer
 from tests.e2e.conftest import run_cli
-from tests.waiting import until_awaited
+from tests.waiting import until, until_awaited
 
 EVENTS_MAX_BYTES = 256 * 1024
 STORE_MAX_BYTES = 4 * 1024 * 1024
@@ -35,13 +41,17 @@ OUTPUT_MAX_BYTES = 1024 * 1024  # the smallest allowed: the output stream reserv
 
 
 @asynccontextmanager
-async def _node(url: str, gate: asyncio.Event | None = None) -> AsyncIterator[list[str]]:
-    """A node running ``count`` tasks (each waiting for ``gate`` when given); yields
-    the ids of the tasks it ran to the end."""
+async def _node(
+    url: str, gate: asyncio.Event | None = None, entered: asyncio.Event | None = None
+) -> AsyncIterator[list[str]]:
+    """A node running ``count`` tasks (each setting ``entered`` and waiting for ``gate``
+    when given); yields the ids of the tasks it ran to the end."""
     nc = await nats.connect(url)
     ran: list[str] = []
 
     async def count(task: dict[str, Any]) -> str:
+        if entered is not None:
+            entered.set()
         if gate is not None:
             await gate.wait()
         ran.append(task["task_id"])
@@ -211,3 +221,99 @@ async def test_a_store_too_small_for_the_stream_limits_says_which_to_change(
         assert "output_max_bytes" in str(refused.value) and "max_file_store" in str(refused.value)
     finally:
         await asyncio.to_thread(server.stop)
+
+
+HELD_FULL_S = 4.0
+"""How long the next tests keep the store full: past the (shortened) result retry limit
+and the (shortened) ack wait, so giving up or a missed keep-alive would run it again."""
+
+
+@pytest.fixture
+def short_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shorter limits than the defaults, so a store full for seconds outlasts them all."""
+    monkeypatch.setattr(eventsrc.node.attempts, "RESULT_RETRY_S", 1.0)
+    monkeypatch.setattr(eventsrc.node.attempts, "RESULT_BACKOFF_MAX_S", 0.5, raising=False)
+    monkeypatch.setattr(eventsrc.store.assignments, "ASSIGNMENT_ACK_WAIT_S", 2.0)
+    monkeypatch.setattr(eventsrc.node.agent, "KEEP_ALIVE_S", 0.5)
+
+
+async def _held_full(task_id: str, ran: list[str]) -> None:
+    """For HELD_FULL_S the task has run once, not again (polled throughout)."""
+    end = time.monotonic() + HELD_FULL_S
+
+    def held() -> bool:
+        assert ran == [task_id], f"the task ran again while the store was full: {ran}"
+        return time.monotonic() > end
+
+    await until(held, "the store to stay full", HELD_FULL_S + 10, 0.2)
+
+
+async def _full_store_case(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, *, fill_before_started: bool
+) -> None:
+    """A task ends while the store is full for longer than every retry limit; once space
+    is freed its result is stored and it has run exactly once."""
+    server = EmbeddedServer(tmp_path / "nats", port=0, max_file_store=STORE_MAX_BYTES)
+    await server.start_async()
+    try:
+        assert server.url is not None
+        config = CoordinatorConfig(
+            nats_url=server.url, stale_after=60, output_max_bytes=OUTPUT_MAX_BYTES
+        )
+        gate, entered = asyncio.Event(), asyncio.Event()
+        nc = await nats.connect(server.url)
+        async with (
+            Coordinator(config),
+            _node(server.url, gate, entered) as ran,
+            eventsrc.connect(server.url, project=False) as cluster,
+        ):
+            await _joined(cluster)
+            task = await cluster.submit(["search"], None, task_type="count")
+            await until(entered.is_set, "the node to start the task", 10)
+            started = time.monotonic()
+            if not fill_before_started:
+                await until_awaited(
+                    lambda: _state(cluster, task.task_id, "running"), "TaskStarted stored", 10
+                )
+            await _fill_store(nc)
+            if fill_before_started:
+                tried = started + eventsrc.node.agent.STARTED_AFTER_S + 0.5
+                assert time.monotonic() < tried - 1.0, "the store filled too slowly for this test"
+                await until(lambda: time.monotonic() > tried, "the TaskStarted to be tried", 10)
+            gate.set()
+            await until(lambda: ran, "the task to end", 10)
+            await _held_full(task.task_id, ran)
+            # Marked in progress all along: JetStream never delivered it again.
+            work = await nc.jetstream().consumer_info(
+                EVENTS_STREAM, assignment_consumer_name("disk")
+            )
+            assert (work.num_ack_pending, work.num_redelivered) == (1, 0), work
+            await nc.jetstream().delete_stream("OTHER")
+            done = await cluster.wait(task.task_id, 30)
+            assert done.state == "succeeded", done
+            assert done.result == "ran", done
+            assert ran == [task.task_id]
+        assert "waits for room: the NATS servers have no room" in caplog.text
+        if fill_before_started:
+            assert "TaskStarted not stored" in caplog.text
+        await nc.close()
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.usefixtures("short_waits")
+async def test_a_result_waits_for_room_as_long_as_the_store_stays_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="eventsrc.node")
+    await _full_store_case(tmp_path, caplog, fill_before_started=False)
+
+
+@pytest.mark.usefixtures("short_waits")
+async def test_a_task_started_that_cannot_be_stored_keeps_the_result(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough to fill the store between the task's start and its TaskStarted.
+    monkeypatch.setattr(eventsrc.node.agent, "STARTED_AFTER_S", 2.0)
+    caplog.set_level(logging.INFO, logger="eventsrc.node")
+    await _full_store_case(tmp_path, caplog, fill_before_started=True)
