@@ -40,6 +40,8 @@ raises it back by the one table in ``eventsrc.commands.api``.
     ├── SkillFileError            a SKILL.md cannot be used [eventsrc.node.gating]
     ├── OpenClawListError         ``openclaw skills list`` did not answer usably
     │                             [eventsrc.node.openclaw]
+    ├── ToolchainError            Node.js or the openclaw CLI cannot be installed or run
+    │                             here [eventsrc.openclaw_toolchain]
     └── EmbeddedServerError       the embedded nats-server could not be found or started
 
 Outside the tree, because it never leaves the store: SubjectRefusedError

@@ -31,6 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventsrc.errors import EventsrcError
+
 VERSION = "2026.9.6"
 PACKAGE = f"openclaw@{VERSION}"
 NODE_MAJOR = 24
@@ -41,7 +43,7 @@ _DROPPED_PREFIXES = ("OPENCLAW_", "CLAWHUB_", "XDG_", "NODE_OPTIONS", "npm_")
 _DROPPED_SUFFIXES = ("_API_KEY", "_AUTH_TOKEN")
 
 
-class ToolchainError(RuntimeError):
+class ToolchainError(EventsrcError):
     """OpenClaw cannot be installed or run here; the message is one line saying why."""
 
 

@@ -25,6 +25,11 @@ from tests.waiting import until, until_awaited
 PACE_S = 0.25
 SUBMIT_DEADLINE_S = 60.0
 END_DEADLINE_S = 90.0
+MAX_ATTEMPTS = 10
+"""A cut server expires the nodes that were on it (their heartbeats stop for longer
+than ``stale_after``), and a task loses an attempt with each such node; on a loaded
+machine the default of 3 can give up ("attempts were lost with their nodes"), which is
+the designed end of a task that keeps losing its nodes, not what these tests are about."""
 
 
 @dataclass
@@ -70,7 +75,12 @@ class Load:
         async def taken() -> bool:
             try:
                 async with eventsrc.connect(self.urls, project=False) as client:
-                    await client.submit("word-count", {"text": "w " * words}, task_id=task_id)
+                    await client.submit(
+                        "word-count",
+                        {"text": "w " * words},
+                        task_id=task_id,
+                        max_attempts=MAX_ATTEMPTS,
+                    )
             except EventsrcError as err:
                 self.retries[type(err).__name__] += 1
                 self.retried_ids.add(task_id)
@@ -101,11 +111,14 @@ class Tally:
     states: dict[str, int]
     problems: tuple[str, ...] = ()
     """What each duplicate was."""
+    why_not: tuple[str, ...] = ()
+    """Why each task that did not succeed ended as it did."""
 
     def line(self) -> str:
         return (
             f"accepted {self.accepted}, stored {self.stored}, ended {self.ended}, "
             f"duplicates {self.duplicates}, late results {self.late}, states {self.states}"
+            + (f" ({'; '.join(self.why_not)})" if self.why_not else "")
         )
 
 
@@ -137,9 +150,12 @@ async def tally(urls: str, prefixes: Sequence[str], accepted: set[str]) -> Tally
         states: Counter[str] = Counter()
         late = 0
         problems: list[str] = []
+        why_not: list[str] = []
         for task_id in sorted(stored):
             task = await wait_state(client, task_id, TERMINAL, timeout=END_DEADLINE_S)
             states[task.state] += 1
+            if task.state != "succeeded":
+                why_not.append(f"{task_id} {task.state}: {task.reason or task.error}")
             events = await poll(functools.partial(events_of, client, task_id), task_id)
             try:
                 late += check_one_end(task_id, task.attempts, events)
@@ -153,6 +169,7 @@ async def tally(urls: str, prefixes: Sequence[str], accepted: set[str]) -> Tally
         late=late,
         states=dict(states),
         problems=tuple(problems),
+        why_not=tuple(why_not),
     )
 
 
