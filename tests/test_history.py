@@ -30,6 +30,13 @@ def output(node_id: str, attempt: int, text: str) -> TaskOutput:
     )
 
 
+def attempt_one_events() -> dict[str, Event]:
+    """One event of each type in ``TYPES`` by type, the result that of attempt 1."""
+    events: dict[str, Event] = {e.type: e for e in one_of_each() if e.type in TYPES}
+    events["TaskSucceeded"] = events["TaskSucceeded"].model_copy(update={"attempt": 1})
+    return events
+
+
 async def test_the_follow_shows_only_output_of_the_tasks_own_assignments(
     make_server: MakeServer,
 ) -> None:
@@ -37,8 +44,7 @@ async def test_the_follow_shows_only_output_of_the_tasks_own_assignments(
     never assigned to, or of an attempt that node never ran, is not the task's output."""
     server = make_server()
     assert server.url is not None
-    events: dict[str, Event] = {e.type: e for e in one_of_each() if e.type in TYPES}
-    events["TaskSucceeded"] = events["TaskSucceeded"].model_copy(update={"attempt": 1})
+    events = attempt_one_events()
     nc = await nats.connect(server.url)
     try:
         store = JetStreamEventStore(nc)
@@ -76,8 +82,7 @@ async def test_output_stored_before_the_end_is_shown_once_the_task_ended(
     """A follow that begins after the task ended still shows its own batches only."""
     server = make_server()
     assert server.url is not None
-    events: dict[str, Event] = {e.type: e for e in one_of_each() if e.type in TYPES}
-    events["TaskSucceeded"] = events["TaskSucceeded"].model_copy(update={"attempt": 1})
+    events = attempt_one_events()
     nc = await nats.connect(server.url)
     try:
         store = JetStreamEventStore(nc)
