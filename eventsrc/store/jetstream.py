@@ -79,7 +79,8 @@ JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 # in the servers' JetStream store (creating or raising a bounded stream).
 JS_ERR_STORAGE_RESOURCES_EXCEEDED: Final = 10047
 # Atomic batches: "atomic publish is disabled" on the stream, and "unsupported header"
-# (servers before 2.15 refuse Nats-Msg-Id in a batch): both mean "append one by one".
+# (a server that refuses Nats-Msg-Id in a batch, as ADR-50 first specified; 2.15.1 takes
+# it): both mean "append one by one".
 JS_ERR_ATOMIC_DISABLED: Final = 10174
 JS_ERR_ATOMIC_UNSUPPORTED_HEADER: Final = 10177
 # "atomic publish batch contains duplicate message id": an event of it is stored already.

@@ -5,13 +5,14 @@ nats-py's ``js.publish`` is a general ``request``: a timer per call through
 reflection. Appends are our most frequent operation (every task is two or three of
 them), so this keeps one wildcard inbox for all acks, waits with ``asyncio.timeout``
 and reads the two fields we use with orjson: about 15% less per awaited append here.
-Pipelined appends keep nats-py's ``publish_async``, which is already lean. Atomic batches
-(``publish_batch``) are ours because nats-py 2.16 has none: it names the batch headers
-(``nats.js.api.Header``) and reads the batch fields of an ack, but publishes no batch. The same
-machinery serves the command API, for a second reason: nats-py's ``request`` cannot be
-told that the server refused the subject (NATS says so asynchronously), so a refused
-request would wait out its whole timeout. Errors are nats-py's own exceptions (and
-SubjectRefusedError, one of them), so callers map them in one place.
+Pipelined appends keep nats-py's ``publish_async``, which is already lean. Atomic
+batches (``publish_batch``) are ours because nats-py 2.16 has none: it names the batch
+headers (``nats.js.api.Header``) and reads the batch fields of an ack, but publishes no
+batch. The same machinery serves the command API, for a second reason: nats-py's
+``request`` cannot be told that the server refused the subject (NATS says so
+asynchronously), so a refused request would wait out its whole timeout. Errors are
+nats-py's own exceptions (and SubjectRefusedError, one of them), so callers map them in
+one place.
 """
 
 from __future__ import annotations
