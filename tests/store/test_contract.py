@@ -204,10 +204,10 @@ async def test_append_batch_stores_all_or_nothing_guards_against_the_stream_befo
     backend: Backend,
 ) -> None:
     store = backend.store
-    batch = [submitted("b1"), started("b1"), submitted("b2")]
+    batch: list[Event] = [submitted("b1"), started("b1"), submitted("b2")]
     assert await store.append_batch(batch, [0, None, 0]) == 3
     # b3 is new, b1 is not at 0: nothing of the batch is stored.
-    late = [submitted("b3"), started("b1", "n2")]
+    late: list[Event] = [submitted("b3"), started("b1", "n2")]
     with pytest.raises(ConcurrencyError):
         await store.append_batch(late, [0, 0])
     # A retried batch (its ids stored) is refused as a conflict too.
