@@ -12,8 +12,9 @@ re-read the aggregate (it will contain the event) and decide again.
 
 Many decisions at once are stored as one atomic batch (``append_batch``) when the events
 stream takes them: all their events or none, one commit. The events keep their
-``Nats-Msg-Id`` (nats-server 2.15 takes it in a batch and refuses the whole batch when
-one id is already stored) and their guards, so what is stored reads as any append does.
+``Nats-Msg-Id`` (nats-server 2.12.1 and later take it in a batch and refuse the whole
+batch when one id is already stored) and their guards, so what is stored reads as any
+append does.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 # in the servers' JetStream store (creating or raising a bounded stream).
 JS_ERR_STORAGE_RESOURCES_EXCEEDED: Final = 10047
 # Atomic batches: "atomic publish is disabled" on the stream, and "unsupported header"
-# (a server that refuses Nats-Msg-Id in a batch, as ADR-50 first specified; 2.15.1 takes
-# it): both mean "append one by one".
+# (nats-server 2.12.0 refuses Nats-Msg-Id in a batch; 2.12.1 and later take it): both
+# mean "append one by one".
 JS_ERR_ATOMIC_DISABLED: Final = 10174
 JS_ERR_ATOMIC_UNSUPPORTED_HEADER: Final = 10177
 # "atomic publish batch contains duplicate message id": an event of it is stored already.
