@@ -107,6 +107,9 @@ class EventWriter:
         self.clock = clock
         self._revoked = False
         self._holds_lease = holds_lease
+        self._appending = 0
+        self._queued: list[tuple[Sequence[Event], dict[str, int], asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def revoke(self) -> None:
         """Refuse every further decision and append (the leader lease was lost)."""
@@ -134,7 +137,7 @@ class EventWriter:
             if reservations is not None:
                 held = reservations.hold(events)
             try:
-                last = await self.append_chain(events, expected)
+                last = await self._commit(events, expected)
                 await self.runner.wait_for(last)
             except ConcurrencyError:
                 # Someone else wrote to the aggregate: catch up and decide again.
@@ -148,6 +151,47 @@ class EventWriter:
             f"{type(command).__name__} kept losing races after {MAX_CONFLICT_RETRIES} tries; "
             f"try again"
         )
+
+    async def _commit(self, events: Sequence[Event], expected: dict[str, int]) -> int:
+        """Store one decision's events: at once when no other decision is being stored
+        (a lone decision waits for nothing), else queued, and the decisions queued
+        meanwhile stored together by ``append_chains`` (an atomic batch when they are
+        many): group commit, one flush for many decisions under load."""
+        if not self._appending and not self._queued:
+            self._appending += 1
+            try:
+                return await self.append_chain(events, expected)
+            finally:
+                self._appending -= 1
+        stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queued.append((events, expected, stored))
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        return await stored
+
+    async def _flush(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                self._appending += 1
+                try:
+                    outcomes: list[int | EventsrcError] | BaseException = await self.append_chains(
+                        [events for events, _, _ in group], [expected for _, expected, _ in group]
+                    )
+                except Exception as err:  # every decision of the group hears of it
+                    outcomes = err
+                finally:
+                    self._appending -= 1
+                for index, (_, _, stored) in enumerate(group):
+                    if stored.done():
+                        continue  # its request was cancelled meanwhile
+                    outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
+                    if isinstance(outcome, BaseException):
+                        stored.set_exception(outcome)
+                    else:
+                        stored.set_result(outcome)
+        finally:
+            self._flusher = None
 
     def stamp(self) -> Stamp:
         """The stamp of a decision made now: our origin, the clock's time, fresh ids."""
