@@ -4,6 +4,7 @@ batches (made with ``persist_mode: async``) falls back to appends one by one."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -14,10 +15,12 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import PersistMode
 
-from eventsrc.commands.base import Origin
+from eventsrc.commands.base import Origin, Stamp
+from eventsrc.commands.tasks import SubmitTask
 from eventsrc.errors import ConcurrencyError, EventsrcError, StoreError
 from eventsrc.events import Event, TaskAssigned, TaskSpec, TaskSubmitted
 from eventsrc.ports import MAX_ATOMIC_BATCH
+from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore, StoredEvent, StreamSettings
 from eventsrc.store.streams import events_config
@@ -208,3 +211,37 @@ async def test_a_decision_that_lost_its_race_is_refused_and_the_others_of_its_ba
     subjects = [subject for _, subject, _ in await stored(store)]
     assert len(subjects) == 2 + 2 * (ATOMIC_MIN_EVENTS - 1)
     assert subjects.count("evt.task.t3.lifecycle") == 1
+
+
+def _decide_placed(
+    state: ClusterState, command: SubmitTask, /, *, stamp: Stamp
+) -> tuple[Event, ...]:
+    """Submission and placement of a new task; none for a task the state knows."""
+    return () if command.task_id in state.tasks else placed(command.task_id)
+
+
+async def test_concurrent_decisions_are_stored_together_a_lone_one_at_once(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"))
+        spec = TaskSpec(skills=("python",))
+        await writer.execute(_decide_placed, SubmitTask(task_id="lone", spec=spec))
+        commands = [SubmitTask(task_id=f"c{n}", spec=spec) for n in range(40)]
+        results = await asyncio.gather(*(writer.execute(_decide_placed, c) for c in commands))
+        assert all(len(events) == 2 for events in results)
+        # Each decided again: known now, nothing more is stored.
+        again = await asyncio.gather(*(writer.execute(_decide_placed, c) for c in commands))
+        assert all(events == () for events in again)
+    records = await stored(store)
+    assert len(records) == 2 + 2 * 40
+    subjects = [subject for _, subject, _ in records]
+    for n in range(40):  # each task's submission before its placement, each once
+        first = subjects.index(f"evt.task.c{n}.lifecycle")
+        assert subjects[first + 1 :].count(f"evt.task.c{n}.to.n1") == 1
+        assert subjects.count(f"evt.task.c{n}.lifecycle") == 1
+    lone = await store.js.get_msg(EVENTS_STREAM, 2)
+    assert lone.headers is not None and "Nats-Batch-Id" not in lone.headers
+    # The 39 queued behind the first went as one group: an atomic batch.
+    batched = [await store.js.get_msg(EVENTS_STREAM, seq) for seq in range(3, 83)]
+    assert sum("Nats-Batch-Id" in (m.headers or {}) for m in batched) >= ATOMIC_MIN_EVENTS
