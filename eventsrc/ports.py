@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from eventsrc.errors import EventsrcError, UndecodableEventError
 from eventsrc.events import Event
@@ -49,6 +49,8 @@ class StreamFill:
 
 
 EVENTS_STREAM = "EVENTSRC_EVENTS"
+MAX_ATOMIC_BATCH: Final = 1000
+"""The most events one atomic batch holds (nats-server's limit)."""
 HEARTBEATS_STREAM = "EVENTSRC_HEARTBEATS"
 OUTPUT_STREAM = "EVENTSRC_OUTPUT"
 """Running tasks' progress and output lines: soft state with a bounded retention."""
@@ -83,6 +85,17 @@ class EventStore(Protocol):
     ) -> list[int | EventsrcError]:
         """Store many events pipelined, each guarded as ``append`` guards one; per event
         its sequence or the error ``append`` would raise, in order."""
+        ...
+
+    @property
+    def atomic_batches(self) -> bool:
+        """Whether ``append_batch`` may be used now."""
+        ...
+
+    async def append_batch(self, events: Sequence[Event], expected: Sequence[int | None]) -> int:
+        """Store at most ``MAX_ATOMIC_BATCH`` events, each guarded as ``append`` guards
+        one, all or none; the sequence of the last (the others precede it). Raises
+        ConcurrencyError when a guard fails or an id is stored already."""
         ...
 
     def read(

@@ -4,7 +4,8 @@ It keeps encoded messages per stream, as the server does, and decodes them on ev
 read, so the codec runs as it does against NATS. What it shares with the real store is
 pinned by one contract suite (tests/store/test_contract.py) run against both:
 sequences per stream from 1, expected-sequence checks per aggregate subject filter
-(checked before dedup, as the server does), dedup by event id, reads in stream order
+(checked before dedup, as the server does), dedup by event id, atomic batches (all or
+none, guards checked against the stream before the batch), reads in stream order
 that stop at the last event stored when they began, and following subscriptions.
 """
 
@@ -78,11 +79,7 @@ class MemoryEventStore:
         stream = self._streams[stream_for(event.subject)]
         if expected_seq is not None:
             aggregate = event.aggregate_subject
-            last = max(
-                (m.seq for m in stream.messages if subject_matches(aggregate, m.subject)),
-                default=0,
-            )
-            if last != expected_seq:
+            if self._last_of(stream, aggregate) != expected_seq:
                 raise ConcurrencyError(aggregate, expected_seq)
         stored = stream.ids.get(event.event_id)
         if stored is not None:
@@ -111,6 +108,29 @@ class MemoryEventStore:
             except EventsrcError as err:
                 results.append(err)
         return results
+
+    @property
+    def atomic_batches(self) -> bool:
+        return True
+
+    async def append_batch(self, events: Sequence[Event], expected: Sequence[int | None]) -> int:
+        # Every guard against the stream before the batch, every id unseen: then all.
+        for event, seq in zip(events, expected, strict=True):
+            stream = self._streams[stream_for(event.subject)]
+            if seq is not None and self._last_of(stream, event.aggregate_subject) != seq:
+                raise ConcurrencyError("(batch)", seq)
+            if event.event_id in stream.ids:
+                raise ConcurrencyError("(batch)", -1)
+        seqs = [
+            self._store(self._streams[stream_for(e.subject)], e.subject, encode(e), e.event_id)
+            for e in events
+        ]
+        return seqs[-1]
+
+    def _last_of(self, stream: _Stream, aggregate: str) -> int:
+        return max(
+            (m.seq for m in stream.messages if subject_matches(aggregate, m.subject)), default=0
+        )
 
     def put_raw(self, subject: str, data: bytes) -> int:
         """Store bytes that may be no event at all (what a foreign publisher could do)."""

@@ -29,6 +29,7 @@ from eventsrc.coordinator.room import StoreRoom
 from eventsrc.errors import (
     ConcurrencyError,
     DomainError,
+    EventsrcError,
     InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
@@ -106,10 +107,11 @@ class TaskDesk:
         return None
 
     async def submit_many(self, command: api.SubmitTasks) -> dict[str, list[SubmittedTask]]:
-        """Decide every task as ``submit`` does, then store them all pipelined (one
-        round trip per event of a decision, not per task). A task refused refuses the
-        whole batch before anything is stored; tasks already stored with the same
-        request change nothing."""
+        """Decide every task as ``submit`` does, then store them all at once: in atomic
+        batches (all of a batch's tasks or none, one commit each, up to 500 tasks a
+        batch) where the store takes them, else pipelined (one round trip per event of a
+        decision, not per task). A task refused refuses the whole call before anything
+        is stored; tasks already stored with the same request change nothing."""
         _check_unique(command.tasks)
         known = self._runner.state.tasks
         if new := sum(task.task_id not in known for task in command.tasks):
@@ -259,7 +261,8 @@ class TaskDesk:
 
     async def reconcile(self, *, full: bool) -> None:
         """One pass: decide what moves unfinished tasks along and store it, the tasks'
-        appends pipelined (each still guarded by its own last sequence).
+        appends pipelined or in atomic batches (each still guarded by its own last
+        sequence).
 
         ``full=False`` only looks at waiting tasks: what a newly applied event can
         unblock. Deadlines and lost nodes are the full pass's (on the tick).
@@ -273,23 +276,19 @@ class TaskDesk:
         )
         held = self.reservations.hold([e for _, events in decisions for e in events])
         try:
-            stored = await asyncio.gather(
-                *(
-                    self._store_decision(events, expected_seqs(state, events))
-                    for _, events in decisions
-                )
+            chains = [events for _, events in decisions]
+            outcomes = await self._writer.append_chains(
+                chains, [expected_seqs(state, events) for events in chains]
             )
-            last = max(stored, default=0)
+            last = max((o for o in outcomes if isinstance(o, int)), default=0)
             if last:
                 await self._runner.wait_for(last)
         finally:
             self.reservations.release(held)
-
-    async def _store_decision(self, events: Sequence[Event], expected: dict[str, int]) -> int:
-        try:
-            return await self._writer.append_chain(events, expected)
-        except ConcurrencyError:
-            return 0  # the task moved on meanwhile; the next pass decides again
+        for outcome in outcomes:
+            # A conflict: the task moved on meanwhile; the next pass decides again.
+            if isinstance(outcome, EventsrcError) and not isinstance(outcome, ConcurrencyError):
+                raise outcome
 
 
 def _check_unique(tasks: Sequence[SubmitTask]) -> None:

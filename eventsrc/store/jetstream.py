@@ -9,6 +9,12 @@ bounded by what was asked for.
 Note: the server checks the expected sequence before dedup, so a *retried* conditional
 append whose first try was stored fails with ConcurrencyError, not DuplicateEventError;
 re-read the aggregate (it will contain the event) and decide again.
+
+Many decisions at once are stored as one atomic batch (``append_batch``) when the events
+stream takes them: all their events or none, one commit. The events keep their
+``Nats-Msg-Id`` (nats-server 2.12.1 and later take it in a batch and refuse the whole
+batch when one id is already stored) and their guards, so what is stored reads as any
+append does.
 """
 
 from __future__ import annotations
@@ -73,6 +79,13 @@ JS_ERR_INSUFFICIENT_RESOURCES: Final = 10023
 # "insufficient storage resources available": a stream's byte limit cannot be reserved
 # in the servers' JetStream store (creating or raising a bounded stream).
 JS_ERR_STORAGE_RESOURCES_EXCEEDED: Final = 10047
+# Atomic batches: "atomic publish is disabled" on the stream, and "unsupported header"
+# (nats-server 2.12.0 refuses Nats-Msg-Id in a batch; 2.12.1 and later take it): both
+# mean "append one by one".
+JS_ERR_ATOMIC_DISABLED: Final = 10174
+JS_ERR_ATOMIC_UNSUPPORTED_HEADER: Final = 10177
+# "atomic publish batch contains duplicate message id": an event of it is stored already.
+JS_ERR_ATOMIC_DUPLICATE_ID: Final = 10201
 
 MAX_APPENDING: Final = 10_000
 """Events kept for the follower at most: each is dropped when delivered (within ms); a
@@ -108,6 +121,7 @@ class JetStreamEventStore:
         self._js: JetStreamContext = nc.jetstream(timeout=timeout, prefix=jetstream_api(nc))
         self._publisher = AckedPublisher(nc, timeout=timeout)
         self._settings = settings or StreamSettings()
+        self._atomic = False
         self._following = 0
         self._appending: dict[str, Event] = {}
         """Events being appended while this store follows the events stream, by id: the
@@ -119,10 +133,16 @@ class JetStreamEventStore:
         """The JetStream context, for adapters that need more than the port."""
         return self._js
 
+    @property
+    def atomic_batches(self) -> bool:
+        """Whether ``append_batch`` may be used: the events stream takes atomic batches
+        (known once ``ensure_streams`` ran; False before, and once the server refused one)."""
+        return self._atomic
+
     async def ensure_streams(self) -> None:
         """Create the streams, or bring their limits in line with the settings."""
         try:
-            await ensure_streams(self._js, self._settings)
+            self._atomic = await ensure_streams(self._js, self._settings)
         except nats.errors.Error as err:
             raise _map_error(err, subject="(stream setup)") from err
 
@@ -186,6 +206,41 @@ class JetStreamEventStore:
             else:
                 results.append(int(ack.seq))
         return results
+
+    async def append_batch(self, events: Sequence[Event], expected: Sequence[int | None]) -> int:
+        """Store ``events`` as one atomic batch (at most ``MAX_ATOMIC_BATCH``), each
+        guarded by its own ``expected`` sequence as ``append`` guards one: all stored, in
+        order with nothing in between, or none. Returns the sequence of the last (the
+        others have the ones before it). Raises ConcurrencyError when a guard fails or
+        an event's id is stored already (a retried batch: re-read and decide again, as
+        after any conflict), StoreError when the server refuses atomic batches
+        (``atomic_batches`` is False from then on: append one by one), else as ``append``
+        raises."""
+        messages = [
+            (event.subject, encode(event), _append_headers(event, seq))
+            for event, seq in zip(events, expected, strict=True)
+        ]
+        self._remember(events)
+        try:
+            ack = await self._publisher.publish_batch(messages)
+        except BaseException as err:
+            for event in events:
+                self._appending.pop(event.event_id, None)
+            if not isinstance(err, nats.errors.Error):
+                raise
+            if isinstance(err, nats.js.errors.APIError):
+                if err.err_code == JS_ERR_ATOMIC_DUPLICATE_ID:
+                    raise ConcurrencyError("(batch)", -1) from err
+                if err.err_code in (JS_ERR_ATOMIC_DISABLED, JS_ERR_ATOMIC_UNSUPPORTED_HEADER):
+                    self._atomic = False
+                    log.warning(
+                        "%s refused an atomic batch (%s): the events of a decision are "
+                        "stored as chained appends from now on",
+                        EVENTS_STREAM,
+                        err.description,
+                    )
+            raise _map_error(err, subject="(batch)") from err
+        return int(ack.seq)
 
     def _remember(self, events: Sequence[Event]) -> None:
         """Keep events about to be appended for this store's follower (if it has one)."""

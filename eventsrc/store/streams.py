@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats.errors
@@ -18,7 +20,7 @@ from nats.js.api import (
     StreamConfig,
     StreamInfo,
 )
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from eventsrc.events.subjects import EVENTS_FILTER, HEARTBEATS_FILTER, OUTPUT_FILTER
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
@@ -68,6 +70,7 @@ def events_config(settings: StreamSettings) -> StreamConfig:
         duplicate_window=window,
         num_replicas=settings.replicas,
         allow_direct=True,
+        allow_atomic=True,
     )
 
 
@@ -140,33 +143,84 @@ _COMPARED = (
     "duplicate_window",
     "num_replicas",
     "allow_direct",
+    "allow_atomic",
 )
 
 
 async def ensure_streams(
     js: JetStreamContext, settings: StreamSettings, *, settle_timeout: float = SETTLE_TIMEOUT_S
-) -> None:
-    """Create the streams, or update them when their limits differ from ``settings``.
+) -> bool:
+    """Create the streams, or update them when their limits differ from ``settings``;
+    True when the events stream takes atomic batches.
+
+    The events stream is asked for atomic batches (``allow_atomic``, nats-server 2.12 or
+    later). A server or stream that refuses them (an older server, a stream an operator
+    made with ``persist_mode: async``) is left without, with one log line: decisions are
+    then stored as chained appends. A persist mode set on an existing stream is kept
+    (JetStream cannot change it).
 
     A replicated stream that was just created or rescaled (R1 -> R3 after a restore)
     refuses or times out writes until its replicas have a leader and caught up, so this
     waits for that, up to ``settle_timeout`` seconds (then it only logs a warning).
     """
+    atomic = False
     for config in stream_configs(settings):
-        assert config.name is not None
+        name = config.name
+        assert name is not None
         try:
-            info = await js.stream_info(config.name)
+            info = await js.stream_info(name)
         except NotFoundError:
-            await js.add_stream(config)
+            info, refused = await _write(js.add_stream, config)
+            written = True
             log.info("created stream %s", config.name)
         else:
-            current = info.config
-            if not any(getattr(current, key) != getattr(config, key) for key in _COMPARED):
-                continue
-            await js.update_stream(config)
-            log.info("updated stream %s to the configured limits", config.name)
-        if settings.replicas > 1:
-            await _wait_settled(js, config.name, settings.replicas, settle_timeout)
+            config = dataclasses.replace(config, persist_mode=info.config.persist_mode)
+            changed = [
+                key for key in _COMPARED if getattr(info.config, key) != getattr(config, key)
+            ]
+            refused = None
+            written = False
+            if changed:
+                updated, refused = await _write(
+                    js.update_stream, config, kept=info, changed=changed
+                )
+                written, info = updated is not info, updated
+                if written:
+                    log.info("updated stream %s to the configured limits", config.name)
+        if config.allow_atomic:
+            atomic = bool(info.config.allow_atomic)
+            if not atomic:
+                log.warning(
+                    "stream %s does not take atomic batches (%s): the events of a decision "
+                    "are stored as chained appends, one round trip each; atomic batches need "
+                    "nats-server 2.12 or later and a stream without persist_mode async",
+                    config.name,
+                    refused or "the server ignored allow_atomic",
+                )
+        if written and settings.replicas > 1:
+            await _wait_settled(js, name, settings.replicas, settle_timeout)
+    return atomic
+
+
+async def _write(
+    write: Callable[[StreamConfig], Awaitable[StreamInfo]],
+    config: StreamConfig,
+    *,
+    kept: StreamInfo | None = None,
+    changed: Sequence[str] = (),
+) -> tuple[StreamInfo, str | None]:
+    """``write(config)`` (create or update) and why atomic batches were refused, if
+    they were: a config asking for them that the server refuses is written again
+    without them, or not at all when they were all that ``changed`` from ``kept``."""
+    try:
+        return await write(config), None
+    except APIError as err:
+        if not config.allow_atomic or isinstance(err, ServiceUnavailableError):
+            raise
+        refused = str(err.description)
+    if kept is not None and list(changed) == ["allow_atomic"]:
+        return kept, refused
+    return await write(dataclasses.replace(config, allow_atomic=None)), refused
 
 
 async def _wait_settled(js: JetStreamContext, name: str, replicas: int, timeout: float) -> None:

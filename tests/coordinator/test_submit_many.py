@@ -1,5 +1,5 @@
-"""Batch submission: many tasks in one request, decided one by one, stored pipelined;
-against a real nats-server, an in-process coordinator and a real node."""
+"""Batch submission: many tasks in one request, decided one by one, stored in atomic
+batches; against a real nats-server, an in-process coordinator and a real node."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from eventsrc.events import TaskSubmitted
 from eventsrc.events.subjects import task_id_of
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
-from eventsrc.store import JetStreamEventStore, StoredEvent
+from eventsrc.store import EVENTS_STREAM, JetStreamEventStore, StoredEvent
 from tests.cli.conftest import eventsrc_cli
 
 
@@ -76,6 +76,23 @@ async def test_a_thousand_tasks_in_one_call_are_all_accepted_and_run(cluster: Cl
     assert [(t.state, t.result) for t in done] == [("succeeded", {"n": n}) for n in range(1000)]
     submissions = await _submissions(cluster)
     assert len(submissions) == 1000 and set(submissions.values()) == {1}
+
+
+async def test_a_call_is_stored_as_one_atomic_batch_each_task_submitted_then_placed(
+    cluster: Cluster,
+) -> None:
+    before = await cluster.store.last_seq()
+    accepted = await cluster.submit_many(_specs(16, "atomic"))  # the node's 16 slots
+    placed = {"assigned", "running", "succeeded"}
+    assert {t.state for t in accepted} <= placed, [(t.state, t.reason) for t in accepted]
+    msgs = [await cluster.store.js.get_msg(EVENTS_STREAM, before + n) for n in range(1, 33)]
+    # One batch: the call's 32 events back to back, one batch id, committed by the last.
+    batch_ids = {(m.headers or {}).get("Nats-Batch-Id") for m in msgs}
+    assert len(batch_ids) == 1 and None not in batch_ids
+    assert (msgs[-1].headers or {}).get("Nats-Batch-Commit") == "1"
+    subjects = [m.subject for m in msgs]
+    assert subjects[0::2] == [f"evt.task.atomic-{n}.lifecycle" for n in range(16)]
+    assert subjects[1::2] == [f"evt.task.atomic-{n}.to.worker" for n in range(16)]
 
 
 async def test_the_same_batch_again_changes_nothing(cluster: Cluster) -> None:

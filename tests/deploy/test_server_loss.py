@@ -135,3 +135,69 @@ async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
             return True
 
         await poll(replicas_current, "three current replicas after the restart")
+
+
+CALLS = 8
+TASKS_PER_CALL = 10
+"""20 events a call: each stored as one atomic batch."""
+
+
+async def test_every_task_of_atomic_batches_ends_once_when_the_stream_leader_dies(
+    nats_cluster: NatsCluster, tmp_path: Path
+) -> None:
+    with ExitStack() as stack:
+        topology = Topology(nats_cluster, tmp_path, stack)
+        topology.start_coordinator("coordinator-1")
+        await topology.start_nodes(NODES)
+        leader = (await topology.stream_infos())[EVENTS_STREAM].cluster
+        assert leader is not None and leader.leader is not None
+        victim = int(leader.leader.removeprefix("nats-"))
+        accepted: set[str] = set()
+        retries: Counter[str] = Counter()
+        calls_done = 0
+
+        async def submit_call(call: int) -> None:
+            nonlocal calls_done
+            specs = [
+                {"skills": "word-count", "payload": {"text": "x " * n}, "task_id": f"b{call}-{n}"}
+                for n in range(TASKS_PER_CALL)
+            ]
+            errors: list[Exception] = []
+
+            async def taken() -> bool:
+                try:
+                    async with eventsrc.connect(topology.urls, project=False) as client:
+                        got = await client.submit_many(specs)
+                except RETRYABLE as err:
+                    retries[type(err).__name__] += 1
+                    errors.append(err)  # the same call again: stored tasks are kept once
+                    return False
+                accepted.update(t.task_id for t in got)
+                return True
+
+            await until_awaited(
+                taken, lambda: f"call {call} to be accepted ({errors[-1:]!r})", SUBMIT_DEADLINE_S, 0
+            )
+            calls_done += 1
+            if calls_done == 2:
+                nats_cluster.kill(victim)
+
+        async with asyncio.TaskGroup() as group:
+            for call in range(CALLS):
+                group.create_task(submit_call(call))
+                await asyncio.sleep(PACE_S * 3)
+        assert not nats_cluster.server(victim).running
+        assert len(accepted) == CALLS * TASKS_PER_CALL
+
+        async with eventsrc.connect(topology.urls, project=False) as client:
+            stored = await stored_task_ids(client)
+            assert stored == accepted
+            for task_id in sorted(stored):
+                task = await wait_state(client, task_id, TERMINAL, timeout=60)
+                assert task.state == "succeeded", task
+                events = [r.event for r in await task_events(client, task_id)]
+                check_one_end(task_id, task.attempts, events)
+                submissions = [e for e in events if type(e).__name__ == "TaskSubmitted"]
+                assert len(submissions) == 1, (task_id, events)
+        print(f"\nkilled nats-{victim} after 2 of {CALLS} calls: retries {dict(retries)}")
+        nats_cluster.start(victim)

@@ -90,3 +90,17 @@ async def test_scaling_streams_to_r3_leaves_them_writable(nats_cluster: NatsClus
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2
     finally:
         await client.close()
+
+
+async def test_an_atomic_batch_on_r3_is_stored_whole_or_not_at_all(
+    r3_store: JetStreamEventStore,
+) -> None:
+    assert r3_store.atomic_batches
+    await until_awaited(partial(has_leader, r3_store), timeout=30)
+    before = await r3_store.last_seq()
+    batch = [submitted("r3-batch-a"), submitted("r3-batch-b")]
+    assert await r3_store.append_batch(batch, [0, 0]) == before + 2
+    # One stale guard (task a is stored now) refuses the whole batch: c is not stored.
+    with pytest.raises(ConcurrencyError):
+        await r3_store.append_batch([submitted("r3-batch-c"), submitted("r3-batch-a")], [0, 0])
+    assert await r3_store.last_seq() == before + 2

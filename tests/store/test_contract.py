@@ -200,6 +200,23 @@ async def test_append_many_keeps_order_and_is_idempotent(backend: Backend) -> No
     assert await backend.store.last_seq() == 20
 
 
+async def test_append_batch_stores_all_or_nothing_guards_against_the_stream_before_it(
+    backend: Backend,
+) -> None:
+    store = backend.store
+    batch: list[Event] = [submitted("b1"), started("b1"), submitted("b2")]
+    assert await store.append_batch(batch, [0, None, 0]) == 3
+    # b3 is new, b1 is not at 0: nothing of the batch is stored.
+    late: list[Event] = [submitted("b3"), started("b1", "n2")]
+    with pytest.raises(ConcurrencyError):
+        await store.append_batch(late, [0, 0])
+    # A retried batch (its ids stored) is refused as a conflict too.
+    with pytest.raises(ConcurrencyError):
+        await store.append_batch(batch[2:], [None])
+    assert await store.last_seq() == 3
+    assert await store.append_batch(late, [0, 2]) == 5
+
+
 async def test_append_guarded_checks_each_event_in_one_pipelined_call(backend: Backend) -> None:
     store = backend.store
     first, second = submitted("g1"), submitted("g2")
