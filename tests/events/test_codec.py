@@ -146,7 +146,7 @@ def test_null_fields_are_not_stored_and_old_events_read_the_same(event: Any) -> 
 def test_nulls_inside_free_form_values_are_kept() -> None:
     (submitted,) = [e for e in one_of_each() if e.type == "TaskSubmitted"]
     payload = {"keep": None, "list": [None, {"deep": None}]}
-    spec = submitted.spec.model_copy(update={"payload": payload})  # type: ignore[attr-defined]
+    spec = submitted.spec.model_copy(update={"payload": payload})
     event = submitted.model_copy(update={"spec": spec})
     stored = orjson.loads(encode(event))
     assert stored["spec"]["payload"] == payload
