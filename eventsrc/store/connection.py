@@ -244,9 +244,9 @@ class _Client(Client):
 
     Every stored event comes with its ``Nats-Msg-Id`` header, so a replay parses a header
     block per event: nats-py's parser looks at each character of a name in a Python
-    generator (≈ 2 µs a block, a seventh of a rebuild's time per event); the one below
-    gives the same result from ``str.split`` (≈ 1 µs). tests/store/test_header_lines.py
-    holds it to nats-py's own on every kind of line.
+    generator; the one below gives the same result from ``str.split`` (a block 2.7 ->
+    1.0 µs alone, a rebuild 15.2 -> 14.7 µs of CPU per event).
+    tests/store/test_header_lines.py holds it to nats-py's own on every kind of line.
     """
 
     @staticmethod
