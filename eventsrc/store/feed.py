@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
@@ -39,7 +40,9 @@ from eventsrc.store.connection import jetstream_api
 
 log = logging.getLogger(__name__)
 
-OnMessage = Callable[[Msg], Awaitable[None]]
+OnMessage = Callable[[Msg], Awaitable[object] | None]
+"""Takes one message; returns None when done with it, or what to await before the next
+(a reader of millions of messages hands most over without a coroutine of its own)."""
 OnLost = Callable[[], None]
 OnHeartbeat = Callable[[Msg], None]
 
@@ -74,6 +77,7 @@ class PullFeed:
         self._heartbeat_s = idle_heartbeat_s
         self._outstanding = 0
         self._heard = 0.0
+        self._clock: Callable[[], float] = time.monotonic
         self._inbox = ""
         self._sub: Subscription | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -81,7 +85,8 @@ class PullFeed:
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox()
         self._sub = await self._nc.subscribe(self._inbox, cb=self._receive)
-        self._heard = asyncio.get_running_loop().time()
+        self._clock = asyncio.get_running_loop().time  # looked up once, read per message
+        self._heard = self._clock()
         await self._pull()
         self._watchdog = asyncio.create_task(self._watch(), name="pull-feed-watchdog")
 
@@ -114,15 +119,19 @@ class PullFeed:
         self._outstanding += want
 
     async def _receive(self, msg: Msg) -> None:
-        self._heard = asyncio.get_running_loop().time()
-        status = msg.headers.get(_STATUS) if msg.headers else None
+        self._heard = self._clock()
+        headers = msg.headers
+        status = headers.get(_STATUS) if headers else None
         if status is not None:
             await self._control(msg, status)
             return
-        self._outstanding = max(0, self._outstanding - 1)
+        if self._outstanding:
+            self._outstanding -= 1
         if self._outstanding <= self._batch // 2:
             await self._pull()
-        await self._on_message(msg)
+        waiting = self._on_message(msg)
+        if waiting is not None:
+            await waiting
 
     async def _control(self, msg: Msg, status: str) -> None:
         if status == "100":

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final
@@ -460,12 +460,14 @@ class _Inbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    async def put(self, msg: Msg, ack: AckReply) -> None:
+    def put(self, msg: Msg, ack: AckReply) -> Awaitable[bool] | None:
+        """Take a message; past the high water, what the ordered read awaits first."""
         self._items.append((msg, ack))
         self._ready.set()
         if len(self._items) >= self.HIGH_WATER:
             self._room.clear()
-            await self._room.wait()
+            return self._room.wait()
+        return None
 
     async def messages(self) -> AsyncIterator[tuple[Msg, AckReply]]:
         """Yield messages (with their reply subject, read) in order until the connection

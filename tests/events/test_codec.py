@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import types
+import typing
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
+from pydantic import BaseModel
 
 from eventsrc.errors import UndecodableEventError, UnknownEventTypeError
 from eventsrc.events import EVENT_CLASSES, Heartbeat, decode, encode
@@ -78,3 +82,73 @@ def test_every_event_type_has_a_json_schema() -> None:
         assert schema["properties"]["type"]["const"] == name
         assert "event_id" in schema["required"]
     assert union_schema()["discriminator"]["propertyName"] == "type"
+
+
+def _may_be_none(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if annotation is type(None) or annotation is Any:
+        return True
+    if origin is typing.Annotated:
+        return _may_be_none(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_may_be_none(arg) for arg in typing.get_args(annotation))
+    return False
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    for arg in typing.get_args(annotation):
+        yield from _models_in(arg)
+
+
+def _stored_models() -> set[type[BaseModel]]:
+    """Every event model and every value model an event carries, nested ones included."""
+    found: set[type[BaseModel]] = set()
+    todo: list[type[BaseModel]] = list(EVENT_CLASSES.values())
+    while todo:
+        model = todo.pop()
+        if model not in found:
+            found.add(model)
+            for info in model.model_fields.values():
+                todo.extend(_models_in(info.annotation))
+    return found
+
+
+def test_every_field_that_may_be_null_defaults_to_null() -> None:
+    # encode leaves null fields out; that is only the same event if a missing field
+    # reads as null, now and in every later version of the model.
+    models = _stored_models()
+    assert {"TaskSpec", "SkillMetadata", "Candidate"} <= {m.__name__ for m in models}
+    wrong = [
+        f"{model.__name__}.{name} (default {info.get_default(call_default_factory=True)!r})"
+        for model in models
+        for name, info in model.model_fields.items()
+        if _may_be_none(info.annotation)
+        and not (info.default is None and info.default_factory is None)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("event", one_of_each(), ids=lambda e: e.type)
+def test_null_fields_are_not_stored_and_old_events_read_the_same(event: Any) -> None:
+    stored = encode(event)
+    # No field is stored as null (the factories' free-form values hold no nulls).
+    assert b":null" not in stored
+    # An event stored with every field, as before null fields were left out.
+    every_field = event.__pydantic_serializer__.to_json(event)
+    assert len(stored) <= len(every_field)
+    assert decode(every_field, subject=event.subject) == decode(stored, subject=event.subject)
+    assert decode(stored, subject=event.subject) == event
+
+
+def test_nulls_inside_free_form_values_are_kept() -> None:
+    (submitted,) = [e for e in one_of_each() if e.type == "TaskSubmitted"]
+    payload = {"keep": None, "list": [None, {"deep": None}]}
+    spec = submitted.spec.model_copy(update={"payload": payload})
+    event = submitted.model_copy(update={"spec": spec})
+    stored = orjson.loads(encode(event))
+    assert stored["spec"]["payload"] == payload
+    assert "parent_task_id" not in stored
+    assert decode(encode(event), subject=event.subject) == event
