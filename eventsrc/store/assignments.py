@@ -2,12 +2,17 @@
 that consumer's settings.
 
 The coordinator creates the consumer when a node says hello (``assignment_consumer``:
-name ``node-<id>``, filter ``evt.task.*.to.<id>``, explicit acks, ``ASSIGNMENT_ACK_WAIT_S``,
-no limit on redeliveries) and a returning node keeps it, so what it had not acked is
-delivered again. The node takes its work with an ``AssignmentFeed``: each message is
-decoded here and handed on as a ``Delivery`` (the event, or the UndecodableEventError
-saying why it is not one, as the store's readers yield them) with its ack handle. The
-node never sees a NATS message.
+name ``node-<id>``, filters ``evt.task.*.to.<id>`` and ``evt.cluster``, explicit acks,
+``ASSIGNMENT_ACK_WAIT_S``, no limit on redeliveries) and a returning node keeps it, so
+what it had not acked is delivered again. The leader elections on ``evt.cluster`` come
+along so that the node's fence learns of each one in stream order, ahead of any
+assignment stored after it, without a second read of its assignments
+(``carries_elections`` tells a consumer made before that from one made since).
+
+The node takes its work with an ``AssignmentFeed``: each message is decoded here and
+handed on as a ``Delivery`` (the event, or the UndecodableEventError saying why it is
+not one, as the store's readers yield them) with its ack handle. The node never sees a
+NATS message.
 
 Messages arrive through ``PullFeed``, our own pull loop rather than nats-py's ``fetch``:
 a worker wants each assignment the moment it is stored, and ``fetch`` sends two pull
@@ -27,7 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventsrc.errors import InvalidIdError, ServerUnavailableError, UndecodableEventError
 from eventsrc.events import Event, decode
-from eventsrc.events.subjects import assignments_filter
+from eventsrc.events.subjects import CLUSTER_SUBJECT, assignments_filter
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store.connection import Connection
 from eventsrc.store.feed import PullFeed, ack_reply, delivery_count
@@ -66,12 +71,18 @@ def assignment_consumer(node_id: str) -> ConsumerConfig:
     creates it); raises InvalidIdError as ``assignment_consumer_name`` does."""
     return ConsumerConfig(
         durable_name=assignment_consumer_name(node_id),
-        filter_subject=assignments_filter(node_id),
+        filter_subjects=[assignments_filter(node_id), CLUSTER_SUBJECT],
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.NEW,
         ack_wait=ASSIGNMENT_ACK_WAIT_S,
         max_deliver=-1,
     )
+
+
+def carries_elections(config: ConsumerConfig) -> bool:
+    """Whether a work consumer delivers the leader elections too (made as
+    ``assignment_consumer`` makes them now; one made before filters assignments only)."""
+    return CLUSTER_SUBJECT in (config.filter_subjects or ())
 
 
 class Delivery:
@@ -95,6 +106,12 @@ class Delivery:
     def delivered(self) -> int:
         """How often JetStream delivered this message (1 the first time)."""
         return delivery_count(self._msg)
+
+    @property
+    def consumer_seq(self) -> int:
+        """The consumer's own sequence of this delivery (one more for each delivery it
+        made, redeliveries included)."""
+        return ack_reply(self._msg).consumer_seq
 
     @property
     def seq(self) -> int:
