@@ -35,7 +35,7 @@ from eventsrc.events import Event, decode
 from eventsrc.events.subjects import CLUSTER_SUBJECT, assignments_filter
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store.connection import Connection
-from eventsrc.store.feed import PullFeed, ack_reply, delivery_count
+from eventsrc.store.feed import PullFeed, ack_reply
 
 ASSIGNMENT_ACK_WAIT_S: Final = 30.0
 """How long JetStream waits for a node's ack (or in-progress mark) before it delivers an
@@ -90,13 +90,14 @@ class Delivery:
     why it is not one) and its ack handle. Unacked, JetStream delivers it again after
     ``ASSIGNMENT_ACK_WAIT_S``."""
 
-    __slots__ = ("_msg", "_nc", "event")
+    __slots__ = ("_msg", "_nc", "_reply", "event")
 
     event: Event | UndecodableEventError
 
     def __init__(self, nc: Connection, msg: Msg) -> None:
         self._nc = nc
         self._msg = msg
+        self._reply = ack_reply(msg)  # read once: the fence and the node ask several times
         try:
             self.event = decode(msg.data, subject=msg.subject)
         except UndecodableEventError as err:
@@ -105,18 +106,18 @@ class Delivery:
     @property
     def delivered(self) -> int:
         """How often JetStream delivered this message (1 the first time)."""
-        return delivery_count(self._msg)
+        return self._reply.delivered
 
     @property
     def consumer_seq(self) -> int:
         """The consumer's own sequence of this delivery (one more for each delivery it
         made, redeliveries included)."""
-        return ack_reply(self._msg).consumer_seq
+        return self._reply.consumer_seq
 
     @property
     def seq(self) -> int:
         """The sequence of EVENTSRC_EVENTS the message is stored at."""
-        return ack_reply(self._msg).stream_seq
+        return self._reply.stream_seq
 
     async def ack(self) -> None:
         """Done with: JetStream does not deliver it again. Raises ServerUnavailableError
