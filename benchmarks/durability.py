@@ -28,6 +28,9 @@ MODES: Final = (("always", SYNC_ALWAYS), ("interval", SETUP_SYNC))
 """Each figure's label and the server's sync_interval."""
 THROUGHPUT_WORKERS: Final = (4,)
 """The worker counts of the throughput figure here (the widest of ``task.throughput``)."""
+BATCH_ROUNDS: Final = tasks.FULL_THROUGHPUT_ROUNDS
+"""Rounds of the batch figure here: each waits for its tasks to finish off the clock,
+which under ``always`` takes several seconds, so fewer than the run's."""
 
 
 async def durability(ctx: Context) -> list[Figure]:
@@ -38,7 +41,7 @@ async def durability(ctx: Context) -> list[Figure]:
         found = await _appends(ctx, sync)
         found += await tasks.task_latency(ctx, sync=sync)
         found += await tasks.task_throughput(ctx, sync=sync, worker_counts=THROUGHPUT_WORKERS)
-        found += await tasks.task_batch(ctx, sync=sync)
+        found += await tasks.task_batch(ctx, sync=sync, rounds=min(ctx.rounds, BATCH_ROUNDS))
         figures += [replace(f, figure=f"durability.{label}.{f.figure}") for f in found]
     return figures
 

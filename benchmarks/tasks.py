@@ -275,11 +275,13 @@ async def task_throughput(
     return figures
 
 
-async def task_batch(ctx: Context, *, sync: str = SYNC_ALWAYS) -> list[Figure]:
+async def task_batch(
+    ctx: Context, *, sync: str = SYNC_ALWAYS, rounds: int | None = None
+) -> list[Figure]:
     """Tasks accepted per second through ``submit_many`` (batches of ``MAX_BATCH``, one
     at a time: decided, stored, applied, answered), vs raw nats-py publishing the same
     number of like events (a submission and an assignment per task) pipelined; on a
-    server that flushes as ``sync`` says."""
+    server that flushes as ``sync`` says, for ``rounds`` (default: the run's)."""
     n = ctx.size(quick=api.MAX_BATCH, full=5 * api.MAX_BATCH)
     cluster = await _cluster(ctx, sync=sync)
     run_id = f"{ctx.run_id}-batch{next(_BATCH_RUNS)}"
@@ -317,7 +319,7 @@ async def task_batch(ctx: Context, *, sync: str = SYNC_ALWAYS) -> list[Figure]:
         await publish_raw_pipelined(js, msgs)
         return rate(n, time.perf_counter() - start)
 
-    got_ours, got_raw = await interleave(ours, raw, rounds=ctx.rounds, warmup=ctx.warmup)
+    got_ours, got_raw = await interleave(ours, raw, rounds=rounds or ctx.rounds, warmup=ctx.warmup)
     return [figure("task.batch", "tasks/s", got_ours, got_raw, n=n, higher_is_better=True)]
 
 
