@@ -29,8 +29,10 @@ MODES: Final = (("always", SYNC_ALWAYS), ("interval", SETUP_SYNC))
 THROUGHPUT_WORKERS: Final = (4,)
 """The worker counts of the throughput figure here (the widest of ``task.throughput``)."""
 BATCH_ROUNDS: Final = tasks.FULL_THROUGHPUT_ROUNDS
-"""Rounds of the batch figure here: each waits for its tasks to finish off the clock,
-which under ``always`` takes several seconds, so fewer than the run's."""
+BATCHES: Final = 2
+"""Rounds and batches per round of the batch figure here (full runs): each round waits
+for its tasks to finish off the clock, seconds under ``always``, so fewer than
+``task.batch`` has."""
 
 
 async def durability(ctx: Context) -> list[Figure]:
@@ -41,7 +43,9 @@ async def durability(ctx: Context) -> list[Figure]:
         found = await _appends(ctx, sync)
         found += await tasks.task_latency(ctx, sync=sync)
         found += await tasks.task_throughput(ctx, sync=sync, worker_counts=THROUGHPUT_WORKERS)
-        found += await tasks.task_batch(ctx, sync=sync, rounds=min(ctx.rounds, BATCH_ROUNDS))
+        found += await tasks.task_batch(
+            ctx, sync=sync, rounds=min(ctx.rounds, BATCH_ROUNDS), batches=BATCHES
+        )
         figures += [replace(f, figure=f"durability.{label}.{f.figure}") for f in found]
     return figures
 

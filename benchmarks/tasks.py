@@ -53,6 +53,8 @@ CAPACITY: Final = 16
 CONCURRENCY: Final = 200
 WORKER_COUNTS: Final = (1, 2, 4)
 FULL_THROUGHPUT_ROUNDS: Final = 3
+FULL_BATCHES: Final = 5
+"""Batches of ``api.MAX_BATCH`` tasks per round of task.batch in a full run."""
 _WAIT_S: Final = 10.0
 _REQUEST_TIMEOUT_S: Final = 30.0
 _BATCH_RUNS: Final = itertools.count()
@@ -276,13 +278,18 @@ async def task_throughput(
 
 
 async def task_batch(
-    ctx: Context, *, sync: str = SYNC_ALWAYS, rounds: int | None = None
+    ctx: Context,
+    *,
+    sync: str = SYNC_ALWAYS,
+    rounds: int | None = None,
+    batches: int = FULL_BATCHES,
 ) -> list[Figure]:
     """Tasks accepted per second through ``submit_many`` (batches of ``MAX_BATCH``, one
     at a time: decided, stored, applied, answered), vs raw nats-py publishing the same
     number of like events (a submission and an assignment per task) pipelined; on a
-    server that flushes as ``sync`` says, for ``rounds`` (default: the run's)."""
-    n = ctx.size(quick=api.MAX_BATCH, full=5 * api.MAX_BATCH)
+    server that flushes as ``sync`` says, for ``rounds`` (default: the run's) of
+    ``batches`` batches each (one in quick mode)."""
+    n = ctx.size(quick=api.MAX_BATCH, full=batches * api.MAX_BATCH)
     cluster = await _cluster(ctx, sync=sync)
     run_id = f"{ctx.run_id}-batch{next(_BATCH_RUNS)}"
     # One node takes the work, so every task is assigned (two appends, as a lone task).
