@@ -1,6 +1,7 @@
 """Durability figures: what flushing every write before its acknowledgement costs.
 
-The same append and task figures on two servers of their own in one run: one that
+The same append and task figures (latency, throughput with four workers, batch
+submission) on two servers of their own in one run: one that
 flushes before acknowledging (``sync_interval: always``, eventsrc's default) and one
 that flushes every two minutes (nats-server's own default, what ``--sync-interval 2m``
 gives). Each side is next to raw nats-py on the same server config, so a ratio says
@@ -25,14 +26,26 @@ from eventsrc.store.server import EmbeddedServer
 
 MODES: Final = (("always", SYNC_ALWAYS), ("interval", SETUP_SYNC))
 """Each figure's label and the server's sync_interval."""
+THROUGHPUT_WORKERS: Final = (4,)
+"""The worker counts of the throughput figure here (the widest of ``task.throughput``)."""
+BATCH_ROUNDS: Final = tasks.FULL_THROUGHPUT_ROUNDS
+BATCHES: Final = 2
+"""Rounds and batches per round of the batch figure here (full runs): each round waits
+for its tasks to finish off the clock, seconds under ``always``, so fewer than
+``task.batch`` has."""
 
 
 async def durability(ctx: Context) -> list[Figure]:
-    """Appends one by one and pipelined, and task latency, for each flush policy."""
+    """Appends one by one and pipelined, task latency, throughput and batch submission,
+    for each flush policy."""
     figures: list[Figure] = []
     for label, sync in MODES:
         found = await _appends(ctx, sync)
         found += await tasks.task_latency(ctx, sync=sync)
+        found += await tasks.task_throughput(ctx, sync=sync, worker_counts=THROUGHPUT_WORKERS)
+        found += await tasks.task_batch(
+            ctx, sync=sync, rounds=min(ctx.rounds, BATCH_ROUNDS), batches=BATCHES
+        )
         figures += [replace(f, figure=f"durability.{label}.{f.figure}") for f in found]
     return figures
 
@@ -55,9 +68,9 @@ async def _appends(ctx: Context, sync: str) -> list[Figure]:
 BENCHMARKS: Final = (
     Benchmark(
         "durability",
-        "append.single, append.pipelined and task.latency on a server flushing before "
-        "every ack (always) and on one flushing every 2 min (interval), each vs raw nats-py "
-        "on that server",
+        "append.single, append.pipelined, task.latency, task.throughput.w4 and task.batch "
+        "on a server flushing before every ack (always) and on one flushing every 2 min "
+        "(interval), each vs raw nats-py on that server",
         durability,
     ),
 )

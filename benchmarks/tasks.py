@@ -11,6 +11,7 @@ queue group) on the same server, with the same number of requests and concurrenc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import tempfile
 import time
@@ -52,8 +53,13 @@ CAPACITY: Final = 16
 CONCURRENCY: Final = 200
 WORKER_COUNTS: Final = (1, 2, 4)
 FULL_THROUGHPUT_ROUNDS: Final = 3
+FULL_BATCHES: Final = 5
+"""Batches of ``api.MAX_BATCH`` tasks per round of task.batch in a full run."""
 _WAIT_S: Final = 10.0
 _REQUEST_TIMEOUT_S: Final = 30.0
+_BATCH_RUNS: Final = itertools.count()
+"""Numbers each task.batch call, so its task ids are fresh on a cluster a figure of the
+same run already submitted to (the durability figures share the default one)."""
 
 
 @dataclass(slots=True)
@@ -214,10 +220,13 @@ def _latencies(samples: Sequence[float]) -> _Latencies:
     return _Latencies(percentile(samples, 50), percentile(samples, 99))
 
 
-async def task_throughput(ctx: Context) -> list[Figure]:
-    """Many no-op tasks in flight with 1, 2 and 4 workers vs raw request/reply."""
+async def task_throughput(
+    ctx: Context, *, sync: str = SYNC_ALWAYS, worker_counts: Sequence[int] = WORKER_COUNTS
+) -> list[Figure]:
+    """Many no-op tasks in flight with each of ``worker_counts`` workers vs raw
+    request/reply; on a server that flushes as ``sync`` says."""
     n = ctx.size(quick=100, full=2_000)
-    cluster = await _cluster(ctx)
+    cluster = await _cluster(ctx, sync=sync)
     # Quick mode is a smoke run: one round per side. Full mode: three, each ~8 s of ours.
     rounds = 1 if ctx.quick else min(ctx.rounds, FULL_THROUGHPUT_ROUNDS)
     figures: list[Figure] = []
@@ -252,7 +261,7 @@ async def task_throughput(ctx: Context) -> list[Figure]:
         await asyncio.gather(*(one() for _ in range(n)))
         return rate(n, time.perf_counter() - start)
 
-    for count in WORKER_COUNTS:
+    for count in worker_counts:
         await cluster.scale(count)
         got_ours, got_raw = await interleave(ours, raw, rounds=rounds, warmup=ctx.warmup)
         figures.append(
@@ -268,13 +277,21 @@ async def task_throughput(ctx: Context) -> list[Figure]:
     return figures
 
 
-async def task_batch(ctx: Context) -> list[Figure]:
+async def task_batch(
+    ctx: Context,
+    *,
+    sync: str = SYNC_ALWAYS,
+    rounds: int | None = None,
+    batches: int = FULL_BATCHES,
+) -> list[Figure]:
     """Tasks accepted per second through ``submit_many`` (batches of ``MAX_BATCH``, one
     at a time: decided, stored, applied, answered), vs raw nats-py publishing the same
-    number of like events (a submission and an assignment per task) pipelined."""
-    n = ctx.size(quick=api.MAX_BATCH, full=5 * api.MAX_BATCH)
-    cluster = await _cluster(ctx)
-    run_id = f"{ctx.run_id}-batch"
+    number of like events (a submission and an assignment per task) pipelined; on a
+    server that flushes as ``sync`` says, for ``rounds`` (default: the run's) of
+    ``batches`` batches each (one in quick mode)."""
+    n = ctx.size(quick=api.MAX_BATCH, full=batches * api.MAX_BATCH)
+    cluster = await _cluster(ctx, sync=sync)
+    run_id = f"{ctx.run_id}-batch{next(_BATCH_RUNS)}"
     # One node takes the work, so every task is assigned (two appends, as a lone task).
     await cluster.scale(max(1, len(cluster.workers)))
     js = cluster.raw.jetstream()
@@ -309,7 +326,7 @@ async def task_batch(ctx: Context) -> list[Figure]:
         await publish_raw_pipelined(js, msgs)
         return rate(n, time.perf_counter() - start)
 
-    got_ours, got_raw = await interleave(ours, raw, rounds=ctx.rounds, warmup=ctx.warmup)
+    got_ours, got_raw = await interleave(ours, raw, rounds=rounds or ctx.rounds, warmup=ctx.warmup)
     return [figure("task.batch", "tasks/s", got_ours, got_raw, n=n, higher_is_better=True)]
 
 

@@ -115,6 +115,8 @@ async def test_shared_setups_are_made_once_and_left_at_the_end() -> None:
                     "append.pipelined",
                     "task.latency.p50",
                     "task.latency.p99",
+                    "task.throughput.w4",
+                    "task.batch",
                 )
             },
         ),

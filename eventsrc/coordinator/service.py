@@ -73,7 +73,11 @@ from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import Connection, JetStreamEventStore
-from eventsrc.store.assignments import assignment_consumer, assignment_consumer_name
+from eventsrc.store.assignments import (
+    assignment_consumer,
+    assignment_consumer_name,
+    carries_elections,
+)
 from eventsrc.store.lease import LEADER_BUCKET_STREAM
 from eventsrc.store.streams import ensure_consumer, stream_leaders
 from eventsrc.store.transport import MicroService
@@ -385,10 +389,14 @@ class CoordinatorService:
             }
         name = assignment_consumer_name(command.node_id)
         # A returning node keeps its consumer: unacked assignments are redelivered.
-        await ensure_consumer(self._store.js, EVENTS_STREAM, assignment_consumer(command.node_id))
+        config = await ensure_consumer(
+            self._store.js, EVENTS_STREAM, assignment_consumer(command.node_id)
+        )
         return {
             "stream": EVENTS_STREAM,
             "consumer": name,
             "epoch": self.epoch,
             "node_seq": node_seq,
+            # The node's fence then follows elections on the consumer, not on its own.
+            "elections": carries_elections(config),
         }

@@ -1,8 +1,9 @@
 """The worker: joins, advertises its skills, heartbeats, and runs what it is assigned.
 
-Work arrives on the durable pull consumer ``node-<id>`` (filter
-``evt.task.*.to.<id>``) that the coordinator creates on ``node_hello``, as deliveries
-the store has already decoded (``eventsrc.store.assignments``). For each assignment the
+Work arrives on the durable pull consumer ``node-<id>`` (filters
+``evt.task.*.to.<id>`` and ``evt.cluster``, whose leader elections feed the node's
+fence) that the coordinator creates on ``node_hello``, as deliveries the store has
+already decoded (``eventsrc.store.assignments``). For each assignment the
 node runs the executor (appending ``TaskStarted`` once it has run for
 ``STARTED_AFTER_S``, if it can be stored), appends the result and only then acks, so a
 crash before the result means a redelivery, never a loss. A redelivered assignment
@@ -33,6 +34,7 @@ from eventsrc.errors import (
 )
 from eventsrc.events import (
     Event,
+    LeaderElected,
     NodeCapabilitiesReported,
     NodeExpired,
     NodeLeft,
@@ -136,6 +138,7 @@ class NodeAgent:
         self._fence = LeaderFence(store, node_id=node_id)
         self._unacked: dict[tuple[str, int], Delivery] = {}
         self._joined = False
+        self._elections_in_band = False
         self.producer = f"node:{node_id}"
 
     @property
@@ -150,7 +153,10 @@ class NodeAgent:
         """Introduce ourselves, join, advertise, then heartbeat and take work."""
         reply, joined_seq = await self._hello_and_join()
         self._joined = True
-        await self._fence.start()  # knows the leader epoch before anything runs
+        # Knows the leader epoch before anything runs; learns of new elections on the
+        # work consumer when it carries them (a coordinator that says so made it).
+        self._elections_in_band = bool(reply.get("elections"))
+        await self._fence.start(in_band=self._elections_in_band)
         # Fetching is not gated on free slots: a cancel request arrives on the same
         # consumer and must be seen while every slot is busy. The coordinator never
         # assigns more than the capacity, so waiting assignments stay few.
@@ -394,7 +400,8 @@ class NodeAgent:
     async def deliver(self, delivery: Delivery) -> None:
         """Handle one delivery of this node's work consumer, as the feed does for each:
         an assignment starts running (acked once its result is stored), a cancel request
-        stops its attempt, anything else is acked and dropped. An event a deposed leader
+        stops its attempt, a leader election is noted by the fence, anything else is
+        acked and dropped. An event a deposed leader
         stored is acked and not acted on (``LeaderFence``). An attempt already run
         here, running, or over according to the stream is acked and not run again;
         while draining an assignment is left unacked."""
@@ -403,6 +410,16 @@ class NodeAgent:
             log.warning("%s", event)
             await delivery.ack()
             return
+        if self._elections_in_band:
+            self._fence.observe(
+                event,
+                seq=delivery.seq,
+                consumer_seq=delivery.consumer_seq,
+                delivered=delivery.delivered,
+            )
+            if isinstance(event, LeaderElected):
+                await delivery.ack()  # noted: nothing to run
+                return
         try:
             admitted = await self._fence.admits(event, delivery.seq)
         except EventsrcError as err:

@@ -2,12 +2,17 @@
 that consumer's settings.
 
 The coordinator creates the consumer when a node says hello (``assignment_consumer``:
-name ``node-<id>``, filter ``evt.task.*.to.<id>``, explicit acks, ``ASSIGNMENT_ACK_WAIT_S``,
-no limit on redeliveries) and a returning node keeps it, so what it had not acked is
-delivered again. The node takes its work with an ``AssignmentFeed``: each message is
-decoded here and handed on as a ``Delivery`` (the event, or the UndecodableEventError
-saying why it is not one, as the store's readers yield them) with its ack handle. The
-node never sees a NATS message.
+name ``node-<id>``, filters ``evt.task.*.to.<id>`` and ``evt.cluster``, explicit acks,
+``ASSIGNMENT_ACK_WAIT_S``, no limit on redeliveries) and a returning node keeps it, so
+what it had not acked is delivered again. The leader elections on ``evt.cluster`` come
+along so that the node's fence learns of each one in stream order, ahead of any
+assignment stored after it, without a second read of its assignments
+(``carries_elections`` tells a consumer made before that from one made since).
+
+The node takes its work with an ``AssignmentFeed``: each message is decoded here and
+handed on as a ``Delivery`` (the event, or the UndecodableEventError saying why it is
+not one, as the store's readers yield them) with its ack handle. The node never sees a
+NATS message.
 
 Messages arrive through ``PullFeed``, our own pull loop rather than nats-py's ``fetch``:
 a worker wants each assignment the moment it is stored, and ``fetch`` sends two pull
@@ -27,10 +32,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventsrc.errors import InvalidIdError, ServerUnavailableError, UndecodableEventError
 from eventsrc.events import Event, decode
-from eventsrc.events.subjects import assignments_filter
+from eventsrc.events.subjects import CLUSTER_SUBJECT, assignments_filter
 from eventsrc.ports import EVENTS_STREAM
 from eventsrc.store.connection import Connection
-from eventsrc.store.feed import PullFeed, ack_reply, delivery_count
+from eventsrc.store.feed import PullFeed, ack_reply
 
 ASSIGNMENT_ACK_WAIT_S: Final = 30.0
 """How long JetStream waits for a node's ack (or in-progress mark) before it delivers an
@@ -66,7 +71,7 @@ def assignment_consumer(node_id: str) -> ConsumerConfig:
     creates it); raises InvalidIdError as ``assignment_consumer_name`` does."""
     return ConsumerConfig(
         durable_name=assignment_consumer_name(node_id),
-        filter_subject=assignments_filter(node_id),
+        filter_subjects=[assignments_filter(node_id), CLUSTER_SUBJECT],
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.NEW,
         ack_wait=ASSIGNMENT_ACK_WAIT_S,
@@ -74,18 +79,25 @@ def assignment_consumer(node_id: str) -> ConsumerConfig:
     )
 
 
+def carries_elections(config: ConsumerConfig) -> bool:
+    """Whether a work consumer delivers the leader elections too (made as
+    ``assignment_consumer`` makes them now; one made before filters assignments only)."""
+    return CLUSTER_SUBJECT in (config.filter_subjects or ())
+
+
 class Delivery:
     """One message of the work consumer: its ``event`` (or the UndecodableEventError saying
     why it is not one) and its ack handle. Unacked, JetStream delivers it again after
     ``ASSIGNMENT_ACK_WAIT_S``."""
 
-    __slots__ = ("_msg", "_nc", "event")
+    __slots__ = ("_msg", "_nc", "_reply", "event")
 
     event: Event | UndecodableEventError
 
     def __init__(self, nc: Connection, msg: Msg) -> None:
         self._nc = nc
         self._msg = msg
+        self._reply = ack_reply(msg)  # read once: the fence and the node ask several times
         try:
             self.event = decode(msg.data, subject=msg.subject)
         except UndecodableEventError as err:
@@ -94,12 +106,18 @@ class Delivery:
     @property
     def delivered(self) -> int:
         """How often JetStream delivered this message (1 the first time)."""
-        return delivery_count(self._msg)
+        return self._reply.delivered
+
+    @property
+    def consumer_seq(self) -> int:
+        """The consumer's own sequence of this delivery (one more for each delivery it
+        made, redeliveries included)."""
+        return self._reply.consumer_seq
 
     @property
     def seq(self) -> int:
         """The sequence of EVENTSRC_EVENTS the message is stored at."""
-        return ack_reply(self._msg).stream_seq
+        return self._reply.stream_seq
 
     async def ack(self) -> None:
         """Done with: JetStream does not deliver it again. Raises ServerUnavailableError

@@ -252,14 +252,19 @@ def _settled(info: StreamInfo, replicas: int) -> bool:
     return len(peers) == replicas - 1 and all(peer.current for peer in peers)
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> None:
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> ConsumerConfig:
     """Create the durable consumer ``config`` names on ``stream`` unless it exists (an
-    existing one is kept as it is, with what it has not delivered or had acked)."""
+    existing one is kept as it is, with what it has not delivered or had acked); the
+    settings it has."""
     assert config.durable_name is not None
     try:
-        await js.consumer_info(stream, config.durable_name)
+        info = await js.consumer_info(stream, config.durable_name)
     except NotFoundError:
-        await js.add_consumer(stream, config)
+        info = await js.add_consumer(stream, config)
+    settings: ConsumerConfig = info.config
+    return settings
 
 
 async def stream_leaders(

@@ -13,6 +13,7 @@ import nats
 from nats.aio.client import Client
 
 import eventsrc
+from eventsrc.errors import UndecodableEventError
 from eventsrc.events import LeaderElected, TaskAssigned, encode, new_event_id
 from eventsrc.events.subjects import CLUSTER_SUBJECT
 from eventsrc.node.agent import NodeAgent
@@ -20,7 +21,13 @@ from eventsrc.node.builtins import builtin_skill
 from eventsrc.node.fencing import LeaderFence
 from eventsrc.ports import EVENTS_STREAM, StoredEvent
 from eventsrc.store import JetStreamEventStore
-from eventsrc.store.assignments import assignment_consumer_name
+from eventsrc.store.assignments import (
+    AssignmentFeed,
+    Delivery,
+    assignment_consumer,
+    assignment_consumer_name,
+    carries_elections,
+)
 from tests.waiting import until, until_awaited
 
 
@@ -212,4 +219,98 @@ async def test_the_fence_follows_stream_order(nats_url: str) -> None:
         assert not await cold.admits(late, late_seq)
     finally:
         await fence.close()
+        await nc.close()
+
+
+async def test_in_band_the_fence_learns_elections_from_the_work_consumer(nats_url: str) -> None:
+    """The work consumer carries the elections in stream order: a fence fed its deliveries
+    (as the node does) fences a zombie's assignment stored after a newer election, lets
+    through one stored before it, and reads the stream when a delivery went missing."""
+    nc = await nats.connect(nats_url)
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    await nc.jetstream().add_consumer(EVENTS_STREAM, assignment_consumer("inband"))
+    # Epochs above any this module's server holds already.
+    known = [
+        r.event.epoch or 0
+        async for r in store.read(subjects=CLUSTER_SUBJECT)
+        if isinstance(r, StoredEvent)
+    ]
+    e = max(known, default=0)
+    await store_raw(nc, _election(e + 1))
+    fence = LeaderFence(store, node_id="inband")
+    await fence.start(in_band=True)
+    admitted: dict[str, bool] = {}
+    seen: list[tuple[int, Delivery]] = []
+
+    async def deliver(delivery: Delivery) -> None:
+        event = delivery.event
+        assert not isinstance(event, UndecodableEventError)
+        fence.observe(
+            event,
+            seq=delivery.seq,
+            consumer_seq=delivery.consumer_seq,
+            delivered=delivery.delivered,
+        )
+        seen.append((delivery.seq, delivery))
+        if isinstance(event, TaskAssigned):
+            admitted[event.task_id] = await fence.admits(event, delivery.seq)
+        await delivery.ack()
+
+    feed = AssignmentFeed(
+        nc, consumer=assignment_consumer_name("inband"), on_delivery=deliver, batch=16
+    )
+    await feed.start()
+    try:
+        await store_raw(nc, assignment("before", "inband", e + 1))
+        await store_raw(nc, _election(e + 2))
+        await store_raw(nc, assignment("zombie", "inband", e + 1))
+        await store_raw(nc, assignment("current", "inband", e + 2))
+        await until(lambda: len(admitted) == 3, "three assignments decided", 10)
+        assert admitted == {"before": True, "zombie": False, "current": True}
+        assert fence.epoch == e + 2
+        # The elections came on the work consumer, in stream order with the assignments.
+        kinds = [type(d.event).__name__ for _, d in seen]
+        assert kinds == ["LeaderElected", "TaskAssigned", "LeaderElected", *["TaskAssigned"] * 2]
+    finally:
+        await feed.stop()
+
+    # A delivery that never arrived (consumer sequence 2 skipped): here an election. The
+    # fence cannot vouch for what follows, so it reads the stream and still fences.
+    gap = LeaderFence(store, node_id="inband")
+    await gap.start(in_band=True)
+    assert gap.epoch == e + 2
+    first = assignment("first", "inband", e + 2)
+    first_seq = await store_raw(nc, first)
+    missed_seq = await store_raw(nc, _election(e + 3))
+    late = assignment("late", "inband", e + 2)
+    late_seq = await store_raw(nc, late)
+    gap.observe(first, seq=first_seq, consumer_seq=1, delivered=1)
+    assert await gap.admits(first, first_seq)
+    gap.observe(late, seq=late_seq, consumer_seq=3, delivered=1)
+    assert not await gap.admits(late, late_seq)
+    assert gap.epoch == e + 3 and missed_seq < late_seq
+    # Read past the gap, the fence moves with the deliveries again.
+    newer = assignment("newer", "inband", e + 3)
+    newer_seq = await store_raw(nc, newer)
+    gap.observe(newer, seq=newer_seq, consumer_seq=4, delivered=1)
+    assert await gap.admits(newer, newer_seq)
+    await gap.close()
+    await fence.close()
+    await nc.close()
+
+
+async def test_the_coordinator_gives_a_node_a_consumer_that_carries_elections(
+    coordinator_url: str,
+) -> None:
+    nc = await nats.connect(coordinator_url)
+    runs: list[str] = []
+    agent = _agent(nc, "fenced-3", runs)
+    try:
+        await agent.start()
+        name = assignment_consumer_name("fenced-3")
+        info = await nc.jetstream().consumer_info(EVENTS_STREAM, name)
+        assert carries_elections(info.config)
+    finally:
+        await agent.close(leave=True)
         await nc.close()
