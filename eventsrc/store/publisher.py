@@ -5,7 +5,10 @@ nats-py's ``js.publish`` is a general ``request``: a timer per call through
 reflection. Appends are our most frequent operation (every task is two or three of
 them), so this keeps one wildcard inbox for all acks, waits with ``asyncio.timeout``
 and reads the two fields we use with orjson: about 15% less per awaited append here.
-Pipelined appends keep nats-py's ``publish_async``, which is already lean. Atomic
+Pipelined appends (``publish_many``) are ours too, for a nats-py defect: in nats-py 2.16
+``publish_async`` never resolves a publish whose ack carries a JetStream error (a full
+stream, a failed guard), because its reply callback raises the error instead of setting
+it on the publish's future; the caller waits forever. Atomic
 batches (``publish_batch``) are ours because nats-py 2.16 has none: it names the batch
 headers (``nats.js.api.Header``) and reads the batch fields of an ack, but publishes no
 batch. The same machinery serves the command API, for a second reason: nats-py's

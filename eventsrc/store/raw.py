@@ -175,20 +175,16 @@ async def publish_raw(
     """Publish ``(subject, data, headers)`` messages pipelined, then read each ack.
 
     Returns one ``RawAck`` per message, in order. Raises RawPublishError when a publish
-    itself fails (then no ack of the batch is read).
+    itself fails (then no ack of the batch is read; the error names its first message).
     """
-    futures = []
     try:
-        for subject, data, headers in messages:
-            futures.append(await store.js.publish_async(subject, data, headers=headers))
+        replies = await store.publish_pipelined(messages)
     except nats.errors.Error as err:
-        raise RawPublishError(len(futures), reason_of(err)) from err
+        raise RawPublishError(0, reason_of(err)) from err
     acks: list[RawAck] = []
-    for future in futures:
-        try:
-            ack = await future
-        except nats.errors.Error as err:
-            acks.append(RawAck(error=reason_of(err)))
+    for reply in replies:
+        if isinstance(reply, nats.errors.Error):
+            acks.append(RawAck(error=reason_of(reply)))
             continue
-        acks.append(RawAck(duplicate=bool(ack.duplicate)))
+        acks.append(RawAck(duplicate=reply.duplicate))
     return acks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import nats
@@ -12,7 +13,7 @@ from nats.aio.client import Client
 
 from eventsrc.errors import ServerUnavailableError, StoreError, StoreFullError
 from eventsrc.events import encode
-from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM, JetStreamEventStore
+from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM, JetStreamEventStore, StreamSettings
 from eventsrc.store.jetstream import HDR_MSG_ID, _map_error
 from eventsrc.store.raw import (
     RawAck,
@@ -67,6 +68,26 @@ async def test_raw_messages_come_back_byte_for_byte_and_ids_deduplicate(nc: Clie
     assert stored[0].headers == {HDR_MSG_ID: event.event_id, "X-Kept": "yes"}
     assert stored[0].time <= stored[1].time
     assert [m.seq async for m in read_raw(store, EVENTS_STREAM, last_seq=1)] == [1]
+
+
+async def test_raw_publishes_into_a_full_stream_each_get_the_refusal(
+    make_server: MakeServer,
+) -> None:
+    url = make_server().url
+    assert url is not None
+    client = await nats.connect(url)
+    try:
+        store = JetStreamEventStore(client, settings=StreamSettings(events_max_bytes=4096))
+        await store.ensure_streams()
+        events = [submitted(f"raw-full-{i}") for i in range(100)]
+        messages = [(e.subject, encode(e), {HDR_MSG_ID: e.event_id}) for e in events]
+        async with asyncio.timeout(10):
+            acks = await publish_raw(store, messages)
+        refused = [ack for ack in acks if ack.error is not None]
+        assert refused and len(refused) < len(acks)
+        assert all("maximum bytes" in (ack.error or "") for ack in refused), refused[:1]
+    finally:
+        await client.close()
 
 
 def test_a_stray_nats_error_becomes_one_line() -> None:
