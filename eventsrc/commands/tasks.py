@@ -13,7 +13,7 @@ share a limit's last slot. Time only comes from the stamp.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -298,6 +298,7 @@ def reconcile(
     stamp: Stamp,
     planned: Mapping[str, int] | None = None,
     full: bool = True,
+    placing: Collection[str] = (),
 ) -> list[Decision]:
     """The events that move unfinished tasks along, per task, highest priority first.
 
@@ -306,11 +307,17 @@ def reconcile(
     found busy: their queue deadlines and reasons are the full pass's, which also checks
     the running ones for deadlines and lost nodes. So the quick pass after each applied
     batch costs little however long the queue is.
+
+    ``placing``: tasks whose placement is decided and being stored elsewhere (a
+    submission with its first placement, applied in part); a pass leaves them alone
+    rather than place them again with an append that can only lose its race.
     """
     decisions: list[Decision] = []
     counted: Counter[str] = Counter(planned or {})
     waiting: list[TaskView] = []
     for task_id in state.open_tasks if full else state.waiting:
+        if task_id in placing:
+            continue
         task = state.tasks[task_id]
         if task.state == TaskState.QUEUED:
             waiting.append(task)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Sequence
 
 from eventsrc.commands import api
+from eventsrc.commands.base import Stamp
 from eventsrc.commands.tasks import (
     CancelTask,
     Limits,
@@ -35,7 +35,7 @@ from eventsrc.errors import (
     PayloadTooLargeError,
     StoreError,
 )
-from eventsrc.events import Event
+from eventsrc.events import Event, TaskAssigned
 from eventsrc.events.subjects import task_filter
 from eventsrc.history import fold_task
 from eventsrc.projections.state import ClusterState
@@ -64,6 +64,9 @@ class TaskDesk:
         self.reservations = Reservations()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._newest_finished: str | None = None
+        # Tasks whose first placement is decided and being stored: the pass run when
+        # their submission alone is applied leaves them to the decision in flight.
+        self._placing: set[str] = set()
 
     # -- requests ---------------------------------------------------------------------
 
@@ -92,9 +95,17 @@ class TaskDesk:
                 return existing
         if not in_memory:
             await self._check_room()
-        decide = functools.partial(
-            decide_submit, limits=self._limits, planned=self.reservations.counts
-        )
+
+        def decide(
+            state: ClusterState, command: SubmitTask, /, *, stamp: Stamp
+        ) -> tuple[Event, ...]:
+            events = decide_submit(
+                state, command, stamp=stamp, limits=self._limits, planned=self.reservations.counts
+            )
+            if events and isinstance(events[-1], TaskAssigned):
+                self._placing.add(command.task_id)
+            return events
+
         try:
             await self._writer.execute(decide, command, reservations=self.reservations)
         except StoreError:
@@ -104,6 +115,8 @@ class TaskDesk:
             if existing is None:
                 raise
             return existing
+        finally:
+            self._placing.discard(command.task_id)
         return None
 
     async def submit_many(self, command: api.SubmitTasks) -> dict[str, list[SubmittedTask]]:
@@ -122,6 +135,7 @@ class TaskDesk:
         batch: list[SubmitTask] = []
         chains: list[tuple[Event, ...]] = []
         held: list[str] = []
+        placing: list[str] = []
         try:
             for number, task in enumerate(command.tasks, start=1):
                 if task.task_id not in state.tasks and task_filter(task.task_id) in (
@@ -141,6 +155,9 @@ class TaskDesk:
                     raise type(err)(f"task {number} ({task.task_id}): {err}") from err
                 # Held at once, so the next task of the batch sees this one's slot taken.
                 held += self.reservations.hold(events)
+                if events and isinstance(events[-1], TaskAssigned):
+                    placing.append(task.task_id)
+                    self._placing.add(task.task_id)
                 batch.append(task)
                 chains.append(events)
             outcomes = await self._writer.append_chains(
@@ -151,6 +168,7 @@ class TaskDesk:
                 await self._runner.wait_for(last)
         finally:
             self.reservations.release(held)
+            self._placing.difference_update(placing)
         for task, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, ConcurrencyError):
                 one_by_one.append(task)  # stored meanwhile by another request: see submit
@@ -272,7 +290,11 @@ class TaskDesk:
         if not full and not state.waiting:
             return
         decisions = reconcile(
-            state, stamp=self._writer.stamp(), planned=self.reservations.counts, full=full
+            state,
+            stamp=self._writer.stamp(),
+            planned=self.reservations.counts,
+            full=full,
+            placing=self._placing,
         )
         held = self.reservations.hold([e for _, events in decisions for e in events])
         try:

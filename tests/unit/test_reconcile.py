@@ -428,3 +428,14 @@ def test_a_quick_pass_leaves_tasks_behind_busy_nodes_to_the_full_pass() -> None:
         ("t2", [TaskTimedOut]),
         ("t3", [TaskAssigned]),
     ]
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_task_being_placed_elsewhere_is_left_to_that_decision(full: bool) -> None:
+    """Its submission applied alone (the placement stored next): a pass that placed it
+    again would append a second placement that can only lose its race."""
+    cluster = python_on("a")
+    since = submit(cluster)
+    now = since + timedelta(seconds=1)
+    assert [task for task, _ in loop(cluster.state, now, full=full)] == ["t1"]
+    assert loop(cluster.state, now, full=full, placing={"t1"}) == []
