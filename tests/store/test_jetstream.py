@@ -202,42 +202,28 @@ async def test_oversized_event_is_refused_clearly(store: JetStreamEventStore) ->
         await store.append(big)
 
 
-async def test_a_full_store_refuses_and_keeps_what_it_has(make_server: MakeServer) -> None:
-    server = make_server()
-    assert server.url is not None
-    client = await nats.connect(server.url)
-    try:
-        store = JetStreamEventStore(client, settings=StreamSettings(events_max_bytes=4096))
-        await store.ensure_streams()
-        kept: list[int] = []
-        with pytest.raises(StoreFullError, match="full"):
-            for i in range(200):
-                kept.append(await store.append(submitted(f"full-{i}")))
-        assert kept, "the stream accepted nothing at all"
-        stored = await collect(store.read())
-        assert [item.seq for item in stored] == kept  # type: ignore[attr-defined]
-    finally:
-        await client.close()
+async def test_a_full_store_refuses_and_keeps_what_it_has(
+    small_store: JetStreamEventStore,
+) -> None:
+    kept: list[int] = []
+    with pytest.raises(StoreFullError, match="full"):
+        for i in range(200):
+            kept.append(await small_store.append(submitted(f"full-{i}")))
+    assert kept, "the stream accepted nothing at all"
+    stored = await collect(small_store.read())
+    assert [item.seq for item in stored] == kept  # type: ignore[attr-defined]
 
 
 async def test_pipelined_appends_to_a_full_store_end_with_its_error(
-    make_server: MakeServer,
+    small_store: JetStreamEventStore,
 ) -> None:
     """Each refused ack resolves its append: nats-py 2.16's ``publish_async`` would leave
     them pending forever (its reply callback raises the JetStream error)."""
-    server = make_server()
-    assert server.url is not None
-    client = await nats.connect(server.url)
-    try:
-        store = JetStreamEventStore(client, settings=StreamSettings(events_max_bytes=4096))
-        await store.ensure_streams()
-        async with asyncio.timeout(10):
-            with pytest.raises(StoreFullError, match="full"):
-                await store.append_many([submitted(f"many-{i}") for i in range(100)])
-        stored = await collect(store.read())
-        assert 0 < len(stored) < 100
-    finally:
-        await client.close()
+    async with asyncio.timeout(10):
+        with pytest.raises(StoreFullError, match="full"):
+            await small_store.append_many([submitted(f"many-{i}") for i in range(100)])
+    stored = await collect(small_store.read())
+    assert 0 < len(stored) < 100
 
 
 async def test_events_survive_a_server_restart(make_server: MakeServer) -> None:

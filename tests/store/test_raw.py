@@ -13,7 +13,7 @@ from nats.aio.client import Client
 
 from eventsrc.errors import ServerUnavailableError, StoreError, StoreFullError
 from eventsrc.events import encode
-from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM, JetStreamEventStore, StreamSettings
+from eventsrc.store import EVENTS_STREAM, HEARTBEATS_STREAM, JetStreamEventStore
 from eventsrc.store.jetstream import HDR_MSG_ID, _map_error
 from eventsrc.store.raw import (
     RawAck,
@@ -71,23 +71,15 @@ async def test_raw_messages_come_back_byte_for_byte_and_ids_deduplicate(nc: Clie
 
 
 async def test_raw_publishes_into_a_full_stream_each_get_the_refusal(
-    make_server: MakeServer,
+    small_store: JetStreamEventStore,
 ) -> None:
-    url = make_server().url
-    assert url is not None
-    client = await nats.connect(url)
-    try:
-        store = JetStreamEventStore(client, settings=StreamSettings(events_max_bytes=4096))
-        await store.ensure_streams()
-        events = [submitted(f"raw-full-{i}") for i in range(100)]
-        messages = [(e.subject, encode(e), {HDR_MSG_ID: e.event_id}) for e in events]
-        async with asyncio.timeout(10):
-            acks = await publish_raw(store, messages)
-        refused = [ack for ack in acks if ack.error is not None]
-        assert refused and len(refused) < len(acks)
-        assert all("maximum bytes" in (ack.error or "") for ack in refused), refused[:1]
-    finally:
-        await client.close()
+    events = [submitted(f"raw-full-{i}") for i in range(100)]
+    messages = [(e.subject, encode(e), {HDR_MSG_ID: e.event_id}) for e in events]
+    async with asyncio.timeout(10):
+        acks = await publish_raw(small_store, messages)
+    refused = [ack for ack in acks if ack.error is not None]
+    assert refused and len(refused) < len(acks)
+    assert all("maximum bytes" in (ack.error or "") for ack in refused), refused[:1]
 
 
 def test_a_stray_nats_error_becomes_one_line() -> None:
