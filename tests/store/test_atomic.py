@@ -282,7 +282,7 @@ async def test_chains_of_a_committed_batch_are_told_stored_when_the_rest_is_refu
     async with ProjectionRunner(store, follow_heartbeats=False) as runner:
         # One check for the batch, then the lease is lost before the rest is appended.
         writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
-        chains = [placed(f"t{n}") for n in range(ATOMIC_MIN_EVENTS)]
+        chains: list[tuple[Event, ...]] = [placed(f"t{n}") for n in range(ATOMIC_MIN_EVENTS)]
         chains.append(placed("t0", "n2")[1:])  # t0 again: appended after the batch
         outcomes = await writer.append_chains(chains, [{} for _ in chains])
     assert outcomes[:-1] == [2 * (n + 1) for n in range(ATOMIC_MIN_EVENTS)]
