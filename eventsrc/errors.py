@@ -119,6 +119,11 @@ class ConcurrencyError(StoreError):
         )
 
 
+class BatchRefusedError(StoreError):
+    """The server turned an atomic batch away before storing any of it (too many batches
+    in flight, or it lost part of the batch): append its events one by one instead."""
+
+
 class DuplicateEventError(StoreError):
     """The event id was stored before; the server deduplicated this publish."""
 

@@ -9,13 +9,15 @@ sequence of the previous. A lost race re-reads and decides again. Many decisions
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
 
 from eventsrc.commands.base import Command, Origin, Stamp
 from eventsrc.errors import (
+    BatchRefusedError,
     ConcurrencyError,
     DuplicateEventError,
     EventsrcError,
@@ -42,6 +44,8 @@ class Decide(Protocol[CommandT]):
 C = TypeVar("C", bound=Command)
 
 MAX_CONFLICT_RETRIES = 5
+
+WRITER_STOPPED: Final = "the writer stopped before storing this decision; retry"
 
 ATOMIC_MIN_EVENTS: Final = 16
 """The fewest events of many decisions stored as an atomic batch. nats-server 2.15 stages
@@ -164,12 +168,32 @@ class EventWriter:
             finally:
                 self._appending -= 1
         stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queued.append((events, expected, stored))
+        entry = (events, expected, stored)
+        self._queued.append(entry)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
-        return await stored
+        try:
+            return await asyncio.shield(stored)
+        except asyncio.CancelledError:
+            if entry in self._queued:  # nothing sent: it is never stored
+                self._queued.remove(entry)
+                stored.cancel()
+                raise
+            # Being stored: the caller releases its reservations once we return, so only
+            # after the events are stored and applied (or failed to store).
+            await _outlast(self._settle(stored))
+            raise
+
+    async def _settle(self, stored: asyncio.Future[int]) -> None:
+        """Wait until a decision being stored is stored and applied, or failed."""
+        try:
+            last = await stored
+        except Exception:
+            return
+        await self.runner.wait_for(last)
 
     async def _flush(self) -> None:
+        group: list[tuple[Sequence[Event], dict[str, int], asyncio.Future[int]]] = []
         try:
             while self._queued:
                 group, self._queued = self._queued, []
@@ -178,7 +202,7 @@ class EventWriter:
                     outcomes: list[int | EventsrcError] | BaseException = await self.append_chains(
                         [events for events, _, _ in group], [expected for _, expected, _ in group]
                     )
-                except Exception as err:  # every decision of the group hears of it
+                except Exception as err:  # raised before storing any: all of them hear it
                     outcomes = err
                 finally:
                     self._appending -= 1
@@ -191,7 +215,12 @@ class EventWriter:
                     else:
                         stored.set_result(outcome)
         finally:
+            # Cancelled or died: no caller waits forever for a decision never stored.
             self._flusher = None
+            left, self._queued = [*group, *self._queued], []
+            for _, _, stored in left:
+                if not stored.done():
+                    stored.set_exception(StoreError(WRITER_STOPPED))
 
     def stamp(self) -> Stamp:
         """The stamp of a decision made now: our origin, the clock's time, fresh ids."""
@@ -224,15 +253,23 @@ class EventWriter:
         failed, an event was stored already, the server refuses batches) stores none of
         its chains; they are then appended pipelined, which tells which of them lost.
         Pipelined: the first event of every chain in one round trip, then the second of
-        each, and so on."""
+        each, and so on. Never raises: an error that stops chains (the lead lost, the
+        store failing) is the result of each chain it left incomplete."""
         results: list[int | EventsrcError] = [0] * len(chains)
         going = [index for index, chain in enumerate(chains) if chain]
         if self.store.atomic_batches and sum(map(len, chains)) >= ATOMIC_MIN_EVENTS:
             groups, going = _atomic_groups(chains, going)
             refused = await asyncio.gather(
-                *(self._append_atomic(chains, expected, group, results) for group in groups)
+                *(self._append_atomic(chains, expected, group, results) for group in groups),
+                return_exceptions=True,
             )
-            going = sorted(going + [index for group in refused for index in group])
+            for group, outcome in zip(groups, refused, strict=True):
+                if isinstance(outcome, BaseException):
+                    for index in group:
+                        results[index] = _as_store_error(outcome)
+                else:
+                    going.extend(outcome)
+            going.sort()
         await self._append_pipelined(chains, expected, going, results)
         return results
 
@@ -258,9 +295,9 @@ class EventWriter:
         self.check_leading(self.runner.state.epoch)
         try:
             last = await self.store.append_batch(events, guards)
-        except ConcurrencyError:
-            return group
-        except EventsrcError as err:
+        except (ConcurrencyError, BatchRefusedError):
+            return group  # none of it stored: appended one by one, which tells who lost
+        except EventsrcError as err:  # a timeout too: stored or not, unknown
             if not self.store.atomic_batches:
                 return group  # the server refused atomic batches: pipelined from now on
             for index in group:
@@ -279,16 +316,22 @@ class EventWriter:
         going: list[int],
         results: list[int | EventsrcError],
     ) -> None:
-        """Append the chains ``going`` names pipelined, position by position."""
+        """Append the chains ``going`` names pipelined, position by position. An error
+        that stops them all is the result of each chain not stored completely."""
         position = 0
         while going:
-            self.check_leading(self.runner.state.epoch)
             events = [chains[index][position] for index in going]
             seqs: list[int | None] = [
                 expected[index].get(event.aggregate_subject, 0)
                 for index, event in zip(going, events, strict=True)
             ]
-            outcomes = await self.store.append_guarded(events, seqs)
+            try:
+                self.check_leading(self.runner.state.epoch)
+                outcomes = await self.store.append_guarded(events, seqs)
+            except Exception as err:
+                for index in going:
+                    results[index] = _as_store_error(err)
+                return
             position += 1
             still: list[int] = []
             for index, event, outcome in zip(going, events, outcomes, strict=True):
@@ -345,3 +388,19 @@ def _atomic_groups(
     if group:
         groups.append(group)
     return groups, rest
+
+
+def _as_store_error(err: BaseException) -> EventsrcError:
+    """What a chain stopped by ``err`` is told: ours as it is, anything else a store
+    error (its outcome is unknown: retry, idempotently)."""
+    if isinstance(err, EventsrcError):
+        return err
+    return StoreError(f"storing a decision failed ({type(err).__name__}: {err}); retry")
+
+
+async def _outlast(work: Awaitable[None]) -> None:
+    """Await ``work`` to its end, however often the awaiting task is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)

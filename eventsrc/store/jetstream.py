@@ -36,6 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eventsrc.errors import (
+    BatchRefusedError,
     ConcurrencyError,
     DuplicateEventError,
     EventsrcError,
@@ -86,6 +87,12 @@ JS_ERR_ATOMIC_DISABLED: Final = 10174
 JS_ERR_ATOMIC_UNSUPPORTED_HEADER: Final = 10177
 # "atomic publish batch contains duplicate message id": an event of it is stored already.
 JS_ERR_ATOMIC_DUPLICATE_ID: Final = 10201
+# Refusals of a batch that store none of it: the server holds too many batches of the
+# stream at once (50 in 2.15), or did not get every message of it. Told apart by their
+# descriptions.
+ATOMIC_REFUSALS: Final = ("atomic publish batch is incomplete", "atomic publish too many inflight")
+MAX_BATCHES_IN_FLIGHT: Final = 32
+"""Atomic batches this store has in flight at most (under the server's limit per stream)."""
 
 MAX_APPENDING: Final = 10_000
 """Events kept for the follower at most: each is dropped when delivered (within ms); a
@@ -122,6 +129,7 @@ class JetStreamEventStore:
         self._publisher = AckedPublisher(nc, timeout=timeout)
         self._settings = settings or StreamSettings()
         self._atomic = False
+        self._batch_slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
         self._following = 0
         self._appending: dict[str, Event] = {}
         """Events being appended while this store follows the events stream, by id: the
@@ -214,15 +222,17 @@ class JetStreamEventStore:
         others have the ones before it). Raises ConcurrencyError when a guard fails or
         an event's id is stored already (a retried batch: re-read and decide again, as
         after any conflict), StoreError when the server refuses atomic batches
-        (``atomic_batches`` is False from then on: append one by one), else as ``append``
-        raises."""
+        (``atomic_batches`` is False from then on: append one by one), BatchRefusedError
+        when it turned this batch away storing none of it (append it one by one), else as
+        ``append`` raises (a timeout leaves the outcome unknown)."""
         messages = [
             (event.subject, encode(event), _append_headers(event, seq))
             for event, seq in zip(events, expected, strict=True)
         ]
         self._remember(events)
         try:
-            ack = await self._publisher.publish_batch(messages)
+            async with self._batch_slots:
+                ack = await self._publisher.publish_batch(messages)
         except BaseException as err:
             for event in events:
                 self._appending.pop(event.event_id, None)
@@ -231,6 +241,11 @@ class JetStreamEventStore:
             if isinstance(err, nats.js.errors.APIError):
                 if err.err_code == JS_ERR_ATOMIC_DUPLICATE_ID:
                     raise ConcurrencyError("(batch)", -1) from err
+                if (err.description or "").startswith(ATOMIC_REFUSALS):
+                    raise BatchRefusedError(
+                        f"{EVENTS_STREAM} turned an atomic batch away ({err.description}); "
+                        f"append its events one by one"
+                    ) from err
                 if err.err_code in (JS_ERR_ATOMIC_DISABLED, JS_ERR_ATOMIC_UNSUPPORTED_HEADER):
                     self._atomic = False
                     log.warning(

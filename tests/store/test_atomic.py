@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import nats
@@ -17,14 +17,20 @@ from nats.js.api import PersistMode
 
 from eventsrc.commands.base import Origin, Stamp
 from eventsrc.commands.tasks import SubmitTask
-from eventsrc.errors import ConcurrencyError, EventsrcError, StoreError
+from eventsrc.errors import (
+    BatchRefusedError,
+    ConcurrencyError,
+    EventsrcError,
+    NotLeaderError,
+    StoreError,
+)
 from eventsrc.events import Event, TaskAssigned, TaskSpec, TaskSubmitted
 from eventsrc.ports import MAX_ATOMIC_BATCH
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import EVENTS_STREAM, JetStreamEventStore, StoredEvent, StreamSettings
 from eventsrc.store.streams import events_config
-from eventsrc.writer import ATOMIC_MIN_EVENTS, EventWriter
+from eventsrc.writer import ATOMIC_MIN_EVENTS, EventWriter, Reservations
 from tests.conftest import MakeServer
 from tests.factories import T0, envelope
 
@@ -245,3 +251,201 @@ async def test_concurrent_decisions_are_stored_together_a_lone_one_at_once(nc: C
     # The 39 queued behind the first went as one group: an atomic batch.
     batched = [await store.js.get_msg(EVENTS_STREAM, seq) for seq in range(3, 83)]
     assert sum("Nats-Batch-Id" in (m.headers or {}) for m in batched) >= ATOMIC_MIN_EVENTS
+
+
+def _lease_for(checks: int) -> Callable[[], bool]:
+    """A lease held for the first ``checks`` checks, lost from then on."""
+    calls = iter(range(checks))
+    return lambda: next(calls, None) is not None
+
+
+async def test_chains_stored_before_the_lease_is_lost_are_told_stored_the_rest_not_leader(
+    nc: Client,
+) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
+        # Pipelined (too few events for a batch): the lease is lost after position 0.
+        chains: list[tuple[Event, ...]] = [placed("a"), placed("b")[:1], placed("c")]
+        outcomes = await writer.append_chains(chains, [{} for _ in chains])
+    assert isinstance(outcomes[0], NotLeaderError) and isinstance(outcomes[2], NotLeaderError)
+    assert outcomes[1] == 2  # stored completely at position 0
+    assert [event_id for _, _, event_id in await stored(store)][1] == chains[1][0].event_id
+
+
+async def test_chains_of_a_committed_batch_are_told_stored_when_the_rest_is_refused(
+    nc: Client,
+) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        # One check for the batch, then the lease is lost before the rest is appended.
+        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
+        chains: list[tuple[Event, ...]] = [placed(f"t{n}") for n in range(ATOMIC_MIN_EVENTS)]
+        chains.append(placed("t0", "n2")[1:])  # t0 again: appended after the batch
+        outcomes = await writer.append_chains(chains, [{} for _ in chains])
+    assert outcomes[:-1] == [2 * (n + 1) for n in range(ATOMIC_MIN_EVENTS)]
+    assert isinstance(outcomes[-1], NotLeaderError)
+
+
+async def test_a_batch_refused_by_the_lease_leaves_the_results_of_the_others(
+    nc: Client,
+) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
+        tasks = MAX_ATOMIC_BATCH // 2 + 10  # two batches; the second checks a lost lease
+        chains = [placed(f"t{n}") for n in range(tasks)]
+        outcomes = await writer.append_chains(chains, [{} for _ in chains])
+    first = MAX_ATOMIC_BATCH // 2
+    assert outcomes[:first] == [2 * (n + 1) for n in range(first)]
+    assert all(isinstance(o, NotLeaderError) for o in outcomes[first:])
+    assert len(await stored(store)) == MAX_ATOMIC_BATCH
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the writer never got there")
+
+
+async def test_a_cancelled_queued_decision_is_never_stored(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    spec = TaskSpec(skills=("python",))
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"))
+        reservations = Reservations()
+
+        def run(task_id: str) -> asyncio.Task[tuple[Event, ...]]:
+            command = SubmitTask(task_id=task_id, spec=spec)
+            return asyncio.create_task(
+                writer.execute(_decide_placed, command, reservations=reservations)
+            )
+
+        lone, first = run("lone"), run("first")  # the second queued, its flusher busy
+        await _until(lambda: writer._flusher is not None and not writer._queued)
+        later = run("later")
+        await _until(lambda: len(writer._queued) == 1)
+        later.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await later
+        await asyncio.gather(lone, first)
+        await _until(lambda: writer._flusher is None)
+        await runner.wait_for(await store.last_seq())
+        assert "later" not in runner.state.tasks and "first" in runner.state.tasks
+        assert not reservations.counts
+    assert len(await stored(store)) == 4
+
+
+async def test_a_cancelled_decision_being_stored_returns_once_applied(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    spec = TaskSpec(skills=("python",))
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"))
+        reservations = Reservations()
+        tasks = [
+            asyncio.create_task(
+                writer.execute(
+                    _decide_placed, SubmitTask(task_id=name, spec=spec), reservations=reservations
+                )
+            )
+            for name in ("lone", "queued")
+        ]
+        await _until(lambda: writer._flusher is not None and not writer._queued)
+        tasks[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[1]
+        # Its reservations were released only now: its events are applied.
+        assert "queued" in runner.state.tasks
+        await tasks[0]
+
+
+async def test_queued_decisions_hear_of_a_stopped_flusher(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    spec = TaskSpec(skills=("python",))
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        writer = EventWriter(store, runner, origin=Origin("c1"))
+        lone, queued = (
+            asyncio.create_task(writer.execute(_decide_placed, SubmitTask(task_id=n, spec=spec)))
+            for n in ("lone", "queued")
+        )
+        await _until(lambda: writer._flusher is not None and not writer._queued)
+        assert writer._flusher is not None
+        writer._flusher.cancel()
+        with pytest.raises(StoreError, match="writer stopped"):
+            await asyncio.wait_for(queued, 10)
+        await lone
+
+
+BIG_BATCH = 200
+"""Events of a batch big enough that batches sent at once overlap on the wire."""
+
+
+def _big_batch(number: int, size: int = BIG_BATCH) -> tuple[list[Event], list[int | None]]:
+    events = [e for n in range(size // 2) for e in placed(f"b{number}t{n}")]
+    return events, [0, None] * (size // 2)
+
+
+async def test_more_batches_at_once_than_the_server_holds_are_all_stored(nc: Client) -> None:
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    batches = 60  # the server holds 50 of a stream in flight
+    size = MAX_ATOMIC_BATCH  # big enough to overlap on the wire of one connection
+    lasts = await asyncio.gather(
+        *(store.append_batch(*_big_batch(n, size)) for n in range(batches))
+    )
+    assert sorted(lasts) == [size * (n + 1) for n in range(batches)]
+
+
+CLIENTS = 60
+"""Connections sending a batch each at once: more than the server holds for a stream
+(no store's own bound prevents it), so it turns some away."""
+
+
+@pytest.fixture
+async def clients(make_server: MakeServer) -> AsyncIterator[list[Client]]:
+    server = make_server()
+    assert server.url is not None
+    connected = [await nats.connect(server.url) for _ in range(CLIENTS)]
+    yield connected
+    for client in connected:
+        await client.close()
+
+
+async def test_batches_the_server_turns_away_are_refusals_that_store_nothing(
+    clients: list[Client],
+) -> None:
+    stores = [JetStreamEventStore(client) for client in clients]
+    for store in stores:
+        await store.ensure_streams()
+    outcomes = await asyncio.gather(
+        *(store.append_batch(*_big_batch(n)) for n, store in enumerate(stores)),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(o, BatchRefusedError) for o in refused), refused
+    assert len(await stored(stores[0])) == BIG_BATCH * (len(outcomes) - len(refused))
+
+
+async def test_writers_append_the_batches_turned_away_one_by_one(clients: list[Client]) -> None:
+    stores = [JetStreamEventStore(client) for client in clients]
+    for store in stores:
+        await store.ensure_streams()
+    async with ProjectionRunner(stores[0], follow_heartbeats=False) as runner:
+        writers = [EventWriter(store, runner, origin=Origin("c1")) for store in stores]
+        chains = [[placed(f"w{w}t{n}") for n in range(BIG_BATCH // 2)] for w in range(len(writers))]
+        outcomes = await asyncio.gather(
+            *(
+                writer.append_chains(mine, [{} for _ in mine])
+                for writer, mine in zip(writers, chains, strict=True)
+            )
+        )
+    assert all(isinstance(o, int) for mine in outcomes for o in mine)
+    assert len(await stored(stores[0])) == BIG_BATCH * len(writers)
