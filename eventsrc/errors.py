@@ -13,6 +13,7 @@ raises it back by the one table in ``eventsrc.commands.api``.
     │   └── UndecodableEventError a stored message is not a valid event (carries seq, raw)
     │       └── UnknownEventTypeError  an event type this code does not know
     ├── StoreError
+    │   ├── BatchRefusedError     the server turned an atomic batch away whole; nothing of it stored
     │   ├── ConcurrencyError      the aggregate moved on since it was read (append refused)
     │   ├── DuplicateEventError   the event id was already stored (publish deduplicated)
     │   ├── StoreFullError        the stream is at its limits; nothing was appended

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,30 +48,40 @@ CLEAN_ENV = {name: "" for name in os.environ if name.startswith("EVENTSRC_")}
 class Requester:
     """Request/reply with nats-py from synchronous code (hypothesis runs sync tests).
 
-    Owns an event loop and one connection; each call runs the loop until its reply.
+    Owns one connection on an event loop of its own, run in a thread of its own: the
+    connection answers the server's pings also while the test waits on something else
+    (the child programs it runs), so the server never drops it as a stale client.
     """
 
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.nc = self.loop.run_until_complete(nats.connect(url, max_reconnect_attempts=0))
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="requester-loop", daemon=True
+        )
+        self._thread.start()
+        self.nc = self.run(nats.connect(url, max_reconnect_attempts=0))
         self.sent: Counter[str] = Counter()
 
     def request(self, subject: str, body: bytes, *, timeout: float = REPLY_TIMEOUT_S) -> Msg:
         self.sent[subject] += 1
-        reply: Msg = self.loop.run_until_complete(self.nc.request(subject, body, timeout=timeout))
+        reply: Msg = self.run(self.nc.request(subject, body, timeout=timeout))
         return reply
 
     def run(self, coro: Any) -> Any:
         """Run any coroutine on this requester's loop (e.g. a JetStream query)."""
-        return self.loop.run_until_complete(coro)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def last_seq(self) -> int:
         info = self.run(self.nc.jetstream().stream_info(EVENTS_STREAM))
         return int(info.state.last_seq)
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.nc.close())
-        self.loop.close()
+        try:
+            self.run(self.nc.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+            self.loop.close()
 
 
 class ApiFault(AssertionError):
