@@ -38,6 +38,11 @@ from eventsrc.store.connection import refusals_of
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
+MAX_PUBLISHES_IN_FLIGHT: Final = 4000
+"""Pipelined publishes awaiting their acks at once, as nats-py's ``publish_async``
+allows by default: a burst of 100k unacknowledged publishes makes nats-server drop some
+unanswered (its queue of pending JetStream publishes is bounded), so they time out."""
+
 HDR_BATCH_ID: Final = "Nats-Batch-Id"
 HDR_BATCH_SEQUENCE: Final = "Nats-Batch-Sequence"
 HDR_BATCH_COMMIT: Final = "Nats-Batch-Commit"
@@ -235,9 +240,18 @@ class AckedPublisher:
     async def publish_many(
         self, messages: Sequence[tuple[str, bytes, dict[str, str]]]
     ) -> list[Ack | nats.errors.Error]:
-        """Publish all pipelined, then each one's ack or the error ``publish`` raises."""
+        """Publish all pipelined, then each one's ack or the error ``publish`` raises;
+        at most ``MAX_PUBLISHES_IN_FLIGHT`` at a time."""
         results: list[Ack | nats.errors.Error] = []
-        for reply in await self._requests.request_many(messages):
+        for start in range(0, len(messages), MAX_PUBLISHES_IN_FLIGHT):
+            window = messages[start : start + MAX_PUBLISHES_IN_FLIGHT]
+            results += self._acks(await self._requests.request_many(window))
+        return results
+
+    @staticmethod
+    def _acks(replies: Sequence[Msg | nats.errors.Error]) -> list[Ack | nats.errors.Error]:
+        results: list[Ack | nats.errors.Error] = []
+        for reply in replies:
             if isinstance(reply, nats.errors.NoRespondersError):
                 results.append(nats.js.errors.NoStreamResponseError())
             elif isinstance(reply, nats.errors.Error):
