@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from eventsrc.events import Event, TaskAssigned
 from eventsrc.ports import MAX_ATOMIC_BATCH, EventStore
 from eventsrc.projections.state import ClusterState
 from eventsrc.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
 
 CommandT = TypeVar("CommandT", bound=Command, contravariant=True)
 
@@ -265,8 +268,9 @@ class EventWriter:
             )
             for group, outcome in zip(groups, refused, strict=True):
                 if isinstance(outcome, BaseException):
+                    error = _as_store_error(outcome)
                     for index in group:
-                        results[index] = _as_store_error(outcome)
+                        results[index] = error
                 else:
                     going.extend(outcome)
             going.sort()
@@ -329,8 +333,9 @@ class EventWriter:
                 self.check_leading(self.runner.state.epoch)
                 outcomes = await self.store.append_guarded(events, seqs)
             except Exception as err:
+                error = _as_store_error(err)
                 for index in going:
-                    results[index] = _as_store_error(err)
+                    results[index] = error
                 return
             position += 1
             still: list[int] = []
@@ -395,6 +400,9 @@ def _as_store_error(err: BaseException) -> EventsrcError:
     error (its outcome is unknown: retry, idempotently)."""
     if isinstance(err, EventsrcError):
         return err
+    # Not one of ours: a defect or a failing store. Each decision hears "retry"; the
+    # operator needs the cause once, with its traceback.
+    log.error("storing decisions failed unexpectedly", exc_info=err)
     return StoreError(f"storing a decision failed ({type(err).__name__}: {err}); retry")
 
 

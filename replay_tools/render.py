@@ -148,11 +148,14 @@ def _assigned(event: TaskAssigned) -> str:
         + (f", {len(use.window_starts)} started in the {use.rate} window" if use.rate else "")
         for use in event.limits
     )
-    return (
+    placed = (
         f"attempt {event.attempt} -> {event.node_id}"
         + (f" (candidates {ranked})" if ranked else "")
         + (f" ({limits})" if limits else "")
     )
+    submission = event.submission()
+    # Placed at its submission, in one event: the submission first, as it happened.
+    return placed if submission is None else f"{_submitted(submission)}; {placed}"
 
 
 def _failed(event: TaskFailed) -> str:

@@ -1,10 +1,12 @@
 """The tree of tasks one task belongs to: its parent chain and the sub-tasks it started,
 and the chain of tasks run one after another (``--after``).
 
-A sub-task's ``TaskSubmitted`` names its parent (``parent_task_id``), a chained task's
-spec the task it runs after (``after``), so both are read from the submissions on
-``evt.task.*.lifecycle``. ``audit task`` shows them below the task's own timeline,
-followed by the timelines of its sub-tasks and of the other tasks of its chain.
+A sub-task's submission names its parent (``parent_task_id``), a chained task's spec
+the task it runs after (``after``), so both are read from the submissions: the
+``TaskSubmitted`` events on ``evt.task.*.lifecycle`` and the ``TaskAssigned`` events on
+``evt.task.*.to.*`` that carry the submission of a task placed at once. ``audit task``
+shows them below the task's own timeline, followed by the timelines of its sub-tasks and
+of the other tasks of its chain.
 """
 
 from __future__ import annotations
@@ -12,14 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventsrc.events import TaskSubmitted, validate_token
-from eventsrc.events.subjects import ALL_SUBMISSIONS_FILTER
+from eventsrc.events import submission_of, validate_token
+from eventsrc.events.subjects import SUBMISSION_FILTERS
 from eventsrc.ports import StoredEvent
 from eventsrc.store import JetStreamEventStore
 from replay_tools import audit
 from replay_tools.common import read_records
-
-SUBMISSIONS = ALL_SUBMISSIONS_FILTER
 
 MAX_SHOWN = 50
 """Sub-task timelines shown in full below the tree; the tree itself lists every task."""
@@ -76,12 +76,12 @@ async def task_tree(store: JetStreamEventStore, task_id: str) -> TaskTree:
     skills: dict[str, tuple[str, ...]] = {}
     after: dict[str, str] = {}
     then: dict[str, list[str]] = {}
-    async with read_records(store, subjects=[SUBMISSIONS]) as records:
+    async with read_records(store, subjects=list(SUBMISSION_FILTERS)) as records:
         async for record in records:
             if not isinstance(record, StoredEvent):
                 continue
-            event = record.event
-            if not isinstance(event, TaskSubmitted) or event.task_id in skills:
+            event = submission_of(record.event)
+            if event is None or event.task_id in skills:
                 continue  # a resubmission of the same id repeats nothing new
             skills[event.task_id] = event.spec.skills
             if event.parent_task_id:

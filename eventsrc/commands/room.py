@@ -28,6 +28,10 @@ MARGIN: Final = 0.05
 """Share of the limit kept besides the unfinished tasks' events."""
 LOOK_AGAIN_AT: Final = 0.5
 """Share of the limit (used plus reserve) from which every submission looks again."""
+RESUME_BELOW: Final = 0.02
+"""Share of the limit that must be free beyond what new tasks need before a stream that
+refused them takes them again. Each task that ends frees the room kept for it; without
+this, every end would let one submission in and refuse the next (flapping)."""
 DEFAULT_EVENT_BYTES: Final = 1024
 """The event size assumed while the stream holds nothing to average over."""
 
@@ -58,15 +62,18 @@ def should_look_again(fill: StreamFill, *, unfinished: int, last_seq: int, addin
     return used + reserve >= fill.max_bytes * LOOK_AGAIN_AT
 
 
-def check_room(fill: StreamFill, *, unfinished: int, last_seq: int, adding: int = 1) -> None:
+def check_room(
+    fill: StreamFill, *, unfinished: int, last_seq: int, adding: int = 1, refusing: bool = False
+) -> None:
     """Raise StoreFullError (one line: what is full, what to do) when ``adding`` new
     tasks would eat into the reserve of the events stream, ``fill`` as last looked at
     and ``last_seq`` the stream's last sequence known now; a stream without a limit
-    always has room."""
+    always has room. ``refusing``: new tasks were refused last time, so they are taken
+    again only ``RESUME_BELOW`` of the limit below it."""
     if fill.max_bytes <= 0:
         return
     used, reserve = _needed(fill, unfinished, last_seq, adding)
-    if used + reserve < fill.max_bytes:
+    if used + reserve < fill.max_bytes * (1 - RESUME_BELOW if refusing else 1):
         return
     what = "a new task" if adding == 1 else f"{adding:,} new tasks"
     raise StoreFullError(

@@ -61,6 +61,7 @@ from eventsrc.events import (
     TaskSubmitted,
     TaskSucceeded,
     TaskTimedOut,
+    submission_of,
 )
 from eventsrc.ports import Record, StoredEvent
 from eventsrc.projections.apply import apply, apply_heartbeat
@@ -232,9 +233,11 @@ def _read_tasks(stored: Sequence[StoredEvent]) -> dict[str, _Recorded]:
     found: dict[str, _Recorded] = {}
     for record in stored:
         event = record.event
-        if isinstance(event, TaskSubmitted):
-            found.setdefault(event.task_id, _Recorded(event, record.time))
-            continue
+        submission = submission_of(event)
+        if submission is not None:
+            found.setdefault(submission.task_id, _Recorded(submission, record.time))
+            if isinstance(event, TaskSubmitted):
+                continue
         task = found.get(getattr(event, "task_id", ""))
         if task is None:
             continue
@@ -242,7 +245,7 @@ def _read_tasks(stored: Sequence[StoredEvent]) -> dict[str, _Recorded]:
             if task.first_assigned is None:
                 task.first_assigned = record.time
                 task.first_node = event.node_id
-                task.waited = event.causation_id != task.submitted.event_id
+                task.waited = not event.placed_at_submission(task.submitted.event_id)
             task.attempts.append((event.node_id, record.time, None))
             task.last_node = event.node_id
         elif isinstance(event, _ENDS) and task.attempts and task.attempts[-1][2] is None:
@@ -304,7 +307,7 @@ class _World:
 
     def _assigned(self, event: TaskAssigned, now: datetime) -> None:
         if event.task_id not in self.assigned:
-            waited = event.causation_id != self.submits.get(event.task_id)
+            waited = not event.placed_at_submission(self.submits.get(event.task_id))
             self.assigned[event.task_id] = (event.node_id, now, waited)
         started = TaskStarted(
             **self.stamp(now, f"node:{event.node_id}").envelope(),

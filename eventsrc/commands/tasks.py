@@ -46,6 +46,7 @@ from eventsrc.events import (
     TaskRequeued,
     TaskRetried,
     TaskSpec,
+    TaskSubmission,
     TaskSubmitted,
     TaskTimedOut,
     Token,
@@ -70,6 +71,12 @@ MAX_SKILLS = 64
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 """Bytes of task payload (as JSON); the submit and the assignment each carry it, and
 both must fit in one NATS message (1 MiB by default)."""
+
+MAX_ONE_EVENT_PAYLOAD = 64 * 1024
+"""Bytes of payload (as JSON) up to which a task placed at its submission is stored in
+one event (a ``TaskAssigned`` carrying the submission, so the payload twice), and at
+most half the payload limit; a larger one keeps ``TaskSubmitted`` and ``TaskAssigned``,
+so that no message nears the server's ``max_payload``."""
 
 MAX_CHAINED_PAYLOAD = DEFAULT_MAX_PAYLOAD
 """Bytes (as JSON) of a chained task's payload with its predecessor's result: what one
@@ -132,9 +139,13 @@ def decide_submit(
     stamp: Stamp,
     limits: Limits | None = None,
     planned: Mapping[str, int] | None = None,
+    one_event: bool = False,
 ) -> tuple[Event, ...]:
     """TaskSubmitted plus its first placement (assigned, queued or rejected);
-    ``planned`` counts per node the assignments decided but not yet applied."""
+    ``planned`` counts per node the assignments decided but not yet applied.
+
+    ``one_event``: a task placed at once (and its payload at most
+    ``MAX_ONE_EVENT_PAYLOAD``) is one ``TaskAssigned`` that carries its submission."""
     limits = limits or Limits()
     try:
         size = len(canonical_json(command.spec.payload))
@@ -204,7 +215,24 @@ def decide_submit(
         stamp=stamp,
         causation_id=submitted.event_id,
     )
-    return (submitted, followup) if followup is not None else (submitted,)
+    if followup is None:
+        return (submitted,)
+    # Half the payload limit at most: the limit is what one copy may take of a message.
+    one_event_payload = min(MAX_ONE_EVENT_PAYLOAD, limits.max_payload_bytes // 2)
+    if one_event and isinstance(followup, TaskAssigned) and size <= one_event_payload:
+        return (_with_submission(followup, submitted),)
+    return (submitted, followup)
+
+
+def _with_submission(assigned: TaskAssigned, submitted: TaskSubmitted) -> TaskAssigned:
+    """The assignment carrying the submission: one event standing for both, caused by
+    what caused the submission (a parent's submission, a schedule's firing)."""
+    submission = TaskSubmission.model_construct(
+        **{name: getattr(submitted, name) for name in TaskSubmission.model_fields}
+    )
+    return assigned.model_copy(
+        update={"submitted": submission, "causation_id": submitted.causation_id}
+    )
 
 
 def _deferred(state: ClusterState, spec: TaskSpec) -> str:

@@ -11,7 +11,7 @@ import math
 from typing import Final
 
 from eventsrc.commands.room import check_room, should_look_again
-from eventsrc.errors import EventsrcError
+from eventsrc.errors import EventsrcError, StoreFullError
 from eventsrc.ports import StreamFill
 from eventsrc.runner import ProjectionRunner
 from eventsrc.store import JetStreamEventStore
@@ -45,7 +45,11 @@ class StoreRoom:
         if self._fill is None or should_look_again(self._fill, **self._now(), adding=adding):
             await self._fresh_look()
         if self._fill is not None:
-            check_room(self._fill, **self._now(), adding=adding)
+            try:
+                check_room(self._fill, **self._now(), adding=adding, refusing=self._refusing)
+            except StoreFullError as err:
+                self._refuse(err)
+                raise
 
     async def _fresh_look(self) -> None:
         """Look, unless the last look is under ``FRESH_FOR_S`` old; callers at the same
@@ -87,14 +91,17 @@ class StoreRoom:
                 log.debug("events stream fill not read: %s", err)
             await asyncio.sleep(LOOK_EVERY_S)
 
+    def _refuse(self, err: StoreFullError) -> None:
+        if not self._refusing:
+            log.warning("refusing new tasks: %s", err)
+        self._refusing = True
+
     def _log_change(self) -> None:
         assert self._fill is not None
         try:
-            check_room(self._fill, **self._now())
-        except EventsrcError as err:
-            if not self._refusing:
-                log.warning("refusing new tasks: %s", err)
-            self._refusing = True
+            check_room(self._fill, **self._now(), refusing=self._refusing)
+        except StoreFullError as err:
+            self._refuse(err)
             return
         if self._refusing:
             log.warning("the events stream has room again: new tasks are accepted")

@@ -100,7 +100,12 @@ class TaskDesk:
             state: ClusterState, command: SubmitTask, /, *, stamp: Stamp
         ) -> tuple[Event, ...]:
             events = decide_submit(
-                state, command, stamp=stamp, limits=self._limits, planned=self.reservations.counts
+                state,
+                command,
+                stamp=stamp,
+                limits=self._limits,
+                planned=self.reservations.counts,
+                one_event=True,
             )
             if events and isinstance(events[-1], TaskAssigned):
                 self._placing.add(command.task_id)
@@ -150,6 +155,7 @@ class TaskDesk:
                         stamp=self._writer.stamp(),
                         limits=self._limits,
                         planned=self.reservations.counts,
+                        one_event=True,
                     )
                 except (DomainError, InvalidRequestError, PayloadTooLargeError) as err:
                     raise type(err)(f"task {number} ({task.task_id}): {err}") from err

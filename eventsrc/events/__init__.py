@@ -63,9 +63,11 @@ from eventsrc.events.task import (
     TaskRetried,
     TaskSpec,
     TaskStarted,
+    TaskSubmission,
     TaskSubmitted,
     TaskSucceeded,
     TaskTimedOut,
+    submission_of,
 )
 
 __all__ = [
@@ -120,6 +122,7 @@ __all__ = [
     "TaskRetried",
     "TaskSpec",
     "TaskStarted",
+    "TaskSubmission",
     "TaskSubmitted",
     "TaskSucceeded",
     "TaskTimedOut",
@@ -136,5 +139,6 @@ __all__ = [
     "new_event_id",
     "parse_progress",
     "parse_rate",
+    "submission_of",
     "validate_token",
 ]

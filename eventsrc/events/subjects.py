@@ -38,6 +38,11 @@ ALL_NODES_FILTER: Final = "evt.node.*"
 """Membership and instance events of every node."""
 ALL_SUBMISSIONS_FILTER: Final = "evt.task.*.lifecycle"
 """The lifecycle subjects of every task (where each TaskSubmitted is)."""
+ALL_ASSIGNMENTS_FILTER: Final = "evt.task.*.to.*"
+"""Every assignment (and cancel request) of every task to a node."""
+SUBMISSION_FILTERS: Final = (ALL_SUBMISSIONS_FILTER, ALL_ASSIGNMENTS_FILTER)
+"""Where every submission is: a ``TaskSubmitted``, or the ``TaskAssigned`` of a task
+placed at once, which carries its submission."""
 ALL_TASKS_FILTER: Final = "evt.task.>"
 """Every subject of every task."""
 ALL_SCHEDULES_FILTER: Final = "evt.schedule.*"

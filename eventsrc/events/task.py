@@ -164,10 +164,10 @@ class _FromNode(_TaskEvent):
         return from_node_subject(self.task_id, self.node_id)
 
 
-class TaskSubmitted(_TaskEvent):
-    """A task was accepted; from here on it must reach exactly one terminal state."""
+class _Submission(BaseModel):
+    """What a submission says besides the envelope and the task id: the fields of a
+    ``TaskSubmitted``, and of the ``submitted`` a ``TaskAssigned`` carries."""
 
-    type: Literal["TaskSubmitted"] = "TaskSubmitted"
     spec: Annotated[TaskSpec, EMBEDDED]
     submitted_by: str = ""
     parent_task_id: str | None = None
@@ -176,6 +176,20 @@ class TaskSubmitted(_TaskEvent):
     # Set when a schedule started the task: its name and the occurrence fired.
     schedule: str | None = None
     occurrence: datetime | None = None
+
+
+class TaskSubmitted(_Submission, _TaskEvent):
+    """A task was accepted; from here on it must reach exactly one terminal state."""
+
+    type: Literal["TaskSubmitted"] = "TaskSubmitted"
+
+
+class TaskSubmission(_Submission):
+    """A submission carried by the ``TaskAssigned`` that placed the task at once."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", allow_inf_nan=False, json_schema_extra=open_schema
+    )
 
 
 class TaskQueued(_TaskEvent):
@@ -207,6 +221,43 @@ class TaskAssigned(_ToNode):
     model: str | None = None
     limits: tuple[LimitUse, ...] = ()
     """The limits that held the task and allowed this start, with their counts."""
+    submitted: Annotated[TaskSubmission, EMBEDDED] | None = None
+    """Set on a task placed at its submission: the submission itself, stored in this one
+    event instead of a ``TaskSubmitted`` before it (one append, one acknowledgement and
+    one delivery less per task). It is then the task's first event, attempt 1, and its
+    ``event_id`` is the submission's too."""
+
+    @model_validator(mode="after")
+    def _a_submission_is_attempt_one(self) -> TaskAssigned:
+        if self.submitted is not None and self.attempt != 1:
+            raise ValueError(f"a submission placed at once is attempt 1, not {self.attempt}")
+        return self
+
+    def submission(self) -> TaskSubmitted | None:
+        """The ``TaskSubmitted`` this event stands for as well, under its envelope."""
+        if self.submitted is None:
+            return None
+        envelope = {name: getattr(self, name) for name in EventBase.model_fields}
+        return TaskSubmitted.model_construct(
+            **envelope, task_id=self.task_id, **dict(self.submitted)
+        )
+
+    def placed_at_submission(self, submit_event_id: str | None) -> bool:
+        """Whether this is the placement decided with the submission ``submit_event_id``
+        (not after the task waited)."""
+        return self.submitted is not None or (
+            submit_event_id is not None and self.causation_id == submit_event_id
+        )
+
+
+def submission_of(event: object) -> TaskSubmitted | None:
+    """The submission an event records: a ``TaskSubmitted``, or a ``TaskAssigned`` that
+    placed its task at once. Every reader of submissions goes through here."""
+    if isinstance(event, TaskSubmitted):
+        return event
+    if isinstance(event, TaskAssigned):
+        return event.submission()
+    return None
 
 
 class TaskCancelRequested(_ToNode):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -169,7 +170,9 @@ class OpenClawExecutor:
                         stdin=message,
                         timeout=left,
                         cancel=cancel,
-                        limits=self._limits,
+                        limits=dataclasses.replace(
+                            self._limits, env=in_one_process(self._limits.env)
+                        ),
                     )
                 finally:
                     remove_state_locks(state)
@@ -235,6 +238,23 @@ def remove_state_locks(state_dir: Path) -> None:
     folder = Path("/tmp") / f"openclaw-state-locks-{os.getuid()}"
     for family in _LOCK_FAMILIES:
         (folder / f"{family}.{digest}.lock.sqlite").unlink(missing_ok=True)
+
+
+NO_RESPAWN_FLAG = "--disable-warning=ExperimentalWarning"
+"""The Node.js option OpenClaw's CLI re-executes itself for when it is not set."""
+
+
+def in_one_process(env: Mapping[str, str] | None) -> dict[str, str]:
+    """A turn's environment (None: this process's) with ``NO_RESPAWN_FLAG`` in
+    ``NODE_OPTIONS``. Without it the CLI starts itself again, detached into a session of
+    its own: out of reach of the process group the node kills when an attempt ends, so
+    a turn timed out, cancelled or left behind by its parent would live on. It also
+    saves starting Node.js twice per turn."""
+    found = dict(os.environ if env is None else env)
+    options = found.get("NODE_OPTIONS", "")
+    if NO_RESPAWN_FLAG not in options and "--no-warnings" not in options:
+        found["NODE_OPTIONS"] = f"{options} {NO_RESPAWN_FLAG}".strip()
+    return found
 
 
 def agent_run(envelope: Mapping[str, Any]) -> AgentRun:

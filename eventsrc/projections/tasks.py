@@ -156,6 +156,9 @@ def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> None:
 
 
 def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> None:
+    submission = event.submission()
+    if submission is not None:  # placed at its submission: first submitted, then placed
+        submitted(state, submission, time)
     task = _task(state, event.task_id, "TaskAssigned")
     if task.state != TaskState.QUEUED or task.retry_pending or event.attempt != task.attempt:
         raise Problem(

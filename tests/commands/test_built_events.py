@@ -4,15 +4,18 @@ that stored bytes, decoded events and replayed states do not depend on the short
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from eventsrc.commands.tasks import SubmitTask, decide_submit, reconcile
+from eventsrc.commands.tasks import MAX_ONE_EVENT_PAYLOAD, SubmitTask, decide_submit, reconcile
 from eventsrc.events import (
     EVENT_ADAPTER,
     Event,
+    EventBase,
     TaskAssigned,
     TaskSpec,
     TaskSubmitted,
@@ -75,3 +78,68 @@ def test_an_assignment_by_reconcile_carrying_a_chained_result_is_valid() -> None
     assert isinstance(assignment, TaskAssigned)
     assert assignment.payload == {"x": 1, "after": {"task_id": "a", "result": {"n": [1, "two"]}}}
     checked(assignment)
+
+
+ENVELOPE = set(EventBase.model_fields)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_task_placed_at_once_in_one_event_is_valid_and_replays_as_the_two(
+    spec: dict[str, Any],
+) -> None:
+    def decided_and_applied(one_event: bool) -> tuple[tuple[Event, ...], dict[str, Any]]:
+        cluster = python_on("a", "b", labels={"zone": "a"})
+        command = SubmitTask(
+            task_id="t1",
+            spec=TaskSpec.model_validate({"skills": ("python",), **spec}),
+            submitted_by="alice",
+            broadcast_id="b1",
+        )
+        events = decide_submit(cluster.state, command, stamp=decided(NOW), one_event=one_event)
+        cluster.run.fold(*events)
+        view = dataclasses.asdict(cluster.state.tasks["t1"])
+        # What differs by design: the event that stands for the submission, and when
+        # (each applied event is a second later here).
+        for key in ("submit_event_id", "submitted_at", "queued_since", "not_before"):
+            view.pop(key)
+        return events, {
+            "task": view,
+            "running": {n: set(v.running) for n, v in cluster.state.nodes.items()},
+            "waiting": set(cluster.state.waiting),
+        }
+
+    (one,), in_one = decided_and_applied(one_event=True)
+    (submitted, assigned), in_two = decided_and_applied(one_event=False)
+    checked(one)
+    assert isinstance(one, TaskAssigned) and one.submitted is not None
+    assert isinstance(submitted, TaskSubmitted) and isinstance(assigned, TaskAssigned)
+    assert one.subject == assigned.subject == "evt.task.t1.to.a"
+    just_placed = {*ENVELOPE, "submitted"}
+    assert one.model_dump(exclude=just_placed) == assigned.model_dump(exclude=just_placed)
+    as_submitted = one.submission()
+    assert as_submitted is not None and as_submitted.event_id == one.event_id
+    assert as_submitted.model_dump(exclude=ENVELOPE) == submitted.model_dump(exclude=ENVELOPE)
+    assert one.causation_id == submitted.causation_id  # caused by what caused the submission
+    assert in_one == in_two and in_one["task"]["state"] == "assigned"
+
+
+def test_a_task_waiting_or_with_a_large_payload_keeps_its_submission_event() -> None:
+    cluster = python_on("a")
+    big = {"blob": "x" * (MAX_ONE_EVENT_PAYLOAD + 1)}
+    cases = [
+        SubmitTask(task_id="big", spec=TaskSpec(skills=("python",), payload=big)),
+        SubmitTask(task_id="none", spec=TaskSpec(skills=("python",), node_id="nowhere")),
+    ]
+    for command in cases:
+        events = decide_submit(cluster.state, command, stamp=decided(NOW), one_event=True)
+        assert isinstance(events[0], TaskSubmitted), command.task_id
+        assert all(getattr(e, "submitted", None) is None for e in events)
+
+
+def test_a_submission_placed_at_once_is_attempt_one() -> None:
+    cluster = python_on("a")
+    command = SubmitTask(task_id="t1", spec=TaskSpec(skills=("python",)))
+    (one,) = decide_submit(cluster.state, command, stamp=decided(NOW), one_event=True)
+    data = {**one.model_dump(mode="json"), "attempt": 2}
+    with pytest.raises(ValidationError, match="attempt 1"):
+        EVENT_ADAPTER.validate_python(data)

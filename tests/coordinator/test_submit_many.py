@@ -17,7 +17,7 @@ import eventsrc
 from eventsrc.client import Cluster
 from eventsrc.commands import api
 from eventsrc.errors import InvalidRequestError, NotFoundError
-from eventsrc.events import TaskSubmitted
+from eventsrc.events import TaskAssigned, decode, submission_of
 from eventsrc.events.subjects import task_id_of
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
@@ -52,11 +52,12 @@ async def cluster(coordinator_url: str) -> AsyncIterator[Cluster]:
 
 
 async def _submissions(cluster: Cluster) -> Counter[str]:
-    """How many TaskSubmitted events the stream holds, per task id."""
+    """How many submissions the stream holds, per task id (``TaskSubmitted`` events and
+    the ``TaskAssigned`` events of tasks placed at once)."""
     counts: Counter[str] = Counter()
     async for record in cluster.store.read(subjects="evt.task.>"):
-        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted):
-            counts[record.event.task_id] += 1
+        if isinstance(record, StoredEvent) and (found := submission_of(record.event)):
+            counts[found.task_id] += 1
     return counts
 
 
@@ -78,21 +79,22 @@ async def test_a_thousand_tasks_in_one_call_are_all_accepted_and_run(cluster: Cl
     assert len(submissions) == 1000 and set(submissions.values()) == {1}
 
 
-async def test_a_call_is_stored_as_one_atomic_batch_each_task_submitted_then_placed(
+async def test_a_call_is_stored_as_one_atomic_batch_each_task_placed_with_its_submission(
     cluster: Cluster,
 ) -> None:
     before = await cluster.store.last_seq()
     accepted = await cluster.submit_many(_specs(16, "atomic"))  # the node's 16 slots
     placed = {"assigned", "running", "succeeded"}
     assert {t.state for t in accepted} <= placed, [(t.state, t.reason) for t in accepted]
-    msgs = [await cluster.store.js.get_msg(EVENTS_STREAM, before + n) for n in range(1, 33)]
-    # One batch: the call's 32 events back to back, one batch id, committed by the last.
+    msgs = [await cluster.store.js.get_msg(EVENTS_STREAM, before + n) for n in range(1, 17)]
+    # One batch: the call's 16 events back to back, one batch id, committed by the last.
     batch_ids = {(m.headers or {}).get("Nats-Batch-Id") for m in msgs}
     assert len(batch_ids) == 1 and None not in batch_ids
     assert (msgs[-1].headers or {}).get("Nats-Batch-Commit") == "1"
-    subjects = [m.subject for m in msgs]
-    assert subjects[0::2] == [f"evt.task.atomic-{n}.lifecycle" for n in range(16)]
-    assert subjects[1::2] == [f"evt.task.atomic-{n}.to.worker" for n in range(16)]
+    assert [m.subject for m in msgs] == [f"evt.task.atomic-{n}.to.worker" for n in range(16)]
+    # Each task's one event: its placement, carrying its submission.
+    events = [decode(m.data or b"") for m in msgs]
+    assert all(isinstance(e, TaskAssigned) and e.submitted is not None for e in events)
 
 
 async def test_the_same_batch_again_changes_nothing(cluster: Cluster) -> None:

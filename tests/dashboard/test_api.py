@@ -75,7 +75,9 @@ async def test_pages_show_the_cluster_and_time_travel_shows_the_past(site: Site)
     body = await site.get(f"/api/tasks/{task_id}")
     assert body["task"]["state"] == "succeeded"
     types = [step["type"] for step in body["timeline"]]
-    assert types[0] == "TaskSubmitted" and types[-1] == "TaskSucceeded", types
+    # Placed at its submission: one TaskAssigned carries the submission.
+    assert types[0] == "TaskAssigned" and types[-1] == "TaskSucceeded", types
+    assert body["timeline"][0]["detail"]["submitted"]["spec"]["skills"] == ["python"]
     assigned = next(step for step in body["timeline"] if step["type"] == "TaskAssigned")
     ran_on = body["task"]["node_id"]
     assert assigned["node_id"] == ran_on in ("node_a", "node_b")

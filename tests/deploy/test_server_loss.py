@@ -21,6 +21,7 @@ from eventsrc.errors import (
     ServerUnavailableError,
     StoreError,
 )
+from eventsrc.events import submission_of
 from eventsrc.ports import EVENTS_STREAM
 from tests.deploy.topology import REPLICAS, Topology, check_one_end
 from tests.e2e.conftest import TERMINAL, poll, stored_task_ids, task_events, wait_state
@@ -138,8 +139,9 @@ async def test_every_accepted_task_ends_once_when_a_nats_server_dies(
 
 
 CALLS = 8
-TASKS_PER_CALL = 10
-"""20 events a call: each stored as one atomic batch."""
+TASKS_PER_CALL = 20
+"""20 events a call (a task placed at once is one event, one that waits its submission):
+each call stored as one atomic batch."""
 
 
 async def test_every_task_of_atomic_batches_ends_once_when_the_stream_leader_dies(
@@ -197,7 +199,7 @@ async def test_every_task_of_atomic_batches_ends_once_when_the_stream_leader_die
                 assert task.state == "succeeded", task
                 events = [r.event for r in await task_events(client, task_id)]
                 check_one_end(task_id, task.attempts, events)
-                submissions = [e for e in events if type(e).__name__ == "TaskSubmitted"]
+                submissions = [e for e in events if submission_of(e) is not None]
                 assert len(submissions) == 1, (task_id, events)
         print(f"\nkilled nats-{victim} after 2 of {CALLS} calls: retries {dict(retries)}")
         nats_cluster.start(victim)

@@ -30,10 +30,11 @@ from eventsrc.events import (
     TaskCancelled,
     TaskFailed,
     TaskRejected,
-    TaskSubmitted,
     TaskSucceeded,
     TaskTimedOut,
+    submission_of,
 )
+from eventsrc.events.subjects import SUBMISSION_FILTERS
 from eventsrc.ports import StoredEvent
 from eventsrc.projections.state import TERMINAL_STATES
 from eventsrc.store.server import EmbeddedServer
@@ -300,18 +301,20 @@ async def task_events(cluster: Cluster, task_id: str) -> list[StoredEvent]:
 def ends_task(event: object, events: Sequence[object]) -> bool:
     """A terminal event: any result but a retryable failure with attempts left."""
     if isinstance(event, TaskFailed):
-        spec = next(e.spec for e in events if isinstance(e, TaskSubmitted))
+        spec = next(s.spec for e in events if (s := submission_of(e)) is not None)
         return not event.retryable or event.attempt >= spec.max_attempts
     return isinstance(event, TaskSucceeded | TaskTimedOut | TaskCancelled | TaskRejected)
 
 
 async def stored_task_ids(cluster: Cluster) -> set[str]:
     """The tasks whose submission is in the stream: what "accepted" means after a crash
-    (an append may land just before the kill cuts its reply off)."""
+    (an append may land just before the kill cuts its reply off). A submission is a
+    ``TaskSubmitted``, or the ``TaskAssigned`` of a task placed at once."""
     return {
-        record.event.task_id
-        async for record in cluster.store.read(subjects="evt.task.*.lifecycle")
-        if isinstance(record, StoredEvent) and isinstance(record.event, TaskSubmitted)
+        submission.task_id
+        async for record in cluster.store.read(subjects=list(SUBMISSION_FILTERS))
+        if isinstance(record, StoredEvent)
+        and (submission := submission_of(record.event)) is not None
     }
 
 

@@ -78,7 +78,8 @@ async def test_over_stdio_run_task_gives_42_and_failures_are_tool_errors(
         assert again["state"] == "succeeded"
         audit = await client.call_tool("audit_task", {"task_id": "t42"})
         assert not audit.is_error
-        for step in ("TaskSubmitted", "TaskAssigned", "TaskSucceeded", "node_b"):
+        # Placed at its submission: the TaskAssigned reads "submitted: ...; attempt 1 -> ...".
+        for step in ("TaskAssigned", "submitted by", "TaskSucceeded", "node_b"):
             assert step in text_of(audit)
 
         status = await client.read_resource("eventsrc://cluster/status")

@@ -28,6 +28,22 @@ ENVELOPE = {
 }
 
 
+def processes_with_home(home: Path) -> list[int]:
+    """The pids of live processes whose HOME is ``home``: what a turn left behind."""
+    mark = f"HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if mark in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
 def test_the_envelope_gives_model_session_tokens_cost_and_tools() -> None:
     run = agent_run(ENVELOPE)
     assert (run.provider, run.model, run.session_id) == ("p1", "m1", "019abc")
@@ -146,6 +162,7 @@ async def test_a_401_is_final_and_names_the_node_and_what_to_configure(
     assert outcome.error.startswith("the OpenClaw agent on node n1 cannot reach a model: ")
     assert "401" in outcome.error and "~/.openclaw/openclaw.json on node n1" in outcome.error
     assert len(model_server.requests) == 1
+    assert processes_with_home(openclaw_home) == []  # the turn ended whole
 
 
 async def test_a_turn_that_outlives_the_timeout_is_killed(
@@ -161,3 +178,4 @@ async def test_a_turn_that_outlives_the_timeout_is_killed(
     assert time.monotonic() - started < 20
     assert outcome.timed_out and not outcome.ok
     assert outcome.error == "the OpenClaw agent turn timed out after 12s and was killed"
+    assert processes_with_home(openclaw_home) == []  # nothing of the turn lives on

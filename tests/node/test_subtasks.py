@@ -12,7 +12,7 @@ import nats
 import pytest
 
 import eventsrc
-from eventsrc.events import TaskSubmitted
+from eventsrc.events import TaskSubmitted, submission_of
 from eventsrc.node.agent import NodeAgent
 from eventsrc.node.builtins import builtin_skill
 from eventsrc.node.executors import PythonExecutor
@@ -26,7 +26,7 @@ SIX_TIMES_SEVEN = {"code": "print(6*7)"}
 
 async def submission(cluster: eventsrc.Cluster, task_id: str) -> TaskSubmitted:
     events = [e.event for e in await task_events(cluster, task_id) if isinstance(e, StoredEvent)]
-    return next(e for e in events if isinstance(e, TaskSubmitted))
+    return next(s for e in events if (s := submission_of(e)) is not None)
 
 
 @pytest.fixture

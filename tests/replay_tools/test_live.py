@@ -83,10 +83,10 @@ def test_a_real_clusters_history_verifies_audits_and_rebuilds(
     assert "ok    snapshot: at seq" in report  # the coordinator's own snapshot
     events = json.loads(timeline)["events"]
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "TaskSubmitted" and kinds[-1] == "TaskSucceeded"
-    assign = events[kinds.index("TaskAssigned")]
-    assert assign["caused_by_type"] == "TaskSubmitted"
-    assert assign["producer"].startswith("coordinator")
+    assert kinds[0] == "TaskAssigned" and kinds[-1] == "TaskSucceeded"
+    placed = events[0]  # placed at its submission: one event stands for both
+    assert placed["summary"].startswith("submitted") and "-> worker" in placed["summary"]
+    assert placed["producer"].startswith("coordinator")
     assert audited == rebuilt == 0
     document = json.loads(state)
     assert [(t["id"], t["state"], t["node_id"]) for t in document["tasks"]] == [

@@ -5,6 +5,7 @@ batches (made with ``persist_mode: async``) falls back to appends one by one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,23 @@ async def nc(make_server: MakeServer) -> AsyncIterator[Client]:
     await client.close()
 
 
+@pytest.fixture
+async def store(nc: Client) -> JetStreamEventStore:
+    """The events stream as eventsrc makes it (atomic batches on)."""
+    store = JetStreamEventStore(nc)
+    await store.ensure_streams()
+    return store
+
+
+@contextlib.asynccontextmanager
+async def writing(
+    store: JetStreamEventStore, holds_lease: Callable[[], bool] | None = None
+) -> AsyncIterator[EventWriter]:
+    """A writer of coordinator ``c1`` over a runner following ``store``."""
+    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+        yield EventWriter(store, runner, origin=Origin("c1"), holds_lease=holds_lease)
+
+
 def placed(task_id: str, node_id: str = "n1") -> tuple[Event, Event]:
     """A submission and its first placement: one decision, two events, one aggregate."""
     return (
@@ -74,9 +92,9 @@ async def stored(store: JetStreamEventStore) -> list[tuple[int, str, str]]:
     ]
 
 
-async def test_a_batch_is_stored_whole_in_order_with_its_ids_and_one_commit(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_a_batch_is_stored_whole_in_order_with_its_ids_and_one_commit(
+    store: JetStreamEventStore,
+) -> None:
     assert store.atomic_batches
     assert (await store.js.stream_info(EVENTS_STREAM)).config.allow_atomic is True
     events = [*placed("a"), *placed("b")]
@@ -93,10 +111,8 @@ async def test_a_batch_is_stored_whole_in_order_with_its_ids_and_one_commit(nc: 
 
 
 async def test_one_failed_guard_refuses_the_whole_batch_and_nothing_is_stored(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
     first = placed("a")
     await store.append_batch(first, [0, None])
     # Task b is new (0 is right), task a is not (its aggregate is at 2, not 0).
@@ -108,9 +124,7 @@ async def test_one_failed_guard_refuses_the_whole_batch_and_nothing_is_stored(
     assert await store.append_batch([*placed("b"), *placed("a", "n2")], [0, None, 2, None]) == 6
 
 
-async def test_a_retried_batch_stores_nothing_twice(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_a_retried_batch_stores_nothing_twice(store: JetStreamEventStore) -> None:
     events = placed("a")
     await store.append_batch(events, [0, None])
     with pytest.raises(ConcurrencyError):  # the guard fails first
@@ -135,8 +149,7 @@ async def test_an_existing_stream_without_atomic_batches_is_given_them_on_start(
 async def _writer_appends_chains(
     store: JetStreamEventStore, tasks: int
 ) -> list[int | EventsrcError]:
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"))
+    async with writing(store) as writer:
         chains = [placed(f"t{n}") for n in range(tasks)]
         return list(await writer.append_chains(chains, [{} for _ in chains]))
 
@@ -170,10 +183,8 @@ async def test_a_stream_that_refuses_batches_keeps_chained_appends_with_one_log_
 
 
 async def test_batches_turned_off_under_a_running_store_fall_back_at_once(
-    nc: Client, caplog: pytest.LogCaptureFixture
+    store: JetStreamEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
     assert store.atomic_batches
     # An operator turns atomic batches off while the coordinator runs.
     await store.js.update_stream(
@@ -190,10 +201,8 @@ async def test_batches_turned_off_under_a_running_store_fall_back_at_once(
 
 
 async def test_the_writer_stores_many_decisions_in_batches_of_at_most_the_server_limit(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
     tasks = MAX_ATOMIC_BATCH // 2 + 10  # two batches: 500 decisions, then 10
     outcomes = await _writer_appends_chains(store, tasks)
     assert outcomes == [2 * (n + 1) for n in range(tasks)]
@@ -206,10 +215,8 @@ async def test_the_writer_stores_many_decisions_in_batches_of_at_most_the_server
 
 
 async def test_a_decision_that_lost_its_race_is_refused_and_the_others_of_its_batch_stored(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
     await store.append_batch(placed("t3"), [0, None])  # someone else placed t3 meanwhile
     outcomes = await _writer_appends_chains(store, ATOMIC_MIN_EVENTS)
     assert isinstance(outcomes[3], ConcurrencyError)
@@ -226,11 +233,10 @@ def _decide_placed(
     return () if command.task_id in state.tasks else placed(command.task_id)
 
 
-async def test_concurrent_decisions_are_stored_together_a_lone_one_at_once(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"))
+async def test_concurrent_decisions_are_stored_together_a_lone_one_at_once(
+    store: JetStreamEventStore,
+) -> None:
+    async with writing(store) as writer:
         spec = TaskSpec(skills=("python",))
         await writer.execute(_decide_placed, SubmitTask(task_id="lone", spec=spec))
         commands = [SubmitTask(task_id=f"c{n}", spec=spec) for n in range(40)]
@@ -260,12 +266,9 @@ def _lease_for(checks: int) -> Callable[[], bool]:
 
 
 async def test_chains_stored_before_the_lease_is_lost_are_told_stored_the_rest_not_leader(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
+    async with writing(store, _lease_for(1)) as writer:
         # Pipelined (too few events for a batch): the lease is lost after position 0.
         chains: list[tuple[Event, ...]] = [placed("a"), placed("b")[:1], placed("c")]
         outcomes = await writer.append_chains(chains, [{} for _ in chains])
@@ -275,13 +278,10 @@ async def test_chains_stored_before_the_lease_is_lost_are_told_stored_the_rest_n
 
 
 async def test_chains_of_a_committed_batch_are_told_stored_when_the_rest_is_refused(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
+    async with writing(store, _lease_for(1)) as writer:
         # One check for the batch, then the lease is lost before the rest is appended.
-        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
         chains: list[tuple[Event, ...]] = [placed(f"t{n}") for n in range(ATOMIC_MIN_EVENTS)]
         chains.append(placed("t0", "n2")[1:])  # t0 again: appended after the batch
         outcomes = await writer.append_chains(chains, [{} for _ in chains])
@@ -290,12 +290,9 @@ async def test_chains_of_a_committed_batch_are_told_stored_when_the_rest_is_refu
 
 
 async def test_a_batch_refused_by_the_lease_leaves_the_results_of_the_others(
-    nc: Client,
+    store: JetStreamEventStore,
 ) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"), holds_lease=_lease_for(1))
+    async with writing(store, _lease_for(1)) as writer:
         tasks = MAX_ATOMIC_BATCH // 2 + 10  # two batches; the second checks a lost lease
         chains = [placed(f"t{n}") for n in range(tasks)]
         outcomes = await writer.append_chains(chains, [{} for _ in chains])
@@ -303,6 +300,24 @@ async def test_a_batch_refused_by_the_lease_leaves_the_results_of_the_others(
     assert outcomes[:first] == [2 * (n + 1) for n in range(first)]
     assert all(isinstance(o, NotLeaderError) for o in outcomes[first:])
     assert len(await stored(store)) == MAX_ATOMIC_BATCH
+
+
+async def test_an_unexpected_store_failure_tells_each_decision_retry_and_is_logged_once(
+    store: JetStreamEventStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(events: object, seqs: object) -> list[int | EventsrcError]:
+        raise RuntimeError("the disk is on fire")
+
+    monkeypatch.setattr(store, "append_guarded", failing)
+    async with writing(store) as writer:
+        chains = [placed("a"), placed("b")]  # too few events for a batch: pipelined
+        with caplog.at_level(logging.ERROR, logger="eventsrc.writer"):
+            outcomes = await writer.append_chains(chains, [{} for _ in chains])
+    assert all(isinstance(o, StoreError) and "retry" in str(o) for o in outcomes)
+    assert "the disk is on fire" in str(outcomes[0])
+    logged = [r for r in caplog.records if r.name == "eventsrc.writer"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert await stored(store) == []
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -313,12 +328,9 @@ async def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("the writer never got there")
 
 
-async def test_a_cancelled_queued_decision_is_never_stored(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_a_cancelled_queued_decision_is_never_stored(store: JetStreamEventStore) -> None:
     spec = TaskSpec(skills=("python",))
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"))
+    async with writing(store) as writer:
         reservations = Reservations()
 
         def run(task_id: str) -> asyncio.Task[tuple[Event, ...]]:
@@ -336,18 +348,17 @@ async def test_a_cancelled_queued_decision_is_never_stored(nc: Client) -> None:
             await later
         await asyncio.gather(lone, first)
         await _until(lambda: writer._flusher is None)
-        await runner.wait_for(await store.last_seq())
-        assert "later" not in runner.state.tasks and "first" in runner.state.tasks
+        await writer.runner.wait_for(await store.last_seq())
+        assert "later" not in writer.runner.state.tasks and "first" in writer.runner.state.tasks
         assert not reservations.counts
     assert len(await stored(store)) == 4
 
 
-async def test_a_cancelled_decision_being_stored_returns_once_applied(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_a_cancelled_decision_being_stored_returns_once_applied(
+    store: JetStreamEventStore,
+) -> None:
     spec = TaskSpec(skills=("python",))
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"))
+    async with writing(store) as writer:
         reservations = Reservations()
         tasks = [
             asyncio.create_task(
@@ -362,16 +373,13 @@ async def test_a_cancelled_decision_being_stored_returns_once_applied(nc: Client
         with pytest.raises(asyncio.CancelledError):
             await tasks[1]
         # Its reservations were released only now: its events are applied.
-        assert "queued" in runner.state.tasks
+        assert "queued" in writer.runner.state.tasks
         await tasks[0]
 
 
-async def test_queued_decisions_hear_of_a_stopped_flusher(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_queued_decisions_hear_of_a_stopped_flusher(store: JetStreamEventStore) -> None:
     spec = TaskSpec(skills=("python",))
-    async with ProjectionRunner(store, follow_heartbeats=False) as runner:
-        writer = EventWriter(store, runner, origin=Origin("c1"))
+    async with writing(store) as writer:
         lone, queued = (
             asyncio.create_task(writer.execute(_decide_placed, SubmitTask(task_id=n, spec=spec)))
             for n in ("lone", "queued")
@@ -393,9 +401,9 @@ def _big_batch(number: int, size: int = BIG_BATCH) -> tuple[list[Event], list[in
     return events, [0, None] * (size // 2)
 
 
-async def test_more_batches_at_once_than_the_server_holds_are_all_stored(nc: Client) -> None:
-    store = JetStreamEventStore(nc)
-    await store.ensure_streams()
+async def test_more_batches_at_once_than_the_server_holds_are_all_stored(
+    store: JetStreamEventStore,
+) -> None:
     batches = 60  # the server holds 50 of a stream in flight
     size = MAX_ATOMIC_BATCH  # big enough to overlap on the wire of one connection
     lasts = await asyncio.gather(

@@ -63,6 +63,15 @@ def test_a_new_task_is_refused_when_it_would_eat_into_the_reserve(
         check_room(seen, unfinished=unfinished, last_seq=last_seq, adding=adding)
 
 
+def test_a_stream_that_refused_takes_tasks_again_only_well_below_its_limit() -> None:
+    # 940k + 500 + margin 50k + 1,500 = 992k: room, but within 2% of the 1M limit.
+    seen = fill(940_000, 1_880)
+    check_room(seen, unfinished=0, last_seq=1_880)
+    with pytest.raises(StoreFullError, match="no room"):
+        check_room(seen, unfinished=0, last_seq=1_880, refusing=True)
+    check_room(fill(920_000, 1_840), unfinished=0, last_seq=1_840, refusing=True)  # 972k
+
+
 def test_a_stream_without_a_limit_always_has_room() -> None:
     unbounded = fill(10**12, 10**9, limit=-1)
     check_room(unbounded, unfinished=10**6, last_seq=2 * 10**9)
