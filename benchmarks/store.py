@@ -34,7 +34,6 @@ from eventsrc.events import (
     TaskAssigned,
     TaskSpec,
     TaskStarted,
-    TaskSubmission,
     TaskSubmitted,
     TaskSucceeded,
     encode,
@@ -113,17 +112,6 @@ def lifecycle(task_id: str, count: int) -> list[Event]:
                     )
                 )
     return events
-
-
-def placed_at_submission(task_id: str) -> TaskAssigned:
-    """A task placed at its submission as the coordinator stores it: one
-    ``TaskAssigned`` carrying the submission (``lifecycle``'s first two, in one event)."""
-    submitted, assigned = lifecycle(task_id, count=2)
-    assert isinstance(submitted, TaskSubmitted) and isinstance(assigned, TaskAssigned)
-    submission = TaskSubmission(
-        **{name: getattr(submitted, name) for name in TaskSubmission.model_fields}
-    )
-    return assigned.model_copy(update={"submitted": submission})
 
 
 def raw_subject(subject: str) -> str:

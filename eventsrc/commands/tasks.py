@@ -34,6 +34,7 @@ from eventsrc.commands.scheduler import (
 from eventsrc.errors import DomainError, InvalidRequestError, NotFoundError, PayloadTooLargeError
 from eventsrc.events import (
     AFTER_KEY,
+    ONE_EVENT_SUBMISSIONS,
     Event,
     LimitUse,
     NodeDrainCancelled,
@@ -217,11 +218,31 @@ def decide_submit(
     )
     if followup is None:
         return (submitted,)
-    # Half the payload limit at most: the limit is what one copy may take of a message.
-    one_event_payload = min(MAX_ONE_EVENT_PAYLOAD, limits.max_payload_bytes // 2)
-    if one_event and isinstance(followup, TaskAssigned) and size <= one_event_payload:
+    if (
+        one_event
+        and isinstance(followup, TaskAssigned)
+        and _fits_one_event(command.spec, size, limits)
+        and _reads_one_event(state, followup.node_id)
+    ):
         return (_with_submission(followup, submitted),)
     return (submitted, followup)
+
+
+def _fits_one_event(spec: TaskSpec, payload_bytes: int, limits: Limits) -> bool:
+    """Whether a submission and its assignment fit one message with room to spare: the
+    payload (carried twice) at most ``MAX_ONE_EVENT_PAYLOAD`` and half the payload limit
+    (what one copy may take of a message), and the labels, the one other field of no
+    fixed bound, as small."""
+    one_copy = min(MAX_ONE_EVENT_PAYLOAD, limits.max_payload_bytes // 2)
+    labels = sum(len(key) + len(value) for key, value in spec.labels.items())
+    return payload_bytes <= one_copy and labels <= one_copy
+
+
+def _reads_one_event(state: ClusterState, node_id: str) -> bool:
+    """Whether the node runs code that reads a submission carried by its assignment (a
+    node not yet upgraded would take it for an assignment of an unknown task)."""
+    node = state.nodes.get(node_id)
+    return node is not None and node.event_schema >= ONE_EVENT_SUBMISSIONS
 
 
 def _with_submission(assigned: TaskAssigned, submitted: TaskSubmitted) -> TaskAssigned:

@@ -48,7 +48,8 @@ class StoreRoom:
             try:
                 check_room(self._fill, **self._now(), adding=adding, refusing=self._refusing)
             except StoreFullError as err:
-                self._refuse(err)
+                if adding == 1:  # a batch too big to fit says nothing about one task
+                    self._refuse(err)
                 raise
 
     async def _fresh_look(self) -> None:

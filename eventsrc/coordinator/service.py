@@ -67,7 +67,7 @@ from eventsrc.coordinator.room import StoreRoom
 from eventsrc.coordinator.schedules import ScheduleDesk
 from eventsrc.coordinator.tasking import TaskDesk
 from eventsrc.errors import DomainError, EventsrcError, StoreError
-from eventsrc.events import CURRENT_SCHEMA_VERSIONS
+from eventsrc.events import EVENT_SCHEMA
 from eventsrc.events.subjects import node_subject
 from eventsrc.ports import EVENTS_STREAM, HEARTBEATS_STREAM, OUTPUT_STREAM
 from eventsrc.projections.state import ClusterState
@@ -84,9 +84,6 @@ from eventsrc.store.transport import MicroService
 from eventsrc.writer import EventWriter
 
 log = logging.getLogger(__name__)
-
-EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
-"""The newest event schema this coordinator reads; nodes writing newer are refused."""
 
 TICK_S = 0.5
 MAX_CONCURRENT_REQUESTS = 256

@@ -6,7 +6,14 @@ This package imports nothing of eventsrc except the dependency-free ``eventsrc.e
 from __future__ import annotations
 
 from eventsrc.events.base import EventBase
-from eventsrc.events.catalog import CURRENT_SCHEMA_VERSIONS, EVENT_ADAPTER, EVENT_CLASSES, Event
+from eventsrc.events.catalog import (
+    CURRENT_SCHEMA_VERSIONS,
+    EVENT_ADAPTER,
+    EVENT_CLASSES,
+    EVENT_SCHEMA,
+    ONE_EVENT_SUBMISSIONS,
+    Event,
+)
 from eventsrc.events.cluster import ClusterSettingsChanged, Heartbeat, LeaderElected
 from eventsrc.events.codec import (
     canonical_hash,
@@ -75,7 +82,9 @@ __all__ = [
     "CURRENT_SCHEMA_VERSIONS",
     "EVENT_ADAPTER",
     "EVENT_CLASSES",
+    "EVENT_SCHEMA",
     "MAX_TOKEN_LENGTH",
+    "ONE_EVENT_SUBMISSIONS",
     "AgentRun",
     "Candidate",
     "CatchUp",

@@ -133,3 +133,13 @@ CURRENT_SCHEMA_VERSIONS: Final[dict[str, int]] = {
     name: cls.model_fields["schema_version"].default for name, cls in EVENT_CLASSES.items()
 }
 """The schema version this code writes, per event type."""
+
+ONE_EVENT_SUBMISSIONS: Final = 3
+"""The event schema from which a ``TaskAssigned`` may carry its task's submission."""
+
+EVENT_SCHEMA: Final = max(ONE_EVENT_SUBMISSIONS, *CURRENT_SCHEMA_VERSIONS.values())
+"""The event schema this code reads and writes, which nodes report when they join: the
+newest ``schema_version`` of any event type, or newer when events gained a meaning
+without a new version of their own. A coordinator refuses a node of a newer schema
+and writes to each node only what its schema reads (a task placed at once is one event
+only for a node at ``ONE_EVENT_SUBMISSIONS`` or later)."""

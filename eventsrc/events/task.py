@@ -224,14 +224,9 @@ class TaskAssigned(_ToNode):
     submitted: Annotated[TaskSubmission, EMBEDDED] | None = None
     """Set on a task placed at its submission: the submission itself, stored in this one
     event instead of a ``TaskSubmitted`` before it (one append, one acknowledgement and
-    one delivery less per task). It is then the task's first event, attempt 1, and its
-    ``event_id`` is the submission's too."""
-
-    @model_validator(mode="after")
-    def _a_submission_is_attempt_one(self) -> TaskAssigned:
-        if self.submitted is not None and self.attempt != 1:
-            raise ValueError(f"a submission placed at once is attempt 1, not {self.attempt}")
-        return self
+    one delivery less per task). It is then the task's first event, attempt 1 (the
+    projection skips one that is not, as illegal), and its ``event_id`` is the
+    submission's too."""
 
     def submission(self) -> TaskSubmitted | None:
         """The ``TaskSubmitted`` this event stands for as well, under its envelope."""

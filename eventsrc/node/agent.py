@@ -33,6 +33,7 @@ from eventsrc.errors import (
     UndecodableEventError,
 )
 from eventsrc.events import (
+    EVENT_SCHEMA,
     Event,
     LeaderElected,
     NodeCapabilitiesReported,
@@ -56,7 +57,6 @@ from eventsrc.node.discovery import DiscoveredSkill
 from eventsrc.node.executors import Executor
 from eventsrc.node.fencing import LeaderFence
 from eventsrc.node.host import (
-    EVENT_SCHEMA,
     envelope,
     heartbeat_event,
     joined_event,

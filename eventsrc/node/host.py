@@ -13,10 +13,7 @@ from typing import Any
 import psutil
 
 import eventsrc
-from eventsrc.events import CURRENT_SCHEMA_VERSIONS, Heartbeat, NodeJoined, Origin
-
-EVENT_SCHEMA = max(CURRENT_SCHEMA_VERSIONS.values())
-"""The newest event schema this code writes (the coordinator refuses newer)."""
+from eventsrc.events import EVENT_SCHEMA, Heartbeat, NodeJoined, Origin
 
 MB = 1024 * 1024
 PID_REUSE_TOLERANCE_S = 1.0

@@ -158,6 +158,10 @@ def rejected(state: ClusterState, event: TaskRejected, time: datetime) -> None:
 def assigned(state: ClusterState, event: TaskAssigned, time: datetime) -> None:
     submission = event.submission()
     if submission is not None:  # placed at its submission: first submitted, then placed
+        if event.attempt != 1:  # checked first: nothing of the event may be applied
+            raise Problem(
+                "illegal", f"TaskAssigned carrying a submission at attempt {event.attempt}"
+            )
         submitted(state, submission, time)
     task = _task(state, event.task_id, "TaskAssigned")
     if task.state != TaskState.QUEUED or task.retry_pending or event.attempt != task.attempt:

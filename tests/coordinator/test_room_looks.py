@@ -140,3 +140,14 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_others_look(stream: St
     with pytest.raises(asyncio.CancelledError):
         await first
     assert await stream.looks() == 2
+
+
+@pytest.mark.parametrize("stream", [0.91], indirect=True)
+async def test_a_batch_refused_for_its_size_leaves_single_tasks_accepted(stream: Stream) -> None:
+    # One task fits, within 2% of the limit: where a stream that refused one task
+    # would go on refusing (it takes tasks again only 2% below its limit).
+    room = StoreRoom(stream.store, stream.runner)
+    await room.check()
+    with pytest.raises(StoreFullError, match="no room for 1,000 new tasks"):
+        await room.check(1_000)
+    await room.check()  # the stream is no fuller: one task still fits, and is taken

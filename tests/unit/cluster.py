@@ -14,6 +14,7 @@ from typing import Any
 
 from eventsrc.commands.base import COORDINATOR, Origin, Stamp
 from eventsrc.events import (
+    EVENT_SCHEMA,
     Heartbeat,
     NodeCapabilitiesReported,
     NodeDrainRequested,
@@ -71,8 +72,10 @@ class Cluster:
         hostname: str = "",
         pid: int = 0,
         incarnation: str = "i1",
+        event_schema: int = EVENT_SCHEMA,
     ) -> Cluster:
-        """A joined node holding live instances of ``skills``."""
+        """A joined node holding live instances of ``skills`` (running this code: its
+        event schema, unless given)."""
         joined = NodeJoined(
             **by_node(node_id),
             node_id=node_id,
@@ -84,6 +87,7 @@ class Cluster:
             gpu_count=gpus,
             hostname=hostname,
             pid=pid,
+            event_schema=event_schema,
         )
         self.run.fold(joined, *(instance(skill, node_id) for skill in skills))
         return self
