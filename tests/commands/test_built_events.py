@@ -24,7 +24,7 @@ from eventsrc.events import (
 )
 from tests.factories import T0
 from tests.projections.builders import started, succeeded
-from tests.unit.cluster import decided, python_on
+from tests.unit.cluster import Cluster, decided, python_on
 
 NOW = T0
 
@@ -45,8 +45,8 @@ def checked(event: Event) -> None:
     assert encode(decode(raw)) == raw
 
 
-@pytest.mark.parametrize("spec", SPECS)
-def test_a_submission_placed_at_once_builds_valid_events(spec: dict[str, Any]) -> None:
+def submit_on_two_nodes(spec: dict[str, Any]) -> tuple[Cluster, SubmitTask]:
+    """Two python nodes, and a submission of task t1 with ``spec`` (and its extras)."""
     cluster = python_on("a", "b", labels={"zone": "a"})
     command = SubmitTask(
         task_id="t1",
@@ -54,6 +54,12 @@ def test_a_submission_placed_at_once_builds_valid_events(spec: dict[str, Any]) -
         submitted_by="alice",
         broadcast_id="b1",
     )
+    return cluster, command
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_a_submission_placed_at_once_builds_valid_events(spec: dict[str, Any]) -> None:
+    cluster, command = submit_on_two_nodes(spec)
     events = decide_submit(cluster.state, command, stamp=decided(NOW))
     submitted, assignment = events
     assert isinstance(submitted, TaskSubmitted) and isinstance(assignment, TaskAssigned)
@@ -88,13 +94,7 @@ def test_a_task_placed_at_once_in_one_event_is_valid_and_replays_as_the_two(
     spec: dict[str, Any],
 ) -> None:
     def decided_and_applied(one_event: bool) -> tuple[tuple[Event, ...], dict[str, Any]]:
-        cluster = python_on("a", "b", labels={"zone": "a"})
-        command = SubmitTask(
-            task_id="t1",
-            spec=TaskSpec.model_validate({"skills": ("python",), **spec}),
-            submitted_by="alice",
-            broadcast_id="b1",
-        )
+        cluster, command = submit_on_two_nodes(spec)
         events = decide_submit(cluster.state, command, stamp=decided(NOW), one_event=one_event)
         cluster.run.fold(*events)
         view = dataclasses.asdict(cluster.state.tasks["t1"])
