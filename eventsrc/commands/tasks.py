@@ -145,8 +145,9 @@ def decide_submit(
     """TaskSubmitted plus its first placement (assigned, queued or rejected);
     ``planned`` counts per node the assignments decided but not yet applied.
 
-    ``one_event``: a task placed at once (and its payload at most
-    ``MAX_ONE_EVENT_PAYLOAD``) is one ``TaskAssigned`` that carries its submission."""
+    ``one_event``: a task placed at once, small enough (``_fits_one_event``) and on a node
+    that reads it (``_reads_one_event``), is one ``TaskAssigned`` that carries its
+    submission."""
     limits = limits or Limits()
     try:
         size = len(canonical_json(command.spec.payload))
@@ -248,11 +249,8 @@ def _reads_one_event(state: ClusterState, node_id: str) -> bool:
 def _with_submission(assigned: TaskAssigned, submitted: TaskSubmitted) -> TaskAssigned:
     """The assignment carrying the submission: one event standing for both, caused by
     what caused the submission (a parent's submission, a schedule's firing)."""
-    submission = TaskSubmission.model_construct(
-        **{name: getattr(submitted, name) for name in TaskSubmission.model_fields}
-    )
     return assigned.model_copy(
-        update={"submitted": submission, "causation_id": submitted.causation_id}
+        update={"submitted": TaskSubmission.of(submitted), "causation_id": submitted.causation_id}
     )
 
 

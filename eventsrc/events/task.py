@@ -191,6 +191,12 @@ class TaskSubmission(_Submission):
         frozen=True, extra="ignore", allow_inf_nan=False, json_schema_extra=open_schema
     )
 
+    @classmethod
+    def of(cls, submitted: TaskSubmitted) -> TaskSubmission:
+        """The submission a ``TaskSubmitted`` says (``TaskAssigned.submission`` is the
+        way back), built without validating again: the event is valid already."""
+        return cls.model_construct(**{name: getattr(submitted, name) for name in cls.model_fields})
+
 
 class TaskQueued(_TaskEvent):
     """No eligible node now; the task waits, and says why and who could qualify."""
